@@ -1,0 +1,32 @@
+# Kiln: `make run` trains, registers and serves the quickstart; `make test` runs the suite.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kiln-installed
+SHELL  := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip warns once per package about this machine's extra local indexes; keep the output readable.
+QUIET_PIP := { grep -v "is ignored" || true; }
+
+.PHONY: install run test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	touch $(STAMP)
+
+run: install
+	$(BIN)/kiln run configs/quickstart.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check pipelines serving tests benchmarks
+	$(BIN)/ruff format --check pipelines serving tests benchmarks
+
+clean:
+	rm -rf kiln-runs .pytest_cache

@@ -1,0 +1,180 @@
+"""`kiln`: run, validate, serve, ui. Errors become one line and an exit code (2 = bad config or data)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+from pipelines import console
+from pipelines.config import ConfigError, KilnConfig, load_config
+from pipelines.data import DataError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError) as err:
+        console.error(str(err))
+        if args.verbose:
+            traceback.print_exc()
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        console.say("\ninterrupted; shutting down")
+        _shutdown()
+        return 130
+    except Exception as err:
+        console.error(f"{type(err).__name__}: {' '.join(str(err).split())[:400]}")
+        if args.verbose:
+            traceback.print_exc()
+        else:
+            console.say("  (run again with --verbose for the full trace)")
+        _shutdown()
+        return EXIT_FAILED
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kiln", description="One YAML file to a live, versioned endpoint.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str, *, config_required: bool) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", nargs=None if config_required else "?", help="YAML config file")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value by dotted path (YAML value)")
+        p.add_argument("--verbose", action="store_true", help="show Ray's own output and full traces")
+        p.set_defaults(handler=handler)
+        return p
+
+    run = command("run", cmd_run, "ingest, search, evaluate, register and serve", config_required=True)
+    run.add_argument("--no-serve", action="store_true", help="stop after registering the model")
+    run.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    command("validate", cmd_validate, "check the config and the data; start nothing", config_required=True)
+    serve = command("serve", cmd_serve, "serve a registered model", config_required=False)
+    serve.add_argument("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default: registry.model_name@alias)")
+    ui = command("ui", cmd_ui, "open the MLflow UI on this store", config_required=False)
+    ui.add_argument("--port", type=int, default=5000)
+    return top
+
+
+def _config(args) -> KilnConfig:
+    return load_config(args.config, args.overrides)
+
+
+def cmd_validate(args) -> int:
+    from pipelines import data, run
+
+    cfg = _config(args)
+    run.preflight(cfg)
+    source = data.resolve_source(cfg.data, cfg.storage_root)
+    frame = data.read_local(source)
+    features = data.check_frame(frame, cfg.data)
+    console.say(f"{args.config}: ok ({len(frame)} rows, {len(features)} features, "
+                f"{frame[cfg.data.label].nunique()} classes, {cfg.tune.num_samples} trials)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from pipelines import run
+
+    if args.resume:
+        raise ConfigError("--resume is not available yet; start a new search with 'kiln run CONFIG'")
+    cfg = _config(args)
+    result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose)
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
+                f"test_accuracy={result.test_accuracy:.4f} ({timings})")
+    console.say(f"MLflow UI: {_again('ui', args)}")
+    if result.endpoint is None:
+        from pipelines import runtime
+
+        runtime.stop()
+        return EXIT_OK
+    rows = result.example.head(2).to_numpy().tolist()
+    _announce(result.endpoint, rows)
+    return _serve_until_interrupted()
+
+
+def cmd_serve(args) -> int:
+    from pipelines import run, runtime
+
+    cfg = _config(args)
+    ref = args.model or f"{cfg.registry.model_name}@{cfg.registry.alias}"
+    runtime.start(cfg, verbose=args.verbose)
+    url = run.start_serving(cfg, ref)
+    _announce(url, None)
+    return _serve_until_interrupted()
+
+
+def cmd_ui(args) -> int:
+    cfg = _config(args)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.tracking_uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    if cfg.tracking.uri is None:
+        if not (cfg.storage_root / "mlflow.db").exists():
+            raise ConfigError(f"storage.root: no MLflow store at {cfg.storage_root}; run 'kiln run CONFIG' first")
+        command += ["--default-artifact-root", (cfg.storage_root / "mlartifacts").as_uri()]
+    console.say(f"MLflow UI for {cfg.tracking_uri}: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
+    return subprocess.call(command)
+
+
+def _again(command: str, args) -> str:
+    parts = ["kiln", command] + ([args.config] if args.config else [])
+    parts += [f"--set {shlex.quote(o)}" for o in args.overrides if o.startswith(("storage.", "tracking."))]
+    return " ".join(parts)
+
+
+def _announce(url: str, rows: list | None) -> None:
+    import requests
+
+    console.say(f"\nEndpoint: {url}/predict   (health: {url}/healthz)")
+    if rows is None:
+        console.say("Ctrl-C to stop.")
+        return
+    body = json.dumps({"instances": rows})
+    console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{body}'")
+    answer = requests.post(f"{url}/predict", json={"instances": rows}, timeout=60)
+    console.say(f"Sample answer ({answer.status_code}): {answer.text}")
+    console.say("Serving until Ctrl-C.")
+
+
+def _serve_until_interrupted() -> int:
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # Tune leaves its own SIGINT handler behind after a search; take Ctrl-C back.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        console.say("\nshutting down the endpoint")
+        _shutdown()
+        return EXIT_OK
+
+
+def _shutdown() -> None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            from pipelines import runtime
+
+            runtime.stop()
+    except Exception:  # already gone
+        pass
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The one typed config tree: schema, YAML loading, `--set` overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# Metrics every epoch reports; `tune.metric` must be one of them.
+REPORTED_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
+SEARCH_DOMAINS = ("choice", "uniform", "loguniform", "randint")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message is one line naming the key (CLI exit code 2)."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class StorageConfig(Section):
+    root: str = "./kiln-runs"
+    """Everything a run writes lives here: datasets, checkpoints, the MLflow store."""
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """null starts a local runtime; "auto" or ray://host:10001 joins a cluster."""
+    num_cpus: PositiveInt | None = None
+    """CPUs of the local runtime; null = every core of this machine."""
+
+
+class TrackingConfig(Section):
+    uri: str | None = None
+    """null = sqlite:///<storage.root>/mlflow.db; or http://host:5000 for a tracking server."""
+    experiment: str | None = None
+    """MLflow experiment name; null = the config's `name`."""
+
+
+class SplitConfig(Section):
+    val: float = Field(0.15, gt=0, lt=1)
+    """Fraction of rows for validation (stratified by label)."""
+    test: float = Field(0.15, gt=0, lt=1)
+    """Fraction of rows held out for the final test metric (stratified by label)."""
+    seed: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _leave_rows_for_training(self) -> SplitConfig:
+        if self.val + self.test >= 0.9:
+            raise ValueError(
+                f"val + test must leave at least 10% of rows for training (got {self.val + self.test:g})"
+            )
+        return self
+
+
+class DataConfig(Section):
+    source: str = "builtin:digits"
+    """builtin:digits, or a path/URI to parquet or CSV files (a file or a folder)."""
+    label: str = "label"
+    """Column to predict; string labels are allowed and come back as strings."""
+    features: list[str] | None = None
+    """Feature columns in order; null = every column except the label."""
+    split: SplitConfig = SplitConfig()
+
+
+class ModelConfig(Section):
+    name: str = "mlp"
+    """mlp, cnn, or "package.module:factory" (called as factory(input_dim, num_classes, cfg))."""
+    hidden: list[PositiveInt] = [128, 64]
+    """Hidden layer widths (mlp) or channel counts (cnn)."""
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 10
+    """Maximum epochs per trial; ASHA may stop a trial earlier."""
+    batch_size: PositiveInt = 64
+    """Global batch size; each of the num_workers workers gets batch_size / num_workers."""
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.0, ge=0)
+    num_workers: PositiveInt = 2
+    """DDP workers per trial; each gets 1/num_workers of every epoch."""
+    cpus_per_worker: PositiveFloat = 0.5
+    """Logical CPUs reserved per worker; fractions let several workers share a small machine."""
+    use_gpu: bool | Literal["auto"] = "auto"
+    """auto = use one GPU per worker when the cluster has GPUs (NCCL), else CPU (gloo)."""
+    max_failures: NonNegativeInt = 2
+    """Worker-group restarts from the last checkpoint before a trial fails."""
+    keep_checkpoints: PositiveInt = 2
+    """Best checkpoints kept per trial (by tune.metric)."""
+    seed: NonNegativeInt = 0
+
+
+class SchedulerConfig(Section):
+    name: Literal["asha", "fifo"] = "asha"
+    """asha stops weak trials early; fifo runs every trial to the end."""
+    grace_period: PositiveInt = 1
+    """Epochs every trial runs before ASHA may stop it."""
+    reduction_factor: float = Field(2, gt=1)
+
+
+class TuneConfig(Section):
+    num_samples: PositiveInt = 8
+    metric: str = "val_accuracy"
+    mode: Literal["min", "max"] = "max"
+    scheduler: SchedulerConfig = SchedulerConfig()
+    search_space: dict[str, dict[str, Any]] = {}
+    """Dotted config paths to domains: {choice: [...]}, {uniform: [lo, hi]},
+    {loguniform: [lo, hi]}, {randint: [lo, hi)}."""
+    max_concurrent_trials: PositiveInt | None = None
+    """null = as many as the cluster's CPUs fit."""
+    seed: NonNegativeInt = 0
+
+    @field_validator("metric")
+    @classmethod
+    def _reported(cls, metric: str) -> str:
+        if metric not in REPORTED_METRICS:
+            raise ValueError(f"must be one of {', '.join(REPORTED_METRICS)} (got {metric!r})")
+        return metric
+
+
+class RegistryConfig(Section):
+    model_name: str = Field("kiln-model", min_length=1)
+    alias: str = Field("champion", min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    promote: Literal["if_better", "always", "never"] = "if_better"
+    """if_better moves the alias only when the new test metric is at least the current one's."""
+
+
+class ServeConfig(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Bind address; stays on loopback unless you say otherwise."""
+    port: int = Field(8000, ge=1, le=65535)
+    num_cpus: PositiveFloat = 0.25
+    """Logical CPUs per replica."""
+
+
+class KilnConfig(Section):
+    name: str = Field("kiln", min_length=1)
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
+    registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()
+
+    @model_validator(mode="after")
+    def _search_space_points_into_config(self) -> KilnConfig:
+        from pipelines.search_space import check_search_space
+
+        check_search_space(self)
+        return self
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root).expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.storage_root / 'mlflow.db'}"
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfig:
+    """Read a YAML file (or the defaults when path is None), apply `a.b=value` overrides, validate."""
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    raw = apply_overrides(raw, overrides)
+    return validate(raw, source)
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
+    try:
+        return KilnConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {describe_error(err)}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set train.lr=3e-4 --set model.hidden=[64]`: dotted paths, YAML values."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        set_dotted(raw, key.strip(), value)
+    return raw
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def describe_error(err: ValidationError) -> str:
+    """The first error as `dotted.key: message (got value)`."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    got = first.get("input")
+    if got is not None and not isinstance(got, dict) and first["type"] != "value_error":
+        message += f" (got {got!r})"
+    return f"{where}: {message}" if first["loc"] else message
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())

@@ -1,0 +1,133 @@
+"""MLflow tracking: one parent run per `kiln run`, one nested run per trial, written by the driver only.
+
+SQLite allows one writer at a time, so every write goes through this process: trial metrics arrive
+through a Tune callback (driver side) instead of being logged from the workers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.config import KilnConfig
+from pipelines.search_space import apply_sample
+
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
+
+
+def client(cfg: KilnConfig):
+    import mlflow
+    from mlflow import MlflowClient
+
+    if cfg.tracking.uri is None:
+        cfg.storage_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+
+
+def experiment_id(cfg: KilnConfig) -> str:
+    """The run's experiment; local stores keep artifacts under storage.root, not the working dir."""
+    mlflow_client = client(cfg)
+    found = mlflow_client.get_experiment_by_name(cfg.experiment_name)
+    if found:
+        return found.experiment_id
+    location = (cfg.storage_root / "mlartifacts").as_uri() if cfg.tracking.uri is None else None
+    return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def trial_params(cfg: KilnConfig) -> dict[str, str]:
+    """The same keys on every trial run, so MLflow's compare view lines them up."""
+    raw = cfg.model_dump(include={"model", "train", "data"})
+    return {k: str(v)[:500] for k, v in flatten(raw).items()}
+
+
+def start_parent(cfg: KilnConfig, *, run_name: str, tags: dict[str, str]) -> str:
+    mlflow_client = client(cfg)
+    run = mlflow_client.create_run(experiment_id(cfg), run_name=run_name, tags={"kiln.kind": "search", **tags})
+    run_id = run.info.run_id
+    mlflow_client.log_text(run_id, yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
+    for key, value in flatten(cfg.model_dump(include={"data", "tune", "registry", "train"})).items():
+        mlflow_client.log_param(run_id, key, str(value)[:500])
+    return run_id
+
+
+def log_metrics(cfg: KilnConfig, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    mlflow_client = client(cfg)
+    for key, value in metrics.items():
+        mlflow_client.log_metric(run_id, key, float(value), step=step)
+
+
+def set_tags(cfg: KilnConfig, run_id: str, tags: dict[str, str]) -> None:
+    mlflow_client = client(cfg)
+    for key, value in tags.items():
+        mlflow_client.set_tag(run_id, key, value)
+
+
+def end_run(cfg: KilnConfig, run_id: str, status: str = "FINISHED") -> None:
+    client(cfg).set_terminated(run_id, status=status)
+
+
+def trial_callback(cfg: KilnConfig, parent_run_id: str):
+    """A Tune callback (runs in the driver) that mirrors each trial into a nested MLflow run."""
+    from ray.tune import Callback
+
+    class MlflowTrials(Callback):
+        def __init__(self):
+            self.runs: dict[str, str] = {}
+
+        def __getstate__(self):  # Tune pickles callbacks with its experiment state
+            return {"runs": self.runs}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            if trial.trial_id in self.runs:
+                return
+            trial_cfg = apply_sample(cfg, trial.config)
+            run = client(cfg).create_run(
+                experiment_id(cfg), run_name=f"trial-{trial.trial_id}",
+                tags={"mlflow.parentRunId": parent_run_id, "kiln.kind": "trial", "kiln.trial_id": trial.trial_id})
+            self.runs[trial.trial_id] = run.info.run_id
+            mlflow_client = client(cfg)
+            for key, value in trial_params(trial_cfg).items():
+                mlflow_client.log_param(run.info.run_id, key, value)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            run_id = self.runs.get(trial.trial_id)
+            if run_id is None:
+                return
+            metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), int | float)
+                       and math.isfinite(result[k])}
+            log_metrics(cfg, run_id, metrics, step=int(result.get("training_iteration", 0)))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._end(trial, "FINISHED")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._end(trial, "FAILED")
+
+        def _end(self, trial, status):
+            run_id = self.runs.get(trial.trial_id)
+            if run_id:
+                set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("training_iteration", 0))})
+                end_run(cfg, run_id, status)
+
+    return MlflowTrials()
+
+
+def store_path(cfg: KilnConfig) -> Path | None:
+    """The SQLite file of a local store, or None for a tracking server."""
+    return cfg.storage_root / "mlflow.db" if cfg.tracking.uri is None else None

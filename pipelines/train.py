@@ -1,0 +1,135 @@
+"""Training: one `train_loop_per_worker` (DDP via Ray Train V2) and the trainer that runs it."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pipelines import checkpoint
+from pipelines.config import KilnConfig
+from pipelines.data import Preprocessing
+from pipelines.models import build_model
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Runs on every worker. Each epoch every rank reports; rank 0 attaches the checkpoint."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = KilnConfig.model_validate(loop_config["cfg"])
+    prep = Preprocessing.from_dict(loop_config["preprocessing"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, input_dim=len(prep.features), num_classes=len(prep.labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    start_epoch = _resume(model, optimizer)
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    use_amp = device.type == "cuda"
+
+    batch_size = max(1, cfg.train.batch_size // world_size)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_data = ray.train.get_dataset_shard("val")
+    dtypes = {"x": torch.float32, "y": torch.long}
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of losses, rows) for this rank
+        batches = train_shard.iter_torch_batches(
+            batch_size=batch_size, dtypes=dtypes, device=device,
+            local_shuffle_buffer_size=2048, local_shuffle_seed=cfg.train.seed + epoch)
+        for batch in batches:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = F.cross_entropy(model(batch["x"]), batch["y"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # .item() would sync with the device every step; accumulate a tensor instead.
+            loss_sum += torch.stack([loss.detach().double().cpu() * len(batch["y"]),
+                                     torch.tensor(float(len(batch["y"])), dtype=torch.float64)])
+        if world_size > 1:
+            torch.distributed.all_reduce(loss_sum)
+        val_loss, val_accuracy = _evaluate(model, val_data, batch_size=cfg.train.batch_size, device=device)
+        metrics = {
+            "train_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "epoch_time_s": time.perf_counter() - started,
+            "epoch": epoch + 1,
+        }
+        _report(metrics, rank=rank, model=model, optimizer=optimizer, cfg=cfg, prep=prep)
+
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """After a worker failure, continue from the last reported checkpoint."""
+    import ray.train
+
+    restored = ray.train.get_checkpoint()
+    if not restored:
+        return 0
+    with restored.as_directory() as folder:
+        model.load_state_dict(torch.load(Path(folder) / checkpoint.WEIGHTS_FILE, weights_only=True))
+        optimizer.load_state_dict(torch.load(Path(folder) / checkpoint.OPTIMIZER_FILE, weights_only=True))
+        return int(checkpoint.read_meta(folder)["epoch"])
+
+
+def _evaluate(model, dataset, *, batch_size: int, device) -> tuple[float, float]:
+    model.eval()
+    loss, correct, rows = 0.0, 0, 0
+    with torch.inference_mode():
+        for batch in dataset.iter_torch_batches(batch_size=batch_size, dtypes={"x": torch.float32, "y": torch.long},
+                                                device=device):
+            logits = model(batch["x"]).float()
+            loss += F.cross_entropy(logits, batch["y"], reduction="sum").item()
+            correct += (logits.argmax(dim=1) == batch["y"]).sum().item()
+            rows += len(batch["y"])
+    return loss / max(rows, 1), correct / max(rows, 1)
+
+
+def _report(metrics, *, rank, model, optimizer, cfg: KilnConfig, prep: Preprocessing) -> None:
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        inner = model.module if hasattr(model, "module") else model
+        checkpoint.save(folder, model=inner, optimizer=optimizer, model_cfg=cfg.model,
+                        preprocessing=prep, epoch=metrics["epoch"], metrics=metrics)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
+                  name: str, use_gpu: bool, callbacks: list[Any] = ()):
+    """A TorchTrainer for one run of `cfg`: DDP over train.num_workers workers."""
+    import ray.train
+    from ray.train import DataConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict()},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(cfg.storage_root / "ray"),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.train.keep_checkpoints,
+                checkpoint_score_attribute=cfg.tune.metric,
+                checkpoint_score_order=cfg.tune.mode),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=list(callbacks),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )

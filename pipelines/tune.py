@@ -1,0 +1,124 @@
+"""The ASHA search: each trial is one distributed Ray Train run of the sampled config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines import resources
+from pipelines.config import KilnConfig
+from pipelines.search_space import Domain, apply_sample, parse_search_space
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    sample: dict[str, Any]
+    epochs_run: int
+    best_metric: float | None
+    best_checkpoint: str | None
+    stopped_early: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    trials: list[TrialSummary]
+    best: TrialSummary
+    max_concurrent: int
+
+
+def to_tune_domain(domain: Domain):
+    from ray import tune
+
+    if domain.kind == "choice":
+        return tune.choice(list(domain.args))
+    return getattr(tune, domain.kind)(*domain.args)
+
+
+def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: dict[str, Any],
+              datasets: dict[str, Any], use_gpu: bool) -> None:
+    """The Tune trainable: build the trial's config, run its Train run to the end (or until ASHA stops it)."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipelines.data import Preprocessing
+    from pipelines.train import build_trainer
+
+    cfg = apply_sample(KilnConfig.model_validate(base), sample)
+    # Named after the trial, so a restarted trial resumes its own Train run.
+    name = f"train-{tune.get_context().get_trial_id()}"
+    trainer = build_trainer(cfg, datasets=datasets, preprocessing=Preprocessing.from_dict(preprocessing),
+                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()])
+    trainer.fit()
+
+
+def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = ()) -> SearchResult:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=cpus, cluster_gpus=gpus)
+    use_gpu = resources.resolve_use_gpu(cfg, gpus)
+
+    trainable = tune.with_parameters(
+        run_trial, base=cfg.model_dump(), preprocessing=splits.preprocessing.to_dict(),
+        datasets={"train": splits.train, "val": splits.val}, use_gpu=use_gpu)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
+                               grace_period=min(cfg.tune.scheduler.grace_period, cfg.train.epochs),
+                               reduction_factor=cfg.tune.scheduler.reduction_factor)
+                 if cfg.tune.scheduler.name == "asha" else FIFOScheduler())
+    param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": resources.TRIAL_ACTOR_CPU}),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler,
+            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
+        run_config=tune.RunConfig(name=search_name, storage_path=str(cfg.storage_root / "ray"),
+                                  verbose=0, callbacks=list(callbacks)),
+    )
+    grid = tuner.fit()
+    trials = [summarize(result, cfg) for result in grid]
+    finished = [t for t in trials if t.best_checkpoint is not None]
+    if not finished:
+        errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"
+        raise RuntimeError(f"every trial failed: {errors[:500]}")
+    best = pick_best(finished, cfg.tune.mode)
+    return SearchResult(trials, best, concurrency)
+
+
+def summarize(result, cfg: KilnConfig) -> TrialSummary:
+    """One trial's outcome: its best epoch (by tune.metric) and whether ASHA cut it short."""
+    frame = result.metrics_dataframe
+    trial_id = result.path.rstrip("/").rsplit("_", 2)[-2] if result.path else "?"
+    sample = {k: v for k, v in (result.config or {}).items()}
+    error = f"{type(result.error).__name__}: {result.error}".splitlines()[0] if result.error else None
+    if frame is None or frame.empty or cfg.tune.metric not in frame:
+        return TrialSummary(trial_id, sample, 0, None, None, False, error)
+    rows = frame.dropna(subset=[cfg.tune.metric])
+    if "checkpoint_path" in rows:
+        rows = rows.dropna(subset=["checkpoint_path"])
+    best_row = rows.loc[rows[cfg.tune.metric].idxmax() if cfg.tune.mode == "max" else rows[cfg.tune.metric].idxmin()]
+    epochs_run = int(frame["training_iteration"].max())
+    return TrialSummary(
+        trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
+        sample=sample,
+        epochs_run=epochs_run,
+        best_metric=float(best_row[cfg.tune.metric]),
+        best_checkpoint=best_row.get("checkpoint_path"),
+        stopped_early=error is None and epochs_run < cfg.train.epochs,
+        error=error,
+    )
+
+
+def pick_best(trials: list[TrialSummary], mode: str) -> TrialSummary:
+    """Best metric wins; ties go to the trial that used fewer epochs, then to the first."""
+    sign = -1.0 if mode == "max" else 1.0
+    return min(trials, key=lambda t: (sign * t.best_metric if math.isfinite(t.best_metric) else math.inf,
+                                      t.epochs_run))

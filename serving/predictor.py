@@ -1,0 +1,64 @@
+"""Load from the registry, validate requests, predict, decode labels. No Ray here."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pipelines.inference import InferenceModel
+
+
+class RequestError(ValueError):
+    """A bad request body; the message names the row, field or value."""
+
+
+class Predictor:
+    def __init__(self, model: InferenceModel, *, name: str, version: int):
+        self.model, self.name, self.version = model, name, version
+
+    @classmethod
+    def from_registry(cls, tracking_uri: str, name: str, version: int) -> Predictor:
+        """Only `models:/NAME/VERSION` of this store's registry: never a path from a request."""
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        return cls(pyfunc.unwrap_python_model().model, name=name, version=version)
+
+    @property
+    def features(self) -> list[str]:
+        return self.model.features
+
+    def rows(self, instances: Any) -> np.ndarray:
+        """Validate `instances` against the model's own signature and return a float matrix."""
+        if not isinstance(instances, list) or not instances:
+            raise RequestError("instances: expected a non-empty list of rows")
+        width = len(self.features)
+        matrix = np.empty((len(instances), width), dtype=np.float64)
+        for i, row in enumerate(instances):
+            if isinstance(row, dict):
+                missing = [f for f in self.features if f not in row]
+                unknown = [k for k in row if k not in self.features]
+                if missing:
+                    raise RequestError(f"instances[{i}]: missing feature {missing[0]!r}")
+                if unknown:
+                    raise RequestError(f"instances[{i}]: unknown feature {unknown[0]!r}")
+                row = [row[f] for f in self.features]
+            if not isinstance(row, list):
+                raise RequestError(f"instances[{i}]: expected a list of {width} numbers or an object of features")
+            if len(row) != width:
+                raise RequestError(f"instances[{i}]: expected {width} features, got {len(row)}")
+            for j, value in enumerate(row):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RequestError(f"instances[{i}][{j}] ({self.features[j]}): expected a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise RequestError(f"instances[{i}][{j}] ({self.features[j]}): value must be finite")
+            matrix[i] = row
+        return matrix
+
+    def predict(self, instances: Any) -> dict[str, Any]:
+        predictions = self.model.predict(self.rows(instances))
+        return {"predictions": predictions, "model": self.name, "version": self.version}

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, KilnConfig, apply_overrides, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "tests" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    assert isinstance(load_config(path), KilnConfig)
+
+
+def test_quickstart_is_the_documented_search():
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    assert cfg.data.source == "builtin:digits"
+    assert (cfg.model.name, cfg.tune.num_samples, cfg.train.num_workers) == ("mlp", 8, 2)
+    assert cfg.train.epochs == 10 and cfg.tune.scheduler.name == "asha"
+    assert cfg.serve.host == "127.0.0.1"
+
+
+def test_reference_documents_every_key():
+    """reference.yaml sets every key of the schema, so it is the complete documentation."""
+    import yaml
+
+    from pipelines.tracking import flatten
+
+    reference = flatten(yaml.safe_load((ROOT / "configs" / "reference.yaml").read_text()))
+    defaults = flatten(KilnConfig().model_dump())
+    missing = sorted(k for k in defaults if not any(r == k or r.startswith(k + ".") for r in reference))
+    assert missing == []
+
+
+def test_overrides_take_yaml_values():
+    raw = apply_overrides({"train": {"lr": 1}}, ["train.lr=3e-4", "model.hidden=[32, 16]", "serve.enabled=false"])
+    cfg = KilnConfig.model_validate(raw)
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.model.hidden == [32, 16]
+    assert cfg.serve.enabled is False
+
+
+def test_yaml_exponent_without_dot_is_coerced(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {lr: 1e-3}\n")  # YAML 1.1 reads this as a string
+    assert load_config(path).train.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.num_workers=-1", "train.num_workers: Input should be greater than 0 (got -1)"),
+    ("train.epochs=0", "train.epochs: Input should be greater than 0"),
+    ("train.lr=fast", "train.lr: Input should be a valid number"),
+    ("train.learning_rate=0.1", "train.learning_rate: unknown key"),
+    ("tune.metric=val_f1", "tune.metric: must be one of"),
+    ("tune.mode=maximize", "tune.mode: Input should be 'min' or 'max'"),
+    ("data.split.val=0.8", "data.split: val + test must leave"),
+    ("serve.port=70000", "serve.port: Input should be less than or equal to 65535"),
+    ("registry.promote=sometimes", "registry.promote: Input should be"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "configs" / "quickstart.yaml", [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_set_needs_key_and_value():
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(None, ["train.lr"])
