@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import subprocess
@@ -35,6 +37,17 @@ def _requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "torch", "pandas", "numpy", "pydantic", "pyyaml")]
 
 
+def signature(example: pd.DataFrame):
+    """Feature names are required; their type is left open because MLflow refuses int64 columns for
+    a double schema ("cannot safely convert"), and integer-valued CSVs are common. The model itself
+    converts to float and rejects non-numeric values."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec(AnyType(), str(name)) for name in example.columns])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(AnyType(), "prediction")]))
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -48,19 +61,15 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, example: pd.DataFrame, par
              test_accuracy: float, data_fingerprint: str) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate."""
     import mlflow
-    from mlflow.models import infer_signature
 
     from pipelines.inference import KilnPyfunc
 
     mlflow_client = tracking.client(cfg)
     name = cfg.registry.model_name
-    predictions = KilnPyfunc()
-    predictions.load_context(type("Context", (), {"artifacts": {"checkpoint": checkpoint_dir}})())
-    signature = infer_signature(example, predictions.predict(None, example))
-    with mlflow.start_run(run_id=parent_run_id):
+    with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
-            signature=signature, input_example=example, pip_requirements=_requirements(),
+            signature=signature(example), input_example=example, pip_requirements=_requirements(),
             registered_model_name=name)
     version = int(info.registered_model_version)
     tags = {"run_id": parent_run_id, TEST_METRIC: f"{test_accuracy:.6f}", "data_fingerprint": data_fingerprint,

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-KILN = str(Path(sys.executable).parent / "kiln")
+from tests_support import KILN, ROOT
+
 READY_LINE = "Serving until Ctrl-C."
 RUN_TIMEOUT_S = 900
 
