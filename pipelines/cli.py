@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import traceback
-from pathlib import Path
 
 from pipelines import console
 from pipelines.config import ConfigError, KilnConfig, load_config

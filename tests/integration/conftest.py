@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -12,17 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from tests_support import KILN, ROOT
+from tests_support import KILN, ROOT, free_port
 
 READY_LINE = "Serving until Ctrl-C."
 RUN_TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

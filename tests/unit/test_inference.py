@@ -78,7 +78,8 @@ def test_bad_requests_are_named(trained, instances, message):
 
 
 def test_models(trained):
-    assert build_model(ModelConfig(name="cnn", hidden=[4]), input_dim=64, num_classes=10)(torch.zeros(2, 64)).shape == (2, 10)
+    cnn = build_model(ModelConfig(name="cnn", hidden=[4]), input_dim=64, num_classes=10)
+    assert cnn(torch.zeros(2, 64)).shape == (2, 10)
     with pytest.raises(ValueError, match="square number"):
         build_model(ModelConfig(name="cnn"), input_dim=10, num_classes=2)
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
