@@ -14,6 +14,7 @@ import traceback
 from pipelines import console
 from pipelines.config import ConfigError, KilnConfig, load_config
 from pipelines.data import DataError
+from pipelines.registry import ModelNotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
+    except ModelNotFound as err:
+        console.error(str(err))
+        _shutdown()
+        return EXIT_FAILED
     except (ConfigError, DataError) as err:
         console.error(str(err))
         if args.verbose:
@@ -60,6 +65,22 @@ def parser() -> argparse.ArgumentParser:
     command("validate", cmd_validate, "check the config and the data; start nothing", config_required=True)
     serve = command("serve", cmd_serve, "serve a registered model", config_required=False)
     serve.add_argument("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default: registry.model_name@alias)")
+    plan = command("plan", cmd_plan, "predict step, epoch and search time per worker count", config_required=True)
+    plan.add_argument("--hardware", default="local", help="local (calibrated now), H100, A100, L4 or a YAML file")
+    plan.add_argument("--workers", default="1,2,4", help="worker counts to compare, e.g. 1,2,4,8")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--png", help="also draw step time and efficiency against worker count here")
+    promote = sub.add_parser("promote", help="point the alias at a registered version (load-checked first)")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    rollback = sub.add_parser("rollback", help="move the alias back to the previous champion")
+    rollback.add_argument("name")
+    for p in (promote, rollback):
+        p.add_argument("--config", help="YAML config naming the store (default: ./kiln-runs)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--verbose", action="store_true")
+    promote.set_defaults(handler=cmd_promote)
+    rollback.set_defaults(handler=cmd_rollback)
     ui = command("ui", cmd_ui, "open the MLflow UI on this store", config_required=False)
     ui.add_argument("--port", type=int, default=5000)
     return top
@@ -69,16 +90,60 @@ def _config(args) -> KilnConfig:
     return load_config(args.config, args.overrides)
 
 
+def cmd_promote(args) -> int:
+    from pipelines import registry
+
+    cfg = _config(args)
+    registry.promote(cfg, args.name, args.version)
+    console.say(f"{args.name}@{cfg.registry.alias} -> v{args.version}")
+    return EXIT_OK
+
+
+def cmd_rollback(args) -> int:
+    from pipelines import registry
+
+    cfg = _config(args)
+    current, previous = registry.rollback(cfg, args.name)
+    console.say(f"{args.name}@{cfg.registry.alias}: v{current} -> v{previous}")
+    return EXIT_OK
+
+
 def cmd_validate(args) -> int:
     from pipelines import data, run
 
     cfg = _config(args)
     run.preflight(cfg)
-    source = data.resolve_source(cfg.data, cfg.storage_root)
-    frame = data.read_local(source)
-    features = data.check_frame(frame, cfg.data)
+    frame, features = data.inspect(cfg.data, cfg.storage_root)
     console.say(f"{args.config}: ok ({len(frame)} rows, {len(features)} features, "
                 f"{frame[cfg.data.label].nunique()} classes, {cfg.tune.num_samples} trials)")
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    from pipelines import data, plan, resources, runtime
+
+    cfg = _config(args)
+    try:
+        workers = sorted({int(n) for n in args.workers.split(",")})
+    except ValueError:
+        raise ConfigError(f"--workers: expected numbers like 1,2,4 (got {args.workers!r})") from None
+    if not workers or workers[0] < 1:
+        raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
+    frame, features = data.inspect(cfg.data, cfg.storage_root)
+    num_classes = frame[cfg.data.label].nunique()
+    train_rows = data.split_counts(len(frame), cfg.data.split)[0]
+    if args.hardware == "local":
+        console.say("calibrating this machine on the model's own shapes (a few seconds) ...")
+        profile = plan.calibrate_local(cfg, len(features), num_classes)
+    else:
+        profile = plan.load_profile(args.hardware)
+    concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
+    result = plan.plan(cfg, profile=profile, workers=workers, input_dim=len(features),
+                       num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency)
+    console.say(json.dumps(result, indent=2) if args.json else plan.format_table(result))
+    if args.png:
+        plan.save_png(result, args.png)
+        console.say(f"plot: {args.png}")
     return EXIT_OK
 
 

@@ -118,12 +118,19 @@ class TuneConfig(Section):
     metric: str = "val_accuracy"
     mode: Literal["min", "max"] = "max"
     scheduler: SchedulerConfig = SchedulerConfig()
-    search_space: dict[str, dict[str, Any]] = {}
+    search_space: dict[str, dict[str, Any]] = {"train.lr": {"loguniform": [1e-4, 1e-2]}}
     """Dotted config paths to domains: {choice: [...]}, {uniform: [lo, hi]},
     {loguniform: [lo, hi]}, {randint: [lo, hi)}."""
     max_concurrent_trials: PositiveInt | None = None
     """null = as many as the cluster's CPUs fit."""
     seed: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> TuneConfig:
+        if not self.search_space and self.num_samples > 1:
+            raise ValueError(f"tune.search_space: empty, so all {self.num_samples} trials would train the same "
+                             "config; add a domain or set tune.num_samples: 1")
+        return self
 
     @field_validator("metric")
     @classmethod

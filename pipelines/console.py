@@ -58,12 +58,11 @@ def progress_callback(metric: str, num_samples: int):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             value = result.get(metric)
             if isinstance(value, int | float):
-                say(f"  [{self._elapsed()}] trial {trial.trial_id} epoch {result.get('training_iteration')}: "
+                say(f"  [{self._elapsed()}] trial {trial.trial_id} epoch {result.get('epoch')}: "
                     f"{metric}={value:.4f}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            say(f"  [{self._elapsed()}] trial {trial.trial_id} done after "
-                f"{trial.last_result.get('training_iteration', 0)} epochs")
+            say(f"  [{self._elapsed()}] trial {trial.trial_id} done after {trial.last_result.get('epoch', 0)} epochs")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             say(f"  [{self._elapsed()}] trial {trial.trial_id} failed (see --verbose)")

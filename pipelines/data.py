@@ -118,6 +118,12 @@ def read_local(source: Source) -> pd.DataFrame:
         raise DataError(f"data.source: cannot read {source.paths[0]}: {_one_line(err)}") from None
 
 
+def inspect(cfg: DataConfig, storage_root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check the configured data without Ray: what `kiln validate` and `kiln plan` need."""
+    frame = read_local(resolve_source(cfg, storage_root))
+    return frame, check_frame(frame, cfg)
+
+
 def fingerprint(source: Source) -> str:
     """sha256 of the local files' bytes (URIs: of their names), recorded on the model."""
     digest = hashlib.sha256()
@@ -167,8 +173,8 @@ def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
     classes = labels.nunique()
     if classes < 2:
         raise DataError(f"data.label: column {cfg.label!r} has a single class; need at least 2")
-    counts = split_counts(len(frame), cfg.split)
-    if min(counts) < 1 or counts[0] < classes:
+    parts = stratified_split(labels.to_numpy(), cfg.split)
+    if min(len(p) for p in parts) < 1 or len(parts[0]) < classes:
         raise DataError(f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} "
                         f"test={cfg.split.test:g} over {classes} classes")
     return features

@@ -23,6 +23,14 @@ class Splits:
     num_rows: dict[str, int]
 
     @property
+    def test_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.test_x, columns=self.preprocessing.features)
+
+    @property
+    def test_labels(self) -> list:
+        return [data._plain(v) for v in self.test_y]
+
+    @property
     def input_dim(self) -> int:
         return len(self.preprocessing.features)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +56,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def register(cfg: KilnConfig, *, checkpoint_dir: str, example: pd.DataFrame, parent_run_id: str,
-             test_accuracy: float, data_fingerprint: str) -> Registered:
+def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, test_labels: list,
+             parent_run_id: str, test_accuracy: float, data_fingerprint: str) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate."""
     import mlflow
 
@@ -66,40 +65,121 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, example: pd.DataFrame, par
 
     mlflow_client = tracking.client(cfg)
     name = cfg.registry.model_name
-    with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
-            signature=signature(example), input_example=example, pip_requirements=_requirements(),
-            registered_model_name=name)
+    example = test_frame.head(4)
+    try:  # logging validates the input example, so a model that cannot predict stops here
+        with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
+                signature=signature(example), input_example=example, pip_requirements=_requirements(),
+                registered_model_name=name)
+    except Exception as err:
+        raise RuntimeError(f"{name}: the new model failed its load check, alias not moved: "
+                           f"{type(err).__name__}: {str(err)[:200]}") from None
     version = int(info.registered_model_version)
     tags = {"run_id": parent_run_id, TEST_METRIC: f"{test_accuracy:.6f}", "data_fingerprint": data_fingerprint,
             "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000]}
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
-    # Never point the alias at something that does not load: load it the way serving will.
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    loaded.predict(example)
-
-    promote, reason = should_promote(cfg, mlflow_client, test_accuracy)
+    load_check(name, version, example)
+    promote, reason = should_promote(cfg, mlflow_client, test_accuracy, test_frame, test_labels)
+    tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
+                                           "kiln.model_version": str(version)})
     if promote:
-        mlflow_client.set_registered_model_alias(name, cfg.registry.alias, str(version))
+        move_alias(cfg, name, version)
     return Registered(name, version, promote, reason)
 
 
-def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float) -> tuple[bool, str]:
-    policy = cfg.registry.promote
+def load_check(name: str, version: int, example: pd.DataFrame) -> None:
+    """Never point an alias at something that does not load: load and predict the way serving will."""
+    import mlflow
+
+    try:
+        mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(example)
+    except Exception as err:
+        raise RuntimeError(f"{name} v{version} failed its load check, alias not moved: "
+                           f"{type(err).__name__}: {err}") from None
+
+
+def accuracy(predictions, labels) -> float:
+    return float(sum(p == t for p, t in zip(predictions, labels, strict=True)) / max(len(labels), 1))
+
+
+def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float, test_frame: pd.DataFrame,
+                   test_labels: list) -> tuple[bool, str]:
+    """if_better: the current champion is scored again on this run's test split, so both numbers compare."""
+    import mlflow
+
+    policy, alias = cfg.registry.promote, cfg.registry.alias
     if policy != "if_better":
         return policy == "always", f"registry.promote is {policy}"
     try:
-        current = mlflow_client.get_model_version_by_alias(cfg.registry.model_name, cfg.registry.alias)
+        current = mlflow_client.get_model_version_by_alias(cfg.registry.model_name, alias)
     except Exception:  # no such alias yet
-        return True, f"no {cfg.registry.alias} yet"
-    previous = float(current.tags.get(TEST_METRIC, "nan"))
-    decision = math.isnan(previous) or test_accuracy >= previous  # unknown score: promote
+        return True, f"no {alias} yet"
+    try:
+        champion = mlflow.pyfunc.load_model(f"models:/{cfg.registry.model_name}/{current.version}")
+        previous = accuracy(list(champion.predict(test_frame)), test_labels)
+    except Exception as err:  # e.g. the champion was trained on other features
+        return True, f"{alias} v{current.version} cannot score this test split ({type(err).__name__})"
+    decision = test_accuracy >= previous
     verdict = "at least as good as" if decision else "worse than"
-    return decision, (f"{TEST_METRIC} {test_accuracy:.4f} is {verdict} "
-                      f"{cfg.registry.alias} v{current.version} ({previous:.4f})")
+    return decision, (f"{TEST_METRIC} {test_accuracy:.4f} is {verdict} {alias} v{current.version} "
+                      f"({previous:.4f} on the same test split)")
+
+
+def _history_key(alias: str) -> str:
+    return f"kiln.alias_history.{alias}"
+
+
+def move_alias(cfg: KilnConfig, name: str, version: int) -> None:
+    """Point the alias at `version`, remembering where it pointed before (for rollback)."""
+    mlflow_client = tracking.client(cfg)
+    alias = cfg.registry.alias
+    model = mlflow_client.get_registered_model(name)
+    history = json.loads(model.tags.get(_history_key(alias), "[]"))
+    if not history or history[-1] != version:
+        history.append(version)
+    mlflow_client.set_registered_model_tag(name, _history_key(alias), json.dumps(history[-50:]))
+    mlflow_client.set_registered_model_alias(name, alias, str(version))
+
+
+def promote(cfg: KilnConfig, name: str, version: int) -> None:
+    """`kiln promote NAME VERSION`: load-check, then move the alias to that version."""
+    mlflow_client = tracking.client(cfg)
+    try:
+        found = mlflow_client.get_model_version(name, str(version))
+    except Exception:
+        raise ModelNotFound(f"model {name!r} has no version {version} in {cfg.tracking_uri}") from None
+    load_check(name, version, _example_of(found))
+    move_alias(cfg, name, version)
+
+
+def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
+    """`kiln rollback NAME`: the alias goes back to the champion before the current one."""
+    mlflow_client = tracking.client(cfg)
+    alias = cfg.registry.alias
+    try:
+        model = mlflow_client.get_registered_model(name)
+    except Exception:
+        raise ModelNotFound(f"no registered model {name!r} in {cfg.tracking_uri}") from None
+    history = json.loads(model.tags.get(_history_key(alias), "[]"))
+    if len(history) < 2:
+        raise ModelNotFound(f"model {name!r} has no previous {alias} to roll back to")
+    current, previous = history[-1], history[-2]
+    load_check(name, previous, _example_of(mlflow_client.get_model_version(name, str(previous))))
+    mlflow_client.set_registered_model_tag(name, _history_key(alias), json.dumps(history[:-1]))
+    mlflow_client.set_registered_model_alias(name, alias, str(previous))
+    return current, previous
+
+
+def _example_of(version) -> pd.DataFrame:
+    """The input example stored with a version, to load-check it."""
+    import mlflow
+    from mlflow.models import Model
+
+    model = Model.load(mlflow.artifacts.download_artifacts(version.source))
+    return model.load_input_example(mlflow.artifacts.download_artifacts(version.source))
 
 
 def resolve(cfg: KilnConfig, ref: str) -> tuple[str, int]:

@@ -20,6 +20,12 @@ def local_cpus(cfg: KilnConfig) -> int:
     return cfg.ray.num_cpus or os.cpu_count() or 1
 
 
+def local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def quiet() -> None:
     """Keep Ray's and MLflow's own chatter out of the terminal (`--verbose` skips this)."""
     for key, value in QUIET_ENV.items():

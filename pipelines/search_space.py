@@ -5,6 +5,7 @@ Pure functions; `tune.py` turns parsed domains into Ray Tune objects.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -75,13 +76,13 @@ def check_search_space(cfg: KilnConfig) -> None:
 
     domains = parse_search_space(cfg.tune.search_space)
     base = cfg.model_dump()
-    base["tune"]["search_space"] = {}
+    # Probe configs carry no search space of their own (and so a single sample) to avoid recursion.
+    base["tune"].update(search_space={}, num_samples=1)
     for key, domain in domains.items():
         if key.startswith("tune.") or not _has_path(base, key):
             raise ValueError(f"tune.search_space.{key}: not a key of this config")
         for value in domain.examples():
-            raw = cfg.model_dump()
-            raw["tune"]["search_space"] = {}
+            raw = copy.deepcopy(base)
             set_dotted(raw, key, value)
             try:
                 KilnConfig.model_validate(raw)

@@ -82,7 +82,7 @@ def end_run(cfg: KilnConfig, run_id: str, status: str = "FINISHED") -> None:
     client(cfg).set_terminated(run_id, status=status)
 
 
-def trial_callback(cfg: KilnConfig, parent_run_id: str):
+def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | None = None):
     """A Tune callback (runs in the driver) that mirrors each trial into a nested MLflow run."""
     from ray.tune import Callback
 
@@ -99,7 +99,8 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str):
             trial_cfg = apply_sample(cfg, trial.config)
             run = client(cfg).create_run(
                 experiment_id(cfg), run_name=f"trial-{trial.trial_id}",
-                tags={"mlflow.parentRunId": parent_run_id, "kiln.kind": "trial", "kiln.trial_id": trial.trial_id})
+                tags={"mlflow.parentRunId": parent_run_id, "kiln.kind": "trial", "kiln.trial_id": trial.trial_id,
+                      **(tags or {})})
             self.runs[trial.trial_id] = run.info.run_id
             mlflow_client = client(cfg)
             for key, value in trial_params(trial_cfg).items():
@@ -111,7 +112,7 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str):
                 return
             metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), int | float)
                        and math.isfinite(result[k])}
-            log_metrics(cfg, run_id, metrics, step=int(result.get("training_iteration", 0)))
+            log_metrics(cfg, run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._end(trial, "FINISHED")
@@ -122,7 +123,7 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str):
         def _end(self, trial, status):
             run_id = self.runs.get(trial.trial_id)
             if run_id:
-                set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("training_iteration", 0))})
+                set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("epoch", 0))})
                 end_run(cfg, run_id, status)
 
     return MlflowTrials()

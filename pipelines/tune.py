@@ -27,6 +27,7 @@ class SearchResult:
     trials: list[TrialSummary]
     best: TrialSummary
     max_concurrent: int
+    epoch_times_s: list[float]  # every epoch of every trial, as measured inside the loop
 
 
 def to_tune_domain(domain: Domain):
@@ -68,7 +69,8 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     trainable = tune.with_parameters(
         run_trial, base=cfg.model_dump(), preprocessing=splits.preprocessing.to_dict(),
         datasets={"train": splits.train, "val": splits.val}, use_gpu=use_gpu)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
+    # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs,
                                grace_period=min(cfg.tune.scheduler.grace_period, cfg.train.epochs),
                                reduction_factor=cfg.tune.scheduler.reduction_factor)
                  if cfg.tune.scheduler.name == "asha" else FIFOScheduler())
@@ -90,7 +92,9 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
         errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"
         raise RuntimeError(f"every trial failed: {errors[:500]}")
     best = pick_best(finished, cfg.tune.mode)
-    return SearchResult(trials, best, concurrency)
+    epoch_times = [float(v) for r in grid if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
+                   for v in r.metrics_dataframe["epoch_time_s"].dropna()]
+    return SearchResult(trials, best, concurrency, epoch_times)
 
 
 def summarize(result, cfg: KilnConfig) -> TrialSummary:
@@ -105,7 +109,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
     if "checkpoint_path" in rows:
         rows = rows.dropna(subset=["checkpoint_path"])
     best_row = rows.loc[rows[cfg.tune.metric].idxmax() if cfg.tune.mode == "max" else rows[cfg.tune.metric].idxmin()]
-    epochs_run = int(frame["training_iteration"].max())
+    epochs_run = int(frame["epoch"].max() if "epoch" in frame else frame["training_iteration"].max())
     return TrialSummary(
         trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
         sample=sample,

@@ -149,6 +149,17 @@ def test_bad_config_exits_2_with_one_line_and_starts_nothing(tmp_path):
     assert not root.exists()
 
 
+def test_run_folder_keeps_only_the_winners_checkpoints(live_run):
+    """Stopped and losing trials' checkpoints are pruned after registering; the folder stays bounded:
+    about 5 MiB fixed (dataset, MLflow store, the registered model) plus well under 1 MiB a trial."""
+    from pipelines.storage import folder_bytes
+
+    with_checkpoints = [d for d in (live_run.root / "ray").glob("train-*") if any(d.rglob("model.pt"))]
+    assert len(with_checkpoints) == 1
+    assert len(list(with_checkpoints[0].rglob("model.pt"))) <= 2  # train.keep_checkpoints
+    assert folder_bytes(live_run.root) < (10 + NUM_TRIALS) * 2**20
+
+
 def test_ctrl_c_stops_serving_cleanly(live_run):
     """Last in the file: stops the shared run."""
     assert live_run.stop() == 0
@@ -157,3 +168,4 @@ def test_ctrl_c_stops_serving_cleanly(live_run):
         requests.get(f"{live_run.url}/healthz", timeout=5)
     leftovers = subprocess.run(["pgrep", "-f", "ray/core/src/ray/raylet"], capture_output=True, text=True)
     assert leftovers.stdout == "", "a Ray process outlived kiln run"
+

@@ -5,32 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines import checkpoint, data
 from pipelines.config import ModelConfig
 from pipelines.inference import InferenceModel
 from pipelines.models import build_model
 from serving.predictor import Predictor, RequestError
-
-
-@pytest.fixture
-def trained(tmp_path):
-    """A tiny model trained on a separable problem with string labels."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 4)) * 3 + 10
-    labels = np.where(x[:, 0] > 10, "high", "low")
-    df = pd.DataFrame(x, columns=["a", "b", "c", "d"]).assign(label=labels)
-    prep = data.fit_preprocessing(df, ["a", "b", "c", "d"], df["label"])
-    cfg = ModelConfig(hidden=[8], dropout=0.0)
-    torch.manual_seed(0)
-    model = build_model(cfg, input_dim=4, num_classes=2)
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    xt, yt = torch.from_numpy(prep.transform(x)), torch.from_numpy(prep.encode(df["label"]))
-    for _ in range(100):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(xt), yt).backward()
-        opt.step()
-    checkpoint.save(tmp_path, model=model, optimizer=opt, model_cfg=cfg, preprocessing=prep, epoch=1, metrics={})
-    return tmp_path, df
 
 
 def test_predictions_are_label_values(trained):

@@ -1,0 +1,55 @@
+"""Faults injected for real: a training worker SIGKILLed mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from mlflow import MlflowClient
+from tests_support import KILN, ROOT
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6
+
+
+def train_worker_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(tmp_path):
+    root = tmp_path / "runs"
+    process = subprocess.Popen(
+        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root}",
+         "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
+         "--set", f"train.epochs={EPOCHS}", "--set", "registry.model_name=fault-test"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, killed, before, after = [], None, [], []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if killed is None and " epoch 2: " in line:
+            before = train_worker_pids()
+            assert before, "no Ray Train worker process found"
+            killed = before[-1]
+            os.kill(killed, signal.SIGKILL)
+            kill_time = time.monotonic()
+        elif killed is not None and not after and " epoch " in line:
+            after = train_worker_pids()  # the first report after the kill comes from the new group
+    process.wait(300)
+    output = "\n".join(lines)
+    assert process.returncode == 0, output[-3000:]
+    assert killed is not None and time.monotonic() - kill_time < 300
+    assert set(after) - set(before), f"no new worker started after the kill ({before} -> {after})"
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kiln-test")
+    trial = next(r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial")
+    steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")]
+    assert max(steps) == EPOCHS and sorted(set(steps)) == list(range(1, EPOCHS + 1))
+    assert len(steps) - len(set(steps)) <= 1, f"more than one epoch recomputed: {steps}"
+    version = client.get_model_version_by_alias("fault-test", "champion")
+    assert float(version.tags["test_accuracy"]) >= 0.9

@@ -1,0 +1,92 @@
+"""Every bad input a user can make, as a table: one line naming the field, exit code 2, nothing written.
+
+Runs `kiln validate` (the same checks `kiln run` makes first) through the real CLI entry point.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+
+CONFIG = "configs/quickstart.yaml"
+
+
+def digits_like(rows: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(rows, 4)), columns=["a", "b", "c", "d"])
+    return frame.assign(label=[i % 3 for i in range(rows)])
+
+
+def write(folder, name, frame=None, raw: bytes | None = None) -> str:
+    path = folder / name
+    if raw is not None:
+        path.write_bytes(raw)
+    elif name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return str(path)
+
+
+CONFIG_CASES = {
+    "unknown key": (["train.foo=1"], "train.foo: unknown key"),
+    "wrong type": (["train.epochs=ten"], "train.epochs: Input should be a valid integer"),
+    "zero trials": (["tune.num_samples=0"], "tune.num_samples: Input should be greater than 0"),
+    "negative workers": (["train.num_workers=-2"], "train.num_workers: Input should be greater than 0 (got -2)"),
+    "negative lr": (["train.lr=-0.1"], "train.lr: Input should be greater than 0"),
+    "empty search space": (["tune.search_space={}"], "tune.search_space: empty, so all 8 trials"),
+    "malformed domain": (['tune.search_space={"train.lr": {"uniform": [1]}}'],
+                         "tune.search_space.train.lr: uniform needs [low, high]"),
+    "search key not in config": (['tune.search_space={"train.momentum": {"uniform": [0, 1]}}'],
+                                 "tune.search_space.train.momentum: not a key of this config"),
+    "metric never reported": (["tune.metric=val_f1"], "tune.metric: must be one of"),
+    "more workers than CPUs": (["train.num_workers=64"], "lower train.num_workers or train.cpus_per_worker"),
+    "GPUs the machine lacks": (["train.use_gpu=true"], "train.use_gpu: true, but the cluster has no GPUs"),
+}
+
+DATA_CASES = {
+    "missing path": (lambda d: str(d / "nope.parquet"), [], "nope.parquet not found"),
+    "unreadable file": (lambda d: write(d, "x.parquet", raw=b"not parquet at all"), [], "data.source: cannot read"),
+    "missing label column": (lambda d: write(d, "x.parquet", digits_like().drop(columns="label")), [],
+                             "data.label: column 'label' not in data"),
+    "non-numeric feature": (lambda d: write(d, "x.csv", digits_like().assign(b="high")), [],
+                            "feature column 'b' is not numeric"),
+    "NaN value": (lambda d: write(d, "x.parquet", digits_like().assign(c=np.nan)), [], "'c' has 120 NaN"),
+    "infinite value": (lambda d: write(d, "x.csv", digits_like().assign(a=np.inf)), [], "'a' has 120 NaN or infinite"),
+    "too few rows": (lambda d: write(d, "x.parquet", digits_like(5)), [], "5 rows are too few"),
+    "single class": (lambda d: write(d, "x.parquet", digits_like().assign(label=7)), [], "has a single class"),
+    "missing feature": (lambda d: write(d, "x.parquet", digits_like()), ["data.features=[a, z]"],
+                        "data.features: column 'z' not in data"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_bad_config(case, tmp_path, capsys):
+    overrides, message = CONFIG_CASES[case]
+    check(["--set", f"storage.root={tmp_path / 'runs'}", *sum((["--set", o] for o in overrides), [])],
+          message, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data(case, tmp_path, capsys):
+    make_source, overrides, message = DATA_CASES[case]
+    source = make_source(tmp_path)
+    args = ["--set", f"storage.root={tmp_path / 'runs'}", "--set", f"data.source={source}",
+            "--set", "tune.num_samples=1", "--set", "tune.search_space={}"]
+    check(args + sum((["--set", o] for o in overrides), []), message, tmp_path, capsys)
+
+
+def check(args, message, tmp_path, capsys):
+    started = time.monotonic()
+    code = main(["validate", CONFIG, *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err
+    assert len(err.splitlines()) == 1, err
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "runs" / "mlflow.db").exists()

@@ -1,0 +1,98 @@
+"""The registry against a real MLflow SQLite store (no Ray): gate, load check, promote, rollback."""
+
+import shutil
+
+import pytest
+from conftest import train_tiny
+from mlflow import MlflowClient
+
+from pipelines import registry, tracking
+from pipelines.cli import main
+from pipelines.config import load_config
+from pipelines.registry import ModelNotFound
+
+NAME = "gate-test"
+
+
+@pytest.fixture
+def store(tmp_path):
+    cfg = load_config(None, [f"storage.root={tmp_path / 'runs'}", f"registry.model_name={NAME}", "name=gate"])
+    good, weak = tmp_path / "good", tmp_path / "weak"
+    frame = train_tiny(good, steps=100)
+    train_tiny(weak, steps=1, seed=3)
+    test = frame.sample(80, random_state=0)
+    return cfg, {"good": str(good), "weak": str(weak)}, test
+
+
+def register(cfg, folder, test, **overrides):
+    if overrides:
+        cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update=overrides)})
+    parent = tracking.start_parent(cfg, run_name="search", tags={})
+    from pipelines.evaluate import test_accuracy
+
+    features = test[["a", "b", "c", "d"]]
+    score = test_accuracy(folder, features.to_numpy(), test["label"].to_numpy())
+    return registry.register(cfg, checkpoint_dir=folder, test_frame=features, test_labels=test["label"].tolist(),
+                             parent_run_id=parent, test_accuracy=score, data_fingerprint="f" * 16), parent
+
+
+def champion(cfg) -> int:
+    return int(tracking.client(cfg).get_model_version_by_alias(NAME, "champion").version)
+
+
+def test_if_better_gate_keeps_the_champion_against_a_weaker_model(store):
+    cfg, folders, test = store
+    first, _ = register(cfg, folders["good"], test)
+    assert first.promoted and first.reason == "no champion yet"
+    second, parent = register(cfg, folders["weak"], test)
+    assert not second.promoted and champion(cfg) == first.version
+    assert "is worse than champion v1" in second.reason and "on the same test split" in second.reason
+    tags = MlflowClient(cfg.tracking_uri).get_run(parent).data.tags
+    assert tags["kiln.promoted"] == "false" and tags["kiln.promotion"] == second.reason
+    third, _ = register(cfg, folders["good"], test)  # as good as the champion: promoted
+    assert third.promoted and champion(cfg) == third.version
+
+
+def test_always_and_never(store):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    assert register(cfg, folders["weak"], test, promote="never")[0].promoted is False
+    assert champion(cfg) == 1
+    assert register(cfg, folders["weak"], test, promote="always")[0].promoted is True
+    assert champion(cfg) == 3
+
+
+def test_a_version_that_fails_to_load_never_gets_the_alias(store, tmp_path):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    broken = tmp_path / "broken"
+    shutil.copytree(folders["good"], broken)
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="failed its load check, alias not moved"):
+        register(cfg, str(broken), test, promote="always")
+    assert champion(cfg) == 1
+
+
+def test_promote_and_rollback_through_the_cli(store, capsys):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    register(cfg, folders["weak"], test, promote="never")
+    store_args = ["--set", f"storage.root={cfg.storage.root}", "--set", f"registry.model_name={NAME}"]
+    assert main(["promote", NAME, "2", *store_args]) == 0
+    assert champion(cfg) == 2
+    assert main(["rollback", NAME, *store_args]) == 0
+    assert champion(cfg) == 1
+    assert "v2 -> v1" in capsys.readouterr().out
+    assert main(["rollback", NAME, *store_args]) == 1  # nothing earlier than v1
+    assert "no previous champion to roll back to" in capsys.readouterr().err
+    assert main(["promote", NAME, "9", *store_args]) == 1
+    assert champion(cfg) == 1
+
+
+def test_resolve_reads_only_this_store(store):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    assert registry.resolve(cfg, f"{NAME}@champion") == (NAME, 1)
+    assert registry.resolve(cfg, f"{NAME}/1") == (NAME, 1)
+    with pytest.raises(ModelNotFound, match="registry.alias 'blue' not found"):
+        registry.resolve(cfg, f"{NAME}@blue")
