@@ -147,6 +147,12 @@ class RegistryConfig(Section):
     """if_better moves the alias only when the new test metric is at least the current one's."""
 
 
+class AutoscalingConfig(Section):
+    min_replicas: NonNegativeInt = 1
+    max_replicas: PositiveInt = 2
+    target_ongoing_requests: PositiveFloat = 8
+
+
 class ServeConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -154,6 +160,22 @@ class ServeConfig(Section):
     port: int = Field(8000, ge=1, le=65535)
     num_cpus: PositiveFloat = 0.25
     """Logical CPUs per replica."""
+    num_replicas: PositiveInt = 1
+    """Fixed replica count; ignored when `autoscaling` is set."""
+    autoscaling: AutoscalingConfig | None = None
+    max_batch_size: PositiveInt = 32
+    """Concurrent requests merged into one forward pass (dynamic batching)."""
+    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    """How long a request waits for others to join its batch."""
+    max_body_bytes: PositiveInt = 10 * 2**20
+    """Larger request bodies get 413 without being read whole."""
+    request_timeout_s: PositiveFloat = 30.0
+    max_ongoing_requests: PositiveInt = 64
+    """Requests a replica works on at once."""
+    max_queued_requests: int = Field(256, ge=-1)
+    """Requests waiting for a replica beyond which clients get 503 (-1 = unbounded)."""
+    reload_interval_s: PositiveFloat = 2.0
+    """How often the endpoint checks whether the alias moved, to switch versions without downtime."""
 
 
 class KilnConfig(Section):
