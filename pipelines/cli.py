@@ -61,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
 
     run = command("run", cmd_run, "ingest, search, evaluate, register and serve", config_required=True)
     run.add_argument("--no-serve", action="store_true", help="stop after registering the model")
-    run.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the last interrupted search of this config (finished trials are kept)")
     command("validate", cmd_validate, "check the config and the data; start nothing", config_required=True)
     serve = command("serve", cmd_serve, "serve a registered model", config_required=False)
     serve.add_argument("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default: registry.model_name@alias)")
@@ -149,11 +150,15 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     from pipelines import run
+    from pipelines.tune import Interrupted
 
-    if args.resume:
-        raise ConfigError("--resume is not available yet; start a new search with 'kiln run CONFIG'")
     cfg = _config(args)
-    result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose)
+    try:
+        result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose, resume=args.resume)
+    except Interrupted as stopped:
+        _shutdown()
+        console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
+        return 130
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
                 f"test_accuracy={result.test_accuracy:.4f} ({timings})")

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import console, evaluate, ingest, registry, resources, runtime, storage, tracking, tune
-from pipelines.config import KilnConfig
+from pipelines import console, evaluate, ingest, registry, resources, runtime, searches, storage, tracking, tune
+from pipelines.config import ConfigError, KilnConfig
 
 
 @dataclass
@@ -29,7 +29,8 @@ def preflight(cfg: KilnConfig) -> None:
         resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=runtime.local_gpus())
 
 
-def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False) -> RunResult:
+def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
+    previous = check_resume(cfg, resume)
     preflight(cfg)
     timings: dict[str, float] = {}
     with console.stage("runtime", timings):
@@ -39,14 +40,22 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False) -> RunRes
         console.say(f"  {sum(splits.num_rows.values())} rows, {splits.input_dim} features, "
                     f"{splits.num_classes} classes; split {splits.num_rows}")
 
-    search_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     predicted_epoch_s = predicted_epoch_time(cfg, splits)
     plan_tags = {"kiln.plan.predicted_epoch_time_s": f"{predicted_epoch_s:.4f}"}
-    parent = tracking.start_parent(cfg, run_name=search_name,
-                                   tags={"kiln.data_fingerprint": splits.fingerprint, **plan_tags})
+    if resume:
+        state = previous.with_status(searches.RUNNING)
+        tracking.reopen(cfg, state.parent_run_id)
+        console.say(f"  resuming search {state.name} (MLflow run {state.parent_run_id})")
+    else:
+        name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent_run_id = tracking.start_parent(cfg, run_name=name,
+                                              tags={"kiln.data_fingerprint": splits.fingerprint, **plan_tags})
+        state = searches.new(cfg, parent_run_id, name)
+    searches.save(cfg.storage_root, state)
+    parent = state.parent_run_id
     try:
         with console.stage("search", timings):
-            result = tune.search(cfg, splits, search_name=search_name, callbacks=[
+            result = tune.search(cfg, splits, search_name=state.name, resume=resume, callbacks=[
                 tracking.trial_callback(cfg, parent, plan_tags),
                 console.progress_callback(cfg.tune.metric, cfg.tune.num_samples)])
         console.say(console.trials_table(result.trials, cfg.tune.metric, result.best.trial_id))
@@ -78,8 +87,14 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False) -> RunRes
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         tracking.log_metrics(cfg, parent, {f"stage_{k}_s": v for k, v in timings.items()})
         tracking.end_run(cfg, parent, "FINISHED")
-    except BaseException as err:
-        tracking.end_run(cfg, parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        searches.save(cfg.storage_root, state.with_status(searches.FINISHED))
+    except KeyboardInterrupt:  # Ctrl-C, or Tune stopped early: the search can be resumed
+        tracking.end_run(cfg, parent, "KILLED")
+        searches.save(cfg.storage_root, state.with_status(searches.INTERRUPTED))
+        raise tune.Interrupted(state.name) from None
+    except BaseException:
+        tracking.end_run(cfg, parent, "FAILED")
+        searches.save(cfg.storage_root, state.with_status(searches.FAILED))
         raise
 
     run_result = RunResult(parent, result, accuracy, registered, splits.example, timings=timings)
@@ -87,6 +102,23 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False) -> RunRes
         with console.stage("serve", timings):
             run_result.endpoint = start_serving(cfg, f"{cfg.registry.model_name}@{cfg.registry.alias}")
     return run_result
+
+
+def check_resume(cfg: KilnConfig, resume: bool) -> searches.SearchState | None:
+    """--resume needs an interrupted search of the same config; a plain run says when it leaves one behind."""
+    previous = searches.latest(cfg.storage_root, cfg)
+    if not resume:
+        if searches.unfinished(previous):
+            console.say(f"note: search {previous.name} did not finish; this starts a new search "
+                        "(add --resume to continue that one instead)")
+        return previous
+    if not searches.unfinished(previous):
+        raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under {cfg.storage_root}; "
+                          "run without --resume to start one")
+    if previous.config_hash != searches.config_hash(cfg):
+        raise ConfigError(f"--resume: the config changed since search {previous.name} started; "
+                          "run without --resume to start a new search")
+    return previous
 
 
 def predicted_epoch_time(cfg: KilnConfig, splits: ingest.Splits) -> float:

@@ -96,6 +96,11 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.runs:
                 return
+            existing = find_trial_run(cfg, parent_run_id, trial.trial_id)  # a resumed search
+            if existing:
+                self.runs[trial.trial_id] = existing
+                client(cfg).update_run(existing, status="RUNNING")
+                return
             trial_cfg = apply_sample(cfg, trial.config)
             run = client(cfg).create_run(
                 experiment_id(cfg), run_name=f"trial-{trial.trial_id}",
@@ -127,6 +132,18 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
                 end_run(cfg, run_id, status)
 
     return MlflowTrials()
+
+
+def find_trial_run(cfg: KilnConfig, parent_run_id: str, trial_id: str) -> str | None:
+    found = client(cfg).search_runs(
+        [experiment_id(cfg)],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`kiln.trial_id` = '{trial_id}'")
+    return found[0].info.run_id if found else None
+
+
+def reopen(cfg: KilnConfig, run_id: str) -> None:
+    """A resumed search continues its parent run instead of starting another."""
+    client(cfg).update_run(run_id, status="RUNNING")
 
 
 def store_path(cfg: KilnConfig) -> Path | None:

@@ -55,37 +55,33 @@ def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: di
     trainer.fit()
 
 
-def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = ()) -> SearchResult:
+class Interrupted(KeyboardInterrupt):
+    """The search stopped before every trial ended; `kiln run --resume` continues it."""
+
+
+def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = (),
+           resume: bool = False) -> SearchResult:
+    """Run the search (or continue an interrupted one: finished trials are kept, interrupted
+    trials restart and their Train runs resume from their last checkpoints)."""
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     cluster = ray.cluster_resources()
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=cpus, cluster_gpus=gpus)
     use_gpu = resources.resolve_use_gpu(cfg, gpus)
-
-    trainable = tune.with_parameters(
-        run_trial, base=cfg.model_dump(), preprocessing=splits.preprocessing.to_dict(),
-        datasets={"train": splits.train, "val": splits.val}, use_gpu=use_gpu)
-    # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs,
-                               grace_period=min(cfg.tune.scheduler.grace_period, cfg.train.epochs),
-                               reduction_factor=cfg.tune.scheduler.reduction_factor)
-                 if cfg.tune.scheduler.name == "asha" else FIFOScheduler())
-    param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": resources.TRIAL_ACTOR_CPU}),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler,
-            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
-            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
-        run_config=tune.RunConfig(name=search_name, storage_path=str(cfg.storage_root / "ray"),
-                                  verbose=0, callbacks=list(callbacks)),
-    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=cfg.model_dump(), preprocessing=splits.preprocessing.to_dict(),
+                             datasets={"train": splits.train, "val": splits.val}, use_gpu=use_gpu),
+        {"cpu": resources.TRIAL_ACTOR_CPU})
+    experiment = cfg.storage_root / "ray" / search_name
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
     grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(grid):
+        raise Interrupted(f"search {search_name} interrupted")
     trials = [summarize(result, cfg) for result in grid]
     finished = [t for t in trials if t.best_checkpoint is not None]
     if not finished:
@@ -95,6 +91,29 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     epoch_times = [float(v) for r in grid if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
                    for v in r.metrics_dataframe["epoch_time_s"].dropna()]
     return SearchResult(trials, best, concurrency, epoch_times)
+
+
+def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: int, callbacks: list[Any]):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs,
+                               grace_period=min(cfg.tune.scheduler.grace_period, cfg.train.epochs),
+                               reduction_factor=cfg.tune.scheduler.reduction_factor)
+                 if cfg.tune.scheduler.name == "asha" else FIFOScheduler())
+    param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler,
+            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
+        run_config=tune.RunConfig(name=search_name, storage_path=str(cfg.storage_root / "ray"),
+                                  verbose=0, callbacks=list(callbacks)),
+    )
 
 
 def summarize(result, cfg: KilnConfig) -> TrialSummary:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from tests_support import KILN, ROOT, free_port
 
 READY_LINE = "Serving until Ctrl-C."

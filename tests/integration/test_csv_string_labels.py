@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 import requests
+
 from tests_support import KILN, ROOT, free_port
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from mlflow import MlflowClient
+
 from tests_support import KILN, ROOT
 
 pytestmark = pytest.mark.slow

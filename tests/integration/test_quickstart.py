@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+
 from tests_support import KILN, ROOT
 
 pytestmark = pytest.mark.slow

@@ -3,13 +3,14 @@
 import shutil
 
 import pytest
-from conftest import train_tiny
 from mlflow import MlflowClient
 
 from pipelines import registry, tracking
 from pipelines.cli import main
 from pipelines.config import load_config
 from pipelines.registry import ModelNotFound
+
+from conftest import train_tiny
 
 NAME = "gate-test"
 

@@ -1,0 +1,94 @@
+"""The driver killed for real (SIGKILL, its Ray runtime with it), then `kiln run --resume`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+from mlflow import MlflowClient
+
+from tests_support import KILN, ROOT
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+SEARCH = ["--no-serve", "--set", "tune.num_samples=3", "--set", "tune.scheduler.name=fifo",
+          "--set", 'tune.search_space={"train.lr": {"choice": [0.003, 0.01, 0.005]}}',
+          "--set", f"train.epochs={EPOCHS}", "--set", "registry.model_name=resume-test"]
+
+
+def kiln(root, *args, timeout=600):
+    return subprocess.run([KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH, *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [d for c in map(int, children) for d in (c, *descendants(c))]
+
+
+def kill_with_children(pid: int) -> None:
+    """SIGKILL the driver and the local Ray runtime it started, like a machine going down."""
+    for member in [pid, *descendants(pid)]:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume") / "runs"
+    driver = subprocess.Popen(
+        [KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    before = []
+    for line in driver.stdout:
+        before.append(line.rstrip())
+        # One trial finished, the next one mid-way: kill everything.
+        if any("done after" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
+            kill_with_children(driver.pid)
+            break
+    driver.wait(60)
+    assert driver.returncode == -signal.SIGKILL, "\n".join(before[-30:])
+
+    plain = kiln(root, "--set", "train.num_workers=64")  # fails fast, after saying what it would do
+    changed = kiln(root, "--resume", "--set", "train.batch_size=16")
+    resumed = kiln(root, "--resume")
+    return root, "\n".join(before), plain, changed, resumed
+
+
+def test_resume_finishes_the_same_search(killed_then_resumed):
+    root, _, _, _, resumed = killed_then_resumed
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming search kiln-test-" in resumed.stdout
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("kiln-test").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kiln.kind") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # continued, not duplicated
+    trials = {r.data.tags["kiln.trial_id"]: r for r in runs if r.data.tags.get("kiln.kind") == "trial"}
+    assert len(trials) == 3
+
+    history = {tid: [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")]
+               for tid, r in trials.items()}
+    first = next(tid for tid in history if tid.endswith("_00000"))
+    assert history[first] == list(range(1, EPOCHS + 1)), "a finished trial was rerun"
+    interrupted = next(tid for tid in history if tid.endswith("_00001"))
+    steps = history[interrupted]
+    assert steps[0] == 1 and sorted(set(steps)) == list(range(1, EPOCHS + 1))
+    assert len(steps) - len(set(steps)) <= 1, f"the interrupted trial started over: {steps}"
+    assert client.get_model_version_by_alias("resume-test", "champion")
+
+
+def test_plain_run_after_an_interrupted_one_says_it_starts_a_new_search(killed_then_resumed):
+    _, _, plain, _, _ = killed_then_resumed
+    assert "did not finish; this starts a new search (add --resume to continue that one instead)" in plain.stdout
+    assert plain.returncode == 2
+
+
+def test_resume_refuses_a_changed_config(killed_then_resumed):
+    _, _, _, changed, _ = killed_then_resumed
+    assert changed.returncode == 2
+    assert "--resume: the config changed since search kiln-test-" in changed.stderr
