@@ -71,15 +71,18 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--workers", default="1,2,4", help="worker counts to compare, e.g. 1,2,4,8")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--png", help="also draw step time and efficiency against worker count here")
+    report = sub.add_parser("report", help="rebuild a run's HTML report from MLflow")
+    report.add_argument("run_id")
     promote = sub.add_parser("promote", help="point the alias at a registered version (load-checked first)")
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     rollback = sub.add_parser("rollback", help="move the alias back to the previous champion")
     rollback.add_argument("name")
-    for p in (promote, rollback):
+    for p in (report, promote, rollback):
         p.add_argument("--config", help="YAML config naming the store (default: ./kiln-runs)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--verbose", action="store_true")
+    report.set_defaults(handler=cmd_report)
     promote.set_defaults(handler=cmd_promote)
     rollback.set_defaults(handler=cmd_rollback)
     ui = command("ui", cmd_ui, "open the MLflow UI on this store", config_required=False)
@@ -89,6 +92,18 @@ def parser() -> argparse.ArgumentParser:
 
 def _config(args) -> KilnConfig:
     return load_config(args.config, args.overrides)
+
+
+def cmd_report(args) -> int:
+    from pipelines import report
+
+    cfg = _config(args)
+    try:
+        tracking_run = report.collect(cfg, args.run_id)
+    except Exception:
+        raise ModelNotFound(f"no MLflow run {args.run_id!r} in {cfg.tracking_uri}") from None
+    console.say(f"report: {report.build(cfg, tracking_run.run_id)}")
+    return EXIT_OK
 
 
 def cmd_promote(args) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from pipelines.data import _plain
@@ -9,5 +12,31 @@ from pipelines.inference import InferenceModel
 from pipelines.registry import accuracy
 
 
+@dataclass(frozen=True)
+class TestReport:
+    accuracy: float
+    labels: list[Any]
+    confusion: list[list[int]]  # rows: true label, columns: predicted label, in `labels` order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "labels": self.labels, "confusion": self.confusion}
+
+
+def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]) -> list[list[int]]:
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for t, p in zip(truth, predictions, strict=True):
+        matrix[index[t], index[p]] += 1
+    return matrix.tolist()
+
+
+def test_report(checkpoint_dir: str, test_x: np.ndarray, test_y: np.ndarray) -> TestReport:
+    model = InferenceModel(checkpoint_dir)
+    predictions = model.predict(test_x)
+    truth = [_plain(v) for v in test_y]
+    labels = model.preprocessing.labels
+    return TestReport(accuracy(predictions, truth), labels, confusion_matrix(truth, predictions, labels))
+
+
 def test_accuracy(checkpoint_dir: str, test_x: np.ndarray, test_y: np.ndarray) -> float:
-    return accuracy(InferenceModel(checkpoint_dir).predict(test_x), [_plain(v) for v in test_y])
+    return test_report(checkpoint_dir, test_x, test_y).accuracy

@@ -67,7 +67,8 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     name = cfg.registry.model_name
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
-        with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()):
+        with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
                 signature=signature(example), input_example=example, pip_requirements=_requirements(),

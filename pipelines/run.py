@@ -68,7 +68,9 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                     f"{measured_epoch_s:.3f} s ({error:+.0%})")
 
         with console.stage("evaluate", timings):
-            accuracy = evaluate.test_accuracy(result.best.best_checkpoint, splits.test_x, splits.test_y)
+            report = evaluate.test_report(result.best.best_checkpoint, splits.test_x, splits.test_y)
+            accuracy = report.accuracy
+            tracking.log_dict(cfg, parent, report.to_dict(), "test_report.json")
             tracking.log_metrics(cfg, parent, {"test_accuracy": accuracy,
                                                f"best_{cfg.tune.metric}": result.best.best_metric})
             console.say(f"  best trial {result.best.trial_id}: {cfg.tune.metric}={result.best.best_metric:.4f}, "
@@ -85,9 +87,11 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             freed = storage.prune_checkpoints(cfg.storage_root, [t.trial_id for t in result.trials],
                                               keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
+        tracking.set_tags(cfg, parent, {"kiln.best_trial_id": result.best.trial_id})
         tracking.log_metrics(cfg, parent, {f"stage_{k}_s": v for k, v in timings.items()})
         tracking.end_run(cfg, parent, "FINISHED")
         searches.save(cfg.storage_root, state.with_status(searches.FINISHED))
+        write_report(cfg, parent)
     except KeyboardInterrupt:  # Ctrl-C, or Tune stopped early: the search can be resumed
         tracking.end_run(cfg, parent, "KILLED")
         searches.save(cfg.storage_root, state.with_status(searches.INTERRUPTED))
@@ -119,6 +123,17 @@ def check_resume(cfg: KilnConfig, resume: bool) -> searches.SearchState | None:
         raise ConfigError(f"--resume: the config changed since search {previous.name} started; "
                           "run without --resume to start a new search")
     return previous
+
+
+def write_report(cfg: KilnConfig, parent_run_id: str) -> None:
+    """The HTML report; a failure here is reported, never fatal to a finished run."""
+    from pipelines import report
+
+    try:
+        path = report.build(cfg, parent_run_id)
+        console.say(f"  report: {path}")
+    except Exception as err:
+        console.say(f"  report not written ({type(err).__name__}: {err}); retry with: kiln report {parent_run_id}")
 
 
 def predicted_epoch_time(cfg: KilnConfig, splits: ingest.Splits) -> float:

@@ -72,6 +72,10 @@ def log_metrics(cfg: KilnConfig, run_id: str, metrics: dict[str, float], step: i
         mlflow_client.log_metric(run_id, key, float(value), step=step)
 
 
+def log_dict(cfg: KilnConfig, run_id: str, payload: dict, artifact_file: str) -> None:
+    client(cfg).log_dict(run_id, payload, artifact_file)
+
+
 def set_tags(cfg: KilnConfig, run_id: str, tags: dict[str, str]) -> None:
     mlflow_client = client(cfg)
     for key, value in tags.items():

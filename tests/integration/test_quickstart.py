@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -159,6 +160,21 @@ def test_run_folder_keeps_only_the_winners_checkpoints(live_run):
     assert len(with_checkpoints) == 1
     assert len(list(with_checkpoints[0].rglob("model.pt"))) <= 2  # train.keep_checkpoints
     assert folder_bytes(live_run.root) < (10 + NUM_TRIALS) * 2**20
+
+
+def test_run_leaves_an_html_report_that_kiln_report_rebuilds(live_run, runs, mlflow_client):
+    parent, _ = runs
+    match = re.search(r"^  report: (\S+\.html)$", live_run.output, re.M)
+    assert match, "no report path printed"
+    page = Path(match.group(1)).read_text()
+    assert page.count('src="data:image/png;base64,') == 3  # trials, confusion matrix, stages
+    assert "stopped early" in page and parent.data.tags["kiln.best_trial_id"] in page
+    artifacts = [a.path for a in mlflow_client.list_artifacts(parent.info.run_id)]
+    assert Path(match.group(1)).name in artifacts
+    rebuilt = subprocess.run([KILN, "report", parent.info.run_id, "--set", f"storage.root={live_run.root}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.strip() == f"report: {match.group(1)}"
 
 
 def test_ctrl_c_stops_serving_cleanly(live_run):
