@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=cmd_report)
     promote.set_defaults(handler=cmd_promote)
     rollback.set_defaults(handler=cmd_rollback)
+    command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version",
+            config_required=False)
+    command("models", cmd_models, "registered models: versions, aliases, test metric", config_required=False)
     ui = command("ui", cmd_ui, "open the MLflow UI on this store", config_required=False)
     ui.add_argument("--port", type=int, default=5000)
     return top
@@ -92,6 +95,20 @@ def parser() -> argparse.ArgumentParser:
 
 def _config(args) -> KilnConfig:
     return load_config(args.config, args.overrides)
+
+
+def cmd_runs(args) -> int:
+    from pipelines import tables
+
+    console.say(tables.runs_table(_config(args)))
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from pipelines import tables
+
+    console.say(tables.models_table(_config(args)))
+    return EXIT_OK
 
 
 def cmd_report(args) -> int:

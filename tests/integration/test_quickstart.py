@@ -177,6 +177,16 @@ def test_run_leaves_an_html_report_that_kiln_report_rebuilds(live_run, runs, mlf
     assert rebuilt.stdout.strip() == f"report: {match.group(1)}"
 
 
+def test_runs_and_models_tables(live_run, runs):
+    parent, _ = runs
+    store = ["--set", f"storage.root={live_run.root}"]
+    listed = subprocess.run([KILN, "runs", *store], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    line = next(line for line in listed.stdout.splitlines() if parent.info.run_id in line)
+    assert "finished" in line and f"{MODEL} v1" in line and "val_accuracy=" in line
+    models = subprocess.run([KILN, "models", *store], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert re.search(rf"^{MODEL}\s+1\s+champion=v1\s+v1 0\.9", models.stdout, re.M), models.stdout
+
+
 def test_ctrl_c_stops_serving_cleanly(live_run):
     """Last in the file: stops the shared run."""
     assert live_run.stop() == 0

@@ -40,3 +40,10 @@ def test_report_is_self_contained_with_every_plot():
 
 def test_confusion_matrix():
     assert confusion_matrix(["a", "b", "b"], ["a", "a", "b"], ["a", "b"]) == [[1, 0], [1, 1]]
+
+
+def test_terminal_table_aligns_columns():
+    from pipelines.tables import format_table
+
+    assert format_table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
+        "a    long name", "---  ---------", "xyz  1", "q    22"]
