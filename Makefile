@@ -8,7 +8,7 @@ SHELL  := /bin/bash
 # pip warns once per package about this machine's extra local indexes; keep the output readable.
 QUIET_PIP := { grep -v "is ignored" || true; }
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Ratios measured side by side on this machine; each script merges its figures into benchmarks/results.json.
+bench: install
+	for script in benchmarks/train_overhead.py; do $(BIN)/python $$script || exit 1; done
 
 lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks

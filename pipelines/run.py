@@ -57,7 +57,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         with console.stage("search", timings):
             result = tune.search(cfg, splits, search_name=state.name, resume=resume, callbacks=[
                 tracking.trial_callback(cfg, parent, plan_tags),
-                console.progress_callback(cfg.tune.metric, cfg.tune.num_samples)])
+                console.progress_callback(cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs)])
         console.say(console.trials_table(result.trials, cfg.tune.metric, result.best.trial_id))
         measured_epoch_s = statistics.median(result.epoch_times_s)
         error = (predicted_epoch_s - measured_epoch_s) / measured_epoch_s

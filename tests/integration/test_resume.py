@@ -48,7 +48,7 @@ def killed_then_resumed(tmp_path_factory):
     for line in driver.stdout:
         before.append(line.rstrip())
         # One trial finished, the next one mid-way: kill everything.
-        if any("done after" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
+        if any("finished 3 epochs" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
             kill_with_children(driver.pid)
             break
     driver.wait(60)

@@ -1,0 +1,37 @@
+"""Shared by the benchmarks: pinned threads, interleaved pairs, one JSON figure per result."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def pin_threads(threads: int = 1) -> None:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def record(figures: list[dict]) -> dict:
+    """Print this benchmark's figures as one JSON object and merge them into results.json by name."""
+    payload = {"machine": machine(), "figures": figures}
+    print(json.dumps(payload, indent=2))
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"figures": []}
+    names = {f["name"] for f in figures}
+    merged = [f for f in existing.get("figures", []) if f["name"] not in names] + figures
+    RESULTS.write_text(json.dumps({"machine": machine(), "figures": merged}, indent=2) + "\n")
+    return payload

@@ -1,0 +1,78 @@
+"""train_overhead: in-loop seconds per epoch of Kiln's loop under Ray Train (1 worker) against a bare
+PyTorch loop over the same model, data, batch size and thread count. Interleaved A B A B.
+
+    .venv/bin/python benchmarks/train_overhead.py [--pairs 3] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import median, pin_threads, record
+from pipelines import ingest, runtime
+from pipelines.config import load_config
+from pipelines.models import build_model
+from pipelines.train import build_trainer
+
+
+def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    """The same model and batch size as Kiln's loop, over in-memory tensors: the floor."""
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, input_dim=x.shape[1], num_classes=int(y.max()) + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    times = []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(xt), cfg.train.batch_size):
+            index = order[i:i + cfg.train.batch_size]
+            loss = F.cross_entropy(model(xt[index]), yt[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def kiln_epochs(cfg, splits, epochs: int, name: str) -> list[float]:
+    trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
+                            preprocessing=splits.preprocessing, name=name, use_gpu=False)
+    frame = trainer.fit().metrics_dataframe
+    return frame.sort_values("epoch")["epoch_time_s"].tolist()[:epochs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    pin_threads(1)
+    with tempfile.TemporaryDirectory() as root:
+        cfg = load_config("configs/quickstart.yaml", [
+            f"storage.root={root}", "train.num_workers=1", "train.cpus_per_worker=1", f"train.epochs={args.epochs}",
+            f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"])
+        runtime.start(cfg)
+        splits = ingest.ingest(cfg)
+        train = splits.train.to_pandas()
+        x, y = np.stack(train["x"].to_numpy()).astype(np.float32), train["y"].to_numpy()
+        bare, kiln = [], []
+        for pair in range(args.pairs):
+            bare.append(median(bare_epochs(cfg, x, y, args.epochs)[1:]))  # first epoch: warm-up on both sides
+            kiln.append(median(kiln_epochs(cfg, splits, args.epochs, f"overhead-{pair}")[1:]))
+        runtime.stop()
+    ratio = median(kiln) / median(bare)
+    record([{"name": "train_overhead_ratio", "value": round(ratio, 3), "unit": "x", "target": 1.05,
+             "baseline": "bare PyTorch loop, same model/data/batch/threads",
+             "detail": {"kiln_epoch_s": median(kiln), "bare_epoch_s": median(bare), "pairs": args.pairs}}])
+
+
+if __name__ == "__main__":
+    main()
