@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import median, pin_threads, record
 from pipelines import ingest, runtime
 from pipelines.config import load_config
 from pipelines.models import build_model
 from pipelines.train import build_trainer
+
+from common import median, pin_threads, record
 
 
 def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
