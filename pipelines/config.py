@@ -98,6 +98,8 @@ class TrainConfig(Section):
     """Logical CPUs reserved per worker; fractions let several workers share a small machine."""
     use_gpu: bool | Literal["auto"] = "auto"
     """auto = use one GPU per worker when the cluster has GPUs (NCCL), else CPU (gloo)."""
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How a trial's workers are placed on a cluster; SPREAD puts them on different nodes."""
     max_failures: NonNegativeInt = 2
     """Worker-group restarts from the last checkpoint before a trial fails."""
     keep_checkpoints: PositiveInt = 2

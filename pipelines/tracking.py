@@ -93,9 +93,10 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
     class MlflowTrials(Callback):
         def __init__(self):
             self.runs: dict[str, str] = {}
+            self.tagged: set[str] = set()
 
         def __getstate__(self):  # Tune pickles callbacks with its experiment state
-            return {"runs": self.runs}
+            return {"runs": self.runs, "tagged": self.tagged}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.runs:
@@ -122,6 +123,9 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), int | float)
                        and math.isfinite(result[k])}
             log_metrics(cfg, run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
+            if result.get("node_ids") and trial.trial_id not in self.tagged:
+                set_tags(cfg, run_id, {"node_ids": str(result["node_ids"])})
+                self.tagged.add(trial.trial_id)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._end(trial, "FINISHED")

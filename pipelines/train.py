@@ -34,6 +34,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     use_amp = device.type == "cuda"
 
+    node_ids = _node_ids(world_size)
     batch_size = max(1, cfg.train.batch_size // world_size)
     train_shard = ray.train.get_dataset_shard("train")
     val_data = ray.train.get_dataset_shard("val")
@@ -64,8 +65,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "val_accuracy": val_accuracy,
             "epoch_time_s": time.perf_counter() - started,
             "epoch": epoch + 1,
+            "node_ids": node_ids,
         }
         _report(metrics, rank=rank, model=model, optimizer=optimizer, cfg=cfg, prep=prep)
+
+
+def _node_ids(world_size: int) -> str:
+    """The Ray nodes this trial's workers run on, recorded on its MLflow run."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    if world_size == 1:
+        return node_id
+    gathered: list[str] = [""] * world_size
+    torch.distributed.all_gather_object(gathered, node_id)
+    return ",".join(sorted(set(gathered)))
 
 
 def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -119,7 +133,8 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict()},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
+            placement_strategy=cfg.train.placement_strategy),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=str(cfg.storage_root / "ray"),

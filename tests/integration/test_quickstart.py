@@ -69,6 +69,7 @@ def test_parent_run_has_one_nested_run_per_trial(runs, mlflow_client):
     assert len(trials) == NUM_TRIALS
     for trial in trials:
         assert "train.lr" in trial.data.params and "model.hidden" in trial.data.params
+        assert trial.data.tags.get("node_ids")  # the Ray nodes its workers ran on
         history = mlflow_client.get_metric_history(trial.info.run_id, "val_accuracy")
         assert [m.step for m in history] == list(range(1, len(history) + 1))
         assert {"train_loss", "val_loss", "val_accuracy", "epoch_time_s"} <= set(trial.data.metrics)
