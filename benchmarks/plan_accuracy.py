@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from common import median, record
 from pipelines import ingest, plan, runtime
 from pipelines.config import load_config
 from pipelines.train import build_trainer
+
+from common import median, record
 
 CASES = [("mlp", [128, 64], 1), ("mlp", [128, 64], 2), ("cnn", [16, 32], 1), ("cnn", [16, 32], 2)]
 
