@@ -56,7 +56,9 @@ def start(cfg: KilnConfig, *, verbose: bool = False) -> None:
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, **common)
     else:
-        ray.init(num_cpus=local_cpus(cfg), include_dashboard=True, dashboard_host="127.0.0.1", **common)
+        # address="local": always a fresh runtime of our own, even when a `ray start` cluster runs here.
+        ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=True, dashboard_host="127.0.0.1",
+                 **common)
 
 
 def stop() -> None:
