@@ -27,6 +27,7 @@ test: install
 # Ratios measured side by side on this machine; each script merges its figures into benchmarks/results.json.
 bench: install
 	for script in benchmarks/train_overhead.py benchmarks/plan_accuracy.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python benchmarks/readme_table.py
 
 lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks
