@@ -8,7 +8,7 @@ SHELL  := /bin/bash
 # pip warns once per package about this machine's extra local indexes; keep the output readable.
 QUIET_PIP := { grep -v "is ignored" || true; }
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean cluster-up cluster-down cluster-check cluster-run
 
 install: $(STAMP)
 
@@ -28,6 +28,20 @@ test: install
 bench: install
 	for script in benchmarks/train_overhead.py benchmarks/plan_accuracy.py; do $(BIN)/python $$script || exit 1; done
 	$(BIN)/python benchmarks/readme_table.py
+
+# A two-node Ray cluster + PostgreSQL + MLflow server on this machine (platform/README.md).
+cluster-up: install
+	$(BIN)/python -m pip install --quiet -e '.[cluster]' 2>&1 | $(QUIET_PIP)
+	platform/cluster-up.sh
+
+cluster-down:
+	platform/cluster-down.sh
+
+cluster-check:
+	platform/check-auth.sh
+
+cluster-run: cluster-up
+	source kiln-cluster/cluster.env && $(BIN)/kiln run configs/cluster.yaml
 
 lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks

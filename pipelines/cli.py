@@ -78,11 +78,16 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("version", type=int)
     rollback = sub.add_parser("rollback", help="move the alias back to the previous champion")
     rollback.add_argument("name")
-    for p in (report, promote, rollback):
+    predict = sub.add_parser("predict", help="predict the rows of a CSV or parquet file through the endpoint")
+    predict.add_argument("name")
+    predict.add_argument("--file", required=True, help="CSV or parquet rows, columns named like the features")
+    predict.add_argument("--url", help="endpoint base URL (default http://serve.host:serve.port)")
+    for p in (report, promote, rollback, predict):
         p.add_argument("--config", help="YAML config naming the store (default: ./kiln-runs)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--verbose", action="store_true")
     report.set_defaults(handler=cmd_report)
+    predict.set_defaults(handler=cmd_predict)
     promote.set_defaults(handler=cmd_promote)
     rollback.set_defaults(handler=cmd_rollback)
     command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version",
@@ -95,6 +100,12 @@ def parser() -> argparse.ArgumentParser:
 
 def _config(args) -> KilnConfig:
     return load_config(args.config, args.overrides)
+
+
+def cmd_predict(args) -> int:
+    from serving.client import cmd_predict as predict
+
+    return predict(args)
 
 
 def cmd_runs(args) -> int:

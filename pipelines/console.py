@@ -59,6 +59,9 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
         def __getstate__(self):  # Tune pickles callbacks; the live view stays in this process
             return {k: v for k, v in self.__dict__.items() if k != "view"}
 
+        def __setstate__(self, state):  # a resumed search restores this callback from Tune's pickle
+            self.__dict__.update(state, view=None)
+
         def on_trial_start(self, iteration, trials, trial, **info):
             self.running[trial.trial_id] = 0
             self._event(f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "

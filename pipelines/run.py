@@ -147,11 +147,13 @@ def predicted_epoch_time(cfg: KilnConfig, splits: ingest.Splits) -> float:
 
 
 def start_serving(cfg: KilnConfig, ref: str) -> str:
-    """Serve a registered model, resolved in this store's registry only."""
+    """Serve a registered model, resolved in this store's registry only. `NAME@ALIAS` follows the alias
+    (the endpoint switches versions when it moves); `NAME/VERSION` stays pinned."""
     from serving.app import deploy
 
-    name, version = registry.resolve(cfg, ref)
-    url = deploy(tracking_uri=cfg.tracking_uri, name=name, version=version,
-                 host=cfg.serve.host, port=cfg.serve.port, num_cpus=cfg.serve.num_cpus)
-    console.say(f"  serving {name} v{version} at {url}")
+    name, version = registry.resolve(cfg, ref)  # fails early with a clear message
+    pinned = "/" in ref and "@" not in ref
+    alias = None if pinned else (ref.split("@", 1)[1] if "@" in ref else cfg.registry.alias)
+    url = deploy(cfg, name=name, alias=alias, version=version if pinned else None)
+    console.say(f"  serving {name} v{version}{'' if pinned else f' (follows @{alias})'} at {url}")
     return url

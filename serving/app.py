@@ -1,37 +1,136 @@
-"""The Ray Serve deployment: binds a Predictor to HTTP routes. Logic lives in predictor.py."""
+"""The Ray Serve deployment: a Predictor behind dynamic batching, following a registry alias. Routes: routes.py."""
 
-# No `from __future__ import annotations`: FastAPI must see the body types to read JSON bodies.
-from fastapi import FastAPI, HTTPException
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
 from ray import serve
 
-from serving.predictor import Predictor, RequestError
-from serving.protocol import Health, PredictRequest, PredictResponse
+from pipelines.config import KilnConfig, ServeConfig
+from serving.metrics import Metrics
+from serving.predictor import Predictor, alias_version, predict_batches
+from serving.routes import build_api
 
 APP_NAME = "kiln"
-api = FastAPI(title="Kiln model endpoint", description="Predictions from a model in Kiln's MLflow registry.")
+RETRY_FAILED_LOAD_S = 30.0
+logger = logging.getLogger("ray.serve")
 
 
-@serve.deployment(max_ongoing_requests=64)
-@serve.ingress(api)
+@serve.deployment
+@serve.ingress()
 class ModelEndpoint:
-    def __init__(self, tracking_uri: str, name: str, version: int):
-        self.predictor = Predictor.from_registry(tracking_uri, name, version)
+    """Serves `models:/NAME@ALIAS` (following the alias) or a pinned `models:/NAME/VERSION`, of one store."""
 
-    @api.post("/predict", response_model=PredictResponse)
-    def predict(self, request: PredictRequest) -> dict:
-        try:
-            return self.predictor.predict(request.instances)
-        except RequestError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
+    def __init__(self, *, tracking_uri: str, name: str, alias: str | None, version: int | None,
+                 serve_config: dict[str, Any]):
+        self.cfg = ServeConfig.model_validate(serve_config)
+        self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
+        self.source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+        if alias:
+            version = alias_version(tracking_uri, name, alias)
+        self.predictor = self._load(version)
+        context = serve.get_replica_context()
+        self.metrics = Metrics(model=name, replica=context.replica_id.unique_id if context else "")
+        self.metrics.set_version(version)
+        self.forward.set_max_batch_size(self.cfg.max_batch_size)
+        self.forward.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self._follower: asyncio.Task | None = None
+        try:  # on the loop that serves requests; else the first health check starts it
+            self._follower = asyncio.get_running_loop().create_task(self._follow_alias()) if alias else None
+        except RuntimeError:
+            pass
 
-    @api.get("/healthz", response_model=Health)
-    def healthz(self) -> dict:
-        return {"status": "ok", "model": self.predictor.name, "version": self.predictor.version}
+    def __serve_build_asgi_app__(self):
+        return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s)
+
+    def _load(self, version: int) -> Predictor:
+        """Load fully, first forward pass included, before the version may answer anyone."""
+        predictor = Predictor.from_registry(self.tracking_uri, self.name, version)
+        predictor.model.predict(np.zeros((1, len(predictor.features))))
+        return predictor
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # the config's values are set in __init__
+    async def forward(self, items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]]:
+        """Validated requests that arrived together: one forward pass (per model, during a switch)."""
+        self.metrics.observe_batch(requests=len(items), rows=sum(len(rows) for _, rows in items))
+        return await asyncio.to_thread(predict_batches, items)
+
+    async def check_health(self) -> None:
+        if self.alias and self._follower is None:
+            self._follower = asyncio.get_running_loop().create_task(self._follow_alias())
+        if self._follower is not None and self._follower.done():
+            raise RuntimeError(f"{self.source}: the alias follower stopped; restarting the replica")
+
+    async def __del__(self):
+        """Serve calls this on graceful shutdown: stop polling before the thread pool goes away."""
+        if self._follower is not None:
+            self._follower.cancel()
+
+    async def _follow_alias(self) -> None:
+        """Poll the alias; load a new version fully, then swap one reference. Requests that already took
+        the old Predictor finish on it, and no request ever waits for a load."""
+        retry_after: dict[int, float] = {}  # a version that failed to load is retried, but not every tick
+        while True:
+            await asyncio.sleep(self.cfg.reload_interval_s)
+            version = None
+            try:
+                version = await asyncio.to_thread(alias_version, self.tracking_uri, self.name, self.alias)
+                if version == self.predictor.version or time.monotonic() < retry_after.get(version, 0):
+                    continue
+                previous = self.predictor.version
+                self.predictor = await asyncio.to_thread(self._load, version)
+                self.metrics.set_version(version)
+                self.metrics.reloaded("switched")
+                logger.info(f"{self.source}: v{previous} -> v{version}")
+            except Exception as err:  # keep answering with the loaded version
+                if version is not None:
+                    retry_after[version] = time.monotonic() + RETRY_FAILED_LOAD_S
+                self.metrics.reloaded("failed")
+                logger.warning(f"{self.source}: could not switch to v{version}: {type(err).__name__}: {err}")
 
 
-def deploy(*, tracking_uri: str, name: str, version: int, host: str, port: int, num_cpus: float) -> str:
-    """Start Serve on host:port and run the endpoint for `models:/name/version`; return its base URL."""
-    serve.start(http_options={"host": host, "port": port})
-    app = ModelEndpoint.options(ray_actor_options={"num_cpus": num_cpus}).bind(tracking_uri, name, version)
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{host}:{port}"
+def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """Replicas, CPUs and queue limits from the config, as Serve's deployment options."""
+    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": cfg.num_cpus},
+                               "max_ongoing_requests": cfg.max_ongoing_requests,
+                               "max_queued_requests": cfg.max_queued_requests}
+    if cfg.autoscaling is not None:
+        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+    else:
+        options["num_replicas"] = cfg.num_replicas
+    return options
+
+
+def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int | None = None) -> str:
+    """Serve `models:/name@alias` (following the alias) or `models:/name/version` (pinned) from cfg's store,
+    on cfg.serve.host:port; return the base URL. Starts Serve in the connected Ray runtime."""
+    if (alias is None) == (version is None):
+        raise ValueError("deploy: give exactly one of alias (follows the alias) or version (pinned)")
+    s = cfg.serve
+    serve.start(http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
+    endpoint = ModelEndpoint.options(**deployment_options(s)).bind(
+        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=s.model_dump())
+    serve.run(endpoint, name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{s.host}:{s.port}"
+
+
+def app_from_env(args: dict[str, str]):
+    """Application builder for Serve config files and KubeRay's RayService (`import_path:
+    serving.app:app_from_env`). Args: `model` (NAME, NAME@ALIAS or NAME/VERSION), optional `config` (a Kiln
+    YAML for serve.* and the store) and `tracking_uri`. Does not start Serve: the caller's config does."""
+    from pipelines import registry
+    from pipelines.config import load_config
+
+    overrides = [f"tracking.uri={args['tracking_uri']}"] if args.get("tracking_uri") else []
+    cfg = load_config(args.get("config"), overrides)
+    ref = args.get("model") or f"{cfg.registry.model_name}@{cfg.registry.alias}"
+    name, version = registry.resolve(cfg, ref)
+    pinned = "/" in ref and "@" not in ref
+    alias = None if pinned else (ref.split("@", 1)[1] if "@" in ref else cfg.registry.alias)
+    return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
+        tracking_uri=cfg.tracking_uri, name=name, alias=None if pinned else alias,
+        version=version if pinned else None, serve_config=cfg.serve.model_dump())

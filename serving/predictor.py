@@ -32,6 +32,11 @@ class Predictor:
     def features(self) -> list[str]:
         return self.model.features
 
+    @property
+    def labels(self) -> list[Any]:
+        """Every label value the model can answer, in the label column's own type."""
+        return self.model.preprocessing.labels
+
     def rows(self, instances: Any) -> np.ndarray:
         """Validate `instances` against the model's own signature and return a float matrix."""
         if not isinstance(instances, list) or not instances:
@@ -62,3 +67,28 @@ class Predictor:
     def predict(self, instances: Any) -> dict[str, Any]:
         predictions = self.model.predict(self.rows(instances))
         return {"predictions": predictions, "model": self.name, "version": self.version}
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> int:
+    """The version `models:/NAME@ALIAS` points at in this store's registry."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return int(client.get_model_version_by_alias(name, alias).version)
+
+
+def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]]:
+    """Many validated requests, one forward pass per model among them (during a version switch, two)."""
+    results: list[list[Any] | None] = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, (predictor, _) in enumerate(items):
+        groups.setdefault(id(predictor), []).append(i)
+    for indices in groups.values():
+        predictor = items[indices[0]][0]
+        matrices = [items[i][1] for i in indices]
+        predictions = predictor.model.predict(np.concatenate(matrices) if len(matrices) > 1 else matrices[0])
+        start = 0
+        for i, matrix in zip(indices, matrices, strict=True):
+            results[i] = predictions[start:start + len(matrix)]
+            start += len(matrix)
+    return results

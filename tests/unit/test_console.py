@@ -39,3 +39,15 @@ def test_live_panel_tracks_best_and_counts():
     assert "0.9500  (t_00000: train.lr=0.01)" in text
     assert "to go" in text
     progress.on_experiment_end([])
+
+
+def test_progress_survives_tunes_pickling():
+    import cloudpickle
+
+    progress = progress_callback("val_accuracy", "max", 2, 2, live=True)
+    drive(progress)
+    restored = cloudpickle.loads(cloudpickle.dumps(progress))
+    restored.on_trial_start(0, [], trial("t_00002", 0.1))
+    assert restored.done == 2
+    restored.on_experiment_end([])
+    progress.on_experiment_end([])

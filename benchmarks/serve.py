@@ -1,0 +1,187 @@
+"""Kiln's endpoint (Ray Serve) against a bare FastAPI + uvicorn app calling the same Predictor.
+
+Registers the tiny model in a temporary MLflow store, serves it both ways on 127.0.0.1, and loads both with
+the same asyncio client at 1, 8 and 32 concurrent connections, interleaved (bare, Kiln, bare, Kiln, ...).
+Prints one JSON object: medians over pairs of p50/p99 latency and throughput, and Kiln/bare ratios.
+
+    .venv/bin/python benchmarks/serve.py                 # Serve's default proxy
+    .venv/bin/python benchmarks/serve.py --proxy haproxy # RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    .venv/bin/python benchmarks/serve.py --proxy both    # each in its own Ray runtime, one after the other
+"""
+
+# No `from __future__ import annotations`: the bare app's FastAPI route must see its body type.
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "bench-tiny"
+LEVELS = (1, 8, 32)
+MAX_REQUESTS = {1: 400, 8: 1200, 32: 2400}
+MAX_SECONDS = 5.0
+WARMUP_REQUESTS = 50
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def bare_server(tracking_uri: str, name: str, port: int) -> None:
+    """What a user would write without Kiln: one uvicorn process, one route, the same Predictor."""
+    import uvicorn
+    from fastapi import FastAPI, HTTPException
+
+    from serving.predictor import Predictor, RequestError
+    from serving.protocol import PredictRequest, PredictResponse
+
+    predictor = Predictor.from_registry(tracking_uri, name, 1)
+    app = FastAPI()
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(request: PredictRequest) -> dict:
+        try:
+            return predictor.predict(request.instances)
+        except RequestError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def load(url: str, body: bytes, concurrency: int, max_requests: int, max_seconds: float) -> dict:
+    """`concurrency` keep-alive connections, each sending one request after another."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async def one() -> bool:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status == 200
+
+        await asyncio.gather(*(one() for _ in range(min(WARMUP_REQUESTS, max_requests))))
+        deadline = time.perf_counter() + max_seconds
+        remaining = [max_requests]
+
+        async def worker() -> None:
+            nonlocal errors
+            while remaining[0] > 0 and time.perf_counter() < deadline:
+                remaining[0] -= 1
+                started = time.perf_counter()
+                ok = await one()
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"p50_ms": 1000 * latencies[len(latencies) // 2], "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+            "rps": len(latencies) / elapsed, "requests": len(latencies), "errors": errors}
+
+
+def wait_until_up(url: str, body: bytes, timeout_s: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up within {timeout_s} s")
+
+
+def measure(proxy: str, pairs: int) -> dict:
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from serving_support import FEATURES, tiny_store
+
+    from tests_support import free_port
+
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
+        kiln_port, bare_port = free_port(), free_port()
+        cfg, frame = tiny_store(Path(tmp), NAME, [f"serve.port={kiln_port}"], versions=1)
+        body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
+        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)],
+                                cwd=ROOT)
+        import ray
+        from ray import serve
+
+        from serving.app import deploy
+
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error",
+                 log_to_driver=False)
+        try:
+            deploy(cfg, name=NAME, alias=cfg.registry.alias)
+            targets = {"bare": f"http://127.0.0.1:{bare_port}/predict", "kiln": f"http://127.0.0.1:{kiln_port}/predict"}
+            for url in targets.values():
+                wait_until_up(url, body)
+            runs: dict[str, dict[int, list[dict]]] = {t: {c: [] for c in LEVELS} for t in targets}
+            for _ in range(pairs):
+                for c in LEVELS:
+                    for target, url in targets.items():  # A B, A B, ...
+                        runs[target][c].append(asyncio.run(load(url, body, c, MAX_REQUESTS[c], MAX_SECONDS)))
+        finally:
+            bare.terminate()
+            bare.wait(30)
+            serve.shutdown()
+            ray.shutdown()
+    return summarize(runs, proxy, pairs)
+
+
+def summarize(runs: dict, proxy: str, pairs: int) -> dict:
+    def median(target: str, c: int, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[target][c]), 2)
+
+    result: dict = {"proxy": proxy, "pairs": pairs, "cpus": os.cpu_count(),
+                    "model": "tiny MLP, 4 features, string labels, 1 row per request"}
+    for target in runs:
+        result[target] = {f"c{c}": {k: median(target, c, k) for k in ("p50_ms", "p99_ms", "rps")} for c in LEVELS}
+        result[target]["errors"] = sum(r["errors"] for c in LEVELS for r in runs[target][c])
+    for c in LEVELS:
+        ratios = [k["rps"] / b["rps"] for k, b in zip(runs["kiln"][c], runs["bare"][c], strict=True)]
+        added = [k["p50_ms"] - b["p50_ms"] for k, b in zip(runs["kiln"][c], runs["bare"][c], strict=True)]
+        result[f"serve_throughput_ratio_c{c}"] = round(statistics.median(ratios), 3)
+        result[f"serve_added_p50_ms_c{c}"] = round(statistics.median(added), 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proxy", choices=("default", "haproxy", "both"), default="default")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--bare-server", nargs=2, metavar=("TRACKING_URI", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        return bare_server(args.bare_server[0], NAME, int(args.bare_server[1]))
+    if args.proxy == "both":
+        results = {}
+        for proxy in ("default", "haproxy"):
+            out = subprocess.run([sys.executable, __file__, "--proxy", proxy, "--pairs", str(args.pairs)], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                raise SystemExit(f"--proxy {proxy} failed:\n{out.stderr[-3000:]}")
+            results[proxy] = json.loads(out.stdout.strip().splitlines()[-1])
+        combined = dict(results["default"])
+        combined["haproxy"] = results["haproxy"]
+        for c in LEVELS:
+            combined[f"haproxy_vs_default_rps_c{c}"] = round(results["haproxy"]["kiln"][f"c{c}"]["rps"]
+                                                              / results["default"]["kiln"][f"c{c}"]["rps"], 3)
+        combined["faster_proxy_c32"] = "haproxy" if combined["haproxy_vs_default_rps_c32"] > 1 else "default"
+        print(json.dumps(combined))
+        return
+    if args.proxy == "haproxy":  # read by Serve at import, in this process and in the actors it starts
+        os.environ.update(HAPROXY_ENV)
+    print(json.dumps(measure(args.proxy, args.pairs)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Client side: predict the rows of a CSV or parquet file with a running endpoint (`kiln predict`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.data import DataError
+
+CHUNK_ROWS = 1000
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--file: {path} not found")
+    try:
+        return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as err:
+        raise DataError(f"--file: {path} is not a readable CSV or parquet file ({type(err).__name__})") from None
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str], path: str | Path) -> list[list[Any]]:
+    """Columns by name when the file has every feature (extra columns, e.g. the label, are left out);
+    otherwise by position when the count matches."""
+    columns = [str(c) for c in frame.columns]
+    if set(features) <= set(columns):
+        frame = frame.set_axis(columns, axis=1)[features]
+    elif len(columns) != len(features):
+        absent = next(f for f in features if f not in columns)
+        raise DataError(f"--file: {path} has no column {absent!r} (the model's features: {', '.join(features)})")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = (~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))).nonzero()  # JSON has no NaN or inf
+    if len(bad[0]):
+        row, column = bad[0][0], bad[1][0]
+        value = frame.iat[row, column]
+        problem = ("missing value" if pd.isna(value) else "value must be finite" if numeric.iat[row, column] == value
+                   else f"expected a number, got {value!r}")
+        raise DataError(f"--file: {path}: row {row + 1}, column {features[column]!r}: {problem}")
+    frame = numeric
+    return frame.to_numpy(dtype=object).tolist()
+
+
+def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, timeout_s: float = 60) -> list:
+    """Every row's prediction, in file order. Chunks shrink when the endpoint says a body is too large."""
+    import requests
+
+    url = url.rstrip("/")
+    with requests.Session() as session:
+        info = _checked(session.get(f"{url}/model", timeout=timeout_s), url)
+        rows = feature_matrix(read_rows(path), info["features"], path)
+        predictions: list = []
+        start = 0
+        while start < len(rows):
+            chunk = rows[start:start + chunk_rows]
+            answer = session.post(f"{url}/predict", json={"instances": chunk}, timeout=timeout_s)
+            if answer.status_code == 413 and chunk_rows > 1:
+                chunk_rows = max(1, chunk_rows // 2)
+                continue
+            if answer.status_code == 422:
+                raise DataError(f"--file: {path}: {_in_file_terms(answer.json().get('detail'), start)}")
+            predictions.extend(_checked(answer, url)["predictions"])
+            start += len(chunk)
+    return predictions
+
+
+def _in_file_terms(detail: Any, first_row: int) -> str:
+    """`instances[3][2] (c): ...` of a chunk becomes `row 1004, column 'c': ...` of the file."""
+    def rename(match: re.Match) -> str:
+        column = f", column {match.group(2)!r}" if match.group(2) else ""
+        return f"row {first_row + int(match.group(1)) + 1}{column}"
+
+    return re.sub(r"instances\[(\d+)\](?:\[\d+\] \((.+?)\))?", rename, str(detail))
+
+
+def _checked(answer, url: str) -> dict:
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url} answered {answer.status_code}: {answer.text[:300]}")
+    return answer.json()
+
+
+def cmd_predict(args) -> int:
+    """`kiln predict NAME --file rows.csv [--url URL] [--config C] [--set k=v]`: one prediction per line."""
+    from pipelines import console
+    from pipelines.config import load_config
+    from pipelines.registry import ModelNotFound
+
+    cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", []))
+    url = args.url or f"http://{cfg.serve.host}:{cfg.serve.port}"
+    import requests
+
+    try:
+        served = _checked(requests.get(f"{url.rstrip('/')}/model", timeout=30), url)
+    except requests.ConnectionError:
+        raise ModelNotFound(f"no endpoint answers at {url}; start one with 'kiln serve --model {args.name}'") from None
+    name = args.name.split("@")[0].split("/")[0]
+    if served["model"] != name:
+        raise ModelNotFound(f"{url} serves {served['model']!r} v{served['version']}, not {name!r}")
+    for prediction in predict_file(url, args.file):
+        console.say(str(prediction))
+    return 0

@@ -1,0 +1,108 @@
+"""One pure ASGI middleware around the routes: body size cap, per-request timeout, version header, metrics.
+
+Pure ASGI rather than Starlette's BaseHTTPMiddleware, so bodies stream through without being buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.metrics import Metrics
+
+VERSION_HEADER = "x-model-version"
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int, size: int | None = None):
+        got = f"{size} bytes" if size is not None else "more"
+        super().__init__(413, f"request body is {got}; the limit is {limit} bytes (serve.max_body_bytes)")
+
+
+def error_body(path: str, status: int, message: str) -> bytes:
+    """/v2 errors are {"error": ...} (the protocol's shape); the rest follow FastAPI's {"detail": ...}."""
+    return json.dumps({"error" if path.startswith("/v2") else "detail": message}).encode()
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float, metrics: Metrics,
+                 version: Callable[[], int], routes: list):
+        self.app, self.max_body_bytes, self.timeout_s = app, max_body_bytes, timeout_s
+        self.metrics, self.version, self.routes = metrics, version, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        state = {"status": 500, "started": False, "version": str(self.version()), "received": 0}
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"], state["started"] = message["status"], True
+                headers = list(message.get("headers", []))
+                found = [v for k, v in headers if k.lower() == VERSION_HEADER.encode()]
+                if found:
+                    state["version"] = found[0].decode()
+                else:
+                    headers.append((VERSION_HEADER.encode(), state["version"].encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def capped_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes, declared)  # refused before reading any of it
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, capped_receive, send_with_version)
+        except BodyTooLarge as err:
+            await self._refuse(scope, send_with_version, state, 413, err.detail)
+        except TimeoutError:
+            await self._refuse(scope, send_with_version, state, 504,
+                               f"request took longer than {self.timeout_s:g} s (serve.request_timeout_s)")
+        finally:
+            self.metrics.observe_request(route=self._route(scope), method=scope["method"], status=state["status"],
+                                         version=state["version"], seconds=time.perf_counter() - started)
+
+    async def _refuse(self, scope: Scope, send: Send, state: dict, status: int, message: str) -> None:
+        if state["started"]:  # too late for a status line: the client sees a cut response
+            state["status"] = status
+            return
+        body = error_body(scope["path"], status, message)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _route(self, scope: Scope) -> str:
+        """The route template (/v2/models/{name}/infer), so paths do not explode the label set."""
+        route = scope.get("route")
+        if route is None:  # refused before routing
+            for candidate in self.routes:
+                if candidate.matches(scope)[0] == Match.FULL:
+                    route = candidate
+                    break
+        return getattr(route, "path", "unmatched")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,229 @@
+"""The Open Inference Protocol (KServe v2, what Triton speaks) as plain functions. No Ray, no HTTP server.
+
+Inputs: one tensor [N, num_features] (any name, e.g. "input-0"), or one 1-D tensor [N] per feature name.
+Data as JSON (flat row-major or nested) or as Triton's binary tensor extension, which is what
+`tritonclient` sends by default. Output: one tensor "predictions" [N] in the label's own type.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+HEADER_LENGTH = "inference-header-content-length"
+"""Triton's binary extension: the JSON part is this many bytes; raw tensor bytes follow."""
+OUTPUT = "predictions"
+MATRIX_INPUT = "input-0"
+PLATFORM = "kiln_pytorch"
+DATATYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4")}
+_OUTPUT_DTYPES = {"INT64": np.dtype("<i8"), "FP64": np.dtype("<f8"), "BOOL": np.dtype("?")}
+
+
+class ProtocolError(ValueError):
+    """A request the protocol cannot accept: HTTP 400 with {"error": message}."""
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    rows: np.ndarray
+    """float64 [N, num_features] in training feature order."""
+    request_id: str | None
+    binary_output: bool
+
+
+def output_datatype(labels: list[Any]) -> str:
+    """INT64 for integer labels, BYTES for strings (and anything mixed), FP64 / BOOL where labels are those."""
+    if labels and all(isinstance(v, bool) for v in labels):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        return "INT64"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in labels):
+        return "FP64"
+    return "BYTES"
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "kiln", "version": version, "extensions": ["binary_tensor_data"]}
+
+
+def model_metadata(name: str, version: int, features: list[str], labels: list[Any]) -> dict[str, Any]:
+    return {"name": name, "versions": [str(version)], "platform": PLATFORM,
+            "inputs": [{"name": MATRIX_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}],
+            "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels), "shape": [-1]}]}
+
+
+def error(message: str) -> dict[str, str]:
+    return {"error": message}
+
+
+def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None) -> InferRequest:
+    """Validate an infer request against the model's features; every message names the input, row or feature."""
+    head, binary = _split(body, header_length)
+    try:
+        request = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ProtocolError(f"request body is not valid JSON: {err}") from None
+    if not isinstance(request, dict):
+        raise ProtocolError("request body must be a JSON object with an 'inputs' list")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ProtocolError("'inputs' must be a non-empty list of tensors")
+    tensors, offset = [], 0
+    for i, spec in enumerate(inputs):
+        name, array, offset = _tensor(spec, i, binary, offset)
+        tensors.append((name, array))
+    if offset != len(binary):
+        raise ProtocolError(f"binary data is {len(binary)} bytes but the inputs' binary_data_size add up to {offset}")
+    if len(tensors) == 1 and tensors[0][1].ndim == 2:
+        rows = _matrix(*tensors[0], features)
+    else:
+        rows = _columns(tensors, features)
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError("'id' must be a string")
+    return InferRequest(rows, request_id, _binary_output(request))
+
+
+def infer_response(*, name: str, version: int, predictions: list[Any], datatype: str, request_id: str | None,
+                   binary: bool) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when the output travels as binary (else None)."""
+    output: dict[str, Any] = {"name": OUTPUT, "datatype": datatype, "shape": [len(predictions)]}
+    response: dict[str, Any] = {"model_name": name, "model_version": str(version), "outputs": [output]}
+    if request_id is not None:
+        response["id"] = request_id
+    if not binary:
+        output["data"] = [str(p) for p in predictions] if datatype == "BYTES" else predictions
+        return json.dumps(response).encode(), None
+    if datatype == "BYTES":
+        items = [str(p).encode() for p in predictions]
+        raw = b"".join(struct.pack("<I", len(item)) + item for item in items)
+    else:
+        raw = np.asarray(predictions, dtype=_OUTPUT_DTYPES[datatype]).tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps(response).encode()
+    return head + raw, len(head)
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise ProtocolError(f"Inference-Header-Content-Length must be an integer (got {header_length!r})") from None
+    if not 0 < length <= len(body):
+        raise ProtocolError(f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes")
+    return body[:length], body[length:]
+
+
+def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ProtocolError(f"inputs[{index}]: expected an object with 'name', 'shape', 'datatype' and 'data'")
+    name = spec["name"]
+    shape, datatype = spec.get("shape"), spec.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers (got {shape!r})")
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not supported; use one of "
+                            f"{', '.join(DATATYPES)}")
+    count = int(np.prod(shape, dtype=np.int64))
+    parameters = spec.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"input {name!r}: 'parameters' must be an object")
+    if "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes "
+                                "after the JSON header")
+        if size != count * DATATYPES[datatype].itemsize:
+            raise ProtocolError(f"input {name!r}: shape {shape} of {datatype} needs "
+                                f"{count * DATATYPES[datatype].itemsize} bytes, got {size}")
+        flat = np.frombuffer(binary, dtype=DATATYPES[datatype], count=count, offset=offset)
+        return name, flat.astype(np.float64).reshape(shape), offset + size
+    if "data" not in spec:
+        raise ProtocolError(f"input {name!r}: no 'data' (and no binary_data_size parameter)")
+    values = list(_leaves(spec["data"]))
+    integer = datatype.startswith("INT")
+    for k, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+            kind = "an integer" if integer else "a number"
+            raise ProtocolError(f"input {name!r}: data[{k}]: expected {kind} for {datatype}, got {value!r}")
+    if len(values) != count:
+        raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, got {len(values)}")
+    return name, np.asarray(values, dtype=np.float64).reshape(shape), offset
+
+
+def _leaves(data: Any):
+    """Flat or nested (row-major) data, as one flat sequence."""
+    if isinstance(data, list):
+        for item in data:
+            yield from _leaves(item)
+    else:
+        yield data
+
+
+def _matrix(name: str, array: np.ndarray, features: list[str]) -> np.ndarray:
+    if array.shape[1] != len(features) or array.shape[0] == 0:
+        raise ProtocolError(f"input {name!r}: expected shape [N, {len(features)}] with N >= 1 "
+                            f"(features {', '.join(features)}), got {list(array.shape)}")
+    _finite(array, lambda i, j: f"input {name!r} row {i} (feature {features[j]!r})")
+    return array
+
+
+def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str]) -> np.ndarray:
+    by_name: dict[str, np.ndarray] = {}
+    for name, array in tensors:
+        if name not in features:
+            raise ProtocolError(f"unknown input {name!r}: send one tensor [N, {len(features)}] or one 1-D tensor "
+                                f"per feature ({', '.join(features)})")
+        if name in by_name:
+            raise ProtocolError(f"input {name!r} appears twice")
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise ProtocolError(f"input {name!r}: a feature tensor must have shape [N], got {list(array.shape)}")
+        by_name[name] = array
+    missing = [f for f in features if f not in by_name]
+    if missing:
+        raise ProtocolError(f"missing input for feature {missing[0]!r}")
+    lengths = {name: len(array) for name, array in by_name.items()}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
+    rows = np.stack([by_name[f] for f in features], axis=1)
+    _finite(rows, lambda i, j: f"input {features[j]!r} row {i}")
+    return rows
+
+
+def _finite(rows: np.ndarray, where) -> None:
+    bad = np.argwhere(~np.isfinite(rows))
+    if len(bad):
+        raise ProtocolError(f"{where(*bad[0])}: value must be finite")
+
+
+def _binary_output(request: dict[str, Any]) -> bool:
+    parameters = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError("'parameters' must be an object")
+    outputs = request.get("outputs")
+    if outputs is None:
+        return bool(parameters.get("binary_data_output", False))
+    if not isinstance(outputs, list) or not outputs:
+        raise ProtocolError("'outputs' must be a non-empty list when given")
+    binary = False
+    for spec in outputs:
+        if not isinstance(spec, dict) or spec.get("name") != OUTPUT:
+            got = spec.get("name") if isinstance(spec, dict) else spec
+            raise ProtocolError(f"unknown output {got!r}; this model has one output {OUTPUT!r}")
+        wanted = spec.get("parameters") or {}
+        if not isinstance(wanted, dict):
+            raise ProtocolError(f"output {OUTPUT!r}: 'parameters' must be an object")
+        if "classification" in wanted or "shared_memory_region" in wanted:
+            raise ProtocolError(f"output {OUTPUT!r}: the classification and shared-memory extensions are not "
+                                "supported")
+        binary = bool(wanted.get("binary_data", parameters.get("binary_data_output", False)))
+    return binary

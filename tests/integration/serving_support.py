@@ -1,0 +1,45 @@
+"""A throwaway MLflow store holding real versions of the tiny string-label model, without Ray.
+Shared by tests/integration/test_serving.py and benchmarks/serve.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import registry, tracking
+from pipelines.config import KilnConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = ["a", "b", "c", "d"]
+
+
+def _train_tiny():
+    # tests/unit/conftest.py owns train_tiny; loaded by path so its name does not collide with this folder's conftest.
+    spec = importlib.util.spec_from_file_location("kiln_unit_conftest", ROOT / "tests" / "unit" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train_tiny
+
+
+def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: int = 2) -> tuple[KilnConfig,
+                                                                                                pd.DataFrame]:
+    """Register `versions` trained versions of `name` in a store under root; the alias points at v1."""
+    train_tiny = _train_tiny()
+    cfg = load_config(None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving",
+                             *overrides])
+    frame = None
+    for number in range(1, versions + 1):
+        folder = root / f"v{number}"
+        frame = train_tiny(folder, steps=100 if number == 1 else 20, seed=number)
+        promote = "always" if number == 1 else "never"
+        versioned = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"promote": promote})})
+        parent = tracking.start_parent(versioned, run_name=f"v{number}", tags={})
+        test = frame.sample(40, random_state=number)
+        registered = registry.register(versioned, checkpoint_dir=str(folder), test_frame=test[FEATURES],
+                                       test_labels=test["label"].tolist(), parent_run_id=parent, test_accuracy=0.9,
+                                       data_fingerprint="f" * 16)
+        assert registered.version == number
+        tracking.end_run(versioned, parent, "FINISHED")
+    return cfg, frame
