@@ -183,6 +183,21 @@ def _example_of(version) -> pd.DataFrame:
     return model.load_input_example(mlflow.artifacts.download_artifacts(version.source))
 
 
+@dataclass(frozen=True)
+class ServingTarget:
+    name: str
+    version: int  # what the alias points at now, or the pinned version
+    alias: str | None  # None: pinned to `version`; else the endpoint follows this alias
+
+
+def serving_target(cfg: KilnConfig, ref: str) -> ServingTarget:
+    """`NAME@ALIAS` (or `NAME`, meaning registry.alias) follows the alias; `NAME/VERSION` is pinned."""
+    name, version = resolve(cfg, ref)
+    if "/" in ref and "@" not in ref:
+        return ServingTarget(name, version, None)
+    return ServingTarget(name, version, ref.split("@", 1)[1] if "@" in ref else cfg.registry.alias)
+
+
 def resolve(cfg: KilnConfig, ref: str) -> tuple[str, int]:
     """`NAME`, `NAME@ALIAS` or `NAME/VERSION` to (name, version), from this store's registry only."""
     mlflow_client = tracking.client(cfg)

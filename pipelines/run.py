@@ -151,9 +151,8 @@ def start_serving(cfg: KilnConfig, ref: str) -> str:
     (the endpoint switches versions when it moves); `NAME/VERSION` stays pinned."""
     from serving.app import deploy
 
-    name, version = registry.resolve(cfg, ref)  # fails early with a clear message
-    pinned = "/" in ref and "@" not in ref
-    alias = None if pinned else (ref.split("@", 1)[1] if "@" in ref else cfg.registry.alias)
-    url = deploy(cfg, name=name, alias=alias, version=version if pinned else None)
-    console.say(f"  serving {name} v{version}{'' if pinned else f' (follows @{alias})'} at {url}")
+    target = registry.serving_target(cfg, ref)  # fails early with a clear message
+    url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
+    follows = f" (follows @{target.alias})" if target.alias else ""
+    console.say(f"  serving {target.name} v{target.version}{follows} at {url}")
     return url

@@ -128,9 +128,7 @@ def app_from_env(args: dict[str, str]):
     overrides = [f"tracking.uri={args['tracking_uri']}"] if args.get("tracking_uri") else []
     cfg = load_config(args.get("config"), overrides)
     ref = args.get("model") or f"{cfg.registry.model_name}@{cfg.registry.alias}"
-    name, version = registry.resolve(cfg, ref)
-    pinned = "/" in ref and "@" not in ref
-    alias = None if pinned else (ref.split("@", 1)[1] if "@" in ref else cfg.registry.alias)
+    target = registry.serving_target(cfg, ref)
     return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
-        tracking_uri=cfg.tracking_uri, name=name, alias=None if pinned else alias,
-        version=version if pinned else None, serve_config=cfg.serve.model_dump())
+        tracking_uri=cfg.tracking_uri, name=target.name, alias=target.alias,
+        version=None if target.alias else target.version, serve_config=cfg.serve.model_dump())
