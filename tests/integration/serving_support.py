@@ -3,7 +3,7 @@ Shared by tests/integration/test_serving.py and benchmarks/serve.py."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,21 +12,16 @@ from pipelines import registry, tracking
 from pipelines.config import KilnConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # shared helpers such as tiny_model
+
+from tiny_model import train_tiny  # noqa: E402
+
 FEATURES = ["a", "b", "c", "d"]
-
-
-def _train_tiny():
-    # tests/unit/conftest.py owns train_tiny; loaded by path so its name does not collide with this folder's conftest.
-    spec = importlib.util.spec_from_file_location("kiln_unit_conftest", ROOT / "tests" / "unit" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.train_tiny
 
 
 def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: int = 2) -> tuple[KilnConfig,
                                                                                                 pd.DataFrame]:
     """Register `versions` trained versions of `name` in a store under root; the alias points at v1."""
-    train_tiny = _train_tiny()
     cfg = load_config(None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving",
                              *overrides])
     frame = None

@@ -4,13 +4,12 @@ import shutil
 
 import pytest
 from mlflow import MlflowClient
+from tiny_model import train_tiny
 
 from pipelines import registry, tracking
 from pipelines.cli import main
 from pipelines.config import load_config
 from pipelines.registry import ModelNotFound
-
-from conftest import train_tiny
 
 NAME = "gate-test"
 

@@ -34,7 +34,7 @@ class StandIn:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from conftest import train_tiny
+    from tiny_model import train_tiny
 
     folder = tmp_path_factory.mktemp("tiny")
     frame = train_tiny(folder)
