@@ -111,7 +111,10 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     if (alias is None) == (version is None):
         raise ValueError("deploy: give exactly one of alias (follows the alias) or version (pinned)")
     s = cfg.serve
-    serve.start(http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
+    # HeadOnly: one ingress at serve.host:port. On several nodes of one host (the local cluster) one proxy per
+    # node would fight over the same port.
+    serve.start(proxy_location="HeadOnly",
+                http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
     endpoint = ModelEndpoint.options(**deployment_options(s)).bind(
         tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=s.model_dump())
     serve.run(endpoint, name=APP_NAME, route_prefix="/", blocking=False)

@@ -1,77 +1,8 @@
 """One real `kiln run` (local Ray, SQLite MLflow, Ray Serve over HTTP) shared by the integration tests."""
 
-from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import pytest
 
-from tests_support import KILN, ROOT, free_port
-
-READY_LINE = "Serving until Ctrl-C."
-RUN_TIMEOUT_S = 900
-
-
-@dataclass
-class LiveRun:
-    root: Path
-    port: int
-    process: subprocess.Popen
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def tracking_uri(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
-
-    def stop(self, timeout_s: float = 120) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def start_run(config: str, root: Path, *extra: str) -> LiveRun:
-    port = free_port()
-    command = [KILN, "run", config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    run = LiveRun(root, port, process)
-    ready = threading.Event()
-
-    def pump():
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            run.lines.append(line)
-            print(line, flush=True)
-            if line.startswith(READY_LINE):
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    started = time.monotonic()
-    while not ready.wait(5):
-        if time.monotonic() - started > RUN_TIMEOUT_S:
-            run.stop()
-            pytest.fail(f"kiln run did not reach serving within {RUN_TIMEOUT_S} s:\n{run.output[-3000:]}")
-    return run
+from tests_support import READY_LINE, start_run
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,49 @@
+"""Kiln on the local two-node cluster (`make cluster-up`): same command, a Ray cluster and an MLflow server.
+
+Runs only when KILN_CLUSTER_TESTS=1 (`.ci/run` brings the cluster up, runs these, and tears it down).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from tests_support import start_run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.skipif(os.environ.get("KILN_CLUSTER_TESTS") != "1",
+                                                      reason="needs `make cluster-up` and KILN_CLUSTER_TESTS=1")]
+
+SERVER = "http://127.0.0.1:5000"
+MODEL = "digits-mlp-cluster-test"
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    run = start_run("configs/cluster.yaml", tmp_path_factory.mktemp("cluster") / "storage",
+                    "--set", "tune.num_samples=2", "--set", "train.epochs=2", "--set", f"registry.model_name={MODEL}")
+    yield run
+    assert run.stop() == 0
+
+
+def test_trials_ran_on_two_nodes(cluster_run):
+    client = MlflowClient(SERVER)
+    experiment = client.get_experiment_by_name("digits-cluster")
+    trials = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial"]
+    node_sets = [set(t.data.tags["node_ids"].split(",")) for t in trials if "node_ids" in t.data.tags]
+    assert node_sets and max(len(nodes) for nodes in node_sets) == 2, node_sets
+
+
+def test_model_is_registered_through_the_server_and_served(cluster_run):
+    version = MlflowClient(SERVER).get_model_version_by_alias(MODEL, "champion")
+    assert float(version.tags["test_accuracy"]) >= 0.8
+    row = [[0.0] * 64]
+    answer = requests.post(f"{cluster_run.url}/predict", json={"instances": row}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["version"] == int(version.version)
+
+
+def test_jobs_api_refuses_requests_without_the_token():
+    answer = requests.get("http://127.0.0.1:8265/api/jobs/", timeout=10)
+    assert answer.status_code in (401, 403)
