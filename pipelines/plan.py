@@ -74,7 +74,7 @@ BUILTIN = {"h100": H100, "a100": A100, "l4": L4}
 # Ray Data warm-up in the first epoch (2.2-2.6 s where later epochs take ~0.25 s).
 LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH = 150e-6, 1.5e9
 LOCAL = HardwareProfile("local", 4e10, 4e10, LOOPBACK_BANDWIDTH, LOOPBACK_LATENCY_S,
-                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.2, trial_fixed_cost_s=18.0)
+                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.11, trial_fixed_cost_s=18.0)
 
 
 def local_cores() -> int:
@@ -149,7 +149,10 @@ def _predict(cfg, profile, flops, num_workers, train_rows) -> WorkerPrediction:
     # Summed, not overlapped: a small model's gradients fill one DDP bucket, reduced after backward.
     step = compute + allreduce + data + overhead
     steps = math.ceil(train_rows / num_workers / per_worker)
-    epoch = steps * step + share * profile.per_epoch_overhead_s
+    # On shared CPUs each worker sets up its own Ray Data iterator and runs a full validation pass on the same
+    # cores, so the fixed epoch cost grows with the workers (measured here: 0.12 s at 1 worker, 0.25 s at 2).
+    epoch_overhead = profile.per_epoch_overhead_s * (max(share, num_workers) if profile.cores else 1.0)
+    epoch = steps * step + epoch_overhead
     return WorkerPrediction(num_workers, per_worker, compute, allreduce, data, overhead, step,
                             steps, epoch, train_rows / epoch, efficiency=1.0)
 

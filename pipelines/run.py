@@ -87,7 +87,8 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             freed = storage.prune_checkpoints(cfg.storage_root, [t.trial_id for t in result.trials],
                                               keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
-        tracking.set_tags(cfg, parent, {"kiln.best_trial_id": result.best.trial_id})
+        tracking.set_tags(cfg, parent, {"kiln.best_trial_id": result.best.trial_id,
+                                        "mlflow.note.content": describe_search(cfg, result, accuracy, registered)})
         tracking.log_metrics(cfg, parent, {f"stage_{k}_s": v for k, v in timings.items()})
         tracking.end_run(cfg, parent, "FINISHED")
         searches.save(cfg.storage_root, state.with_status(searches.FINISHED))
@@ -123,6 +124,19 @@ def check_resume(cfg: KilnConfig, resume: bool) -> searches.SearchState | None:
         raise ConfigError(f"--resume: the config changed since search {previous.name} started; "
                           "run without --resume to start a new search")
     return previous
+
+
+def describe_search(cfg: KilnConfig, result: tune.SearchResult, accuracy: float,
+                    registered: registry.Registered) -> str:
+    """The parent run's description in the MLflow UI: the search in a few lines."""
+    stopped = sum(t.stopped_early for t in result.trials)
+    epochs = sum(t.epochs_run for t in result.trials)
+    return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
+            f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
+            f"Best: trial {result.best.trial_id}, {cfg.tune.metric}={result.best.best_metric:.4f}, "
+            f"{console.describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}.\n"
+            f"Registered {registered.name} v{registered.version}; "
+            f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")
 
 
 def write_report(cfg: KilnConfig, parent_run_id: str) -> None:

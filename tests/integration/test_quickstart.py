@@ -66,6 +66,7 @@ def test_trials_table_lists_every_trial(live_run):
 def test_parent_run_has_one_nested_run_per_trial(runs, mlflow_client):
     parent, trials = runs
     assert parent.info.status == "FINISHED"
+    assert f"{NUM_TRIALS} trials (" in parent.data.tags["mlflow.note.content"]  # the UI's run description
     assert len(trials) == NUM_TRIALS
     for trial in trials:
         assert "train.lr" in trial.data.params and "model.hidden" in trial.data.params

@@ -89,6 +89,11 @@ def test_workers_beyond_the_cores_share_them():
     assert two.epoch_time_s == pytest.approx(16 * (0.064 + 2e-3 + 3.2e-6 + 2e-3) + 2 * 0.5)
 
 
+def test_on_shared_cpus_each_worker_pays_the_epoch_set_up():
+    two = plan.predict(cfg(), flat_profile(cores=4), FLOPS, num_workers=2, train_rows=1000)
+    assert two.epoch_time_s == pytest.approx(16 * 0.0350032 + 2 * 0.5)
+
+
 def prediction(num_workers, efficiency):
     return WorkerPrediction(num_workers, 1, 0, 0, 0, 0, 1, 1, 1, 1, efficiency)
 
