@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import traceback
 
@@ -236,7 +235,8 @@ def cmd_ui(args) -> int:
             raise ConfigError(f"storage.root: no MLflow store at {cfg.storage_root}; run 'kiln run CONFIG' first")
         command += ["--default-artifact-root", (cfg.storage_root / "mlartifacts").as_uri()]
     console.say(f"MLflow UI for {cfg.tracking_uri}: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
-    return subprocess.call(command)
+    sys.stdout.flush()
+    os.execv(command[0], command)  # the UI takes this process over: signals reach it directly
 
 
 def _again(command: str, args) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -45,7 +47,7 @@ def browser():
 def ui(live_run):
     port = free_port()
     process = subprocess.Popen([KILN, "ui", "--set", f"storage.root={live_run.root}", "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -58,8 +60,11 @@ def ui(live_run):
         process.kill()
         pytest.fail("kiln ui did not answer within 90 s")
     yield url
-    process.terminate()
+    os.killpg(process.pid, signal.SIGTERM)  # the UI server and the workers it started
     process.wait(30)
+    time.sleep(2)
+    leftovers = subprocess.run(["pgrep", "-f", f"mlflow.*--port {port}|huey_consumer"], capture_output=True, text=True)
+    assert leftovers.stdout == "", "an MLflow UI process outlived the test"
 
 
 def body_text_when(driver, predicate, timeout_s: float = 45) -> str:
