@@ -36,6 +36,13 @@ class StorageConfig(Section):
     root: str = "./kiln-runs"
     """Everything a run writes lives here: datasets, checkpoints, the MLflow store."""
 
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, root: str) -> str:
+        # Made absolute where the config is loaded: Ray workers run in other directories, and a relative
+        # path there would scatter checkpoints away from the run folder.
+        return root if "://" in root else str(Path(root).expanduser().resolve())
+
 
 class RayConfig(Section):
     address: str | None = None

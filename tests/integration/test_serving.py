@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -258,6 +261,40 @@ def test_promote_and_rollback_switch_the_live_endpoint_with_zero_failed_requests
     for log in seen:  # each client saw v1, then only v2, then only v1 again
         versions = [version for _, version, _ in log]
         assert [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]] == [1, 2, 1]
+
+
+def replica_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "ServeReplica:kiln"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_a_killed_replica_is_replaced_and_retrying_clients_barely_notice(live):
+    """SIGKILL the only replica under steady load; a client that retries (up to 20 s a request) keeps >= 99%."""
+    load_s, kill_after_s = 20.0, 3.0
+    outcomes: list[bool] = []
+    before = replica_pids()
+    assert before, "no Serve replica process found"
+    started = time.monotonic()
+    killed = False
+    while time.monotonic() - started < load_s:
+        if not killed and time.monotonic() - started > kill_after_s:
+            for pid in before:
+                os.kill(pid, signal.SIGKILL)
+            killed = True
+        deadline, ok = time.monotonic() + 20, False
+        while not ok and time.monotonic() < deadline:
+            try:
+                ok = live.predict(timeout_s=5).status_code == 200
+            except requests.RequestException:
+                ok = False
+            if not ok:
+                time.sleep(0.2)
+        outcomes.append(ok)
+    rate = sum(outcomes) / len(outcomes)
+    print(f"replica killed under load: {sum(outcomes)}/{len(outcomes)} requests succeeded with retries ({rate:.2%})")
+    assert killed and rate >= 0.99
+    wait_for(lambda: bool(replica_pids() - before), 60, "a replacement replica")
+    live.assert_good()
 
 
 def test_a_pinned_version_does_not_follow_the_alias(live):

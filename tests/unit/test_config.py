@@ -77,3 +77,12 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_set_needs_key_and_value():
     with pytest.raises(ConfigError, match="expected dotted.key=value"):
         load_config(None, ["train.lr"])
+
+
+def test_storage_root_is_made_absolute_where_the_config_is_loaded(tmp_path, monkeypatch):
+    """Ray workers run in other directories: a relative root must not follow them there."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["storage.root=./runs"])
+    assert cfg.storage.root == str(tmp_path / "runs")
+    monkeypatch.chdir("/")
+    assert KilnConfig.model_validate(cfg.model_dump()).storage_root == tmp_path / "runs"
