@@ -44,6 +44,17 @@ if [[ ! -s $TOKEN_FILE && -z ${RAY_AUTH_TOKEN:-} ]]; then
   "$RAY_BIN" get-auth-token --generate >/dev/null
 fi
 
+ray_start() {  # ray_start ROLE CPUS MIN_WORKER_PORT MAX_WORKER_PORT AGENT_PORT ARGS...: one node, logged
+  local role=$1 cpus=$2 min_port=$3 max_port=$4 agent_port=$5 log="$STATE/logs/ray-$1-start.log"
+  shift 5
+  timeout 120 "$RAY_BIN" start "$@" --disable-usage-stats --node-ip-address="$HOST" \
+    --dashboard-agent-listen-port="$agent_port" \
+    --num-cpus="$cpus" --num-gpus=0 --object-store-memory="$OBJECT_STORE_BYTES" \
+    --min-worker-port="$min_port" --max-worker-port="$max_port" \
+    --temp-dir="$RAY_TEMP_DIR" >"$log" 2>&1 \
+    || { tail -n 20 "$log" >&2; die "ray start ($role) failed"; }
+}
+
 ray_nodes() {  # number of alive nodes, via the GCS (authenticated with the token)
   "$PYTHON_BIN" - "$RAY_ADDRESS_VALUE" <<'EOF' 2>/dev/null
 import sys
@@ -65,14 +76,9 @@ else
   # Note: Ray 2.60's `ray start` rewrites --node-ip-address=127.0.0.1 to the host's routable address
   # (services.resolve_ip_for_localhost), so the GCS, raylets and client server also listen there;
   # token auth guards them. Only the dashboard (and Jobs API) is bound to 127.0.0.1 alone.
-  timeout 120 "$RAY_BIN" start --head --disable-usage-stats \
-    --node-ip-address="$HOST" --port="$RAY_PORT" --ray-client-server-port="$CLIENT_PORT" \
-    --dashboard-host="$HOST" --dashboard-port="$DASHBOARD_PORT" \
-    --dashboard-agent-listen-port="${KILN_HEAD_AGENT_PORT:-52375}" \
-    --num-cpus="$HEAD_CPUS" --num-gpus=0 --object-store-memory="$OBJECT_STORE_BYTES" \
-    --min-worker-port=10002 --max-worker-port=10999 \
-    --temp-dir="$RAY_TEMP_DIR" >"$STATE/logs/ray-head-start.log" 2>&1 \
-    || { tail -n 20 "$STATE/logs/ray-head-start.log" >&2; die "ray start --head failed"; }
+  ray_start head "$HEAD_CPUS" 10002 10999 "${KILN_HEAD_AGENT_PORT:-52375}" \
+    --head --port="$RAY_PORT" --ray-client-server-port="$CLIENT_PORT" \
+    --dashboard-host="$HOST" --dashboard-port="$DASHBOARD_PORT"
 fi
 wait_for 60 "the Ray head" nodes_at_least 1
 wait_for 60 "the Ray dashboard" port_open "$DASHBOARD_PORT"
@@ -84,13 +90,8 @@ if [[ $(raylet_pids | wc -l) -ge 2 ]]; then
   say "second Ray node already running"
 else
   say "starting a second Ray node ($WORKER_CPUS CPUs) joining $RAY_ADDRESS_VALUE"
-  timeout 120 "$RAY_BIN" start --address="$RAY_ADDRESS_VALUE" --disable-usage-stats \
-    --node-ip-address="$HOST" \
-    --dashboard-agent-listen-port="${KILN_WORKER_AGENT_PORT:-52376}" \
-    --num-cpus="$WORKER_CPUS" --num-gpus=0 --object-store-memory="$OBJECT_STORE_BYTES" \
-    --min-worker-port=11000 --max-worker-port=11999 \
-    --temp-dir="$RAY_TEMP_DIR" >"$STATE/logs/ray-worker-start.log" 2>&1 \
-    || { tail -n 20 "$STATE/logs/ray-worker-start.log" >&2; die "ray start (second node) failed"; }
+  ray_start worker "$WORKER_CPUS" 11000 11999 "${KILN_WORKER_AGENT_PORT:-52376}" \
+    --address="$RAY_ADDRESS_VALUE"
 fi
 wait_for 60 "the second Ray node" nodes_at_least 2
 timing "Ray cluster ($(ray_nodes) nodes)" "$t"
