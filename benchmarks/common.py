@@ -35,3 +35,18 @@ def record(figures: list[dict]) -> dict:
     merged = [f for f in existing.get("figures", []) if f["name"] not in names] + figures
     RESULTS.write_text(json.dumps({"machine": machine(), "figures": merged}, indent=2) + "\n")
     return payload
+
+
+def write_classification(path: Path, *, rows: int, features: int, classes: int = 10, seed: int = 0) -> Path:
+    """A generated classification table (class centres plus noise) as parquet: benchmark data, never downloaded."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=rows)
+    centres = rng.normal(size=(classes, features)).astype(np.float32)
+    x = centres[labels] + rng.normal(scale=2.0, size=(rows, features)).astype(np.float32)
+    columns = {f"f{i}": x[:, i] for i in range(features)} | {"label": labels}
+    pq.write_table(pa.table(columns), path, row_group_size=64 * 1024)
+    return path

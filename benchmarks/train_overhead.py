@@ -1,5 +1,6 @@
 """train_overhead: in-loop seconds per epoch of Kiln's loop under Ray Train (1 worker) against a bare
-PyTorch loop over the same model, data, batch size and thread count. Interleaved A B A B.
+PyTorch loop over the same model, data, batch size, thread count and per-epoch validation pass.
+Interleaved A B A B.
 
     .venv/bin/python benchmarks/train_overhead.py [--pairs 3] [--epochs 5]
 """
@@ -22,12 +23,14 @@ from pipelines.train import build_trainer
 from common import median, pin_threads, record
 
 
-def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
-    """The same model and batch size as Kiln's loop, over in-memory tensors: the floor."""
+def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                epochs: int) -> list[float]:
+    """The same model, batch size and per-epoch validation as Kiln's loop, over in-memory tensors: the floor."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, input_dim=x.shape[1], num_classes=int(y.max()) + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y)
     times = []
     for epoch in range(epochs):
         started = time.perf_counter()
@@ -39,8 +42,18 @@ def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        model.eval()
+        with torch.inference_mode():
+            correct = sum(int((model(vx[i:i + cfg.train.batch_size]).argmax(1) == vy[i:i + cfg.train.batch_size])
+                              .sum()) for i in range(0, len(vx), cfg.train.batch_size))
+        assert 0 <= correct <= len(vy)
         times.append(time.perf_counter() - started)
     return times
+
+
+def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    frame = dataset.to_pandas()
+    return np.stack(frame["x"].to_numpy()).astype(np.float32), frame["y"].to_numpy().copy()
 
 
 def kiln_epochs(cfg, splits, epochs: int, name: str) -> list[float]:
@@ -62,16 +75,16 @@ def main() -> None:
             f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"])
         runtime.start(cfg)
         splits = ingest.ingest(cfg)
-        train = splits.train.to_pandas()
-        x, y = np.stack(train["x"].to_numpy()).astype(np.float32), train["y"].to_numpy()
+        x, y = arrays(splits.train)
+        val_x, val_y = arrays(splits.val)
         bare, kiln = [], []
-        for pair in range(args.pairs):
-            bare.append(median(bare_epochs(cfg, x, y, args.epochs)[1:]))  # first epoch: warm-up on both sides
+        for pair in range(args.pairs):  # the first epoch on each side is warm-up
+            bare.append(median(bare_epochs(cfg, x, y, val_x, val_y, args.epochs)[1:]))
             kiln.append(median(kiln_epochs(cfg, splits, args.epochs, f"overhead-{pair}")[1:]))
         runtime.stop()
     ratio = median(kiln) / median(bare)
     record([{"name": "train_overhead_ratio", "value": round(ratio, 3), "unit": "x", "target": 1.05,
-             "baseline": "bare PyTorch loop, same model/data/batch/threads",
+             "baseline": "bare PyTorch loop, same model/data/batch/threads/validation",
              "detail": {"kiln_epoch_s": median(kiln), "bare_epoch_s": median(bare), "pairs": args.pairs}}])
 
 

@@ -16,6 +16,8 @@ from pipelines.config import KilnConfig
 from pipelines.search_space import apply_sample
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
+# Logged once per Train run: seconds from the trial's start to its first training step.
+LOGGED_METRICS = (*EPOCH_METRICS, "trial_startup_s")
 
 
 def client(cfg: KilnConfig):
@@ -67,9 +69,15 @@ def start_parent(cfg: KilnConfig, *, run_name: str, tags: dict[str, str]) -> str
 
 
 def log_metrics(cfg: KilnConfig, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    mlflow_client = client(cfg)
-    for key, value in metrics.items():
-        mlflow_client.log_metric(run_id, key, float(value), step=step)
+    """One write for all of an epoch's metrics (the driver logs every trial's epochs while it runs the search)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    if batch:
+        client(cfg).log_batch(run_id, metrics=batch)
 
 
 def log_dict(cfg: KilnConfig, run_id: str, payload: dict, artifact_file: str) -> None:
@@ -120,7 +128,7 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             run_id = self.runs.get(trial.trial_id)
             if run_id is None:
                 return
-            metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), int | float)
+            metrics = {k: result[k] for k in LOGGED_METRICS if isinstance(result.get(k), int | float)
                        and math.isfinite(result[k])}
             log_metrics(cfg, run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
             if result.get("node_ids") and trial.trial_id not in self.tagged:

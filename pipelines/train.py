@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pipelines import checkpoint
+from pipelines import batches, checkpoint
 from pipelines.config import KilnConfig
 from pipelines.data import Preprocessing
 from pipelines.models import build_model
@@ -36,29 +36,33 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     node_ids = _node_ids(world_size)
     batch_size = max(1, cfg.train.batch_size // world_size)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_data = ray.train.get_dataset_shard("val")
-    dtypes = {"x": torch.float32, "y": torch.long}
+    cached = loop_config.get("cache_shards", False)
+    train_data = batches.open_shard(ray.train.get_dataset_shard("train"), device=device, cached=cached)
+    val_data = batches.open_shard(ray.train.get_dataset_shard("val"), device=device, cached=cached)
+    if cached:  # every rank holds the whole val set; each evaluates its part and the sums are all-reduced
+        val_data = val_data.part(rank, world_size)
 
+    startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of losses, rows) for this rank
-        batches = train_shard.iter_torch_batches(
-            batch_size=batch_size, dtypes=dtypes, device=device,
-            local_shuffle_buffer_size=2048, local_shuffle_seed=cfg.train.seed + epoch)
-        for batch in batches:
+        loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
+        for x, y in train_data.batches(batch_size, seed=cfg.train.seed + epoch):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = F.cross_entropy(model(batch["x"]), batch["y"])
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            # .item() would sync with the device every step; accumulate a tensor instead.
-            loss_sum += torch.stack([loss.detach().double().cpu() * len(batch["y"]),
-                                     torch.tensor(float(len(batch["y"])), dtype=torch.float64)])
+            # .item() would sync with the device every step; accumulate on the device instead.
+            loss_total += loss.detach().double() * len(y)
+            rows += len(y)
+        loss_sum = torch.stack([loss_total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
         if world_size > 1:
-            torch.distributed.all_reduce(loss_sum)
-        val_loss, val_accuracy = _evaluate(model, val_data, batch_size=cfg.train.batch_size, device=device)
+            loss_sum = _sum_over_ranks(loss_sum, device)
+        val_sums = _evaluate(model, val_data, batch_size=cfg.train.batch_size)
+        if cached and world_size > 1:
+            val_sums = _sum_over_ranks(val_sums, device)
+        val_loss, val_accuracy = (val_sums[:2] / max(float(val_sums[2]), 1.0)).tolist()
         metrics = {
             "train_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)),
             "val_loss": val_loss,
@@ -66,8 +70,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "epoch_time_s": time.perf_counter() - started,
             "epoch": epoch + 1,
             "node_ids": node_ids,
+            **({"trial_startup_s": startup_s} if epoch == 0 else {}),
         }
         _report(metrics, rank=rank, model=model, optimizer=optimizer, cfg=cfg, prep=prep)
+
+
+def _sum_over_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """All-reduce on the training device (NCCL takes no CPU tensors), back on the CPU."""
+    on_device = sums.to(device)
+    torch.distributed.all_reduce(on_device)
+    return on_device.cpu()
 
 
 def _node_ids(world_size: int) -> str:
@@ -95,17 +107,17 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
         return int(checkpoint.read_meta(folder)["epoch"])
 
 
-def _evaluate(model, dataset, *, batch_size: int, device) -> tuple[float, float]:
+def _evaluate(model, data, *, batch_size: int) -> torch.Tensor:
+    """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU."""
     model.eval()
-    loss, correct, rows = 0.0, 0, 0
+    sums = torch.zeros(3, dtype=torch.float64)
     with torch.inference_mode():
-        for batch in dataset.iter_torch_batches(batch_size=batch_size, dtypes={"x": torch.float32, "y": torch.long},
-                                                device=device):
-            logits = model(batch["x"]).float()
-            loss += F.cross_entropy(logits, batch["y"], reduction="sum").item()
-            correct += (logits.argmax(dim=1) == batch["y"]).sum().item()
-            rows += len(batch["y"])
-    return loss / max(rows, 1), correct / max(rows, 1)
+        for x, y in data.batches(batch_size):
+            logits = model(x).float()
+            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double().cpu(),
+                                 (logits.argmax(dim=1) == y).sum().double().cpu(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64)])
+    return sums
 
 
 def _report(metrics, *, rank, model, optimizer, cfg: KilnConfig, prep: Preprocessing) -> None:
@@ -121,8 +133,14 @@ def _report(metrics, *, rank, model, optimizer, cfg: KilnConfig, prep: Preproces
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
+def fits_in_cache(cfg: KilnConfig, datasets: dict[str, Any], *, input_dim: int) -> bool:
+    """Whether each worker's train shard plus the whole val set fit `train.cache_shard_mb`."""
+    rows = datasets["train"].count() / cfg.train.num_workers + datasets["val"].count()
+    return batches.shard_bytes(int(rows), input_dim) <= cfg.train.cache_shard_mb * 2**20
+
+
 def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
-                  name: str, use_gpu: bool, callbacks: list[Any] = ()):
+                  name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None):
     """A TorchTrainer for one run of `cfg`: DDP over train.num_workers workers."""
     import ray.train
     from ray.train import DataConfig
@@ -131,7 +149,9 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict()},
+        train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict(),
+                           "cache_shards": fits_in_cache(cfg, datasets, input_dim=len(preprocessing.features)),
+                           "started_at": started_at or time.time()},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
             placement_strategy=cfg.train.placement_strategy),

@@ -41,6 +41,8 @@ def to_tune_domain(domain: Domain):
 def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: dict[str, Any],
               datasets: dict[str, Any], use_gpu: bool) -> None:
     """The Tune trainable: build the trial's config, run its Train run to the end (or until ASHA stops it)."""
+    import time
+
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -51,7 +53,7 @@ def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: di
     # Named after the trial, so a restarted trial resumes its own Train run.
     name = f"train-{tune.get_context().get_trial_id()}"
     trainer = build_trainer(cfg, datasets=datasets, preprocessing=Preprocessing.from_dict(preprocessing),
-                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()])
+                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()], started_at=time.time())
     trainer.fit()
 
 

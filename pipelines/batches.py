@@ -1,0 +1,69 @@
+"""Where a worker's batches come from: tensors kept in memory when the shard is small, else Ray Data.
+
+Ray Data starts a streaming executor for every pass over a shard (tens of milliseconds on a small machine),
+which on a small dataset costs more than the epoch's arithmetic. A shard that fits `train.cache_shard_mb` is
+read once and then sliced in place, shuffled by a seeded permutation, so the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+DTYPES = {"x": torch.float32, "y": torch.long}
+BYTES_PER_LABEL = 8
+
+
+def shard_bytes(rows: int, input_dim: int) -> int:
+    """Bytes of `rows` float32 feature vectors and their int64 labels."""
+    return rows * (input_dim * 4 + BYTES_PER_LABEL)
+
+
+class InMemory:
+    """One shard as two tensors; every epoch is a seeded permutation sliced into batches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    @classmethod
+    def read(cls, shard, device: torch.device) -> InMemory:
+        parts = list(shard.iter_torch_batches(batch_size=8192, dtypes=DTYPES, device=device))
+        if not parts:
+            return cls(torch.empty(0, device=device), torch.empty(0, dtype=torch.long, device=device))
+        return cls(torch.cat([p["x"] for p in parts]), torch.cat([p["y"] for p in parts]))
+
+    def part(self, rank: int, world_size: int) -> InMemory:
+        """Every world_size-th row from `rank`: ranks split the val set exactly, no row dropped or repeated."""
+        return InMemory(self.x[rank::world_size], self.y[rank::world_size])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`seed` shuffles (training); None keeps the order (evaluation)."""
+        if seed is None:
+            for start in range(0, len(self), batch_size):
+                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+            return
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).to(self.x.device)
+        for start in range(0, len(self), batch_size):
+            index = order[start:start + batch_size]
+            yield self.x[index], self.y[index]
+
+
+class Streaming:
+    """A Ray Data shard read afresh every epoch, for data too large to keep."""
+
+    def __init__(self, shard, device: torch.device):
+        self.shard, self.device = shard, device
+
+    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        shuffle = {} if seed is None else {"local_shuffle_buffer_size": 2048, "local_shuffle_seed": seed}
+        for batch in self.shard.iter_torch_batches(batch_size=batch_size, dtypes=DTYPES, device=self.device,
+                                                   **shuffle):
+            yield batch["x"], batch["y"]
+
+
+def open_shard(shard, *, device: torch.device, cached: bool) -> InMemory | Streaming:
+    return InMemory.read(shard, device) if cached else Streaming(shard, device)
