@@ -20,7 +20,8 @@ CASES = [("mlp", [128, 64], 1), ("mlp", [128, 64], 2), ("cnn", [16, 32], 1), ("c
 
 def measured_epoch_s(cfg, splits, name: str) -> float:
     trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
-                            preprocessing=splits.preprocessing, name=name, use_gpu=False)
+                            preprocessing=splits.preprocessing, name=name, use_gpu=False,
+                            arrays=splits.arrays)
     frame = trainer.fit().metrics_dataframe.sort_values("epoch")
     return median(frame["epoch_time_s"].tolist()[1:])
 

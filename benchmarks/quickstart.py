@@ -3,7 +3,7 @@ stage; the per-trial fixed cost (trial start to its first training step, from ea
 peak memory of all its processes together (summed PSS, so shared pages count once). Next to them, the floor a
 trial's start cannot beat: a fresh Python process importing torch and ray.train.
 
-    .venv/bin/python benchmarks/quickstart.py [--runs 1]
+    .venv/bin/python benchmarks/quickstart.py [--runs 1] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def import_floor_s() -> float:
     return time.perf_counter() - started
 
 
-def one_run(root: str, port: int) -> dict:
+def one_run(root: str, port: int, overrides: list[str]) -> dict:
     command = [str(KILN), "run", "configs/quickstart.yaml", "--set", f"storage.root={root}",
-               "--set", f"serve.port={port}"]
+               "--set", f"serve.port={port}", *[arg for o in overrides for arg in ("--set", o)]]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -116,12 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--set", action="append", default=[], help="a config override, as for kiln run")
     args = parser.parse_args()
     runs, floors = [], []
     for _ in range(args.runs):
         floors.append(import_floor_s())
         with tempfile.TemporaryDirectory() as root:
-            runs.append(one_run(root, args.port))
+            runs.append(one_run(root, args.port, args.set))
         floors.append(import_floor_s())
     startups = [s for run in runs for s in run["trial_startup_s"]]
     floor = median(floors)

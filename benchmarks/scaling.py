@@ -19,7 +19,8 @@ from common import median, record, write_classification
 
 def epoch_s(cfg, splits, name: str) -> float:
     trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
-                            preprocessing=splits.preprocessing, name=name, use_gpu=False)
+                            preprocessing=splits.preprocessing, name=name, use_gpu=False,
+                            arrays=splits.arrays)
     frame = trainer.fit().metrics_dataframe.sort_values("epoch")
     return median(frame["epoch_time_s"].tolist()[1:])  # the first epoch is warm-up
 

@@ -58,7 +58,8 @@ def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def kiln_epochs(cfg, splits, epochs: int, name: str) -> list[float]:
     trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
-                            preprocessing=splits.preprocessing, name=name, use_gpu=False)
+                            preprocessing=splits.preprocessing, name=name, use_gpu=False,
+                            arrays=splits.arrays)
     frame = trainer.fit().metrics_dataframe
     return frame.sort_values("epoch")["epoch_time_s"].tolist()[:epochs]
 

@@ -1,8 +1,10 @@
-"""Where a worker's batches come from: tensors kept in memory when the shard is small, else Ray Data.
+"""Where a worker's batches come from: tensors kept in memory when the data is small, else Ray Data.
 
 Ray Data starts a streaming executor for every pass over a shard (tens of milliseconds on a small machine),
-which on a small dataset costs more than the epoch's arithmetic. A shard that fits `train.cache_shard_mb` is
-read once and then sliced in place, shuffled by a seeded permutation, so the same seed gives the same run.
+which on a small dataset costs more than the epoch's arithmetic, and each trial's split coordinator costs
+about 2 s to start. Data that fits `train.cache_shard_mb` is put in the object store once by the driver;
+each worker takes its rows from there and slices them in place every epoch, shuffled by a seeded
+permutation, so the same seed gives the same run.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ class InMemory:
         self.x, self.y = x, y
 
     @classmethod
-    def read(cls, shard, device: torch.device) -> InMemory:
-        parts = list(shard.iter_torch_batches(batch_size=8192, dtypes=DTYPES, device=device))
-        if not parts:
-            return cls(torch.empty(0, device=device), torch.empty(0, dtype=torch.long, device=device))
-        return cls(torch.cat([p["x"] for p in parts]), torch.cat([p["y"] for p in parts]))
+    def from_arrays(cls, arrays: tuple, device: torch.device) -> InMemory:
+        """Numpy (x, y) as handed out by the object store (read-only, so copied once into tensors)."""
+        x, y = arrays
+        return cls(torch.tensor(x, dtype=torch.float32, device=device),
+                   torch.tensor(y, dtype=torch.long, device=device))
 
     def part(self, rank: int, world_size: int) -> InMemory:
         """Every world_size-th row from `rank`: ranks split the val set exactly, no row dropped or repeated."""
@@ -65,5 +67,19 @@ class Streaming:
             yield batch["x"], batch["y"]
 
 
-def open_shard(shard, *, device: torch.device, cached: bool) -> InMemory | Streaming:
-    return InMemory.read(shard, device) if cached else Streaming(shard, device)
+def open_split(name: str, *, arrays: dict | None, device: torch.device, rank: int, world_size: int,
+               equal: bool) -> InMemory | Streaming:
+    """This worker's part of split `name`: from the object store when the driver handed out arrays, else
+    Ray Data's shard. `equal` gives every rank the same number of rows (DDP steps in lockstep; at most
+    world_size - 1 rows are left out of an epoch, as Ray Data's equal split does); otherwise the rows are
+    dealt out exactly (evaluation, whose sums are all-reduced)."""
+    import ray
+    import ray.train
+
+    if arrays is None:
+        return Streaming(ray.train.get_dataset_shard(name), device)
+    whole = InMemory.from_arrays(ray.get(arrays[name]), device)
+    if not equal:
+        return whole.part(rank, world_size)
+    per_rank = len(whole) // world_size
+    return InMemory(whole.x[rank * per_rank:(rank + 1) * per_rank], whole.y[rank * per_rank:(rank + 1) * per_rank])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import data
+from pipelines import batches, data
 from pipelines.config import KilnConfig
 
 
@@ -21,6 +21,7 @@ class Splits:
     preprocessing: data.Preprocessing
     fingerprint: str
     num_rows: dict[str, int]
+    arrays: dict[str, object] | None = None  # object refs of (x, y) for train and val, when they fit the cache
 
     @property
     def test_frame(self) -> pd.DataFrame:
@@ -60,21 +61,29 @@ def ingest(cfg: KilnConfig) -> Splits:
     train_idx, val_idx, test_idx = data.stratified_split(frame[cfg.data.label].to_numpy(), cfg.data.split)
     prep = data.fit_preprocessing(frame.iloc[train_idx], features, frame[cfg.data.label])
 
-    def to_dataset(idx: np.ndarray):
+    def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         part = frame.iloc[idx]
-        x = prep.transform(part[features].to_numpy(dtype=np.float64))
-        table = pd.DataFrame({"x": TensorArray(x), "y": prep.encode(part[cfg.data.label])})
+        x = prep.transform(part[features].to_numpy(dtype=np.float64)).astype(np.float32)
+        return x, prep.encode(part[cfg.data.label]).astype(np.int64)
+
+    def to_dataset(arrays: tuple[np.ndarray, np.ndarray]):
+        x, y = arrays
         # Materialised once here, so each trial reads blocks instead of re-running the pipeline.
-        return ray.data.from_pandas(table).materialize()
+        return ray.data.from_pandas(pd.DataFrame({"x": TensorArray(x), "y": y})).materialize()
+
+    train, val = arrays_of(train_idx), arrays_of(val_idx)
+    num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
+    fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], len(features)) <= cfg.train.cache_shard_mb << 20
 
     test = frame.iloc[test_idx]
     return Splits(
-        train=to_dataset(train_idx),
-        val=to_dataset(val_idx),
+        train=to_dataset(train),
+        val=to_dataset(val),
         test_x=test[features].to_numpy(dtype=np.float64),
         test_y=test[cfg.data.label].to_numpy(),
         example=test[features].head(4).reset_index(drop=True),
         preprocessing=prep,
         fingerprint=data.fingerprint(source),
-        num_rows={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+        num_rows=num_rows,
+        arrays={"train": ray.put(train), "val": ray.put(val)} if fits else None,
     )

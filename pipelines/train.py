@@ -36,11 +36,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     node_ids = _node_ids(world_size)
     batch_size = max(1, cfg.train.batch_size // world_size)
-    cached = loop_config.get("cache_shards", False)
-    train_data = batches.open_shard(ray.train.get_dataset_shard("train"), device=device, cached=cached)
-    val_data = batches.open_shard(ray.train.get_dataset_shard("val"), device=device, cached=cached)
-    if cached:  # every rank holds the whole val set; each evaluates its part and the sums are all-reduced
-        val_data = val_data.part(rank, world_size)
+    arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
+    cached = arrays is not None
+    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size)
+    train_data = batches.open_split("train", equal=True, **where)
+    val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
 
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -133,24 +133,21 @@ def _report(metrics, *, rank, model, optimizer, cfg: KilnConfig, prep: Preproces
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def fits_in_cache(cfg: KilnConfig, datasets: dict[str, Any], *, input_dim: int) -> bool:
-    """Whether each worker's train shard plus the whole val set fit `train.cache_shard_mb`."""
-    rows = datasets["train"].count() / cfg.train.num_workers + datasets["val"].count()
-    return batches.shard_bytes(int(rows), input_dim) <= cfg.train.cache_shard_mb * 2**20
-
-
 def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
-                  name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None):
-    """A TorchTrainer for one run of `cfg`: DDP over train.num_workers workers."""
+                  name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None,
+                  arrays: dict[str, Any] | None = None):
+    """A TorchTrainer for one run of `cfg`: DDP over train.num_workers workers. Data that fits
+    train.cache_shard_mb comes as `arrays` (object refs of (x, y), see ingest); else Ray Data `datasets`."""
     import ray.train
     from ray.train import DataConfig
     from ray.train.torch import TorchTrainer
 
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    in_memory = arrays is not None
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict(),
-                           "cache_shards": fits_in_cache(cfg, datasets, input_dim=len(preprocessing.features)),
+                           "arrays": arrays if in_memory else None,
                            "started_at": started_at or time.time()},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
@@ -165,6 +162,6 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=list(callbacks),
         ),
-        datasets=datasets,
+        datasets=None if in_memory else datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )

@@ -39,7 +39,7 @@ def to_tune_domain(domain: Domain):
 
 
 def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: dict[str, Any],
-              datasets: dict[str, Any], use_gpu: bool) -> None:
+              datasets: dict[str, Any], arrays: dict[str, Any] | None, use_gpu: bool) -> None:
     """The Tune trainable: build the trial's config, run its Train run to the end (or until ASHA stops it)."""
     import time
 
@@ -53,7 +53,8 @@ def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: di
     # Named after the trial, so a restarted trial resumes its own Train run.
     name = f"train-{tune.get_context().get_trial_id()}"
     trainer = build_trainer(cfg, datasets=datasets, preprocessing=Preprocessing.from_dict(preprocessing),
-                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()], started_at=time.time())
+                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()], started_at=time.time(),
+                            arrays=arrays)
     trainer.fit()
 
 
@@ -74,7 +75,8 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     use_gpu = resources.resolve_use_gpu(cfg, gpus)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=cfg.model_dump(), preprocessing=splits.preprocessing.to_dict(),
-                             datasets={"train": splits.train, "val": splits.val}, use_gpu=use_gpu),
+                             datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
+                             use_gpu=use_gpu),
         {"cpu": resources.TRIAL_ACTOR_CPU})
     experiment = cfg.storage_root / "ray" / search_name
     if resume:
