@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
+PLAN_BEGIN, PLAN_END = "<!-- plan:begin -->", "<!-- plan:end -->"
 
 
 def table(results: dict) -> str:
@@ -21,14 +22,30 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_table(results: dict) -> str:
+    """plan_accuracy's rows: predicted against measured epoch time per model and worker count."""
+    rows = next((f["detail"] for f in results.get("figures", []) if f["name"] == "plan_epoch_error"), [])
+    lines = ["| model | workers | predicted s | measured s | error |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['workers']} | {r['predicted_s']:.3f} | {r['measured_s']:.3f} | {r['error']:+.1%} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    before, found, rest = text.partition(begin)
+    if not found:
+        return text
+    _, _, after = rest.partition(end)
+    return f"{before}{begin}\n{body}\n{end}{after}"
+
+
 def main() -> None:
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    before, _, rest = text.partition(BEGIN)
-    _, _, after = rest.partition(END)
-    readme.write_text(f"{before}{BEGIN}\n{table(results)}\n{END}{after}")
+    text = replace_between(readme.read_text(), BEGIN, END, table(results))
+    readme.write_text(replace_between(text, PLAN_BEGIN, PLAN_END, plan_table(results)))
     print(table(results))
+    print(plan_table(results))
 
 
 if __name__ == "__main__":

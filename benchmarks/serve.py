@@ -4,9 +4,11 @@ Registers the tiny model in a temporary MLflow store, serves it both ways on 127
 the same asyncio client at 1, 8 and 32 concurrent connections, interleaved (bare, Kiln, bare, Kiln, ...).
 Prints one JSON object: medians over pairs of p50/p99 latency and throughput, and Kiln/bare ratios.
 
-    .venv/bin/python benchmarks/serve.py                 # Serve's default proxy
-    .venv/bin/python benchmarks/serve.py --proxy haproxy # RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
-    .venv/bin/python benchmarks/serve.py --proxy both    # each in its own Ray runtime, one after the other
+    .venv/bin/python benchmarks/serve.py                   # Kiln's default ingress (serve.ingress: auto)
+    .venv/bin/python benchmarks/serve.py --ingress proxy   # Serve's Python proxy
+    .venv/bin/python benchmarks/serve.py --ingress both    # HAProxy and the proxy, each in its own Ray runtime
+
+Records serve_throughput_ratio_c32 and serve_added_p50_ms_c1 (of the default ingress) in results.json.
 """
 
 # No `from __future__ import annotations`: the bare app's FastAPI route must see its body type.
@@ -27,7 +29,6 @@ LEVELS = (1, 8, 32)
 MAX_REQUESTS = {1: 400, 8: 1200, 32: 2400}
 MAX_SECONDS = 5.0
 WARMUP_REQUESTS = 50
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def bare_server(tracking_uri: str, name: str, port: int) -> None:
@@ -100,7 +101,7 @@ def wait_until_up(url: str, body: bytes, timeout_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout_s} s")
 
 
-def measure(proxy: str, pairs: int) -> dict:
+def measure(ingress: str, pairs: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from serving_support import FEATURES, tiny_store
 
@@ -108,17 +109,14 @@ def measure(proxy: str, pairs: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         kiln_port, bare_port = free_port(), free_port()
-        cfg, frame = tiny_store(Path(tmp), NAME, [f"serve.port={kiln_port}"], versions=1)
+        cfg, frame = tiny_store(Path(tmp), NAME, [f"serve.port={kiln_port}", f"serve.ingress={ingress}"], versions=1)
         body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)],
                                 cwd=ROOT)
-        import ray
-        from ray import serve
+        from pipelines import runtime
 
-        from serving.app import deploy
-
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error",
-                 log_to_driver=False)
+        runtime.start(cfg)  # as `kiln run` and `kiln serve` start it, ingress included
+        from serving.app import deploy  # after the start: Serve reads its ingress settings at import
         try:
             deploy(cfg, name=NAME, alias=cfg.registry.alias)
             targets = {"bare": f"http://127.0.0.1:{bare_port}/predict", "kiln": f"http://127.0.0.1:{kiln_port}/predict"}
@@ -132,16 +130,15 @@ def measure(proxy: str, pairs: int) -> dict:
         finally:
             bare.terminate()
             bare.wait(30)
-            serve.shutdown()
-            ray.shutdown()
-    return summarize(runs, proxy, pairs)
+            runtime.stop()
+    return summarize(runs, ingress, pairs)
 
 
-def summarize(runs: dict, proxy: str, pairs: int) -> dict:
+def summarize(runs: dict, ingress: str, pairs: int) -> dict:
     def median(target: str, c: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[target][c]), 2)
 
-    result: dict = {"proxy": proxy, "pairs": pairs, "cpus": os.cpu_count(),
+    result: dict = {"ingress": ingress, "pairs": pairs, "cpus": os.cpu_count(),
                     "model": "tiny MLP, 4 features, string labels, 1 row per request"}
     for target in runs:
         result[target] = {f"c{c}": {k: median(target, c, k) for k in ("p50_ms", "p99_ms", "rps")} for c in LEVELS}
@@ -156,31 +153,45 @@ def summarize(runs: dict, proxy: str, pairs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proxy", choices=("default", "haproxy", "both"), default="default")
+    parser.add_argument("--ingress", choices=("auto", "haproxy", "proxy", "both"), default="auto")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--bare-server", nargs=2, metavar=("TRACKING_URI", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
         return bare_server(args.bare_server[0], NAME, int(args.bare_server[1]))
-    if args.proxy == "both":
-        results = {}
-        for proxy in ("default", "haproxy"):
-            out = subprocess.run([sys.executable, __file__, "--proxy", proxy, "--pairs", str(args.pairs)], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=900)
-            if out.returncode != 0:
-                raise SystemExit(f"--proxy {proxy} failed:\n{out.stderr[-3000:]}")
-            results[proxy] = json.loads(out.stdout.strip().splitlines()[-1])
-        combined = dict(results["default"])
-        combined["haproxy"] = results["haproxy"]
-        for c in LEVELS:
-            combined[f"haproxy_vs_default_rps_c{c}"] = round(results["haproxy"]["kiln"][f"c{c}"]["rps"]
-                                                              / results["default"]["kiln"][f"c{c}"]["rps"], 3)
-        combined["faster_proxy_c32"] = "haproxy" if combined["haproxy_vs_default_rps_c32"] > 1 else "default"
-        print(json.dumps(combined))
-        return
-    if args.proxy == "haproxy":  # read by Serve at import, in this process and in the actors it starts
-        os.environ.update(HAPROXY_ENV)
-    print(json.dumps(measure(args.proxy, args.pairs)))
+    if args.ingress != "both":
+        result = measure(args.ingress, args.pairs)
+        print(json.dumps(result))
+        return None if args.no_record else save(result)
+    results = {}
+    for ingress in ("haproxy", "proxy"):  # each in a fresh process: Serve reads its ingress settings at import
+        out = subprocess.run([sys.executable, __file__, "--ingress", ingress, "--pairs", str(args.pairs),
+                              "--no-record"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise SystemExit(f"--ingress {ingress} failed:\n{out.stderr[-3000:]}")
+        results[ingress] = json.loads(out.stdout.strip().splitlines()[-1])
+    combined = {**results["haproxy"], "proxy": results["proxy"]}
+    for c in LEVELS:
+        combined[f"haproxy_vs_proxy_rps_c{c}"] = round(results["haproxy"]["kiln"][f"c{c}"]["rps"]
+                                                       / results["proxy"]["kiln"][f"c{c}"]["rps"], 3)
+    print(json.dumps(combined))
+    save(combined)
+
+
+def save(result: dict) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import record
+
+    record([
+        {"name": "serve_throughput_ratio_c32", "value": result["serve_throughput_ratio_c32"], "unit": "x",
+         "target": 1.0, "baseline": f"bare FastAPI + uvicorn, same Predictor, 32 clients ({result['ingress']} ingress)",
+         "detail": {"kiln": result["kiln"], "bare": result["bare"],
+                    **({"python_proxy_kiln": result["proxy"]["kiln"]} if "proxy" in result else {}),
+                    **{k: v for k, v in result.items() if k.startswith("haproxy_vs_proxy")}}},
+        {"name": "serve_added_p50_ms_c1", "value": result["serve_added_p50_ms_c1"], "unit": "ms", "target": 3.0,
+         "baseline": "bare FastAPI + uvicorn p50 at 1 client"},
+    ])
 
 
 if __name__ == "__main__":

@@ -171,6 +171,9 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"
     """Bind address; stays on loopback unless you say otherwise."""
     port: int = Field(8000, ge=1, le=65535)
+    ingress: Literal["auto", "haproxy", "proxy"] = "auto"
+    """auto = Serve's HAProxy ingress on a local runtime (several times the throughput), its Python proxy on a
+    cluster; haproxy or proxy to choose."""
     num_cpus: PositiveFloat = 0.25
     """Logical CPUs per replica."""
     num_replicas: PositiveInt = 1

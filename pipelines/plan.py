@@ -52,9 +52,10 @@ class HardwareProfile:
     interconnect_bandwidth_bytes_per_s: PositiveFloat  # per direction, as a ring sees it
     allreduce_latency_s: NonNegativeFloat
     per_step_overhead_s: NonNegativeFloat  # the part of a step that does not grow with the batch
-    per_epoch_overhead_s: NonNegativeFloat  # Ray Data iterator start and the validation pass
+    per_epoch_overhead_s: NonNegativeFloat  # an epoch's fixed cost besides its steps and the validation pass
     trial_fixed_cost_s: NonNegativeFloat  # start and teardown of one Ray Train run
     cores: PositiveInt | None = None  # CPU cores the workers share; None = one accelerator each
+    per_report_s: NonNegativeFloat = 0.0  # between epochs: checkpoint and report (Train's controller polls)
     notes: str = ""
 
 
@@ -149,10 +150,12 @@ def _predict(cfg, profile, flops, num_workers, train_rows) -> WorkerPrediction:
     # Summed, not overlapped: a small model's gradients fill one DDP bucket, reduced after backward.
     step = compute + allreduce + data + overhead
     steps = math.ceil(train_rows / num_workers / per_worker)
-    # On shared CPUs each worker sets up its own Ray Data iterator and runs a full validation pass on the same
-    # cores, so the fixed epoch cost grows with the workers (measured here: 0.12 s at 1 worker, 0.25 s at 2).
-    epoch_overhead = profile.per_epoch_overhead_s * (max(share, num_workers) if profile.cores else 1.0)
-    epoch = steps * step + epoch_overhead
+    # Every epoch ends with a forward pass over the val rows, which the workers split between them.
+    split = cfg.data.split
+    val_rows = train_rows * split.val / (1 - split.val - split.test)
+    forward = flops.get("forward_flops_per_sample", flops["flops_per_sample"] / 3)
+    validation = share * val_rows / num_workers * forward / profile.flops_per_s
+    epoch = steps * step + validation + share * profile.per_epoch_overhead_s
     return WorkerPrediction(num_workers, per_worker, compute, allreduce, data, overhead, step,
                             steps, epoch, train_rows / epoch, efficiency=1.0)
 
@@ -196,7 +199,8 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
     if profile.cores:  # on shared cores, trials run side by side only as far as the cores go
         max_concurrent = min(max_concurrent, max(1, profile.cores // prediction.num_workers))
     compute = trial_epochs * prediction.epoch_time_s
-    wall = (compute + tune.num_samples * profile.trial_fixed_cost_s) / max_concurrent
+    between_epochs = trial_epochs * profile.per_report_s
+    wall = (compute + between_epochs + tune.num_samples * profile.trial_fixed_cost_s) / max_concurrent
     return {"num_workers": prediction.num_workers, "trial_epochs": trial_epochs,
             "compute_s": compute, "wall_time_s": wall}
 

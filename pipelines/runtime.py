@@ -54,6 +54,9 @@ def start(cfg: KilnConfig, *, verbose: bool = False) -> None:
 
     if ray.is_initialized():
         return
+    from serving import ingress
+
+    ingress.configure(cfg)  # read by Serve when it is imported, in this process and in every Ray process
     if not verbose:
         quiet()
     for key, value in SPEED_ENV.items():

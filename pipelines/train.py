@@ -108,7 +108,9 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
 
 
 def _evaluate(model, data, *, batch_size: int) -> torch.Tensor:
-    """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU."""
+    """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU. Runs the
+    unwrapped module: ranks may hold different numbers of val rows, and DDP's forward may call collectives."""
+    model = model.module if hasattr(model, "module") else model
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
     with torch.inference_mode():

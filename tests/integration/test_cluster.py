@@ -47,3 +47,24 @@ def test_model_is_registered_through_the_server_and_served(cluster_run):
 def test_jobs_api_refuses_requests_without_the_token():
     answer = requests.get("http://127.0.0.1:8265/api/jobs/", timeout=10)
     assert answer.status_code in (401, 403)
+
+
+def test_ray_job_submit_runs_the_same_config(tmp_path):
+    """`ray job submit -- kiln run configs/cluster.yaml`: the driver runs on the head node as a Ray job (token
+    auth from the environment that cluster.env sets) and registers its model through the tracking server."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests_support import KILN, ROOT
+
+    model = "digits-mlp-cluster-job"
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    entrypoint = (f"{KILN} run {ROOT / 'configs' / 'cluster.yaml'} --no-serve --set storage.root={tmp_path / 'job'} "
+                  f"--set tune.num_samples=1 --set train.epochs=1 --set registry.model_name={model}")
+    out = subprocess.run([ray_cli, "job", "submit", "--", *entrypoint.split()], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "succeeded" in out.stdout.lower()
+    version = MlflowClient(SERVER).get_model_version_by_alias(model, "champion")
+    assert float(version.tags["test_accuracy"]) >= 0.5

@@ -28,7 +28,7 @@ def flat_profile(**changes):
     return dataclasses.replace(base, **changes)
 
 
-FLOPS = {"flops_per_sample": 1e6, "grad_bytes": 1e6, "input_bytes_per_sample": 100}
+FLOPS = {"flops_per_sample": 1e6, "forward_flops_per_sample": 0.0, "grad_bytes": 1e6, "input_bytes_per_sample": 100}
 
 
 def test_flops_of_an_mlp_match_the_matmul_shapes():
@@ -89,9 +89,19 @@ def test_workers_beyond_the_cores_share_them():
     assert two.epoch_time_s == pytest.approx(16 * (0.064 + 2e-3 + 3.2e-6 + 2e-3) + 2 * 0.5)
 
 
-def test_on_shared_cpus_each_worker_pays_the_epoch_set_up():
+def test_the_epoch_fixed_cost_stretches_only_when_workers_outnumber_the_cores():
     two = plan.predict(cfg(), flat_profile(cores=4), FLOPS, num_workers=2, train_rows=1000)
-    assert two.epoch_time_s == pytest.approx(16 * 0.0350032 + 2 * 0.5)
+    assert two.epoch_time_s == pytest.approx(16 * 0.0350032 + 0.5)
+
+
+def test_the_workers_split_the_validation_pass():
+    with_val = {**FLOPS, "forward_flops_per_sample": 1e6}
+    # val rows = 700 * 0.15 / 0.7 = 150, forward 1e6 FLOPs each at 1e9 FLOP/s: 0.15 s on one worker
+    one = plan.predict(cfg(), flat_profile(), with_val, num_workers=1, train_rows=700)
+    two = plan.predict(cfg(), flat_profile(), with_val, num_workers=2, train_rows=700)
+    steps_one, steps_two = 11 * 0.0650064, 11 * 0.0350032  # ceil(700/64), ceil(700/2/32)
+    assert one.epoch_time_s == pytest.approx(steps_one + 0.15 + 0.5)
+    assert two.epoch_time_s == pytest.approx(steps_two + 0.075 + 0.5)
 
 
 def prediction(num_workers, efficiency):
@@ -111,6 +121,8 @@ def test_search_wall_time():
     assert search["trial_epochs"] == pytest.approx(21)
     assert search["compute_s"] == pytest.approx(42)
     assert search["wall_time_s"] == pytest.approx((42 + 8 * 10.0) / 2)
+    reporting = plan.predict_search(cfg(), flat_profile(per_report_s=0.1), one, max_concurrent=2)
+    assert reporting["wall_time_s"] == pytest.approx((42 + 21 * 0.1 + 8 * 10.0) / 2)
     fifo = plan.predict_search(cfg("tune.scheduler.name=fifo"), flat_profile(), one, 2)
     assert fifo["trial_epochs"] == 8 * 10
     # two 2-worker trials cannot run side by side on 2 cores

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Ray Serve's HAProxy ingress binds its stats page (8404) and Prometheus exporter (9101) on every interface,
+# with no setting to change it. Ray runs this in place of haproxy (RAY_SERVE_HAPROXY_BINARY_PATH), after
+# writing the config file it passes with -f, for the first start and every reload: bind those listeners to
+# 127.0.0.1, then hand over to the real binary (KILN_HAPROXY_BINARY). The HTTP frontend already binds
+# serve.host.
+set -eu
+config=""
+previous=""
+for arg in "$@"; do
+    [ "$previous" = "-f" ] && config="$arg"
+    previous="$arg"
+done
+if [ -n "$config" ] && [ -f "$config" ]; then
+    sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\*)?:([0-9]+)/\1127.0.0.1:\3/' "$config"
+fi
+exec "$KILN_HAPROXY_BINARY" "$@"

