@@ -61,6 +61,13 @@ def import_floor_s() -> float:
     return time.perf_counter() - started
 
 
+def planned_search_s(overrides: list[str]) -> float:
+    """`kiln plan`'s predicted wall time of the quickstart's search (calibrated on the spot)."""
+    command = [str(KILN), "plan", "configs/quickstart.yaml", "--json", *[a for o in overrides for a in ("--set", o)]]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout[out.stdout.index("{"):])["search"]["wall_time_s"]
+
+
 def one_run(root: str, port: int, overrides: list[str]) -> dict:
     command = [str(KILN), "run", "configs/quickstart.yaml", "--set", f"storage.root={root}",
                "--set", f"serve.port={port}", *[arg for o in overrides for arg in ("--set", o)]]
@@ -119,12 +126,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="a config override, as for kiln run")
     args = parser.parse_args()
     runs, floors = [], []
+    predicted_search_s = planned_search_s(args.set)
     for _ in range(args.runs):
         floors.append(import_floor_s())
         with tempfile.TemporaryDirectory() as root:
             runs.append(one_run(root, args.port, args.set))
         floors.append(import_floor_s())
     startups = [s for run in runs for s in run["trial_startup_s"]]
+    searches = [run["stages_s"]["search"] for run in runs]
     floor = median(floors)
     record([
         {"name": "quickstart_s", "value": round(median([r["seconds"] for r in runs]), 1), "unit": "s",
@@ -134,6 +143,9 @@ def main() -> None:
          "baseline": f"floor: a fresh process imports torch + ray.train in {floor:.2f} s",
          "detail": {"ratio_to_floor": round(median(startups) / floor, 2), "trials": len(startups),
                     "min_s": round(min(startups), 2), "max_s": round(max(startups), 2)}},
+        {"name": "plan_search_error", "value": round(predicted_search_s / median(searches) - 1, 3),
+         "unit": "relative error", "target": 0.3, "baseline": "the search stage's measured wall time",
+         "detail": {"predicted_s": round(predicted_search_s, 1), "measured_s": median(searches)}},
         {"name": "peak_memory_gib", "value": round(max(r["peak_pss_gib"] for r in runs), 2), "unit": "GiB",
          "target": 4, "baseline": "summed PSS of kiln and every Ray process it started, sampled every 0.5 s"},
     ])

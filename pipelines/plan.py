@@ -56,6 +56,9 @@ class HardwareProfile:
     trial_fixed_cost_s: NonNegativeFloat  # start and teardown of one Ray Train run
     cores: PositiveInt | None = None  # CPU cores the workers share; None = one accelerator each
     per_report_s: NonNegativeFloat = 0.0  # between epochs: checkpoint and report (Train's controller polls)
+    # Per DDP step, when the workers share the cores with Ray's own processes: a collective waits for a
+    # descheduled peer. Measured, not derived; scaled by num_workers / cores.
+    contended_sync_s: NonNegativeFloat = 0.0
     notes: str = ""
 
 
@@ -63,19 +66,23 @@ class HardwareProfile:
 # small as an MLP's reach ~40% of dense peak, copies ~80% of HBM/GDDR, NCCL rings ~80% of NVLink
 # and ~70% of PCIe. Peaks are dense bf16 (train.py autocasts to bf16 on CUDA); fp32 in comments.
 # Step, epoch and trial costs are CPU-side (eager launches, Ray Data, Ray Train start): assumed.
-_GPU = dict(per_step_overhead_s=1e-3, per_epoch_overhead_s=0.25, trial_fixed_cost_s=20.0)
+_GPU = dict(per_step_overhead_s=1e-3, per_epoch_overhead_s=0.05, trial_fixed_cost_s=20.0, per_report_s=0.12)
 H100 = HardwareProfile("H100", 0.4 * 989e12, 0.8 * 3.35e12, 0.8 * 450e9, 30e-6, **_GPU)  # fp32 67T
 A100 = HardwareProfile("A100", 0.4 * 312e12, 0.8 * 2.0e12, 0.8 * 300e9, 30e-6, **_GPU)  # 19.5T
 L4 = HardwareProfile("L4", 0.4 * 121e12, 0.8 * 300e9, 0.7 * 32e9, 100e-6, **_GPU)  # 30T, PCIe 4
 BUILTIN = {"h100": H100, "a100": A100, "l4": L4}
 
 # Fallbacks for a machine like this one (2 shared cores, one torch thread per worker) from
-# calibrate_local on the quickstart MLP. Epoch overhead: quickstart epochs after the first take
-# 0.21-0.30 s in MLflow. Trial cost: ~12 s to the loop's first line, 3-5 s teardown, and ~2 s of
-# Ray Data warm-up in the first epoch (2.2-2.6 s where later epochs take ~0.25 s).
+# calibrate_local on the quickstart MLP, and the measured costs Kiln adds around the steps
+# (benchmarks/quickstart.py and plan_accuracy.py): ~8 s from a trial's start to its first step plus
+# ~2 s teardown; 0.1 s between epochs for Train's report poll; an epoch's own fixed cost is small now
+# that small data stays in memory. At 2 DDP workers a step took ~2 ms where compute and an idle
+# loopback all-reduce account for ~0.5 ms: the rest is the contended sync.
 LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH = 150e-6, 1.5e9
+IN_WORKER_SLOWDOWN = 1.10
 LOCAL = HardwareProfile("local", 4e10, 4e10, LOOPBACK_BANDWIDTH, LOOPBACK_LATENCY_S,
-                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.11, trial_fixed_cost_s=18.0)
+                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.002, trial_fixed_cost_s=10.0,
+                        per_report_s=0.12, contended_sync_s=1.5e-3)
 
 
 def local_cores() -> int:
@@ -147,6 +154,8 @@ def _predict(cfg, profile, flops, num_workers, train_rows) -> WorkerPrediction:
                                  profile.allreduce_latency_s)
     data = flops["input_bytes_per_sample"] * per_worker / profile.mem_bandwidth_bytes_per_s
     overhead = share * profile.per_step_overhead_s
+    if profile.cores and num_workers > 1:
+        overhead += profile.contended_sync_s * min(1.0, num_workers / profile.cores)
     # Summed, not overlapped: a small model's gradients fill one DDP bucket, reduced after backward.
     step = compute + allreduce + data + overhead
     steps = math.ceil(train_rows / num_workers / per_worker)
@@ -293,6 +302,9 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *,
         latency, bandwidth = LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH
         notes.append(f"all-reduce not measured ({type(err).__name__}: {err}); default used")
         warnings.warn(notes[-1], stacklevel=2)
+    # Measured here: the same loop ran 1.10x slower in a Ray Train worker than in a plain process (Ray's
+    # threads in the worker and its processes beside it), and the calibration runs in a plain process.
+    flops_per_s, overhead = flops_per_s / IN_WORKER_SLOWDOWN, overhead * IN_WORKER_SLOWDOWN
     return dataclasses.replace(
         LOCAL, flops_per_s=flops_per_s, mem_bandwidth_bytes_per_s=mem_bandwidth,
         interconnect_bandwidth_bytes_per_s=bandwidth, allreduce_latency_s=latency,

@@ -42,3 +42,27 @@ def max_concurrent_trials(cfg: KilnConfig, *, cluster_cpus: float, cluster_gpus:
     if cfg.tune.max_concurrent_trials:
         fit = min(fit, cfg.tune.max_concurrent_trials)
     return fit
+
+
+# A worker group's placement group left with no live actor for this long has lost its Train run: Train's own
+# start-up gives up after 60 s, so nothing of a live run stays empty this long.
+ORPHAN_GRACE_S = 90.0
+
+
+def orphaned_groups(groups: dict[str, list[dict]], occupied: set[str], empty_since: dict[str, float], *,
+                    now: float, grace_s: float = ORPHAN_GRACE_S) -> list[str]:
+    """Created placement groups of training workers that have held no live actor for grace_s.
+
+    `groups` maps each CREATED group to its bundles; Tune's trial-actor groups (a TRIAL_ACTOR_CPU bundle) are
+    never candidates. `empty_since` carries the first time each group was seen empty, from call to call.
+    A Train run killed between creating its group and registering it with Train's cleaner leaves such a group
+    behind, and its CPUs stay reserved until the runtime stops: the next trials wait for them forever.
+    """
+    candidates = {pg for pg, bundles in groups.items()
+                  if not any(b.get("CPU") == TRIAL_ACTOR_CPU for b in bundles) and pg not in occupied}
+    for pg in list(empty_since):
+        if pg not in candidates:
+            del empty_since[pg]
+    for pg in candidates:
+        empty_since.setdefault(pg, now)
+    return sorted(pg for pg in candidates if now - empty_since[pg] >= grace_s)

@@ -31,3 +31,26 @@ def test_gpus():
     with pytest.raises(ConfigError, match="need one GPU each"):
         max_concurrent_trials(cfg("train.num_workers=4", "train.use_gpu=true"), cluster_cpus=16, cluster_gpus=2)
     assert max_concurrent_trials(cfg("train.num_workers=2"), cluster_cpus=16, cluster_gpus=4) == 2
+
+
+def test_only_training_groups_empty_past_the_grace_are_orphaned():
+    from pipelines.resources import TRIAL_ACTOR_CPU, orphaned_groups
+
+    groups = {"train-live": [{"CPU": 0.5}, {"CPU": 0.5}], "train-dead": [{"CPU": 0.5}, {"CPU": 0.5}],
+              "trial": [{"CPU": TRIAL_ACTOR_CPU}]}
+    seen: dict[str, float] = {}
+    assert orphaned_groups(groups, {"train-live"}, seen, now=0.0, grace_s=60) == []
+    assert set(seen) == {"train-dead"}, "a trial actor's group is never a candidate"
+    assert orphaned_groups(groups, {"train-live"}, seen, now=59.0, grace_s=60) == []
+    assert orphaned_groups(groups, {"train-live"}, seen, now=60.0, grace_s=60) == ["train-dead"]
+
+
+def test_a_group_that_gets_an_actor_again_starts_its_grace_over():
+    from pipelines.resources import orphaned_groups
+
+    groups = {"train": [{"CPU": 1.0}]}
+    seen: dict[str, float] = {}
+    orphaned_groups(groups, set(), seen, now=0.0, grace_s=60)
+    orphaned_groups(groups, {"train"}, seen, now=30.0, grace_s=60)  # its workers started
+    assert orphaned_groups(groups, set(), seen, now=70.0, grace_s=60) == []
+    assert orphaned_groups(groups, set(), seen, now=130.0, grace_s=60) == ["train"]
