@@ -118,7 +118,25 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     endpoint = ModelEndpoint.options(**deployment_options(s)).bind(
         tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=s.model_dump())
     serve.run(endpoint, name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{s.host}:{s.port}"
+    url = f"http://{s.host}:{s.port}"
+    wait_until_ready(url)
+    return url
+
+
+def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
+    """The deployment is up; wait until the ingress in front of it answers too (HAProxy starts on its own)."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"serve: the endpoint at {url} did not answer within {timeout_s:g} s "
+                       "(is serve.port taken by another program?)")
 
 
 def app_from_env(args: dict[str, str]):

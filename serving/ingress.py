@@ -8,12 +8,18 @@ starts itself; its stats and metrics listeners are moved to 127.0.0.1 by haproxy
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pipelines.config import KilnConfig
 
 WRAPPER = Path(__file__).resolve().parent / "haproxy-loopback.sh"
 HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# Listeners besides serve.port that Serve opens at fixed ports (8404, 9101, 8500, 9500): two endpoints on one
+# machine (a `kiln run` still serving and a `kiln serve`) would fight over them, and the second HAProxy would
+# never start. Each runtime Kiln starts gets free ones.
+SIDE_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+              "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
 def uses_haproxy(cfg: KilnConfig) -> bool:
@@ -40,9 +46,24 @@ def haproxy_env() -> dict[str, str]:
     return {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_BINARY_PATH": str(WRAPPER), "KILN_HAPROXY_BINARY": binary}
 
 
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def configure(cfg: KilnConfig) -> dict[str, str]:
     """Set the ingress's environment in this process (before Ray starts, so its processes inherit it)."""
     env = haproxy_env() if uses_haproxy(cfg) else {}
     for key, value in env.items():
         os.environ.setdefault(key, value)
+    if env:  # fresh every start: a parent Kiln process's ports are in use by its own endpoint
+        ports = dict(zip(SIDE_PORTS, map(str, free_ports(len(SIDE_PORTS))), strict=True))
+        os.environ.update(ports)
+        env = {**env, **ports}
     return env

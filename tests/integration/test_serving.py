@@ -328,13 +328,13 @@ def listening_addresses() -> set[tuple[str, int]]:
 
 
 def test_the_ingress_listens_on_loopback_only(live):
-    """HAProxy's HTTP frontend, stats page (8404) and metrics exporter (9101) bind 127.0.0.1."""
+    """HAProxy's HTTP frontend, stats page and metrics exporter bind 127.0.0.1 (at ports of their own)."""
     from serving import ingress
 
     listening = listening_addresses()
     assert ("127.0.0.1", live.port) in listening
-    if ingress.uses_haproxy(live.cfg) and ingress.haproxy_binary():
-        assert {("127.0.0.1", 8404), ("127.0.0.1", 9101)} <= listening, sorted(listening)
+    side = {int(os.environ[key]) for key in ingress.SIDE_PORTS[:2]} if ingress.uses_haproxy(live.cfg) else set()
+    assert {("127.0.0.1", port) for port in side} <= listening, sorted(listening)
     exposed = {(address, port) for address, port in listening if address != "127.0.0.1"
-               and port in (live.port, 8404, 9101)}
+               and port in {live.port, 8404, 9101, *side}}
     assert not exposed, f"Serve listens beyond loopback: {sorted(exposed)}"
