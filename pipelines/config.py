@@ -112,9 +112,9 @@ class TrainConfig(Section):
     keep_checkpoints: PositiveInt = 2
     """Best checkpoints kept per trial (by tune.metric)."""
     cache_shard_mb: NonNegativeInt = 512
-    """A worker whose train shard plus the val set fit in this many MiB reads them once and keeps them as
-    tensors (epochs then cost what a bare PyTorch loop costs); larger data streams through Ray Data every
-    epoch. 0 = always stream."""
+    """When the train and val splits together fit in this many MiB, ingest puts them in the object store once
+    and every worker keeps them as tensors (epochs then cost what a bare PyTorch loop costs); larger data
+    streams through Ray Data every epoch. 0 = always stream."""
     seed: NonNegativeInt = 0
 
 
