@@ -34,14 +34,29 @@ class Section(BaseModel):
 
 class StorageConfig(Section):
     root: str = "./kiln-runs"
-    """Everything a run writes lives here: datasets, checkpoints, the MLflow store."""
+    """Everything a run writes lives here: datasets, checkpoints, the MLflow store. May be a URI
+    (s3://bucket/kiln, gs://bucket/kiln, file:///mnt/shared) that every node reaches: checkpoints then go there."""
+    local_root: str = "./kiln-runs"
+    """Only used when `root` is a URI: this machine's folder for what stays local (the SQLite MLflow
+    store, the search ledger, reports, built-in datasets, checkpoints fetched for registration)."""
 
-    @field_validator("root")
+    @field_validator("root", "local_root")
     @classmethod
     def _absolute(cls, root: str) -> str:
         # Made absolute where the config is loaded: Ray workers run in other directories, and a relative
         # path there would scatter checkpoints away from the run folder.
         return root if "://" in root else str(Path(root).expanduser().resolve())
+
+    @field_validator("local_root")
+    @classmethod
+    def _a_folder(cls, local_root: str) -> str:
+        if "://" in local_root:
+            raise ValueError(f"must be a folder on this machine, not a URI ({local_root})")
+        return local_root
+
+    @property
+    def is_uri(self) -> bool:
+        return "://" in self.root
 
 
 class RayConfig(Section):
@@ -215,7 +230,8 @@ class KilnConfig(Section):
 
     @property
     def storage_root(self) -> Path:
-        return Path(self.storage.root).expanduser().resolve()
+        """This machine's run folder: storage.root, or storage.local_root when storage.root is a URI."""
+        return Path(self.storage.local_root if self.storage.is_uri else self.storage.root)
 
     @property
     def tracking_uri(self) -> str:

@@ -27,6 +27,7 @@ def preflight(cfg: KilnConfig) -> None:
     """Checks that need no cluster: a trial that can never fit fails here, before anything starts."""
     if cfg.ray.address is None:
         resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=runtime.local_gpus())
+    storage.check_reachable(cfg)
 
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
@@ -68,7 +69,8 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                     f"{measured_epoch_s:.3f} s ({error:+.0%})")
 
         with console.stage("evaluate", timings):
-            report = evaluate.test_report(result.best.best_checkpoint, splits.test_x, splits.test_y)
+            best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
+            report = evaluate.test_report(best_checkpoint, splits.test_x, splits.test_y)
             accuracy = report.accuracy
             tracking.log_dict(cfg, parent, report.to_dict(), "test_report.json")
             tracking.log_metrics(cfg, parent, {"test_accuracy": accuracy,
@@ -78,13 +80,13 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 
         with console.stage("register", timings):
             registered = registry.register(
-                cfg, checkpoint_dir=result.best.best_checkpoint, test_frame=splits.test_frame,
+                cfg, checkpoint_dir=best_checkpoint, test_frame=splits.test_frame,
                 test_labels=splits.test_labels, parent_run_id=parent, test_accuracy=accuracy,
                 data_fingerprint=splits.fingerprint)
             moved = f"alias '{cfg.registry.alias}' -> v{registered.version}" if registered.promoted else \
                 f"alias '{cfg.registry.alias}' unchanged"
             console.say(f"  {registered.name} v{registered.version} registered; {moved} ({registered.reason})")
-            freed = storage.prune_checkpoints(cfg.storage_root, [t.trial_id for t in result.trials],
+            freed = storage.prune_checkpoints(cfg, [t.trial_id for t in result.trials],
                                               keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         tracking.set_tags(cfg, parent, {"kiln.best_trial_id": result.best.trial_id,

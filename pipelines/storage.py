@@ -1,28 +1,106 @@
-"""What a run leaves on disk: trial checkpoints are pruned once the winner is registered."""
+"""Where a run's checkpoints live (a folder, or a URI every node reaches through a pyarrow filesystem),
+and what is left of them once the winner is registered."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from pathlib import Path
+
+from pipelines.config import ConfigError, KilnConfig
+
+SCHEMES = ("s3", "gs", "gcs", "file", "hdfs", "abfs", "abfss")
+
+
+def shown(uri: str) -> str:
+    """A URI fit for messages and logs: credentials written into it (s3://KEY:SECRET@bucket) are masked."""
+    return re.sub(r"://[^/@]*@", "://***@", uri)
+
+
+def filesystem(cfg: KilnConfig):
+    """storage.root as (pyarrow filesystem, path in it). A plain folder is the local filesystem."""
+    import pyarrow.fs
+
+    root = cfg.storage.root
+    if not cfg.storage.is_uri:
+        return pyarrow.fs.LocalFileSystem(), root
+    scheme = root.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(f"storage.root: unsupported scheme {scheme}:// in {shown(root)}; use a folder or one of "
+                          + ", ".join(f"{s}://" for s in SCHEMES))
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(root)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"storage.root: cannot open {shown(root)}: {str(err).splitlines()[0]}") from None
+    return fs, path.rstrip("/")
+
+
+def check_reachable(cfg: KilnConfig) -> None:
+    """A storage.root that cannot be listed fails before any run starts, not at the first checkpoint."""
+    if not cfg.storage.is_uri:
+        return
+    fs, path = filesystem(cfg)
+    try:
+        fs.create_dir(f"{path}/ray", recursive=True)
+        fs.get_file_info(f"{path}/ray")
+    except OSError as err:
+        raise ConfigError(f"storage.root: cannot write to {shown(cfg.storage.root)}: "
+                          f"{str(err).splitlines()[0]}") from None
+
+
+def ray_storage(cfg: KilnConfig) -> dict:
+    """The storage_path/storage_filesystem pair for Ray's RunConfig: Train and Tune write checkpoints there."""
+    fs, path = filesystem(cfg)
+    return {"storage_path": f"{path}/ray", "storage_filesystem": fs}
+
+
+def train_run_path(cfg: KilnConfig, trial_id: str) -> str:
+    """Where a trial's Train run keeps its checkpoints (named in tune.run_trial), in storage's filesystem."""
+    return f"{ray_storage(cfg)['storage_path']}/train-{trial_id}"
+
+
+def tree_bytes(fs, path: str) -> int:
+    import pyarrow.fs
+
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True))
+    return sum(i.size or 0 for i in infos if i.type == pyarrow.fs.FileType.File)
 
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def train_run_dir(storage_root: Path, trial_id: str) -> Path:
-    """Where a trial's Train run keeps its checkpoints (named in tune.run_trial)."""
-    return storage_root / "ray" / f"train-{trial_id}"
-
-
-def prune_checkpoints(storage_root: Path, trial_ids: list[str], *, keep: str) -> int:
+def prune_checkpoints(cfg: KilnConfig, trial_ids: list[str], *, keep: str) -> int:
     """Delete every trial's checkpoints but `keep`'s (the registered model holds its own copy).
     Returns the bytes freed."""
+    import pyarrow.fs
+
+    fs = filesystem(cfg)[0]
     freed = 0
     for trial_id in trial_ids:
-        folder = train_run_dir(storage_root, trial_id)
-        if trial_id == keep or not folder.is_dir():
+        path = train_run_path(cfg, trial_id)
+        if trial_id == keep or fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
             continue
-        freed += folder_bytes(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        freed += tree_bytes(fs, path)
+        fs.delete_dir(path)
     return freed
+
+
+def local_checkpoint(cfg: KilnConfig, path: str) -> str:
+    """A folder on this machine holding the checkpoint at `path` (a path in storage's filesystem):
+    the path itself for a local storage.root, else a copy under storage.local_root/fetched."""
+    import pyarrow.fs
+
+    fs = filesystem(cfg)[0]
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return path
+    target = cfg.storage_root / "fetched" / hashlib.sha256(path.encode()).hexdigest()[:16]
+    done = target.with_name(target.name + ".complete")
+    if not done.exists():  # a fetch cut short is fetched again, never used half-copied
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        pyarrow.fs.copy_files(path, str(target), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        done.touch()
+    return str(target)

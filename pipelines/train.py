@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pipelines import batches, checkpoint
+from pipelines import batches, checkpoint, storage
 from pipelines.config import KilnConfig
 from pipelines.data import Preprocessing
 from pipelines.models import build_model
@@ -156,7 +156,7 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
             placement_strategy=cfg.train.placement_strategy),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=str(cfg.storage_root / "ray"),
+            **storage.ray_storage(cfg),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.train.keep_checkpoints,
                 checkpoint_score_attribute=cfg.tune.metric,

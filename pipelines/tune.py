@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines import resources
+from pipelines import resources, storage
 from pipelines.config import KilnConfig
 from pipelines.search_space import Domain, apply_sample, parse_search_space
 
@@ -128,9 +128,10 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
                              datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
                              use_gpu=use_gpu),
         {"cpu": resources.TRIAL_ACTOR_CPU})
-    experiment = cfg.storage_root / "ray" / search_name
     if resume:
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        where = storage.ray_storage(cfg)
+        tuner = tune.Tuner.restore(f"{where['storage_path']}/{search_name}", trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=where["storage_filesystem"])
     else:
         tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
     with OrphanReaper() if cfg.ray.address is None else contextlib.nullcontext():  # never others' groups
@@ -166,8 +167,7 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
             metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler,
             num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
             search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
-        run_config=tune.RunConfig(name=search_name, storage_path=str(cfg.storage_root / "ray"),
-                                  verbose=0, callbacks=list(callbacks)),
+        run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks)),
     )
 
 

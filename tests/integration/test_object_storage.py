@@ -1,0 +1,87 @@
+"""storage.root as an S3 URI: checkpoints go to the bucket (through pyarrow's S3 filesystem, over real
+HTTP), only what must be local stays in storage.local_root, and the winner registers from the bucket.
+The S3 endpoint is moto's standalone S3-compatible server, the nearest thing to S3 this machine has."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests_support import KILN, ROOT, free_port
+
+pytestmark = pytest.mark.slow
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kiln-test", "AWS_SECRET_ACCESS_KEY": "kiln-test",
+               "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    port = free_port()
+    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "the S3 server did not start"
+            time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def bucket_uri(endpoint: str, path: str) -> str:
+    return f"s3://kiln/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1&allow_bucket_creation=true"
+
+
+def kiln_run(root_uri: str, local_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root_uri}",
+         "--set", f"storage.local_root={local_root}", "--set", "registry.model_name=kiln-s3-test",
+         "--set", "tune.num_samples=3", "--set", "train.epochs=2", "--set", "train.num_workers=1",
+         "--set", "tune.search_space={train.lr: {choice: [1.0e-2, 3.0e-3, 1.0e-3]}}", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **CREDENTIALS})
+
+
+def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endpoint, tmp_path):
+    import mlflow
+    import pandas as pd
+    import pyarrow.fs
+
+    out = kiln_run(bucket_uri(s3_endpoint, "runs"), tmp_path / "local")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    fs, _ = pyarrow.fs.FileSystem.from_uri(bucket_uri(s3_endpoint, "runs"))
+    files = [i.path for i in fs.get_file_info(pyarrow.fs.FileSelector("kiln/runs/ray", recursive=True))
+             if i.type == pyarrow.fs.FileType.File]
+    trained = {p.split("/")[3] for p in files if p.endswith("/model.pt")}
+    assert len(trained) == 1, f"only the registered winner keeps checkpoints in the bucket: {trained}"
+    assert any("/kiln-test-" in p for p in files), "Tune's experiment state is in the bucket too (for --resume)"
+    local = tmp_path / "local"
+    assert not (local / "ray").exists(), "no trial wrote checkpoints to the local folder"
+    assert [p.parent.parent.name for p in local.rglob("model.pt") if "mlartifacts" not in p.parts] == ["fetched"]
+
+    mlflow.set_tracking_uri(f"sqlite:///{local / 'mlflow.db'}")
+    assert str(mlflow.MlflowClient().get_model_version_by_alias("kiln-s3-test", "champion").version) == "1"
+    rows = pd.read_parquet(local / "datasets" / "digits.parquet").drop(columns="label").head(8)
+    predictions = mlflow.pyfunc.load_model("models:/kiln-s3-test@champion").predict(rows)
+    assert len(predictions) == 8
+
+
+def test_an_unreachable_bucket_fails_before_anything_starts(tmp_path):
+    dead = f"127.0.0.1:{free_port()}"
+    out = kiln_run(bucket_uri(dead, "runs"), tmp_path / "local")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("kiln: error: storage.root: cannot write to s3://kiln/runs")
+    assert not (tmp_path / "local" / "mlflow.db").exists(), "no MLflow run was started"
+
