@@ -15,13 +15,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from serving_support import FEATURES, tiny_store
 
-from tests_support import free_port
+from tests_support import ROOT, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own pydantic v1-style fields
 
@@ -293,6 +294,31 @@ def test_a_killed_replica_is_replaced_and_retrying_clients_barely_notice(live):
     assert killed and rate >= 0.99
     wait_for(lambda: bool(replica_pids() - before), 60, "a replacement replica")
     live.assert_good()
+
+
+def test_the_rayservice_manifest_application_serves_the_champion(live):
+    """platform/kuberay/rayservice.yaml's Serve application, built by its import_path from its own args (the
+    model and tracking server swapped for this store's), answers beside the endpoint."""
+    import importlib
+
+    import yaml
+    from ray import serve
+
+    manifest = yaml.safe_load((ROOT / "platform" / "kuberay" / "rayservice.yaml").read_text())
+    app = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
+    module, builder = app["import_path"].split(":")
+    args = {**app["args"], "model": f"{NAME}@champion", "tracking_uri": live.cfg.tracking_uri,
+            "config": str(ROOT / "configs" / Path(app["args"]["config"]).name)}
+    serve.run(getattr(importlib.import_module(module), builder)(args), name="manifest", route_prefix="/manifest",
+              blocking=False)
+    try:
+        wait_for(lambda: requests.get(f"{live.url}/manifest/v2/health/ready", timeout=5).status_code == 200, 60,
+                 "the manifest's application")
+        answer = requests.post(f"{live.url}/manifest/predict", json={"instances": live.rows}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Model-Version"] == live.predict().headers["X-Model-Version"]
+    finally:
+        serve.delete("manifest")
 
 
 def test_a_pinned_version_does_not_follow_the_alias(live):
