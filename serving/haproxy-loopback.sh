@@ -14,4 +14,9 @@ done
 if [ -n "$config" ] && [ -f "$config" ]; then
     sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\*)?:([0-9]+)/\1127.0.0.1:\3/' "$config"
 fi
+# Die with the process that started it (the Serve actor): haproxy otherwise outlives a kiln killed hard and
+# keeps serve.port, so the next endpoint on that port never answers.
+if command -v setpriv >/dev/null 2>&1; then
+    exec setpriv --pdeathsig TERM -- "$KILN_HAPROXY_BINARY" "$@"
+fi
 exec "$KILN_HAPROXY_BINARY" "$@"
