@@ -51,16 +51,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--reduction-factor", type=float, default=None, help="default: the quickstart's")
+    parser.add_argument("--asha-only", action="store_true", help="skip the random searches (a quick ASHA probe)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as root:
         base = [f"storage.root={root}", f"tune.num_samples={args.samples}", f"train.epochs={args.epochs}",
-                "train.num_workers=1", "tune.scheduler.grace_period=1", "tune.scheduler.reduction_factor=2",
-                f"tune.search_space={json.dumps(SPACE)}"]
+                "train.num_workers=1", f"tune.search_space={json.dumps(SPACE)}"]
+        if args.reduction_factor:
+            base.append(f"tune.scheduler.reduction_factor={args.reduction_factor}")
         runtime.start(load_config("configs/quickstart.yaml", base))
         splits = ingest.ingest(load_config("configs/quickstart.yaml", base))
         for seed in range(args.seeds):  # interleaved: ASHA, random, ASHA, random, ...
             asha = one_search(base, "asha", seed, splits, f"asha-{seed}")
+            if args.asha_only:
+                print({"seed": seed, "asha_trial_epochs": asha["trial_epochs"], "asha_best": asha["best"],
+                       "asha_wall_s": round(asha["wall_s"], 1)}, flush=True)
+                continue
             full = one_search(base, "fifo", seed, splits, f"random-{seed}")
             goal = full["best"] - 0.005
             reached = next((t for t, v in asha["points"] if v >= goal), None)
@@ -73,6 +80,8 @@ def main() -> None:
                          "asha_s_to_goal": None if reached is None else round(reached, 1)})
             print(rows[-1], flush=True)
         runtime.stop()
+    if args.asha_only:
+        return
     record([
         {"name": "asha_compute_ratio", "value": median([r["compute_ratio"] for r in rows]), "unit": "x",
          "target": 0.35, "baseline": f"random search, {args.samples} trials to {args.epochs} epochs, same seeds",

@@ -51,11 +51,6 @@ def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.
     return times
 
 
-def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
-    frame = dataset.to_pandas()
-    return np.stack(frame["x"].to_numpy()).astype(np.float32), frame["y"].to_numpy().copy()
-
-
 def kiln_epochs(cfg, splits, epochs: int, name: str) -> list[float]:
     trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
                             preprocessing=splits.preprocessing, name=name, use_gpu=False,
@@ -69,6 +64,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
+    import ray
+
     pin_threads(1)
     with tempfile.TemporaryDirectory() as root:
         cfg = load_config("configs/quickstart.yaml", [
@@ -76,8 +73,9 @@ def main() -> None:
             f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"])
         runtime.start(cfg)
         splits = ingest.ingest(cfg)
-        x, y = arrays(splits.train)
-        val_x, val_y = arrays(splits.val)
+        # The very arrays the Kiln side trains on (copied: the object store's are read-only).
+        x, y = (a.copy() for a in ray.get(splits.arrays["train"]))
+        val_x, val_y = (a.copy() for a in ray.get(splits.arrays["val"]))
         bare, kiln = [], []
         for pair in range(args.pairs):  # the first epoch on each side is warm-up
             bare.append(median(bare_epochs(cfg, x, y, val_x, val_y, args.epochs)[1:]))

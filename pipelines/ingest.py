@@ -13,7 +13,7 @@ from pipelines.config import KilnConfig
 
 @dataclass(frozen=True)
 class Splits:
-    train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index)
+    train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index); None when `arrays` holds it
     val: object
     test_x: np.ndarray
     test_y: np.ndarray
@@ -76,9 +76,11 @@ def ingest(cfg: KilnConfig) -> Splits:
     fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], len(features)) <= cfg.train.cache_shard_mb << 20
 
     test = frame.iloc[test_idx]
+    # Data that fits goes to trials through the object store as plain arrays; only larger data streams
+    # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
     return Splits(
-        train=to_dataset(train),
-        val=to_dataset(val),
+        train=None if fits else to_dataset(train),
+        val=None if fits else to_dataset(val),
         test_x=test[features].to_numpy(dtype=np.float64),
         test_y=test[cfg.data.label].to_numpy(),
         example=test[features].head(4).reset_index(drop=True),

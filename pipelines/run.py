@@ -40,6 +40,9 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         splits = ingest.ingest(cfg)
         console.say(f"  {sum(splits.num_rows.values())} rows, {splits.input_dim} features, "
                     f"{splits.num_classes} classes; split {splits.num_rows}")
+        console.say("  trials keep train and val in memory" if splits.arrays is not None else
+                    f"  train and val stream through Ray Data each epoch (over train.cache_shard_mb="
+                    f"{cfg.train.cache_shard_mb})")
 
     predicted_epoch_s = predicted_epoch_time(cfg, splits)
     plan_tags = {"kiln.plan.predicted_epoch_time_s": f"{predicted_epoch_s:.4f}"}
