@@ -102,9 +102,14 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
         def __init__(self):
             self.runs: dict[str, str] = {}
             self.tagged: set[str] = set()
+            self.logged: dict[str, int] = {}  # trial id -> last epoch written
 
         def __getstate__(self):  # Tune pickles callbacks with its experiment state
-            return {"runs": self.runs, "tagged": self.tagged}
+            return {"runs": self.runs, "tagged": self.tagged, "logged": self.logged}
+
+        def __setstate__(self, state):
+            self.__init__()
+            self.__dict__.update(state)
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.runs:
@@ -128,12 +133,16 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             run_id = self.runs.get(trial.trial_id)
             if run_id is None:
                 return
-            metrics = {k: result[k] for k in LOGGED_METRICS if isinstance(result.get(k), int | float)
-                       and math.isfinite(result[k])}
-            log_metrics(cfg, run_id, metrics, step=int(result.get("epoch", result.get("training_iteration", 0))))
             if result.get("node_ids") and trial.trial_id not in self.tagged:
                 set_tags(cfg, run_id, {"node_ids": str(result["node_ids"])})
                 self.tagged.add(trial.trial_id)
+            step = int(result.get("epoch", result.get("training_iteration", 0)))
+            if step <= self.logged.get(trial.trial_id, 0):
+                return  # an epoch reported again after a restore, or recomputed after a worker failure
+            metrics = {k: result[k] for k in LOGGED_METRICS if isinstance(result.get(k), int | float)
+                       and math.isfinite(result[k])}
+            log_metrics(cfg, run_id, metrics, step=step)
+            self.logged[trial.trial_id] = step
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._end(trial, "FINISHED")

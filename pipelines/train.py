@@ -29,7 +29,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, input_dim=len(prep.features), num_classes=len(prep.labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    start_epoch = _resume(model, optimizer)
+    start_epoch, restored_metrics = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     use_amp = device.type == "cuda"
@@ -42,6 +42,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
 
+    if restored_metrics:
+        # The restored epoch again, without a checkpoint: a driver killed between that checkpoint and logging
+        # its metrics would otherwise leave a hole in the trial's MLflow history (the tracker skips repeats).
+        ray.train.report({**restored_metrics, "node_ids": node_ids}, checkpoint=None)
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
@@ -94,17 +98,18 @@ def _node_ids(world_size: int) -> str:
     return ",".join(sorted(set(gathered)))
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """After a worker failure, continue from the last reported checkpoint."""
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+    """After a worker or driver failure, continue from the last reported checkpoint: (its epoch, its metrics)."""
     import ray.train
 
     restored = ray.train.get_checkpoint()
     if not restored:
-        return 0
+        return 0, {}
     with restored.as_directory() as folder:
         model.load_state_dict(torch.load(Path(folder) / checkpoint.WEIGHTS_FILE, weights_only=True))
         optimizer.load_state_dict(torch.load(Path(folder) / checkpoint.OPTIMIZER_FILE, weights_only=True))
-        return int(checkpoint.read_meta(folder)["epoch"])
+        meta = checkpoint.read_meta(folder)
+        return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
 
 
 def _evaluate(model, data, *, batch_size: int) -> torch.Tensor:
