@@ -38,7 +38,7 @@ class StorageConfig(Section):
     (s3://bucket/kiln, gs://bucket/kiln, file:///mnt/shared) that every node reaches: checkpoints then go there."""
     local_root: str = "./kiln-runs"
     """Only used when `root` is a URI: this machine's folder for what stays local (the SQLite MLflow
-    store, the search ledger, reports, built-in datasets, checkpoints fetched for registration)."""
+    store, reports, built-in datasets, checkpoints fetched for registration)."""
 
     @field_validator("root", "local_root")
     @classmethod

@@ -27,10 +27,10 @@ def preflight(cfg: KilnConfig) -> None:
     """Checks that need no cluster: a trial that can never fit fails here, before anything starts."""
     if cfg.ray.address is None:
         resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=runtime.local_gpus())
-    storage.check_reachable(cfg)
 
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
+    storage.check_reachable(cfg)  # the ledger check_resume reads lives there
     previous = check_resume(cfg, resume)
     preflight(cfg)
     timings: dict[str, float] = {}
@@ -55,7 +55,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         parent_run_id = tracking.start_parent(cfg, run_name=name,
                                               tags={"kiln.data_fingerprint": splits.fingerprint, **plan_tags})
         state = searches.new(cfg, parent_run_id, name)
-    searches.save(cfg.storage_root, state)
+    searches.save(cfg, state)
     parent = state.parent_run_id
     try:
         with console.stage("search", timings):
@@ -96,15 +96,15 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                                         "mlflow.note.content": describe_search(cfg, result, accuracy, registered)})
         tracking.log_metrics(cfg, parent, {f"stage_{k}_s": v for k, v in timings.items()})
         tracking.end_run(cfg, parent, "FINISHED")
-        searches.save(cfg.storage_root, state.with_status(searches.FINISHED))
+        searches.save(cfg, state.with_status(searches.FINISHED))
         write_report(cfg, parent)
     except KeyboardInterrupt:  # Ctrl-C, or Tune stopped early: the search can be resumed
         tracking.end_run(cfg, parent, "KILLED")
-        searches.save(cfg.storage_root, state.with_status(searches.INTERRUPTED))
+        searches.save(cfg, state.with_status(searches.INTERRUPTED))
         raise tune.Interrupted(state.name) from None
     except BaseException:
         tracking.end_run(cfg, parent, "FAILED")
-        searches.save(cfg.storage_root, state.with_status(searches.FAILED))
+        searches.save(cfg, state.with_status(searches.FAILED))
         raise
 
     run_result = RunResult(parent, result, accuracy, registered, splits.example, timings=timings)
@@ -116,14 +116,15 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 
 def check_resume(cfg: KilnConfig, resume: bool) -> searches.SearchState | None:
     """--resume needs an interrupted search of the same config; a plain run says when it leaves one behind."""
-    previous = searches.latest(cfg.storage_root, cfg)
+    previous = searches.latest(cfg)
     if not resume:
         if searches.unfinished(previous):
             console.say(f"note: search {previous.name} did not finish; this starts a new search "
                         "(add --resume to continue that one instead)")
         return previous
     if not searches.unfinished(previous):
-        raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under {cfg.storage_root}; "
+        raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under "
+                          f"{storage.shown(cfg.storage.root)}; "
                           "run without --resume to start one")
     if previous.config_hash != searches.config_hash(cfg):
         raise ConfigError(f"--resume: the config changed since search {previous.name} started; "

@@ -6,8 +6,8 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
+from pipelines import storage
 from pipelines.config import KilnConfig
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
@@ -31,25 +31,40 @@ def config_hash(cfg: KilnConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def folder(storage_root: Path) -> Path:
-    return storage_root / "searches"
+def _folder(cfg: KilnConfig) -> tuple[object, str]:
+    """Beside Tune's experiment state, under storage.root (a folder or a URI), so a search can be resumed
+    from wherever that state can be read."""
+    fs, root = storage.filesystem(cfg)
+    return fs, f"{root}/searches"
 
 
-def save(storage_root: Path, state: SearchState) -> None:
-    """Written atomically, so a killed driver leaves the previous state, never half a file."""
-    folder(storage_root).mkdir(parents=True, exist_ok=True)
-    path = folder(storage_root) / f"{state.name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state)))
-    tmp.replace(path)
+def save(cfg: KilnConfig, state: SearchState) -> None:
+    """Written whole: a killed driver leaves the previous state, never half a file (an atomic rename on a
+    filesystem; an object store replaces an object in one PUT)."""
+    import pyarrow.fs
+
+    fs, folder = _folder(cfg)
+    fs.create_dir(folder, recursive=True)
+    path = f"{folder}/{state.name}.json"
+    local = isinstance(fs, pyarrow.fs.LocalFileSystem)
+    with fs.open_output_stream(f"{path}.tmp" if local else path) as out:
+        out.write(json.dumps(asdict(state)).encode())
+    if local:
+        fs.move(f"{path}.tmp", path)
 
 
-def latest(storage_root: Path, cfg: KilnConfig) -> SearchState | None:
+def latest(cfg: KilnConfig) -> SearchState | None:
     """The most recent search of this config's name, finished or not."""
+    import pyarrow.fs
+
+    fs, folder = _folder(cfg)
     states = []
-    for path in folder(storage_root).glob("*.json"):
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True)):
+        if not info.path.endswith(".json"):
+            continue
         try:
-            state = SearchState(**json.loads(path.read_text()))
+            with fs.open_input_stream(info.path) as source:
+                state = SearchState(**json.loads(source.read()))
         except (ValueError, TypeError):
             continue
         if state.name.startswith(f"{cfg.name}-"):

@@ -55,11 +55,6 @@ def ray_storage(cfg: KilnConfig) -> dict:
     return {"storage_path": f"{path}/ray", "storage_filesystem": fs}
 
 
-def train_run_path(cfg: KilnConfig, trial_id: str) -> str:
-    """Where a trial's Train run keeps its checkpoints (named in tune.run_trial), in storage's filesystem."""
-    return f"{ray_storage(cfg)['storage_path']}/train-{trial_id}"
-
-
 def tree_bytes(fs, path: str) -> int:
     import pyarrow.fs
 
@@ -68,7 +63,9 @@ def tree_bytes(fs, path: str) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    import pyarrow.fs
+
+    return tree_bytes(pyarrow.fs.LocalFileSystem(), str(folder))
 
 
 def prune_checkpoints(cfg: KilnConfig, trial_ids: list[str], *, keep: str) -> int:
@@ -76,10 +73,10 @@ def prune_checkpoints(cfg: KilnConfig, trial_ids: list[str], *, keep: str) -> in
     Returns the bytes freed."""
     import pyarrow.fs
 
-    fs = filesystem(cfg)[0]
+    fs, root = filesystem(cfg)
     freed = 0
     for trial_id in trial_ids:
-        path = train_run_path(cfg, trial_id)
+        path = f"{root}/ray/train-{trial_id}"  # the trial's Train run, named in tune.run_trial
         if trial_id == keep or fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
             continue
         freed += tree_bytes(fs, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_support import KILN, ROOT, free_port
+from tests_support import KILN, ROOT, free_port, kill_mid_search, store_client
 
 pytestmark = pytest.mark.slow
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kiln-test", "AWS_SECRET_ACCESS_KEY": "kiln-test",
@@ -44,13 +44,16 @@ def bucket_uri(endpoint: str, path: str) -> str:
     return f"s3://kiln/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1&allow_bucket_creation=true"
 
 
+def command(root_uri: str, local_root: Path, *extra: str) -> list[str]:
+    return [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root_uri}",
+            "--set", f"storage.local_root={local_root}", "--set", "registry.model_name=kiln-s3-test",
+            "--set", "tune.num_samples=3", "--set", "train.epochs=2", "--set", "train.num_workers=1",
+            "--set", "tune.search_space={train.lr: {choice: [1.0e-2, 3.0e-3, 1.0e-3]}}", *extra]
+
+
 def kiln_run(root_uri: str, local_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root_uri}",
-         "--set", f"storage.local_root={local_root}", "--set", "registry.model_name=kiln-s3-test",
-         "--set", "tune.num_samples=3", "--set", "train.epochs=2", "--set", "train.num_workers=1",
-         "--set", "tune.search_space={train.lr: {choice: [1.0e-2, 3.0e-3, 1.0e-3]}}", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **CREDENTIALS})
+    return subprocess.run(command(root_uri, local_root, *extra), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **CREDENTIALS})
 
 
 def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endpoint, tmp_path):
@@ -71,11 +74,27 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
     assert not (local / "ray").exists(), "no trial wrote checkpoints to the local folder"
     assert [p.parent.parent.name for p in local.rglob("model.pt") if "mlartifacts" not in p.parts] == ["fetched"]
 
-    mlflow.set_tracking_uri(f"sqlite:///{local / 'mlflow.db'}")
-    assert str(mlflow.MlflowClient().get_model_version_by_alias("kiln-s3-test", "champion").version) == "1"
+    store = f"sqlite:///{local / 'mlflow.db'}"
+    assert str(store_client(store).get_model_version_by_alias("kiln-s3-test", "champion").version) == "1"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
     rows = pd.read_parquet(local / "datasets" / "digits.parquet").drop(columns="label").head(8)
     predictions = mlflow.pyfunc.load_model("models:/kiln-s3-test@champion").predict(rows)
     assert len(predictions) == 8
+
+
+def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):
+    """The ledger and Tune's state are in the bucket, beside the checkpoints: --resume reads them from there."""
+    uri, local = bucket_uri(s3_endpoint, "resume"), tmp_path / "local"
+    # 2 workers a trial, so trials run one after another and the kill lands mid-search.
+    search = ["--set", "tune.scheduler.name=fifo", "--set", "registry.model_name=kiln-s3-resume",
+              "--set", "train.num_workers=2"]
+    kill_mid_search(command(uri, local, *search), epochs=2, env=CREDENTIALS)
+    assert not (local / "searches").exists(), "the ledger is in the bucket, not on this machine"
+    resumed = kiln_run(uri, local, "--resume", *search)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming search kiln-test-" in resumed.stdout
+    assert store_client(f"sqlite:///{local / 'mlflow.db'}").get_model_version_by_alias("kiln-s3-resume", "champion")
 
 
 def test_an_unreachable_bucket_fails_before_anything_starts(tmp_path):

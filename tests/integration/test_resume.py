@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 
 import pytest
-from mlflow import MlflowClient
 
-from tests_support import KILN, ROOT
+from tests_support import KILN, ROOT, kill_mid_search, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -24,47 +21,23 @@ def kiln(root, *args, timeout=600):
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def descendants(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [d for c in map(int, children) for d in (c, *descendants(c))]
-
-
-def kill_with_children(pid: int) -> None:
-    """SIGKILL the driver and the local Ray runtime it started, like a machine going down."""
-    for member in [pid, *descendants(pid)]:
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume") / "runs"
-    driver = subprocess.Popen(
-        [KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
-    before = []
-    for line in driver.stdout:
-        before.append(line.rstrip())
-        # One trial finished, the next one mid-way: kill everything.
-        if any("finished 3 epochs" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
-            kill_with_children(driver.pid)
-            break
-    driver.wait(60)
-    assert driver.returncode == -signal.SIGKILL, "\n".join(before[-30:])
+    before = kill_mid_search([KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
+                             epochs=EPOCHS)
 
     plain = kiln(root, "--set", "train.num_workers=64")  # fails fast, after saying what it would do
     changed = kiln(root, "--resume", "--set", "train.batch_size=16")
     resumed = kiln(root, "--resume")
-    return root, "\n".join(before), plain, changed, resumed
+    return root, before, plain, changed, resumed
 
 
 def test_resume_finishes_the_same_search(killed_then_resumed):
     root, _, _, _, resumed = killed_then_resumed
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming search kiln-test-" in resumed.stdout
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = store_client(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("kiln-test").experiment_id])
     parents = [r for r in runs if r.data.tags.get("kiln.kind") == "search"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # continued, not duplicated

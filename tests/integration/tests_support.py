@@ -82,3 +82,41 @@ def start_run(config: str, root: Path, *extra: str) -> LiveRun:
             run.stop()
             pytest.fail(f"kiln run did not reach serving within {RUN_TIMEOUT_S} s:\n{run.output[-3000:]}")
     return run
+
+
+def descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [d for c in map(int, children) for d in (c, *descendants(c))]
+
+
+def kill_with_children(pid: int) -> None:
+    """SIGKILL the driver and the local Ray runtime it started, like a machine going down."""
+    for member in [pid, *descendants(pid)]:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_mid_search(command: list[str], *, epochs: int, env: dict[str, str] | None = None) -> str:
+    """Run a `kiln run` search until one trial has finished and the second is mid-way, then kill everything.
+    Returns what it printed."""
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, **(env or {})})
+    before = []
+    for line in driver.stdout:
+        before.append(line.rstrip())
+        if any(f"finished {epochs} epochs" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
+            kill_with_children(driver.pid)
+            break
+    driver.wait(60)
+    assert driver.returncode == -signal.SIGKILL, "\n".join(before[-30:])
+    return "\n".join(before)
+
+
+def store_client(tracking_uri: str):
+    """A client of one MLflow store for runs and registry both: mlflow's process-wide registry URI may still
+    point at a store an earlier test used."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
