@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from mlflow import MlflowClient
 
-from tests_support import KILN, ROOT, free_port
+from tests_support import KILN, ROOT, free_port, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +79,7 @@ def body_text_when(driver, predicate, timeout_s: float = 45) -> str:
 
 
 def test_experiment_page_lists_the_parent_and_its_trials(browser, ui, live_run):
-    client = MlflowClient(live_run.tracking_uri)
+    client = store_client(live_run.tracking_uri)
     experiment = client.get_experiment_by_name("kiln-test")
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("kiln.kind") == "search")
@@ -90,7 +89,7 @@ def test_experiment_page_lists_the_parent_and_its_trials(browser, ui, live_run):
 
 
 def test_comparing_two_trials_shows_their_metrics_and_params(browser, ui, live_run):
-    client = MlflowClient(live_run.tracking_uri)
+    client = store_client(live_run.tracking_uri)
     experiment = client.get_experiment_by_name("kiln-test")
     trials = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial"]
     pair = trials[:2]

@@ -8,9 +8,8 @@ import subprocess
 import time
 
 import pytest
-from mlflow import MlflowClient
 
-from tests_support import KILN, ROOT
+from tests_support import KILN, ROOT, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +45,7 @@ def test_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(tmp_
     assert killed is not None and time.monotonic() - kill_time < 300
     assert set(after) - set(before), f"no new worker started after the kill ({before} -> {after})"
 
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = store_client(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("kiln-test")
     trial = next(r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial")
     steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")]
