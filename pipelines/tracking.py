@@ -117,6 +117,9 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             existing = find_trial_run(cfg, parent_run_id, trial.trial_id)  # a resumed search
             if existing:
                 self.runs[trial.trial_id] = existing
+                # What the store holds, not what an older snapshot of this callback remembers: a restarted
+                # trial reports its restored epoch again, and that epoch may or may not have been written.
+                self.logged[trial.trial_id] = last_epoch_logged(cfg, existing)
                 client(cfg).update_run(existing, status="RUNNING")
                 return
             trial_cfg = apply_sample(cfg, trial.config)
@@ -164,6 +167,10 @@ def find_trial_run(cfg: KilnConfig, parent_run_id: str, trial_id: str) -> str | 
         [experiment_id(cfg)],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`kiln.trial_id` = '{trial_id}'")
     return found[0].info.run_id if found else None
+
+
+def last_epoch_logged(cfg: KilnConfig, run_id: str) -> int:
+    return max((m.step for m in client(cfg).get_metric_history(run_id, cfg.tune.metric)), default=0)
 
 
 def reopen(cfg: KilnConfig, run_id: str) -> None:
