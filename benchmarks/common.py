@@ -31,8 +31,9 @@ def record(figures: list[dict]) -> dict:
     payload = {"machine": machine(), "figures": figures}
     print(json.dumps(payload, indent=2))
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"figures": []}
-    names = {f["name"] for f in figures}
-    merged = [f for f in existing.get("figures", []) if f["name"] not in names] + figures
+    fresh = {f["name"]: f for f in figures}
+    kept = [fresh.pop(f["name"], f) for f in existing.get("figures", [])]  # a figure keeps its row in the table
+    merged = kept + list(fresh.values())
     RESULTS.write_text(json.dumps({"machine": machine(), "figures": merged}, indent=2) + "\n")
     return payload
 

@@ -36,7 +36,7 @@ def stall_loop(config: dict) -> None:
     torch.manual_seed(0)
     model = mlp(config["input_dim"], config["num_classes"], [256, 256], 0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    stream = Streaming(ray.train.get_dataset_shard("train"), torch.device("cpu"))
+    stream = Streaming(ray.train.get_dataset_shard("train"), torch.device("cpu"), input_dim=config["input_dim"])
 
     def step(x, y):
         loss = F.cross_entropy(model(x), y)

@@ -38,7 +38,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     batch_size = max(1, cfg.train.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
-    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size)
+    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=len(prep.features))
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
 

@@ -28,8 +28,8 @@ def csv_store(tmp_path_factory):
          "--set", f"storage.root={folder / 'runs'}", "--set", f"data.source={folder / 'digits.csv'}",
          "--set", "data.label=digit", "--set", "registry.model_name=digits-named",
          "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
-         "--set", "train.num_workers=1", "--set", "train.epochs=3",
-         "--set", "train.cache_shard_mb=0"],  # the path of data over the in-memory cache: Ray Data every epoch
+         "--set", "train.num_workers=2", "--set", "train.epochs=3",
+         "--set", "train.cache_shard_mb=0"],  # data over the in-memory cache: Ray Data shards every epoch, DDP
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Endpoint:" not in out.stdout  # --no-serve stops after registering
