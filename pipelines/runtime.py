@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 
 from pipelines.config import KilnConfig
@@ -17,6 +18,7 @@ QUIET_ENV = {
 # waits for it, so every epoch cost at least 2 s; at 0.1 s an epoch costs what its work costs
 # (a 1-worker fit of 6 reports of a trivial loop: 19.2 s at 2 s, 6.8 s at 0.1 s, on 2 cores).
 SPEED_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # where Ray's state API finds the dashboard
 QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.serve", "mlflow", "alembic")
 
 
@@ -67,8 +69,23 @@ def start(cfg: KilnConfig, *, verbose: bool = False) -> None:
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, **common)
     else:
         # address="local": always a fresh runtime of our own, even when a `ray start` cluster runs here.
+        port = own_dashboard()
         ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=True, dashboard_host="127.0.0.1",
-                 **common)
+                 dashboard_port=port, **common)
+
+
+def own_dashboard() -> int:
+    """A free loopback port for this runtime's dashboard, named to every process it starts.
+
+    Ray Train's placement-group cleaner (in each Train controller) finds the dashboard by auto-detecting the
+    Ray instance; with a second Ray instance on the machine (another `kiln run`, a `ray start` cluster) that
+    fails, the cleaner dies, and stopped trials' worker groups keep their CPUs: the next trials wait. The
+    state API reads RAY_API_SERVER_ADDRESS first, and Ray's processes inherit it from this one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
+    return port
 
 
 def stop() -> None:
@@ -81,3 +98,4 @@ def stop() -> None:
     except Exception:  # Serve was never started
         pass
     ray.shutdown()
+    os.environ.pop(API_SERVER_ENV, None)
