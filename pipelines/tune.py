@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue as queue_module
 import threading
 import time
 from dataclasses import dataclass
@@ -43,22 +44,55 @@ def to_tune_domain(domain: Domain):
 
 def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: dict[str, Any],
               datasets: dict[str, Any], arrays: dict[str, Any] | None, use_gpu: bool) -> None:
-    """The Tune trainable: build the trial's config, run its Train run to the end (or until ASHA stops it)."""
+    """The Tune trainable: build the trial's config, run its Train run to the end (or until ASHA stops it).
+
+    The Train run's reports reach Tune through this thread (`forward_reports`), not through Ray's
+    TuneReportCallback: that one hands them to the trial actor's main thread, which deadlocks when the last
+    one arrives as this function returns (both put into Tune's one-slot result queue, and the main thread is
+    its only reader). Seen as a search that never ended: every Train run done, two trial actors blocked in
+    `Queue.put` for good."""
     import time
 
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from pipelines.data import Preprocessing
     from pipelines.train import build_trainer
+    from pipelines.tune_reports import ReportQueue
 
     cfg = apply_sample(KilnConfig.model_validate(base), sample)
     # Named after the trial, so a restarted trial resumes its own Train run.
     name = f"train-{tune.get_context().get_trial_id()}"
+    reports = ReportQueue()
     trainer = build_trainer(cfg, datasets=datasets, preprocessing=Preprocessing.from_dict(preprocessing),
-                            name=name, use_gpu=use_gpu, callbacks=[TuneReportCallback()], started_at=time.time(),
+                            name=name, use_gpu=use_gpu, callbacks=[reports], started_at=time.time(),
                             arrays=arrays)
-    trainer.fit()
+    forward_reports(trainer.fit, reports.queue, tune.report)
+
+
+def forward_reports(fit, queue, report, *, poll_s: float = 0.2) -> None:
+    """Run `fit` in a thread and pass every item it puts on `queue` to `report`, in order, from this thread;
+    return (or raise fit's error) once fit has returned and the queue is drained."""
+    outcome: dict[str, BaseException] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            fit()
+        except BaseException as err:  # raised again in the calling thread
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="kiln-train-run").start()
+    while True:
+        finished = done.is_set()  # read before the queue: whatever fit put is there by now
+        try:
+            report(queue.get(timeout=poll_s))
+        except queue_module.Empty:  # ray.util.queue.Empty is one
+            if finished:
+                break
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 class OrphanReaper:
