@@ -49,23 +49,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
-        model.train()
-        loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
-        for x, y in train_data.batches(batch_size, seed=cfg.train.seed + epoch):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # .item() would sync with the device every step; accumulate on the device instead.
-            loss_total += loss.detach().double() * len(y)
-            rows += len(y)
-        loss_sum = torch.stack([loss_total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
+        loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=cfg.train.seed + epoch,
+                               device=device, use_amp=use_amp)
         if world_size > 1:
-            loss_sum = _sum_over_ranks(loss_sum, device)
-        val_sums = _evaluate(model, val_data, batch_size=cfg.train.batch_size)
+            loss_sum = sum_over_ranks(loss_sum, device)
+        val_sums = validate(model, val_data, batch_size=cfg.train.batch_size)
         if cached and world_size > 1:
-            val_sums = _sum_over_ranks(val_sums, device)
+            val_sums = sum_over_ranks(val_sums, device)
         val_loss, val_accuracy = (val_sums[:2] / max(float(val_sums[2]), 1.0)).tolist()
         metrics = {
             "train_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)),
@@ -79,7 +69,25 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _report(metrics, rank=rank, model=model, optimizer=optimizer, cfg=cfg, prep=prep)
 
 
-def _sum_over_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:
+def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
+                use_amp: bool) -> torch.Tensor:
+    """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
+    `use_amp` runs the forward under bf16 autocast (CUDA)."""
+    model.train()
+    loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
+    for x, y in data.batches(batch_size, seed=seed):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # .item() would sync with the device every step; accumulate on the device instead.
+        loss_total += loss.detach().double() * len(y)
+        rows += len(y)
+    return torch.stack([loss_total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
+
+
+def sum_over_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:
     """All-reduce on the training device (NCCL takes no CPU tensors), back on the CPU."""
     on_device = sums.to(device)
     torch.distributed.all_reduce(on_device)
@@ -112,7 +120,7 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[i
         return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
 
 
-def _evaluate(model, data, *, batch_size: int) -> torch.Tensor:
+def validate(model, data, *, batch_size: int) -> torch.Tensor:
     """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU. Runs the
     unwrapped module: ranks may hold different numbers of val rows, and DDP's forward may call collectives."""
     model = model.module if hasattr(model, "module") else model

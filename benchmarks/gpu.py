@@ -1,0 +1,145 @@
+"""gpu: Kiln's training epoch and the served model's forward on a CUDA GPU, against the same code on the CPU.
+
+Torch only (Ray's wheel is too large to carry to the device machine), but Kiln's own code: the epoch is
+`pipelines.train.train_epoch` (bf16 autocast on CUDA) over `pipelines.batches.InMemory` tensors on the
+device, the model is DDP-wrapped over an NCCL process group of world size 1 and the epoch's loss sums are
+all-reduced as a multi-worker run does; the served model is saved and loaded with `pipelines.checkpoint`
+and run as `pipelines.inference.InferenceModel` runs it. Interleaved CPU GPU CPU GPU, medians.
+
+    python3 benchmarks/gpu.py [--rows 100000] [--pairs 3] [--out gpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines import checkpoint  # noqa: E402
+from pipelines.batches import InMemory  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.data import Preprocessing  # noqa: E402
+from pipelines.models import build_model  # noqa: E402
+from pipelines.train import sum_over_ranks, train_epoch, validate  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+CASES = {"wide": (["model.hidden=[1024,1024]", "model.dropout=0", "train.batch_size=4096"], 64),
+         "quickstart": ([], 64)}
+
+
+def classification(rows: int, features: int, classes: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=rows)
+    centres = rng.normal(size=(classes, features)).astype(np.float32)
+    x = centres[labels] + rng.normal(scale=2.0, size=(rows, features)).astype(np.float32)
+    return x, labels.astype(np.int64)
+
+
+def nccl_group() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool) -> dict:
+    """`count` epochs of Kiln's loop on `device`; seconds of each after the first, and the last val accuracy."""
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
+    train, held_out = InMemory.from_arrays((x, y), device), InMemory.from_arrays(val, device)
+    use_amp = device.type == "cuda"
+    seconds, sums = [], None
+    for epoch in range(count):
+        sync(device)
+        started = time.perf_counter()
+        loss = train_epoch(model, optimizer, train, batch_size=cfg.train.batch_size, seed=epoch, device=device,
+                           use_amp=use_amp)
+        if ddp:
+            loss = sum_over_ranks(loss, device)
+        sums = validate(model, held_out, batch_size=cfg.train.batch_size)
+        sync(device)
+        seconds.append(time.perf_counter() - started)
+    return {"epoch_s": statistics.median(seconds[1:]), "rows_per_s": len(y) / statistics.median(seconds[1:]),
+            "train_loss": float(loss[0] / loss[1]), "val_accuracy": float(sums[1] / sums[2])}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def served_forward(cfg, x, device: torch.device, batch: int, *, calls: int = 50) -> dict:
+    """The registry model's forward as the endpoint runs it (softmax over logits), after a save and a load."""
+    prep = Preprocessing(features=[f"f{i}" for i in range(x.shape[1])], mean=[0.0] * x.shape[1],
+                         std=[1.0] * x.shape[1], labels=list(range(10)))
+    with tempfile.TemporaryDirectory() as folder:
+        model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10)
+        checkpoint.save(folder, model=model, optimizer=None, model_cfg=cfg.model, preprocessing=prep, epoch=1,
+                        metrics={})
+        loaded, prep, _ = checkpoint.load_model(folder)
+    loaded = loaded.to(device)
+    rows = torch.from_numpy(prep.transform(x[:batch].astype(np.float64)))
+    times = []
+    with torch.inference_mode():
+        for _ in range(calls + 5):
+            started = time.perf_counter()
+            probabilities = torch.softmax(loaded(rows.to(device)), dim=1).cpu().numpy()
+            times.append(time.perf_counter() - started)
+    assert probabilities.shape == (batch, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    p50 = statistics.median(times[5:])
+    return {"p50_ms": round(1000 * p50, 3), "rows_per_s": round(batch / p50)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu: no CUDA device here; run this on the device machine")
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
+    nccl_group()
+    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+              "cpu_threads": torch.get_num_threads(), "train": {}, "serve": {}}
+    for case, (overrides, features) in CASES.items():
+        cfg = load_config(CONFIG, overrides)
+        rows = args.rows if case == "wide" else 1257  # the quickstart: digits' train split
+        x, y = classification(rows + rows // 5, features)
+        train_xy, val = (x[:rows], y[:rows]), (x[rows:], y[rows:])
+        runs = {"cpu": [], "gpu": []}
+        for _ in range(args.pairs):
+            runs["cpu"].append(epochs(cfg, *train_xy, val, cpu, count=args.epochs, ddp=False))
+            runs["gpu"].append(epochs(cfg, *train_xy, val, gpu, count=args.epochs, ddp=True))
+        summary = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
+        summary["speedup"] = round(summary["gpu"]["rows_per_s"] / summary["cpu"]["rows_per_s"], 2)
+        summary["model"] = f"mlp {cfg.model.hidden}, batch {cfg.train.batch_size}, {rows} rows"
+        result["train"][case] = summary
+        for batch in (1, 1024):
+            result["serve"][f"{case}_batch{batch}"] = {
+                side: served_forward(cfg, x, device, batch) for side, device in (("cpu", cpu), ("gpu", gpu))}
+        print(json.dumps({case: result["train"][case]}, indent=2), flush=True)
+    torch.distributed.destroy_process_group()
+    print(json.dumps(result, indent=2))
+    out = args.out or (Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else None)
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
