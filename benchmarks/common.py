@@ -38,16 +38,23 @@ def record(figures: list[dict]) -> dict:
     return payload
 
 
-def write_classification(path: Path, *, rows: int, features: int, classes: int = 10, seed: int = 0) -> Path:
-    """A generated classification table (class centres plus noise) as parquet: benchmark data, never downloaded."""
+def classification(rows: int, features: int, classes: int = 10, seed: int = 0):
+    """Generated classification data (class centres plus noise) as float32 x and int64 labels: never downloaded."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, size=rows)
     centres = rng.normal(size=(classes, features)).astype(np.float32)
     x = centres[labels] + rng.normal(scale=2.0, size=(rows, features)).astype(np.float32)
+    return x, labels.astype(np.int64)
+
+
+def write_classification(path: Path, *, rows: int, features: int, classes: int = 10, seed: int = 0) -> Path:
+    """`classification` as a parquet table with columns f0..fN and label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x, labels = classification(rows, features, classes, seed)
     columns = {f"f{i}": x[:, i] for i in range(features)} | {"label": labels}
     pq.write_table(pa.table(columns), path, row_group_size=64 * 1024)
     return path

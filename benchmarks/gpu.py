@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,26 +30,19 @@ from pipelines.batches import InMemory  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.data import Preprocessing  # noqa: E402
 from pipelines.models import build_model  # noqa: E402
+from pipelines.runtime import free_port  # noqa: E402
 from pipelines.train import sum_over_ranks, train_epoch, validate  # noqa: E402
+
+from common import classification  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 CASES = {"wide": (["model.hidden=[1024,1024]", "model.dropout=0", "train.batch_size=4096"], 64),
          "quickstart": ([], 64)}
 
 
-def classification(rows: int, features: int, classes: int = 10, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, size=rows)
-    centres = rng.normal(size=(classes, features)).astype(np.float32)
-    x = centres[labels] + rng.normal(scale=2.0, size=(rows, features)).astype(np.float32)
-    return x, labels.astype(np.int64)
-
-
 def nccl_group() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
+                                         world_size=1)
 
 
 def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool) -> dict:

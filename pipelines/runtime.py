@@ -81,11 +81,16 @@ def own_dashboard() -> int:
     Ray instance; with a second Ray instance on the machine (another `kiln run`, a `ray start` cluster) that
     fails, the cleaner dies, and stopped trials' worker groups keep their CPUs: the next trials wait. The
     state API reads RAY_API_SERVER_ADDRESS first, and Ray's processes inherit it from this one."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
     return port
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def stop() -> None:

@@ -14,6 +14,8 @@ from pipelines import resources, storage
 from pipelines.config import KilnConfig
 from pipelines.search_space import Domain, apply_sample, parse_search_space
 
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # each report's persisted checkpoint (tune_reports.ReportQueue)
+
 
 @dataclass(frozen=True)
 class TrialSummary:
@@ -51,8 +53,6 @@ def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: di
     one arrives as this function returns (both put into Tune's one-slot result queue, and the main thread is
     its only reader). Seen as a search that never ended: every Train run done, two trial actors blocked in
     `Queue.put` for good."""
-    import time
-
     from ray import tune
 
     from pipelines.data import Preprocessing
@@ -214,8 +214,8 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
     if frame is None or frame.empty or cfg.tune.metric not in frame:
         return TrialSummary(trial_id, sample, 0, None, None, False, error)
     rows = frame.dropna(subset=[cfg.tune.metric])
-    if "checkpoint_path" in rows:
-        rows = rows.dropna(subset=["checkpoint_path"])
+    if CHECKPOINT_PATH_KEY in rows:
+        rows = rows.dropna(subset=[CHECKPOINT_PATH_KEY])
     best_row = rows.loc[rows[cfg.tune.metric].idxmax() if cfg.tune.mode == "max" else rows[cfg.tune.metric].idxmin()]
     epochs_run = int(frame["epoch"].max() if "epoch" in frame else frame["training_iteration"].max())
     return TrialSummary(
@@ -223,7 +223,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
         sample=sample,
         epochs_run=epochs_run,
         best_metric=float(best_row[cfg.tune.metric]),
-        best_checkpoint=best_row.get("checkpoint_path"),
+        best_checkpoint=best_row.get(CHECKPOINT_PATH_KEY),
         stopped_early=error is None and epochs_run < cfg.train.epochs,
         error=error,
     )

@@ -7,7 +7,7 @@ from typing import Any
 import ray.train
 from ray.util.queue import Queue
 
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # the column tune.summarize reads the best checkpoint from
+from pipelines.tune import CHECKPOINT_PATH_KEY
 
 
 class ReportQueue(ray.train.UserCallback):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.runtime import free_port  # noqa: F401  (the tests' free ports)
+
 ROOT = Path(__file__).resolve().parents[2]
 KILN = str(Path(sys.executable).parent / "kiln")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 READY_LINE = "Serving until Ctrl-C."
