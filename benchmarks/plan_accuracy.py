@@ -11,7 +11,7 @@ import tempfile
 
 from pipelines import ingest, plan, runtime
 from pipelines.config import load_config
-from pipelines.train import build_trainer
+from pipelines.trainer import build_trainer
 
 from common import median, record
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines import ingest, runtime
 from pipelines.config import load_config
-from pipelines.train import build_trainer
+from pipelines.trainer import build_trainer
 
 from common import median, record, write_classification
 

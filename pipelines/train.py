@@ -1,4 +1,4 @@
-"""Training: one `train_loop_per_worker` (DDP via Ray Train V2) and the trainer that runs it."""
+"""Training, on each Ray Train worker: the loop (DDP, set up by pipelines.trainer, which builds the run)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pipelines import batches, checkpoint, storage
+from pipelines import batches, checkpoint
 from pipelines.config import KilnConfig
 from pipelines.data import Preprocessing
 from pipelines.models import build_model
@@ -146,37 +146,3 @@ def _report(metrics, *, rank, model, optimizer, cfg: KilnConfig, prep: Preproces
         checkpoint.save(folder, model=inner, optimizer=optimizer, model_cfg=cfg.model,
                         preprocessing=prep, epoch=metrics["epoch"], metrics=metrics)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
-def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
-                  name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None,
-                  arrays: dict[str, Any] | None = None):
-    """A TorchTrainer for one run of `cfg`: DDP over train.num_workers workers. Data that fits
-    train.cache_shard_mb comes as `arrays` (object refs of (x, y), see ingest); else Ray Data `datasets`."""
-    import ray.train
-    from ray.train import DataConfig
-    from ray.train.torch import TorchTrainer
-
-    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    in_memory = arrays is not None
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg.model_dump(), "preprocessing": preprocessing.to_dict(),
-                           "arrays": arrays if in_memory else None,
-                           "started_at": started_at or time.time()},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
-            placement_strategy=cfg.train.placement_strategy),
-        run_config=ray.train.RunConfig(
-            name=name,
-            **storage.ray_storage(cfg),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.train.keep_checkpoints,
-                checkpoint_score_attribute=cfg.tune.metric,
-                checkpoint_score_order=cfg.tune.mode),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            callbacks=list(callbacks),
-        ),
-        datasets=None if in_memory else datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-    )

@@ -56,7 +56,7 @@ def run_trial(sample: dict[str, Any], *, base: dict[str, Any], preprocessing: di
     from ray import tune
 
     from pipelines.data import Preprocessing
-    from pipelines.train import build_trainer
+    from pipelines.trainer import build_trainer
     from pipelines.tune_reports import ReportQueue
 
     cfg = apply_sample(KilnConfig.model_validate(base), sample)
