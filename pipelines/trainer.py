@@ -111,8 +111,7 @@ class DDPBackend(Backend):
         from ray.train._internal.utils import get_address_and_port
 
         address, port = worker_group.execute_single(0, get_address_and_port)
-        worker_group.execute(_set_env, MASTER_ADDR=address, MASTER_PORT=str(port))
-        worker_group.execute(_set_distributed_env)
+        worker_group.execute(_set_distributed_env, address=address, port=port)
         ray.get([worker_group.execute_single_async(rank, _setup_process_group, backend=backend_config.backend,
                                                    world_rank=rank, world_size=len(worker_group),
                                                    init_method="env://", timeout_s=backend_config.timeout_s)
@@ -131,13 +130,11 @@ class DDPBackend(Backend):
 
 # On the workers: Ray's own functions, imported there (they import torch).
 
-def _set_env(**values: str) -> None:
-    os.environ.update(values)
-
-
-def _set_distributed_env() -> None:
+def _set_distributed_env(address: str, port: int) -> None:
+    """Rank 0's address for env:// and the ranks torch.distributed reads (RANK, WORLD_SIZE, LOCAL_RANK...)."""
     from ray.train.torch.config import _set_torch_distributed_env_vars
 
+    os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     _set_torch_distributed_env_vars()
 
 

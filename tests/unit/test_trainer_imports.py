@@ -5,14 +5,19 @@ import sys
 
 
 def test_building_and_unpickling_a_train_run_leaves_torch_unimported():
-    # What the trial actor imports to build the run, and what the controller unpickles: the backend config,
-    # the report callback and the loop's entry point. The workers import torch when they start the loop.
+    # What the trial actor imports and builds, and what the controller unpickles: the backend config, the run
+    # config (in a search it carries tune_reports' callback) and the loop's entry point. Only the workers
+    # import torch, when they start the loop.
     script = """
 import sys
 import cloudpickle
 from pipelines import trainer, tune, tune_reports
-payload = cloudpickle.dumps((trainer.DDPConfig(backend="gloo"), trainer.train_loop_per_worker,
-                             trainer.DDPConfig().train_func_context, trainer.DDPBackend))
+from pipelines.config import load_config
+from pipelines.data import Preprocessing
+run = trainer.build_trainer(load_config(None, []), datasets={}, name="probe", use_gpu=False, arrays={},
+                            preprocessing=Preprocessing(["a", "b"], [0.0, 0.0], [1.0, 1.0], [0, 1]))
+payload = cloudpickle.dumps((run.backend_config, run.run_config, trainer.train_loop_per_worker,
+                             run.backend_config.train_func_context, trainer.DDPBackend))
 cloudpickle.loads(payload)
 assert "torch" not in sys.modules, "torch was imported"
 """
