@@ -31,13 +31,16 @@ def _short(value: Any) -> str:
 
 
 def trials_table(trials, metric: str, best_id: str) -> str:
-    header = f"  {'trial':<12} {'epochs':>6} {metric:>14}  {'stopped early':<13} config"
+    """One line per trial; `best` is the epoch whose checkpoint holds `metric` (ties: the later epoch)."""
+    header = f"  {'trial':<12} {'epochs':>6} {'best':>4} {metric:>14}  {'stopped early':<13} config"
     lines = [header]
     for t in trials:
         value = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
         state = "error" if t.error else ("yes" if t.stopped_early else "no")
         mark = "*" if t.trial_id == best_id else " "
-        lines.append(f"{mark} {t.trial_id:<12} {t.epochs_run:>6} {value:>14}  {state:<13} {describe_sample(t.sample)}")
+        best_epoch = "-" if t.best_epoch is None else str(t.best_epoch)
+        lines.append(f"{mark} {t.trial_id:<12} {t.epochs_run:>6} {best_epoch:>4} {value:>14}  {state:<13} "
+                     f"{describe_sample(t.sample)}")
     return "\n".join(lines)
 
 

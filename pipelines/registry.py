@@ -57,7 +57,8 @@ def git_commit() -> str:
 
 
 def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, test_labels: list,
-             parent_run_id: str, test_accuracy: float, data_fingerprint: str) -> Registered:
+             parent_run_id: str, test_accuracy: float, data_fingerprint: str,
+             lineage: dict[str, str] | None = None) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate."""
     import mlflow
 
@@ -78,7 +79,7 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
                            f"{type(err).__name__}: {str(err)[:200]}") from None
     version = int(info.registered_model_version)
     tags = {"run_id": parent_run_id, TEST_METRIC: f"{test_accuracy:.6f}", "data_fingerprint": data_fingerprint,
-            "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000]}
+            "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000], **(lineage or {})}
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 

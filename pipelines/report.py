@@ -15,6 +15,7 @@ from typing import Any
 
 from pipelines import tracking
 from pipelines.config import KilnConfig
+from pipelines.ranking import best_epoch
 
 
 @dataclass
@@ -189,7 +190,7 @@ def render_html(data: ReportData) -> str:
     rows = "".join(
         f"<tr{' class=best' if t.trial_id == data.best_trial_id else ''}><td>{esc(t.trial_id)}</td>"
         + "".join(f"<td>{esc(t.params.get(k, ''))}</td>" for k in varied)
-        + f"<td>{t.epochs_run}</td><td>{_best_value(t, data.mode)}</td>"
+        + f"<td>{t.epochs_run}</td>{_best_cells(t, data.mode)}"
         f"<td>{'yes' if t.epochs_run < data.max_epochs else 'no'}</td></tr>"
         for t in data.trials)
     summary = [
@@ -212,7 +213,8 @@ def render_html(data: ReportData) -> str:
     if data.stages_s:
         figures.append(("stages", plot_stages(data.stages_s)))
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"></figure>' for name, b64 in figures)
-    head = "".join(f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", data.metric, "stopped early"])
+    head = "".join(f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", "best epoch", data.metric,
+                                                      "stopped early"])
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kiln report: {esc(data.run_name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse;margin:1em 0}}
@@ -224,8 +226,7 @@ figure{{display:inline-block;margin:0.5em}}img{{max-width:100%}}</style></head><
 </body></html>"""
 
 
-def _best_value(trial: TrialData, mode: str) -> str:
-    if not trial.history:
-        return "-"
-    values = [v for _, v in trial.history]
-    return f"{(max(values) if mode == 'max' else min(values)):.4f}"
+def _best_cells(trial: TrialData, mode: str) -> str:
+    """The best epoch and its value, tie-broken as Ray Train keeps checkpoints (ranking.best_epoch)."""
+    best = best_epoch(trial.history, mode)
+    return "<td>-</td><td>-</td>" if best is None else f"<td>{best[0]}</td><td>{best[1]:.4f}</td>"

@@ -78,14 +78,14 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             tracking.log_dict(cfg, parent, report.to_dict(), "test_report.json")
             tracking.log_metrics(cfg, parent, {"test_accuracy": accuracy,
                                                f"best_{cfg.tune.metric}": result.best.best_metric})
-            console.say(f"  best trial {result.best.trial_id}: {cfg.tune.metric}={result.best.best_metric:.4f}, "
-                        f"test_accuracy={accuracy:.4f}")
+            console.say(f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
+                        f"{cfg.tune.metric}={result.best.best_metric:.4f}, test_accuracy={accuracy:.4f}")
 
         with console.stage("register", timings):
             registered = registry.register(
                 cfg, checkpoint_dir=best_checkpoint, test_frame=splits.test_frame,
                 test_labels=splits.test_labels, parent_run_id=parent, test_accuracy=accuracy,
-                data_fingerprint=splits.fingerprint)
+                data_fingerprint=splits.fingerprint, lineage=lineage(cfg, result.best))
             moved = f"alias '{cfg.registry.alias}' -> v{registered.version}" if registered.promoted else \
                 f"alias '{cfg.registry.alias}' unchanged"
             console.say(f"  {registered.name} v{registered.version} registered; {moved} ({registered.reason})")
@@ -93,6 +93,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                                               keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         tracking.set_tags(cfg, parent, {"kiln.best_trial_id": result.best.trial_id,
+                                        "kiln.best_epoch": str(result.best.best_epoch),
                                         "mlflow.note.content": describe_search(cfg, result, accuracy, registered)})
         tracking.log_metrics(cfg, parent, {f"stage_{k}_s": v for k, v in timings.items()})
         tracking.end_run(cfg, parent, "FINISHED")
@@ -132,6 +133,13 @@ def check_resume(cfg: KilnConfig, resume: bool) -> searches.SearchState | None:
     return previous
 
 
+def lineage(cfg: KilnConfig, best: tune.TrialSummary) -> dict[str, str]:
+    """Where the registered weights come from: the trial, its epoch and that epoch's score."""
+    return {"best_trial_id": best.trial_id, "best_epoch": str(best.best_epoch),
+            f"best_{cfg.tune.metric}": f"{best.best_metric:.6f}",
+            "checkpoint": storage.shown(best.best_checkpoint or "")}
+
+
 def describe_search(cfg: KilnConfig, result: tune.SearchResult, accuracy: float,
                     registered: registry.Registered) -> str:
     """The parent run's description in the MLflow UI: the search in a few lines."""
@@ -139,7 +147,7 @@ def describe_search(cfg: KilnConfig, result: tune.SearchResult, accuracy: float,
     epochs = sum(t.epochs_run for t in result.trials)
     return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
             f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
-            f"Best: trial {result.best.trial_id}, {cfg.tune.metric}={result.best.best_metric:.4f}, "
+            f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), {cfg.tune.metric}={result.best.best_metric:.4f}, "
             f"{console.describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}.\n"
             f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")

@@ -7,11 +7,12 @@ import math
 import queue as queue_module
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pipelines import resources, storage
+from pipelines import console, resources, storage
 from pipelines.config import KilnConfig
+from pipelines.ranking import Candidate, choose_existing, rank
 from pipelines.search_space import Domain, apply_sample, parse_search_space
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # each report's persisted checkpoint (tune_reports.ReportQueue)
@@ -26,6 +27,8 @@ class TrialSummary:
     best_checkpoint: str | None
     stopped_early: bool
     error: str | None = None
+    best_epoch: int | None = None
+    candidates: tuple[Candidate, ...] = ()  # every reported checkpoint, best first (ranking.rank)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     if not finished:
         errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"
         raise RuntimeError(f"every trial failed: {errors[:500]}")
-    best = pick_best(finished, cfg.tune.mode)
+    best = with_existing_checkpoint(cfg, pick_best(finished, cfg.tune.mode))
+    trials = [best if t.trial_id == best.trial_id else t for t in trials]
     epoch_times = [float(v) for r in grid if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
                    for v in r.metrics_dataframe["epoch_time_s"].dropna()]
     return SearchResult(trials, best, concurrency, epoch_times)
@@ -206,27 +210,45 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
 
 
 def summarize(result, cfg: KilnConfig) -> TrialSummary:
-    """One trial's outcome: its best epoch (by tune.metric) and whether ASHA cut it short."""
+    """One trial's outcome: its best checkpointed epoch (by tune.metric, ranked as Ray Train keeps
+    checkpoints) and whether ASHA cut it short."""
     frame = result.metrics_dataframe
     trial_id = result.path.rstrip("/").rsplit("_", 2)[-2] if result.path else "?"
     sample = {k: v for k, v in (result.config or {}).items()}
     error = f"{type(result.error).__name__}: {result.error}".splitlines()[0] if result.error else None
     if frame is None or frame.empty or cfg.tune.metric not in frame:
         return TrialSummary(trial_id, sample, 0, None, None, False, error)
-    rows = frame.dropna(subset=[cfg.tune.metric])
-    if CHECKPOINT_PATH_KEY in rows:
-        rows = rows.dropna(subset=[CHECKPOINT_PATH_KEY])
-    best_row = rows.loc[rows[cfg.tune.metric].idxmax() if cfg.tune.mode == "max" else rows[cfg.tune.metric].idxmin()]
-    epochs_run = int(frame["epoch"].max() if "epoch" in frame else frame["training_iteration"].max())
+    epochs = frame["epoch"] if "epoch" in frame else frame["training_iteration"]
+    paths = frame[CHECKPOINT_PATH_KEY] if CHECKPOINT_PATH_KEY in frame else [None] * len(frame)
+    candidates = rank((Candidate(int(epoch), float(value), path if isinstance(path, str) else None)
+                       for epoch, value, path in zip(epochs, frame[cfg.tune.metric], paths, strict=True)
+                       if value == value and isinstance(path, str)), cfg.tune.mode)
+    best = candidates[0] if candidates else None
+    epochs_run = int(epochs.max())
     return TrialSummary(
         trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
         sample=sample,
         epochs_run=epochs_run,
-        best_metric=float(best_row[cfg.tune.metric]),
-        best_checkpoint=best_row.get(CHECKPOINT_PATH_KEY),
+        best_metric=best.value if best else None,
+        best_checkpoint=best.checkpoint if best else None,
         stopped_early=error is None and epochs_run < cfg.train.epochs,
         error=error,
+        best_epoch=best.epoch if best else None,
+        candidates=tuple(candidates),
     )
+
+
+def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> TrialSummary:
+    """The trial as it can be evaluated: its best checkpoint that still exists in storage (one line
+    says so when that is not the best-ranked one); an error naming the path when none does."""
+    choice = choose_existing(list(trial.candidates), lambda path: storage.checkpoint_exists(cfg, path))
+    if choice.chosen is None:
+        raise RuntimeError(f"trial {trial.trial_id}: no checkpoint left to evaluate; expected one at "
+                           f"{storage.shown(trial.best_checkpoint or '?')}")
+    if choice.note:
+        console.say(f"  note: trial {trial.trial_id}: {choice.note}")
+    return replace(trial, best_metric=choice.chosen.value, best_checkpoint=choice.chosen.checkpoint,
+                   best_epoch=choice.chosen.epoch)
 
 
 def pick_best(trials: list[TrialSummary], mode: str) -> TrialSummary:
