@@ -147,7 +147,8 @@ def describe_search(cfg: KilnConfig, result: tune.SearchResult, accuracy: float,
     epochs = sum(t.epochs_run for t in result.trials)
     return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
             f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
-            f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), {cfg.tune.metric}={result.best.best_metric:.4f}, "
+            f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), "
+            f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
             f"{console.describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}.\n"
             f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")
