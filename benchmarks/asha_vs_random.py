@@ -12,8 +12,9 @@ import json
 import tempfile
 import time
 
-from pipelines import ingest, runtime, tune
+from pipelines import ingest, runtime
 from pipelines.config import load_config
+from pipelines.search import tuner
 
 from common import median, record
 
@@ -41,7 +42,7 @@ def one_search(base: list[str], scheduler: str, seed: int, splits, name: str) ->
                                                          f"train.seed={seed}"])
     log = results_log()
     started = time.perf_counter()
-    result = tune.search(cfg, splits, search_name=name, callbacks=[log])
+    result = tuner.search(cfg, splits, search_name=name, callbacks=[log])
     return {"wall_s": time.perf_counter() - started, "trial_epochs": sum(t.epochs_run for t in result.trials),
             "best": result.best.best_metric, "points": log.points}
 

@@ -1,7 +1,7 @@
 """gpu: Kiln's training epoch and the served model's forward on a CUDA GPU, against the same code on the CPU.
 
 Torch only (Ray's wheel is too large to carry to the device machine), but Kiln's own code: the epoch is
-`pipelines.train.train_epoch` (bf16 autocast on CUDA) over `pipelines.batches.InMemory` tensors on the
+`pipelines.training.loop.train_epoch` (bf16 autocast on CUDA) over `pipelines.training.batches.InMemory` tensors on the
 device, the model is DDP-wrapped over an NCCL process group of world size 1 and the epoch's loss sums are
 all-reduced as a multi-worker run does; the served model is saved and loaded with `pipelines.checkpoint`
 and run as `pipelines.inference.InferenceModel` runs it. Interleaved CPU GPU CPU GPU, medians.
@@ -26,12 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import checkpoint  # noqa: E402
-from pipelines.batches import InMemory  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.data import Preprocessing  # noqa: E402
 from pipelines.models import build_model  # noqa: E402
-from pipelines.runtime import free_port  # noqa: E402
-from pipelines.train import sum_over_ranks, train_epoch, validate  # noqa: E402
+from pipelines.ports import free_port  # noqa: E402
+from pipelines.training.batches import InMemory  # noqa: E402
+from pipelines.training.loop import sum_over_ranks, train_epoch, validate  # noqa: E402
 
 from common import classification  # noqa: E402
 

@@ -30,8 +30,8 @@ def stall_loop(config: dict) -> None:
     import torch
     import torch.nn.functional as F
 
-    from pipelines.batches import Streaming
     from pipelines.models import mlp
+    from pipelines.training.batches import Streaming
 
     torch.manual_seed(0)
     model = mlp(config["input_dim"], config["num_classes"], [256, 256], 0.0)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from pipelines import ingest, plan, runtime
+from pipelines import ingest, runtime
 from pipelines.config import load_config
-from pipelines.trainer import build_trainer
+from pipelines.plan import calibrate, cost, flops
+from pipelines.training.launch import build_trainer
 
 from common import median, record
 
@@ -40,9 +41,9 @@ def main() -> None:
             cfg = load_config("configs/quickstart.yaml", base + [
                 f"model.name={model}", f"model.hidden={hidden}", f"train.num_workers={workers}"])
             splits = splits or ingest.ingest(cfg)
-            profile = plan.calibrate_local(cfg, splits.input_dim, splits.num_classes)
-            flops = plan.count_flops(cfg, splits.input_dim, splits.num_classes)
-            predicted = plan.predict(cfg, profile, flops, num_workers=workers,
+            profile = calibrate.calibrate_local(cfg, splits.input_dim, splits.num_classes)
+            counted = flops.count_flops(cfg, splits.input_dim, splits.num_classes)
+            predicted = cost.predict(cfg, profile, counted, num_workers=workers,
                                      train_rows=splits.num_rows["train"]).epoch_time_s
             measured = measured_epoch_s(cfg, splits, f"plan-{model}-{workers}")
             rows.append({"model": model, "workers": workers, "predicted_s": round(predicted, 4),

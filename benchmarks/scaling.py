@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines import ingest, runtime
 from pipelines.config import load_config
-from pipelines.trainer import build_trainer
+from pipelines.training.launch import build_trainer
 
 from common import median, record, write_classification
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pipelines import ingest, runtime
 from pipelines.config import load_config
 from pipelines.models import build_model
-from pipelines.trainer import build_trainer
+from pipelines.training.launch import build_trainer
 
 from common import median, pin_threads, record
 

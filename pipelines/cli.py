@@ -11,9 +11,8 @@ import sys
 import traceback
 
 from pipelines import console
-from pipelines.config import ConfigError, KilnConfig, load_config
-from pipelines.data import DataError
-from pipelines.registry import ModelNotFound
+from pipelines.config import KilnConfig, load_config
+from pipelines.errors import ConfigError, DataError, ModelNotFound, SearchInterrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -49,9 +48,16 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="kiln", description="One YAML file to a live, versioned endpoint.")
     sub = top.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help_text: str, *, config_required: bool) -> argparse.ArgumentParser:
+    def command(name: str, handler, help_text: str, *, positionals: tuple[tuple[str, dict], ...] = (),
+                config_required: bool = False) -> argparse.ArgumentParser:
+        """Every command the same way: its own arguments, then CONFIG (or --config), --set, --verbose."""
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("config", nargs=None if config_required else "?", help="YAML config file")
+        for arg, options in positionals:
+            p.add_argument(arg, **options)
+        p.add_argument("config", nargs=None if config_required else "?", help="YAML config file"
+                       + ("" if config_required else " (default: the defaults, storage ./kiln-runs)"))
+        if not config_required:
+            p.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same, as an option")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value by dotted path (YAML value)")
         p.add_argument("--verbose", action="store_true", help="show Ray's own output and full traces")
@@ -63,73 +69,70 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the last interrupted search of this config (finished trials are kept)")
     command("validate", cmd_validate, "check the config and the data; start nothing", config_required=True)
-    serve = command("serve", cmd_serve, "serve a registered model", config_required=False)
+    serve = command("serve", cmd_serve, "serve a registered model")
     serve.add_argument("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default: registry.model_name@alias)")
     plan = command("plan", cmd_plan, "predict step, epoch and search time per worker count", config_required=True)
     plan.add_argument("--hardware", default="local", help="local (calibrated now), H100, A100, L4 or a YAML file")
     plan.add_argument("--workers", default="1,2,4", help="worker counts to compare, e.g. 1,2,4,8")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON (alone on stdout)")
     plan.add_argument("--png", help="also draw step time and efficiency against worker count here")
-    report = sub.add_parser("report", help="rebuild a run's HTML report from MLflow")
-    report.add_argument("run_id")
-    promote = sub.add_parser("promote", help="point the alias at a registered version (load-checked first)")
-    promote.add_argument("name")
-    promote.add_argument("version", type=int)
-    rollback = sub.add_parser("rollback", help="move the alias back to the previous champion")
-    rollback.add_argument("name")
-    predict = sub.add_parser("predict", help="predict the rows of a CSV or parquet file through the endpoint")
-    predict.add_argument("name")
+    command("report", cmd_report, "rebuild a run's HTML report from MLflow", positionals=(("run_id", {}),))
+    command("promote", cmd_promote, "point the alias at a registered version (load-checked first)",
+            positionals=(("name", {}), ("version", {"type": int})))
+    command("rollback", cmd_rollback, "move the alias back to the previous champion", positionals=(("name", {}),))
+    predict = command("predict", cmd_predict, "predict the rows of a CSV or parquet file through the endpoint",
+                      positionals=(("name", {}),))
     predict.add_argument("--file", required=True, help="CSV or parquet rows, columns named like the features")
     predict.add_argument("--url", help="endpoint base URL (default http://serve.host:serve.port)")
-    for p in (report, promote, rollback, predict):
-        p.add_argument("--config", help="YAML config naming the store (default: ./kiln-runs)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-        p.add_argument("--verbose", action="store_true")
-    report.set_defaults(handler=cmd_report)
-    predict.set_defaults(handler=cmd_predict)
-    promote.set_defaults(handler=cmd_promote)
-    rollback.set_defaults(handler=cmd_rollback)
-    command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version",
-            config_required=False)
-    command("models", cmd_models, "registered models: versions, aliases, test metric", config_required=False)
-    ui = command("ui", cmd_ui, "open the MLflow UI on this store", config_required=False)
+    command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version")
+    command("models", cmd_models, "registered models: versions, aliases, test metric")
+    ui = command("ui", cmd_ui, "open the MLflow UI on this store")
     ui.add_argument("--port", type=int, default=5000)
     return top
 
 
 def _config(args) -> KilnConfig:
+    option = getattr(args, "config_option", None)
+    if option and args.config and option != args.config:
+        raise ConfigError(f"--config {option}: a config was also given as an argument ({args.config}); give one")
+    args.config = args.config or option
     return load_config(args.config, args.overrides)
 
 
 def cmd_predict(args) -> int:
-    from serving.client import cmd_predict as predict
+    from serving import client
 
-    return predict(args)
+    cfg = _config(args)
+    url = args.url or f"http://{cfg.serve.host}:{cfg.serve.port}"
+    client.check_serves(url, args.name)
+    for prediction in client.predict_file(url, args.file):
+        console.say(str(prediction))
+    return EXIT_OK
 
 
 def cmd_runs(args) -> int:
-    from pipelines import tables
+    from pipelines.report import tables
 
     console.say(tables.runs_table(_config(args)))
     return EXIT_OK
 
 
 def cmd_models(args) -> int:
-    from pipelines import tables
+    from pipelines.report import tables
 
     console.say(tables.models_table(_config(args)))
     return EXIT_OK
 
 
 def cmd_report(args) -> int:
-    from pipelines import report
+    from pipelines.report import page
 
     cfg = _config(args)
     try:
-        tracking_run = report.collect(cfg, args.run_id)
+        tracking_run = page.collect(cfg, args.run_id)
     except Exception:
         raise ModelNotFound(f"no MLflow run {args.run_id!r} in {cfg.tracking_uri}") from None
-    console.say(f"report: {report.build(cfg, tracking_run.run_id)}")
+    console.say(f"report: {page.build(cfg, tracking_run.run_id)}")
     return EXIT_OK
 
 
@@ -163,7 +166,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from pipelines import data, plan, resources, runtime
+    from pipelines import data, runtime
+    from pipelines.plan import calibrate, cost, hardware, show
+    from pipelines.search import resources
 
     cfg = _config(args)
     try:
@@ -176,28 +181,27 @@ def cmd_plan(args) -> int:
     num_classes = frame[cfg.data.label].nunique()
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
     if args.hardware == "local":
-        console.say("calibrating this machine on the model's own shapes (a few seconds) ...")
-        profile = plan.calibrate_local(cfg, len(features), num_classes)
+        console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
+        profile = calibrate.calibrate_local(cfg, len(features), num_classes)
     else:
-        profile = plan.load_profile(args.hardware)
+        profile = hardware.load_profile(args.hardware)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
-    result = plan.plan(cfg, profile=profile, workers=workers, input_dim=len(features),
+    result = cost.plan(cfg, profile=profile, workers=workers, input_dim=len(features),
                        num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency)
-    console.say(json.dumps(result, indent=2) if args.json else plan.format_table(result))
+    console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
-        plan.save_png(result, args.png)
-        console.say(f"plot: {args.png}")
+        show.save_png(result, args.png)
+        (console.note if args.json else console.say)(f"plot: {args.png}")
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
     from pipelines import run
-    from pipelines.tune import Interrupted
 
     cfg = _config(args)
     try:
         result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose, resume=args.resume)
-    except Interrupted as stopped:
+    except SearchInterrupted as stopped:
         _shutdown()
         console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
         return 130
@@ -216,12 +220,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from pipelines import run, runtime
+    from pipelines import deploy, registry, runtime
 
     cfg = _config(args)
-    ref = args.model or f"{cfg.registry.model_name}@{cfg.registry.alias}"
-    runtime.start(cfg, verbose=args.verbose)
-    url = run.start_serving(cfg, ref)
+    runtime.start(cfg, verbose=args.verbose, env=deploy.ingress_env(cfg))
+    url = deploy.start_serving(cfg, args.model or registry.champion_ref(cfg))
     _announce(url, None)
     return _serve_until_interrupted()
 

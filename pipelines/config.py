@@ -19,13 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines.errors import ConfigError, one_line
+from pipelines.search.space import parse_search_space
+
 # Metrics every epoch reports; `tune.metric` must be one of them.
 REPORTED_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
-SEARCH_DOMAINS = ("choice", "uniform", "loguniform", "randint")
-
-
-class ConfigError(ValueError):
-    """Bad configuration: the message is one line naming the key (CLI exit code 2)."""
 
 
 class Section(BaseModel):
@@ -221,12 +219,12 @@ class KilnConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
 
-    @model_validator(mode="after")
-    def _search_space_points_into_config(self) -> KilnConfig:
-        from pipelines.search_space import check_search_space
-
-        check_search_space(self)
-        return self
+    def with_sample(self, sample: dict[str, Any]) -> KilnConfig:
+        """One trial's config: this one with each sampled dotted path set."""
+        raw = self.model_dump()
+        for key, value in sample.items():
+            set_dotted(raw, key, value)
+        return KilnConfig.model_validate(raw)
 
     @property
     def storage_root(self) -> Path:
@@ -253,7 +251,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from None
+            raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
     raw = apply_overrides(raw, overrides)
@@ -261,10 +259,41 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
+    """The config, once: the schema, then the search space against it (the only place its probes run)."""
     try:
-        return KilnConfig.model_validate(raw)
+        cfg = KilnConfig.model_validate(raw)
+        check_search_space(cfg)
     except ValidationError as err:
         raise ConfigError(f"{source}: {describe_error(err)}") from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return cfg
+
+
+def check_search_space(cfg: KilnConfig) -> None:
+    """Every key names a real config value and every edge of its domain validates."""
+    domains = parse_search_space(cfg.tune.search_space)
+    base = cfg.model_dump()
+    base["tune"].update(search_space={}, num_samples=1)  # a probe is one trial of a fixed config
+    for key, domain in domains.items():
+        if key.startswith("tune.") or not _has_path(base, key):
+            raise ValueError(f"tune.search_space.{key}: not a key of this config")
+        for value in domain.examples():
+            raw = copy.deepcopy(base)
+            set_dotted(raw, key, value)
+            try:
+                KilnConfig.model_validate(raw)
+            except ValidationError as err:
+                raise ValueError(f"tune.search_space.{key}: {value!r} is invalid: {describe_error(err)}") from None
+
+
+def _has_path(tree: dict[str, Any], dotted: str) -> bool:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -305,6 +334,3 @@ def describe_error(err: ValidationError) -> str:
         message += f" (got {got!r})"
     return f"{where}: {message}" if first["loc"] else message
 
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())

@@ -1,4 +1,4 @@
-"""What a run prints: stage lines with durations, trial events, the trials table."""
+"""What Kiln prints: stage lines with durations, notes, errors, a sampled config in one line."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def say(message: str = "") -> None:
-    print(message, flush=True)
+def say(*lines: str) -> None:
+    """Lines for the user, on stdout."""
+    print(*lines or ("",), sep="\n", flush=True)
+
+
+def note(message: str) -> None:
+    """Progress and notes beside machine-readable output: on stderr, so stdout stays parseable."""
+    print(message, file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -28,105 +34,6 @@ def describe_sample(sample: dict[str, Any]) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value).replace(" ", "")
-
-
-def trials_table(trials, metric: str, best_id: str) -> str:
-    """One line per trial; `best` is the epoch whose checkpoint holds `metric` (ties: the later epoch)."""
-    header = f"  {'trial':<12} {'epochs':>6} {'best':>4} {metric:>14}  {'stopped early':<13} config"
-    lines = [header]
-    for t in trials:
-        value = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
-        state = "error" if t.error else ("yes" if t.stopped_early else "no")
-        mark = "*" if t.trial_id == best_id else " "
-        best_epoch = "-" if t.best_epoch is None else str(t.best_epoch)
-        lines.append(f"{mark} {t.trial_id:<12} {t.epochs_run:>6} {best_epoch:>4} {value:>14}  {state:<13} "
-                     f"{describe_sample(t.sample)}")
-    return "\n".join(lines)
-
-
-def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int, *, live: bool | None = None):
-    """A Tune callback showing the search as it goes: a live panel in a terminal (rich), one line
-    per event otherwise (CI logs)."""
-    from ray.tune import Callback
-
-    live = sys.stdout.isatty() if live is None else live
-
-    class Progress(Callback):
-        def __init__(self):
-            self.started = time.perf_counter()
-            self.running: dict[str, int] = {}  # trial id -> epochs so far
-            self.done, self.stopped_early, self.failed = 0, 0, 0
-            self.best: tuple[float, str, str] | None = None  # value, trial id, config
-            self.view = None
-
-        def __getstate__(self):  # Tune pickles callbacks; the live view stays in this process
-            return {k: v for k, v in self.__dict__.items() if k != "view"}
-
-        def __setstate__(self, state):  # a resumed search restores this callback from Tune's pickle
-            self.__dict__.update(state, view=None)
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.running[trial.trial_id] = 0
-            self._event(f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "
-                        f"{describe_sample(trial.config)}")
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            value, epoch = result.get(metric), result.get("epoch", 0)
-            self.running[trial.trial_id] = epoch
-            if isinstance(value, int | float):
-                better = self.best is None or (value > self.best[0] if mode == "max" else value < self.best[0])
-                if better:
-                    self.best = (value, trial.trial_id, describe_sample(trial.config))
-                self._event(f"trial {trial.trial_id} epoch {epoch}: {metric}={value:.4f}")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            epochs = self.running.pop(trial.trial_id, 0)
-            self.done += 1
-            early = epochs < max_epochs
-            self.stopped_early += early
-            self._event(f"trial {trial.trial_id} " + (f"stopped early by the scheduler after {epochs} epochs"
-                                                      if early else f"finished {epochs} epochs"))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.running.pop(trial.trial_id, None)
-            self.failed += 1
-            self._event(f"trial {trial.trial_id} failed (see --verbose)")
-
-        def on_experiment_end(self, trials, **info):
-            if self.view is not None:
-                self.view.stop()
-                self.view = None
-
-        def _ended(self) -> int:
-            return self.done + self.failed
-
-        def _event(self, line: str) -> None:
-            if not live:
-                say(f"  [{time.perf_counter() - self.started:5.0f}s] {line}")
-                return
-            if self.view is None:
-                from rich.live import Live
-
-                self.view = Live(self._panel(), refresh_per_second=4, transient=False)
-                self.view.start()
-            self.view.update(self._panel())
-
-        def _panel(self):
-            from rich.table import Table
-
-            elapsed = time.perf_counter() - self.started
-            table = Table.grid(padding=(0, 2))
-            table.add_row("trials", f"{len(self.running)} running, {self.done} finished "
-                                    f"({self.stopped_early} stopped early), {self.failed} failed, of {num_samples}")
-            for trial_id, epochs in sorted(self.running.items()):
-                table.add_row("", f"{trial_id}: epoch {epochs}/{max_epochs}")
-            if self.best:
-                table.add_row(f"best {metric}", f"{self.best[0]:.4f}  ({self.best[1]}: {self.best[2]})")
-            eta = elapsed / self._ended() * (num_samples - self._ended()) if self._ended() else None
-            table.add_row("elapsed", f"{elapsed:.0f} s" + (f", about {eta:.0f} s to go" if eta is not None else ""))
-            return table
-
-    return Progress()
 
 
 def error(message: str) -> None:

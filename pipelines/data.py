@@ -14,13 +14,10 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import DataConfig, SplitConfig
+from pipelines.errors import DataError, one_line
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("digits",)
-
-
-class DataError(ValueError):
-    """Bad data: the message is one line naming the column or field (CLI exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class Preprocessing:
 
     def encode(self, labels: pd.Series) -> np.ndarray:
         index = {label: i for i, label in enumerate(self.labels)}
-        return np.array([index[_plain(v)] for v in labels], dtype=np.int64)
+        return np.array([index[plain(v)] for v in labels], dtype=np.int64)
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -115,7 +112,7 @@ def read_local(source: Source) -> pd.DataFrame:
             return pd.concat(frames, ignore_index=True)
         return pads.dataset(source.paths, format="parquet").to_table().to_pandas()
     except (OSError, ValueError) as err:
-        raise DataError(f"data.source: cannot read {source.paths[0]}: {_one_line(err)}") from None
+        raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
 
 
 def inspect(cfg: DataConfig, storage_root: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -205,14 +202,10 @@ def fit_preprocessing(train: pd.DataFrame, features: list[str], all_labels: pd.S
     x = train[features].to_numpy(dtype=np.float64)
     std = x.std(axis=0)
     std[std < 1e-12] = 1.0  # constant columns pass through centred, not divided by zero
-    labels = sorted({_plain(v) for v in all_labels}, key=lambda v: (isinstance(v, str), v))
+    labels = sorted({plain(v) for v in all_labels}, key=lambda v: (isinstance(v, str), v))
     return Preprocessing(features, x.mean(axis=0).tolist(), std.tolist(), labels)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars to Python values, so labels survive JSON and come back as they went in."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:200]

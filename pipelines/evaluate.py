@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.data import _plain
+from pipelines.data import plain
 from pipelines.inference import InferenceModel
-from pipelines.registry import accuracy
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,10 @@ class TestReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "labels": self.labels, "confusion": self.confusion}
+
+
+def accuracy(predictions: list[Any], labels: list[Any]) -> float:
+    return float(sum(p == t for p, t in zip(predictions, labels, strict=True)) / max(len(labels), 1))
 
 
 def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]) -> list[list[int]]:
@@ -33,10 +36,7 @@ def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]
 def test_report(checkpoint_dir: str, test_x: np.ndarray, test_y: np.ndarray) -> TestReport:
     model = InferenceModel(checkpoint_dir)
     predictions = model.predict(test_x)
-    truth = [_plain(v) for v in test_y]
+    truth = [plain(v) for v in test_y]
     labels = model.preprocessing.labels
     return TestReport(accuracy(predictions, truth), labels, confusion_matrix(truth, predictions, labels))
 
-
-def test_accuracy(checkpoint_dir: str, test_x: np.ndarray, test_y: np.ndarray) -> float:
-    return test_report(checkpoint_dir, test_x, test_y).accuracy

@@ -1,11 +1,10 @@
-"""Inference from a checkpoint: preprocess, forward, decode labels. Also the MLflow pyfunc wrapper."""
+"""Inference from a checkpoint: preprocess, forward, decode labels. No MLflow, no Ray."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -39,14 +38,3 @@ class InferenceModel:
         if frame.shape[1] != len(self.features):
             raise ValueError(f"expected {len(self.features)} feature columns, got {frame.shape[1]}")
         return frame.to_numpy(dtype=np.float64)
-
-
-class KilnPyfunc(mlflow.pyfunc.PythonModel):
-    """What the registry holds: `mlflow.pyfunc.load_model(uri).predict(frame)` returns label values."""
-
-    def load_context(self, context):
-        self.model = InferenceModel(context.artifacts["checkpoint"])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return pd.Series(self.model.predict(self.model.frame_to_rows(frame)), name="prediction")

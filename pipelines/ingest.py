@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import batches, data
+from pipelines import data
 from pipelines.config import KilnConfig
+from pipelines.errors import DataError, one_line
+from pipelines.training import batches
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Splits:
 
     @property
     def test_labels(self) -> list:
-        return [data._plain(v) for v in self.test_y]
+        return [data.plain(v) for v in self.test_y]
 
     @property
     def input_dim(self) -> int:
@@ -38,6 +40,15 @@ class Splits:
     @property
     def num_classes(self) -> int:
         return len(self.preprocessing.labels)
+
+
+def describe(cfg: KilnConfig, splits: Splits) -> str:
+    """What ingest found, and how trials will read it."""
+    where = ("  trials keep train and val in memory" if splits.arrays is not None else
+             "  train and val stream through Ray Data each epoch "
+             f"(over train.cache_shard_mb={cfg.train.cache_shard_mb})")
+    return (f"  {sum(splits.num_rows.values())} rows, {splits.input_dim} features, {splits.num_classes} classes; "
+            f"split {splits.num_rows}\n{where}")
 
 
 def read(source: data.Source):
@@ -56,7 +67,7 @@ def ingest(cfg: KilnConfig) -> Splits:
     try:
         frame = read(source).to_pandas()
     except Exception as err:  # Ray wraps reader errors in its own types
-        raise data.DataError(f"data.source: cannot read {source.paths[0]}: {data._one_line(err)}") from None
+        raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     features = data.check_frame(frame, cfg.data)
     train_idx, val_idx, test_idx = data.stratified_split(frame[cfg.data.label].to_numpy(), cfg.data.split)
     prep = data.fit_preprocessing(frame.iloc[train_idx], features, frame[cfg.data.label])

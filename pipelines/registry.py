@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import tracking
+from pipelines import storage, store, tracking
 from pipelines.config import KilnConfig
+from pipelines.errors import ModelNotFound
+from pipelines.evaluate import accuracy
 
 TEST_METRIC = "test_accuracy"
 
@@ -24,9 +26,9 @@ class Registered:
     promoted: bool
     reason: str
 
-
-class ModelNotFound(LookupError):
-    pass
+    def describe(self, alias: str) -> str:
+        moved = f"alias '{alias}' -> v{self.version}" if self.promoted else f"alias '{alias}' unchanged"
+        return f"  {self.name} v{self.version} registered; {moved} ({self.reason})"
 
 
 def _requirements() -> list[str]:
@@ -62,14 +64,14 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     """Log and register a new version; move the alias only if it loads and passes the promotion gate."""
     import mlflow
 
-    from pipelines.inference import KilnPyfunc
+    from pipelines.pyfunc_model import KilnPyfunc
 
     mlflow_client = tracking.client(cfg)
     name = cfg.registry.model_name
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
-        with mlflow.start_run(run_id=parent_run_id), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+        with store.scoped(cfg.tracking_uri), mlflow.start_run(run_id=parent_run_id), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
                 signature=signature(example), input_example=example, pip_requirements=_requirements(),
@@ -83,7 +85,7 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
-    load_check(name, version, example)
+    load_check(cfg, name, version, example)
     promote, reason = should_promote(cfg, mlflow_client, test_accuracy, test_frame, test_labels)
     tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
                                            "kiln.model_version": str(version)})
@@ -92,26 +94,18 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     return Registered(name, version, promote, reason)
 
 
-def load_check(name: str, version: int, example: pd.DataFrame) -> None:
+def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame) -> None:
     """Never point an alias at something that does not load: load and predict the way serving will."""
-    import mlflow
-
     try:
-        mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(example)
+        store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
     except Exception as err:
         raise RuntimeError(f"{name} v{version} failed its load check, alias not moved: "
                            f"{type(err).__name__}: {err}") from None
 
 
-def accuracy(predictions, labels) -> float:
-    return float(sum(p == t for p, t in zip(predictions, labels, strict=True)) / max(len(labels), 1))
-
-
 def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float, test_frame: pd.DataFrame,
                    test_labels: list) -> tuple[bool, str]:
     """if_better: the current champion is scored again on this run's test split, so both numbers compare."""
-    import mlflow
-
     policy, alias = cfg.registry.promote, cfg.registry.alias
     if policy != "if_better":
         return policy == "always", f"registry.promote is {policy}"
@@ -120,7 +114,7 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float, test_fr
     except Exception:  # no such alias yet
         return True, f"no {alias} yet"
     try:
-        champion = mlflow.pyfunc.load_model(f"models:/{cfg.registry.model_name}/{current.version}")
+        champion = store.load_pyfunc(cfg.tracking_uri, cfg.registry.model_name, current.version)
         previous = accuracy(list(champion.predict(test_frame)), test_labels)
     except Exception as err:  # e.g. the champion was trained on other features
         return True, f"{alias} v{current.version} cannot score this test split ({type(err).__name__})"
@@ -150,10 +144,10 @@ def promote(cfg: KilnConfig, name: str, version: int) -> None:
     """`kiln promote NAME VERSION`: load-check, then move the alias to that version."""
     mlflow_client = tracking.client(cfg)
     try:
-        found = mlflow_client.get_model_version(name, str(version))
+        mlflow_client.get_model_version(name, str(version))
     except Exception:
         raise ModelNotFound(f"model {name!r} has no version {version} in {cfg.tracking_uri}") from None
-    load_check(name, version, _example_of(found))
+    load_check(cfg, name, version, _example_of(cfg, name, version))
     move_alias(cfg, name, version)
 
 
@@ -169,19 +163,18 @@ def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
     if len(history) < 2:
         raise ModelNotFound(f"model {name!r} has no previous {alias} to roll back to")
     current, previous = history[-1], history[-2]
-    load_check(name, previous, _example_of(mlflow_client.get_model_version(name, str(previous))))
+    load_check(cfg, name, previous, _example_of(cfg, name, previous))
     mlflow_client.set_registered_model_tag(name, _history_key(alias), json.dumps(history[:-1]))
     mlflow_client.set_registered_model_alias(name, alias, str(previous))
     return current, previous
 
 
-def _example_of(version) -> pd.DataFrame:
+def _example_of(cfg: KilnConfig, name: str, version: int) -> pd.DataFrame:
     """The input example stored with a version, to load-check it."""
-    import mlflow
     from mlflow.models import Model
 
-    model = Model.load(mlflow.artifacts.download_artifacts(version.source))
-    return model.load_input_example(mlflow.artifacts.download_artifacts(version.source))
+    local = store.version_folder(cfg.tracking_uri, name, version)
+    return Model.load(local).load_input_example(local)
 
 
 @dataclass(frozen=True)
@@ -189,6 +182,17 @@ class ServingTarget:
     name: str
     version: int  # what the alias points at now, or the pinned version
     alias: str | None  # None: pinned to `version`; else the endpoint follows this alias
+
+
+def champion_ref(cfg: KilnConfig) -> str:
+    """`NAME@ALIAS` of the config's model: what `kiln run` serves and `kiln serve` serves by default."""
+    return f"{cfg.registry.model_name}@{cfg.registry.alias}"
+
+
+def lineage(metric: str, best) -> dict[str, str]:
+    """Where a version's weights come from: the trial, its epoch and that epoch's score (a TrialSummary)."""
+    return {"best_trial_id": best.trial_id, "best_epoch": str(best.best_epoch),
+            f"best_{metric}": f"{best.best_metric:.6f}", "checkpoint": storage.shown(best.best_checkpoint or "")}
 
 
 def serving_target(cfg: KilnConfig, ref: str) -> ServingTarget:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import warnings
 
 from pipelines.config import KilnConfig
+from pipelines.ports import free_port
 
 QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 this silences Tune's tables
@@ -49,16 +49,15 @@ def quiet() -> None:
     context.print_on_execution_start = False
 
 
-def start(cfg: KilnConfig, *, verbose: bool = False) -> None:
+def start(cfg: KilnConfig, *, verbose: bool = False, env: dict[str, str] | None = None) -> None:
     """A local runtime (or the cluster at ray.address). The dashboard stays on, bound to loopback:
-    stopped trials' placement groups are freed through it (without it they leak and trials hang)."""
+    stopped trials' placement groups are freed through it (without it they leak and trials hang). `env` is
+    set in this process first, so every process of a local runtime inherits it."""
     import ray
 
     if ray.is_initialized():
         return
-    from serving import ingress
-
-    ingress.configure(cfg)  # read by Serve when it is imported, in this process and in every Ray process
+    os.environ.update(env or {})  # e.g. the ingress's (deploy.ingress_env): read by every Ray process
     if not verbose:
         quiet()
     for key, value in SPEED_ENV.items():
@@ -75,22 +74,13 @@ def start(cfg: KilnConfig, *, verbose: bool = False) -> None:
 
 
 def own_dashboard() -> int:
-    """A free loopback port for this runtime's dashboard, named to every process it starts.
-
-    Ray Train's placement-group cleaner (in each Train controller) finds the dashboard by auto-detecting the
-    Ray instance; with a second Ray instance on the machine (another `kiln run`, a `ray start` cluster) that
-    fails, the cleaner dies, and stopped trials' worker groups keep their CPUs: the next trials wait. The
-    state API reads RAY_API_SERVER_ADDRESS first, and Ray's processes inherit it from this one."""
+    """A free loopback port for this runtime's dashboard, named to every process it starts (Ray's state API
+    reads RAY_API_SERVER_ADDRESS first, and Ray's processes inherit it from this one)."""
+    # why: Train's placement-group cleaner auto-detects the Ray instance; with a second one on the machine that
+    # failed, the cleaner died, and stopped trials' worker groups kept their CPUs.
     port = free_port()
     os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
     return port
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stop() -> None:

@@ -8,7 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
-from pipelines.config import ConfigError, KilnConfig
+from pipelines.config import KilnConfig
+from pipelines.errors import ConfigError
 
 SCHEMES = ("s3", "gs", "gcs", "file", "hdfs", "abfs", "abfss")
 

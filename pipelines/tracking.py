@@ -6,29 +6,22 @@ through a Tune callback (driver side) instead of being logged from the workers.
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipelines.config import KilnConfig
-from pipelines.search_space import apply_sample
+from pipelines import store
+from pipelines.config import REPORTED_METRICS, KilnConfig
 
-EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
-# Logged once per Train run: seconds from the trial's start to its first training step.
-LOGGED_METRICS = (*EPOCH_METRICS, "trial_startup_s")
+# Every epoch's metrics, and once per Train run the seconds from the trial's start to its first training step.
+LOGGED_METRICS = (*REPORTED_METRICS, "trial_startup_s")
 
 
 def client(cfg: KilnConfig):
-    import mlflow
-    from mlflow import MlflowClient
-
+    """The config's store (store.client); a local store's folder is made on first use."""
     if cfg.tracking.uri is None:
         cfg.storage_root.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    mlflow.set_registry_uri(cfg.tracking_uri)
-    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    return store.client(cfg.tracking_uri)
 
 
 def experiment_id(cfg: KilnConfig) -> str:
@@ -94,74 +87,6 @@ def end_run(cfg: KilnConfig, run_id: str, status: str = "FINISHED") -> None:
     client(cfg).set_terminated(run_id, status=status)
 
 
-def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | None = None):
-    """A Tune callback (runs in the driver) that mirrors each trial into a nested MLflow run."""
-    from ray.tune import Callback
-
-    class MlflowTrials(Callback):
-        def __init__(self):
-            self.runs: dict[str, str] = {}
-            self.tagged: set[str] = set()
-            self.logged: dict[str, int] = {}  # trial id -> last epoch written
-
-        def __getstate__(self):  # Tune pickles callbacks with its experiment state
-            return {"runs": self.runs, "tagged": self.tagged, "logged": self.logged}
-
-        def __setstate__(self, state):
-            self.__init__()
-            self.__dict__.update(state)
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            if trial.trial_id in self.runs:
-                return
-            existing = find_trial_run(cfg, parent_run_id, trial.trial_id)  # a resumed search
-            if existing:
-                self.runs[trial.trial_id] = existing
-                # What the store holds, not what an older snapshot of this callback remembers: a restarted
-                # trial reports its restored epoch again, and that epoch may or may not have been written.
-                self.logged[trial.trial_id] = last_epoch_logged(cfg, existing)
-                client(cfg).update_run(existing, status="RUNNING")
-                return
-            trial_cfg = apply_sample(cfg, trial.config)
-            run = client(cfg).create_run(
-                experiment_id(cfg), run_name=f"trial-{trial.trial_id}",
-                tags={"mlflow.parentRunId": parent_run_id, "kiln.kind": "trial", "kiln.trial_id": trial.trial_id,
-                      **(tags or {})})
-            self.runs[trial.trial_id] = run.info.run_id
-            mlflow_client = client(cfg)
-            for key, value in trial_params(trial_cfg).items():
-                mlflow_client.log_param(run.info.run_id, key, value)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            run_id = self.runs.get(trial.trial_id)
-            if run_id is None:
-                return
-            if result.get("node_ids") and trial.trial_id not in self.tagged:
-                set_tags(cfg, run_id, {"node_ids": str(result["node_ids"])})
-                self.tagged.add(trial.trial_id)
-            step = int(result.get("epoch", result.get("training_iteration", 0)))
-            if step <= self.logged.get(trial.trial_id, 0):
-                return  # an epoch reported again after a restore, or recomputed after a worker failure
-            metrics = {k: result[k] for k in LOGGED_METRICS if isinstance(result.get(k), int | float)
-                       and math.isfinite(result[k])}
-            log_metrics(cfg, run_id, metrics, step=step)
-            self.logged[trial.trial_id] = step
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._end(trial, "FINISHED")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._end(trial, "FAILED")
-
-        def _end(self, trial, status):
-            run_id = self.runs.get(trial.trial_id)
-            if run_id:
-                set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("epoch", 0))})
-                end_run(cfg, run_id, status)
-
-    return MlflowTrials()
-
-
 def find_trial_run(cfg: KilnConfig, parent_run_id: str, trial_id: str) -> str | None:
     found = client(cfg).search_runs(
         [experiment_id(cfg)],
@@ -177,7 +102,3 @@ def reopen(cfg: KilnConfig, run_id: str) -> None:
     """A resumed search continues its parent run instead of starting another."""
     client(cfg).update_run(run_id, status="RUNNING")
 
-
-def store_path(cfg: KilnConfig) -> Path | None:
-    """The SQLite file of a local store, or None for a tracking server."""
-    return cfg.storage_root / "mlflow.db" if cfg.tracking.uri is None else None

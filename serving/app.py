@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from pipelines import registry
 from pipelines.config import KilnConfig, ServeConfig
 from serving.metrics import Metrics
 from serving.predictor import Predictor, alias_version, predict_batches
@@ -30,7 +31,7 @@ class ModelEndpoint:
         self.cfg = ServeConfig.model_validate(serve_config)
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
-        if alias:
+        if alias:  # each replica, at its own start: one added or restarted later serves the alias's version now
             version = alias_version(tracking_uri, name, alias)
         self.predictor = self._load(version)
         context = serve.get_replica_context()
@@ -115,12 +116,16 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     # node would fight over the same port.
     serve.start(proxy_location="HeadOnly",
                 http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
-    endpoint = ModelEndpoint.options(**deployment_options(s)).bind(
-        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=s.model_dump())
-    serve.run(endpoint, name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(bind(cfg, name=name, alias=alias, version=version), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{s.host}:{s.port}"
     wait_until_ready(url)
     return url
+
+
+def bind(cfg: KilnConfig, *, name: str, alias: str | None, version: int | None):
+    """The endpoint's application: its deployment options and the model it serves."""
+    return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
+        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=cfg.serve.model_dump())
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -143,13 +148,9 @@ def app_from_env(args: dict[str, str]):
     """Application builder for Serve config files and KubeRay's RayService (`import_path:
     serving.app:app_from_env`). Args: `model` (NAME, NAME@ALIAS or NAME/VERSION), optional `config` (a Kiln
     YAML for serve.* and the store) and `tracking_uri`. Does not start Serve: the caller's config does."""
-    from pipelines import registry
     from pipelines.config import load_config
 
     overrides = [f"tracking.uri={args['tracking_uri']}"] if args.get("tracking_uri") else []
     cfg = load_config(args.get("config"), overrides)
-    ref = args.get("model") or f"{cfg.registry.model_name}@{cfg.registry.alias}"
-    target = registry.serving_target(cfg, ref)
-    return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
-        tracking_uri=cfg.tracking_uri, name=target.name, alias=target.alias,
-        version=None if target.alias else target.version, serve_config=cfg.serve.model_dump())
+    target = registry.serving_target(cfg, args.get("model") or registry.champion_ref(cfg))
+    return bind(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.data import DataError
+from pipelines.errors import DataError, ModelNotFound
 
 CHUNK_ROWS = 1000
 
@@ -83,23 +83,14 @@ def _checked(answer, url: str) -> dict:
     return answer.json()
 
 
-def cmd_predict(args) -> int:
-    """`kiln predict NAME --file rows.csv [--url URL] [--config C] [--set k=v]`: one prediction per line."""
-    from pipelines import console
-    from pipelines.config import load_config
-    from pipelines.registry import ModelNotFound
-
-    cfg = load_config(getattr(args, "config", None), getattr(args, "overrides", []))
-    url = args.url or f"http://{cfg.serve.host}:{cfg.serve.port}"
+def check_serves(url: str, ref: str) -> None:
+    """The endpoint at `url` answers and serves the model `ref` (NAME, NAME@ALIAS or NAME/VERSION) names."""
     import requests
 
     try:
         served = _checked(requests.get(f"{url.rstrip('/')}/model", timeout=30), url)
     except requests.ConnectionError:
-        raise ModelNotFound(f"no endpoint answers at {url}; start one with 'kiln serve --model {args.name}'") from None
-    name = args.name.split("@")[0].split("/")[0]
+        raise ModelNotFound(f"no endpoint answers at {url}; start one with 'kiln serve --model {ref}'") from None
+    name = ref.split("@")[0].split("/")[0]
     if served["model"] != name:
         raise ModelNotFound(f"{url} serves {served['model']!r} v{served['version']}, not {name!r}")
-    for prediction in predict_file(url, args.file):
-        console.say(str(prediction))
-    return 0

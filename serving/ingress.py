@@ -8,10 +8,10 @@ starts itself; its stats and metrics listeners are moved to 127.0.0.1 by haproxy
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from pipelines.config import KilnConfig
+from pipelines.ports import free_ports
 
 WRAPPER = Path(__file__).resolve().parent / "haproxy-loopback.sh"
 HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
@@ -46,24 +46,12 @@ def haproxy_env() -> dict[str, str]:
     return {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_BINARY_PATH": str(WRAPPER), "KILN_HAPROXY_BINARY": binary}
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def configure(cfg: KilnConfig) -> dict[str, str]:
-    """Set the ingress's environment in this process (before Ray starts, so its processes inherit it)."""
+def environment(cfg: KilnConfig) -> dict[str, str]:
+    """The ingress's environment for the runtime Kiln starts (set before Ray starts, so its processes inherit
+    it); a value the user already set wins. Side ports are fresh every start: a parent Kiln process's ports
+    are in use by its own endpoint."""
     env = haproxy_env() if uses_haproxy(cfg) else {}
-    for key, value in env.items():
-        os.environ.setdefault(key, value)
-    if env:  # fresh every start: a parent Kiln process's ports are in use by its own endpoint
-        ports = dict(zip(SIDE_PORTS, map(str, free_ports(len(SIDE_PORTS))), strict=True))
-        os.environ.update(ports)
-        env = {**env, **ports}
+    env = {key: os.environ.get(key, value) for key, value in env.items()}
+    if env:
+        env.update(zip(SIDE_PORTS, map(str, free_ports(len(SIDE_PORTS))), strict=True))
     return env

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines import store
 from pipelines.inference import InferenceModel
 
 
@@ -21,11 +22,7 @@ class Predictor:
     @classmethod
     def from_registry(cls, tracking_uri: str, name: str, version: int) -> Predictor:
         """Only `models:/NAME/VERSION` of this store's registry: never a path from a request."""
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        pyfunc = store.load_pyfunc(tracking_uri, name, version)
         return cls(pyfunc.unwrap_python_model().model, name=name, version=version)
 
     @property
@@ -71,10 +68,7 @@ class Predictor:
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> int:
     """The version `models:/NAME@ALIAS` points at in this store's registry."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    return int(client.get_model_version_by_alias(name, alias).version)
+    return int(store.client(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
 def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]]:

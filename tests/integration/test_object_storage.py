@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.store import scoped
+
 from tests_support import KILN, ROOT, free_port, kill_mid_search, store_client
 
 pytestmark = pytest.mark.slow
@@ -76,10 +78,9 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
 
     store = f"sqlite:///{local / 'mlflow.db'}"
     assert str(store_client(store).get_model_version_by_alias("kiln-s3-test", "champion").version) == "1"
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
     rows = pd.read_parquet(local / "datasets" / "digits.parquet").drop(columns="label").head(8)
-    predictions = mlflow.pyfunc.load_model("models:/kiln-s3-test@champion").predict(rows)
+    with scoped(store):  # as a user's own process would, pointed at this store
+        predictions = mlflow.pyfunc.load_model("models:/kiln-s3-test@champion").predict(rows)
     assert len(predictions) == 8
 
 

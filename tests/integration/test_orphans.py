@@ -11,8 +11,8 @@ def test_the_reaper_frees_an_orphaned_worker_group_and_nothing_else():
     from ray.util.placement_group import placement_group, placement_group_table
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from pipelines.resources import TRIAL_ACTOR_CPU
-    from pipelines.tune import OrphanReaper
+    from pipelines.search.reaper import OrphanReaper
+    from pipelines.search.resources import TRIAL_ACTOR_CPU
 
     ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error")
     try:

@@ -137,7 +137,8 @@ def test_printed_curl_example_works_when_pasted(live_run):
 
 
 def test_endpoint_binds_to_loopback_only(live_run):
-    assert live_run.url.startswith("http://127.0.0.1:")
+    printed = next(line for line in live_run.lines if line.startswith("Endpoint:")).split()[1]
+    assert printed == f"http://127.0.0.1:{live_run.port}/predict", printed  # the URL kiln tells the user
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
     addresses = [cols.split()[3] for cols in listening.splitlines() if cols.split()[3].endswith(f":{live_run.port}")]
     assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), addresses

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, KilnConfig, apply_overrides, load_config
+from pipelines.config import KilnConfig, apply_overrides, load_config
+from pipelines.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "tests" / "configs").glob("*.yaml"))

@@ -9,7 +9,7 @@ from tiny_model import train_tiny
 from pipelines import registry, tracking
 from pipelines.cli import main
 from pipelines.config import load_config
-from pipelines.registry import ModelNotFound
+from pipelines.errors import ModelNotFound
 
 NAME = "gate-test"
 
@@ -28,11 +28,11 @@ def register(cfg, folder, test, score=None, **overrides):
     if overrides:
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update=overrides)})
     parent = tracking.start_parent(cfg, run_name="search", tags={})
-    from pipelines.evaluate import test_accuracy
+    from pipelines.evaluate import test_report
 
     features = test[["a", "b", "c", "d"]]
     if score is None:
-        score = test_accuracy(folder, features.to_numpy(), test["label"].to_numpy())
+        score = test_report(folder, features.to_numpy(), test["label"].to_numpy()).accuracy
     return registry.register(cfg, checkpoint_dir=folder, test_frame=features, test_labels=test["label"].tolist(),
                              parent_run_id=parent, test_accuracy=score, data_fingerprint="f" * 16), parent
 
@@ -97,3 +97,15 @@ def test_resolve_reads_only_this_store(store):
     assert registry.resolve(cfg, f"{NAME}/1") == (NAME, 1)
     with pytest.raises(ModelNotFound, match="registry.alias 'blue' not found"):
         registry.resolve(cfg, f"{NAME}@blue")
+
+
+def test_promote_takes_the_config_as_every_command_does(store, tmp_path):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    register(cfg, folders["weak"], test, promote="never")
+    config = tmp_path / "store.yaml"
+    config.write_text(f"storage: {{root: {cfg.storage.root}}}\nregistry: {{model_name: {NAME}}}\n")
+    assert main(["promote", NAME, "2", str(config)]) == 0  # kiln promote NAME VERSION CONFIG, as the README says
+    assert champion(cfg) == 2
+    assert main(["rollback", NAME, "--config", str(config)]) == 0  # or --config CONFIG
+    assert champion(cfg) == 1

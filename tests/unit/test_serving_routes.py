@@ -168,7 +168,7 @@ def test_predict_file_in_chunks_shrinking_on_413(served, tmp_path):
 
 
 def test_predict_file_names_the_bad_row(served, tmp_path):
-    from pipelines.data import DataError
+    from pipelines.errors import DataError
     from serving.client import predict_file
 
     url, _, frame = served
@@ -194,8 +194,8 @@ def test_predict_file_names_the_bad_row(served, tmp_path):
 def test_cmd_predict_prints_one_prediction_per_line(served, tmp_path, capsys):
     from argparse import Namespace
 
-    from pipelines.registry import ModelNotFound
-    from serving.client import cmd_predict
+    from pipelines.cli import cmd_predict
+    from pipelines.errors import ModelNotFound
 
     url, _, frame = served
     frame.head(3).to_csv(tmp_path / "rows.csv", index=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import searches, storage
-from pipelines.config import ConfigError, load_config
+from pipelines import storage
+from pipelines.config import load_config
+from pipelines.errors import ConfigError
 
 
 def test_a_folder_root_keeps_everything_in_it(tmp_path):
@@ -47,19 +48,3 @@ def test_pruning_keeps_only_the_winner_and_counts_what_it_freed(tmp_path):
         (folder / "model.pt").write_bytes(b"x" * size)
     assert storage.prune_checkpoints(cfg, ["a", "b", "c", "never-started"], keep="b") == 140
     assert [p.name for p in (tmp_path / "ray").iterdir()] == ["train-b"]
-
-
-@pytest.mark.parametrize("scheme", ["", "file://"])
-def test_the_search_ledger_lives_under_storage_root_and_keeps_the_latest(tmp_path, scheme):
-    cfg = load_config(None, [f"storage.root={scheme}{tmp_path}/shared", f"storage.local_root={tmp_path / 'here'}",
-                             "name=ledger"])
-    old = searches.new(cfg, "run-a", "ledger-1")
-    searches.save(cfg, old)
-    newer = searches.SearchState("ledger-2", old.config_hash, "run-b", searches.RUNNING, old.started + 5)
-    searches.save(cfg, newer)
-    searches.save(cfg, newer.with_status(searches.INTERRUPTED))
-    (tmp_path / "shared" / "searches" / "ledger-3.json.tmp").write_text("{half a fi")  # a write cut short
-    assert searches.latest(cfg) == newer.with_status(searches.INTERRUPTED)
-    assert sorted(p.name for p in (tmp_path / "shared" / "searches").glob("*.json")) == ["ledger-1.json",
-                                                                                      "ledger-2.json"]
-    assert not (tmp_path / "here" / "searches").exists()

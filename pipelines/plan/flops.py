@@ -1,0 +1,29 @@
+"""FLOPs and bytes of the configured model per sample, as torch's FlopCounterMode counts them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pipelines.config import KilnConfig
+from pipelines.models import build_model
+
+BYTES_PER_PARAM = 4  # float32 weights; DDP all-reduces float32 gradients of the same size
+
+
+def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int = 8) -> dict:
+    """Per-sample forward and backward FLOPs of the configured model, as FlopCounterMode counts."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes).train()
+    x, y = torch.randn(batch, input_dim), torch.randint(0, num_classes, (batch,))
+    with FlopCounterMode(display=False) as forward:
+        loss = F.cross_entropy(model(x), y)
+    with FlopCounterMode(display=False) as backward:
+        loss.backward()
+    num_params = sum(p.numel() for p in model.parameters())
+    fwd, bwd = forward.get_total_flops() / batch, backward.get_total_flops() / batch
+    return {"forward_flops_per_sample": fwd, "backward_flops_per_sample": bwd,
+            "flops_per_sample": fwd + bwd, "num_params": num_params,
+            "param_bytes": num_params * BYTES_PER_PARAM, "grad_bytes": num_params * BYTES_PER_PARAM,
+            "input_bytes_per_sample": input_dim * 4 + 8}  # float32 features, int64 label

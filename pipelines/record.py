@@ -1,0 +1,64 @@
+"""The record of one `kiln run`: its MLflow parent run and its entry in the search ledger, kept in step.
+
+Used as a context manager around the stages that need them: on entry the parent run is started (or, for
+`--resume`, reopened) and the ledger says RUNNING; on exit both say how it ended, whatever the way out:
+finished, interrupted (Ctrl-C or Tune stopping early: `--resume` continues it) or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pipelines import tracking
+from pipelines.config import KilnConfig
+from pipelines.errors import SearchInterrupted
+from pipelines.search import ledger
+
+
+class RunRecord:
+    def __init__(self, cfg: KilnConfig, *, tags: dict[str, str], resume_from: ledger.SearchState | None = None):
+        self.cfg, self.tags, self.resume_from = cfg, tags, resume_from
+        self.state: ledger.SearchState | None = None
+
+    @property
+    def name(self) -> str:
+        """The search's name: the Tune experiment under storage.root/ray, and the parent run's name."""
+        return self.state.name
+
+    @property
+    def run_id(self) -> str:
+        return self.state.parent_run_id
+
+    def __enter__(self) -> RunRecord:
+        cfg = self.cfg
+        if self.resume_from is not None:
+            self.state = self.resume_from.with_status(ledger.RUNNING)
+            tracking.reopen(cfg, self.state.parent_run_id)
+        else:
+            name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
+        ledger.save(cfg, self.state)
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self._end("FINISHED", ledger.FINISHED)
+        elif issubclass(kind, KeyboardInterrupt):  # the search can be resumed
+            self._end("KILLED", ledger.INTERRUPTED)
+            raise SearchInterrupted(self.name) from None
+        else:
+            self._end("FAILED", ledger.FAILED)
+
+    def _end(self, run_status: str, ledger_status: str) -> None:
+        tracking.end_run(self.cfg, self.run_id, run_status)
+        ledger.save(self.cfg, self.state.with_status(ledger_status))
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        tracking.log_metrics(self.cfg, self.run_id, metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        tracking.set_tags(self.cfg, self.run_id, tags)
+
+    def log_dict(self, payload: dict[str, Any], artifact_file: str) -> None:
+        tracking.log_dict(self.cfg, self.run_id, payload, artifact_file)

@@ -1,0 +1,233 @@
+"""The run report: one self-contained HTML page (plots embedded), rebuilt from MLflow alone.
+
+`collect` reads MLflow; `render_html` is a pure function of what it read.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines import tracking
+from pipelines.config import KilnConfig
+from pipelines.search import scheduler
+from pipelines.search.ranking import best_epoch
+
+
+@dataclass
+class TrialData:
+    trial_id: str
+    params: dict[str, str]
+    history: list[tuple[int, float]]  # (epoch, tune.metric)
+    status: str
+
+    @property
+    def epochs_run(self) -> int:
+        return max((epoch for epoch, _ in self.history), default=0)
+
+
+@dataclass
+class ReportData:
+    run_name: str
+    run_id: str
+    status: str
+    metric: str
+    mode: str
+    max_epochs: int
+    scheduler: str
+    grace_period: int
+    reduction_factor: float
+    trials: list[TrialData]
+    best_trial_id: str | None = None
+    test: dict[str, Any] | None = None
+    stages_s: dict[str, float] = field(default_factory=dict)
+    predicted_epoch_s: float | None = None
+    measured_epoch_s: float | None = None
+    model_version: str | None = None
+    promotion: str | None = None
+
+    @property
+    def trial_epochs(self) -> int:
+        return sum(t.epochs_run for t in self.trials)
+
+    @property
+    def full_trial_epochs(self) -> int:
+        return len(self.trials) * self.max_epochs
+
+    @property
+    def rungs(self) -> list[int]:
+        """The epochs at which ASHA judged trials (scheduler.asha_rungs, each at the first epoch past it)."""
+        if self.scheduler != "asha":
+            return []
+        milestones = scheduler.asha_rungs(min(self.grace_period, self.max_epochs), self.reduction_factor,
+                                          self.max_epochs)
+        return sorted({math.ceil(r) for r in milestones})
+
+    def varied_params(self) -> list[str]:
+        keys = sorted({k for t in self.trials for k in t.params})
+        return [k for k in keys if len({t.params.get(k) for t in self.trials}) > 1]
+
+
+def collect(cfg: KilnConfig, run_id: str) -> ReportData:
+    client = tracking.client(cfg)
+    parent = client.get_run(run_id)
+    params, metrics, tags = parent.data.params, parent.data.metrics, parent.data.tags
+    metric = params.get("tune.metric", cfg.tune.metric)
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+                                  max_results=1000)
+    trials = []
+    for child in sorted(children, key=lambda r: r.data.tags.get("kiln.trial_id", "")):
+        history = {m.step: m.value for m in client.get_metric_history(child.info.run_id, metric)}
+        trials.append(TrialData(child.data.tags.get("kiln.trial_id", child.info.run_name), dict(child.data.params),
+                                sorted(history.items()), child.info.status))
+    test = None
+    try:
+        test = json.loads(Path(client.download_artifacts(run_id, "test_report.json")).read_text())
+    except Exception:  # a run that stopped before evaluating
+        pass
+    return ReportData(
+        run_name=parent.info.run_name, run_id=run_id, status=parent.info.status, metric=metric,
+        mode=params.get("tune.mode", cfg.tune.mode), max_epochs=int(params.get("train.epochs", cfg.train.epochs)),
+        scheduler=params.get("tune.scheduler.name", cfg.tune.scheduler.name),
+        grace_period=int(params.get("tune.scheduler.grace_period", cfg.tune.scheduler.grace_period)),
+        reduction_factor=float(params.get("tune.scheduler.reduction_factor", cfg.tune.scheduler.reduction_factor)),
+        trials=trials, best_trial_id=tags.get("kiln.best_trial_id"), test=test,
+        stages_s={k.removeprefix("stage_").removesuffix("_s"): v for k, v in metrics.items() if k.startswith("stage_")},
+        predicted_epoch_s=metrics.get("plan_predicted_epoch_time_s"),
+        measured_epoch_s=metrics.get("measured_median_epoch_time_s"),
+        model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"))
+
+
+def build(cfg: KilnConfig, run_id: str) -> Path:
+    """Write the report under storage.root/reports and attach it to the parent run."""
+    data = collect(cfg, run_id)
+    path = cfg.storage_root / "reports" / f"{data.run_name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(data))
+    tracking.client(cfg).log_artifact(run_id, str(path))
+    return path
+
+
+# --- rendering (pure) -----------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def plot_trials(data: ReportData) -> str:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for rung in data.rungs:
+        ax.axvline(rung, color="#bbb", linestyle=":", linewidth=1)
+    for trial in data.trials:
+        if not trial.history:
+            continue
+        epochs, values = zip(*trial.history, strict=True)
+        best = trial.trial_id == data.best_trial_id
+        (line,) = ax.plot(epochs, values, marker=".", linewidth=2.5 if best else 1.2,
+                          label=trial.trial_id + (" (best)" if best else ""))
+        if trial.epochs_run < data.max_epochs:  # stopped early by the scheduler
+            ax.plot(epochs[-1], values[-1], marker="x", markersize=10, color=line.get_color())
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel=data.metric, title=f"{data.metric} by epoch (x = stopped early, : = ASHA rungs)")
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def plot_confusion(test: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, matrix = test["labels"], test["confusion"]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, [str(v) for v in labels], fontsize=7)
+    ax.set_yticks(ticks, [str(v) for v in labels], fontsize=7)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (accuracy {test['accuracy']:.3f})")
+    return _png(fig)
+
+
+def plot_stages(stages_s: dict[str, float]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.barh(list(stages_s), list(stages_s.values()), color="#4a7bb7")
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds", title="time per stage")
+    return _png(fig)
+
+
+def render_html(data: ReportData) -> str:
+    esc = html.escape
+    varied = data.varied_params()
+    best = next((t for t in data.trials if t.trial_id == data.best_trial_id), None)
+    rows = "".join(
+        f"<tr{' class=best' if t.trial_id == data.best_trial_id else ''}><td>{esc(t.trial_id)}</td>"
+        + "".join(f"<td>{esc(t.params.get(k, ''))}</td>" for k in varied)
+        + f"<td>{t.epochs_run}</td>{_best_cells(t, data.mode)}"
+        f"<td>{'yes' if t.epochs_run < data.max_epochs else 'no'}</td></tr>"
+        for t in data.trials)
+    summary = [
+        ("search", f"{data.run_name} ({data.status.lower()})"),
+        ("best trial", f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best
+         else "-"),
+        ("test accuracy", f"{data.test['accuracy']:.4f}" if data.test else "-"),
+        ("registered version", data.model_version or "-"),
+        ("promotion", data.promotion or "-"),
+        ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "
+                    f"end ({data.trial_epochs / max(data.full_trial_epochs, 1):.0%})"),
+        ("ASHA rungs", ", ".join(map(str, data.rungs)) or "-"),
+    ]
+    if data.predicted_epoch_s and data.measured_epoch_s:
+        summary.append(("epoch time", f"predicted {data.predicted_epoch_s:.3f} s by kiln plan, measured median "
+                                      f"{data.measured_epoch_s:.3f} s"))
+    figures = [("trials", plot_trials(data))]
+    if data.test:
+        figures.append(("confusion", plot_confusion(data.test)))
+    if data.stages_s:
+        figures.append(("stages", plot_stages(data.stages_s)))
+    images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"></figure>' for name, b64 in figures)
+    head = "".join(f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", "best epoch", data.metric,
+                                                      "stopped early"])
+    facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kiln report: {esc(data.run_name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}tr.best{{background:#eef6ee}}
+figure{{display:inline-block;margin:0.5em}}img{{max-width:100%}}</style></head><body>
+<h1>Kiln report: {esc(data.run_name)}</h1><table>{facts}</table>{images}
+<h2>Trials</h2><table><tr>{head}</tr>{rows}</table>
+<p>MLflow parent run <code>{esc(data.run_id)}</code>; rebuild with <code>kiln report {esc(data.run_id)}</code>.</p>
+</body></html>"""
+
+
+def _best_cells(trial: TrialData, mode: str) -> str:
+    """The best epoch and its value, tie-broken as Ray Train keeps checkpoints (ranking.best_epoch)."""
+    best = best_epoch(trial.history, mode)
+    return "<td>-</td><td>-</td>" if best is None else f"<td>{best[0]}</td><td>{best[1]:.4f}</td>"

@@ -1,0 +1,90 @@
+"""`kiln runs` and `kiln models`: the store at a glance, as terminal tables."""
+
+from __future__ import annotations
+
+import time
+
+from pipelines import tracking
+from pipelines.config import KilnConfig
+from pipelines.console import describe_sample
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _when(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "-"
+
+
+def _duration(start_ms: int | None, end_ms: int | None) -> str:
+    if not start_ms:
+        return "-"
+    seconds = ((end_ms or time.time() * 1000) - start_ms) / 1000
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def runs_table(cfg: KilnConfig, limit: int = 20) -> str:
+    client = tracking.client(cfg)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string="tags.`kiln.kind` = 'search'",
+                              order_by=["attributes.start_time DESC"], max_results=limit) if experiments else []
+    rows = []
+    for run in runs:
+        metrics, tags = run.data.metrics, run.data.tags
+        best = next((f"{k.removeprefix('best_')}={v:.4f}" for k, v in metrics.items() if k.startswith("best_")), "-")
+        version = tags.get("kiln.model_version")
+        model = run.data.params.get("registry.model_name", "")
+        rows.append([run.info.run_name, run.info.status.lower(), best,
+                     f"{metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics else "-",
+                     _duration(run.info.start_time, run.info.end_time),
+                     f"{model} v{version}" if version else "-", run.info.run_id])
+    if not rows:
+        return f"no runs in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
+    return format_table(["run", "status", "best", "test_accuracy", "duration", "registered", "run id"], rows)
+
+
+def models_table(cfg: KilnConfig) -> str:
+    client = tracking.client(cfg)
+    rows = []
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        aliases = ", ".join(f"{alias}=v{version}" for alias, version in sorted(model.aliases.items())) or "-"
+        by_alias = {str(v) for v in model.aliases.values()}
+        shown = [v for v in versions if str(v.version) in by_alias] or versions[:1]
+        metric = ", ".join(f"v{v.version} {float(v.tags['test_accuracy']):.4f}" for v in shown
+                           if "test_accuracy" in v.tags) or "-"
+        rows.append([model.name, str(len(versions)), aliases, metric, _when(model.creation_timestamp)])
+    if not rows:
+        return f"no registered models in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
+    return format_table(["model", "versions", "aliases", "test_accuracy", "created"], rows)
+
+
+def trials_table(trials, metric: str, best_id: str) -> str:
+    """One line per trial; `best` is the epoch whose checkpoint holds `metric` (ties: the later epoch)."""
+    header = f"  {'trial':<12} {'epochs':>6} {'best':>4} {metric:>14}  {'stopped early':<13} config"
+    lines = [header]
+    for t in trials:
+        value = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
+        state = "error" if t.error else ("yes" if t.stopped_early else "no")
+        mark = "*" if t.trial_id == best_id else " "
+        best_epoch = "-" if t.best_epoch is None else str(t.best_epoch)
+        lines.append(f"{mark} {t.trial_id:<12} {t.epochs_run:>6} {best_epoch:>4} {value:>14}  {state:<13} "
+                     f"{describe_sample(t.sample)}")
+    return "\n".join(lines)
+
+
+def search_note(cfg: KilnConfig, result, accuracy: float, registered) -> str:
+    """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, Registered)."""
+    stopped = sum(t.stopped_early for t in result.trials)
+    epochs = sum(t.epochs_run for t in result.trials)
+    return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
+            f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
+            f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), "
+            f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
+            f"{describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}.\n"
+            f"Registered {registered.name} v{registered.version}; "
+            f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")

@@ -1,0 +1,150 @@
+"""The search: Ray Tune over trials (ASHA or FIFO), each one Ray Train run of a sampled config."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pipelines import storage
+from pipelines.config import KilnConfig
+from pipelines.errors import SearchInterrupted
+from pipelines.search import resources, scheduler
+from pipelines.search.ranking import CHECKPOINT_PATH_KEY, Candidate, choose_existing, rank
+from pipelines.search.space import Domain, parse_search_space
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    sample: dict[str, Any]
+    epochs_run: int
+    best_metric: float | None
+    best_checkpoint: str | None
+    stopped_early: bool
+    error: str | None = None
+    best_epoch: int | None = None
+    candidates: tuple[Candidate, ...] = ()  # every reported checkpoint, best first (ranking.rank)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    trials: list[TrialSummary]
+    best: TrialSummary
+    max_concurrent: int
+    epoch_times_s: list[float]  # every epoch of every trial, as measured inside the loop
+    notes: list[str] = field(default_factory=list)  # what the user should know, one line each
+
+
+def to_tune_domain(domain: Domain):
+    from ray import tune
+
+    if domain.kind == "choice":
+        return tune.choice(list(domain.args))
+    return getattr(tune, domain.kind)(*domain.args)
+
+
+def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = (),
+           resume: bool = False) -> SearchResult:
+    """Run the search (or continue an interrupted one: finished trials are kept, interrupted
+    trials restart and their Train runs resume from their last checkpoints)."""
+    import ray
+    from ray import tune
+
+    from pipelines.search.reaper import OrphanReaper
+    from pipelines.search.trial import run_trial
+
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=cpus, cluster_gpus=gpus)
+    use_gpu = resources.resolve_use_gpu(cfg, gpus)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=cfg, preprocessing=splits.preprocessing,
+                             datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
+                             use_gpu=use_gpu),
+        {"cpu": resources.TRIAL_ACTOR_CPU})
+    if resume:
+        where = storage.ray_storage(cfg)
+        tuner = tune.Tuner.restore(f"{where['storage_path']}/{search_name}", trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=where["storage_filesystem"])
+    else:
+        tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
+    with OrphanReaper() if cfg.ray.address is None else contextlib.nullcontext():  # never others' groups
+        grid = tuner.fit()
+    if grid.num_terminated + grid.num_errors < len(grid):
+        raise SearchInterrupted(search_name)
+    trials = [summarize(result, cfg) for result in grid]
+    finished = [t for t in trials if t.best_checkpoint is not None]
+    if not finished:
+        errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"
+        raise RuntimeError(f"every trial failed: {errors[:500]}")
+    best, note = with_existing_checkpoint(cfg, pick_best(finished, cfg.tune.mode))
+    trials = [best if t.trial_id == best.trial_id else t for t in trials]
+    epoch_times = [float(v) for r in grid if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
+                   for v in r.metrics_dataframe["epoch_time_s"].dropna()]
+    return SearchResult(trials, best, concurrency, epoch_times, notes=[note] if note else [])
+
+
+def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: int, callbacks: list[Any]):
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler.build_scheduler(cfg),
+            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
+        run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks)),
+    )
+
+
+def summarize(result, cfg: KilnConfig) -> TrialSummary:
+    """One trial's outcome: its best checkpointed epoch (by tune.metric, ranked as Ray Train keeps
+    checkpoints) and whether ASHA cut it short."""
+    frame = result.metrics_dataframe
+    trial_id = result.path.rstrip("/").rsplit("_", 2)[-2] if result.path else "?"
+    sample = {k: v for k, v in (result.config or {}).items()}
+    error = f"{type(result.error).__name__}: {result.error}".splitlines()[0] if result.error else None
+    if frame is None or frame.empty or cfg.tune.metric not in frame:
+        return TrialSummary(trial_id, sample, 0, None, None, False, error)
+    epochs = frame["epoch"] if "epoch" in frame else frame["training_iteration"]
+    paths = frame[CHECKPOINT_PATH_KEY] if CHECKPOINT_PATH_KEY in frame else [None] * len(frame)
+    candidates = rank((Candidate(int(epoch), float(value), path if isinstance(path, str) else None)
+                       for epoch, value, path in zip(epochs, frame[cfg.tune.metric], paths, strict=True)
+                       if value == value and isinstance(path, str)), cfg.tune.mode)
+    best = candidates[0] if candidates else None
+    epochs_run = int(epochs.max())
+    return TrialSummary(
+        trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
+        sample=sample,
+        epochs_run=epochs_run,
+        best_metric=best.value if best else None,
+        best_checkpoint=best.checkpoint if best else None,
+        stopped_early=error is None and epochs_run < cfg.train.epochs,
+        error=error,
+        best_epoch=best.epoch if best else None,
+        candidates=tuple(candidates),
+    )
+
+
+def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> tuple[TrialSummary, str | None]:
+    """The trial as it can be evaluated: its best checkpoint that still exists in storage, and a one-line
+    note when that is not the best-ranked one; an error naming the path when none exists."""
+    choice = choose_existing(list(trial.candidates), lambda path: storage.checkpoint_exists(cfg, path))
+    if choice.chosen is None:
+        raise RuntimeError(f"trial {trial.trial_id}: no checkpoint left to evaluate; expected one at "
+                           f"{storage.shown(trial.best_checkpoint or '?')}")
+    note = f"note: trial {trial.trial_id}: {choice.note}" if choice.note else None
+    return replace(trial, best_metric=choice.chosen.value, best_checkpoint=choice.chosen.checkpoint,
+                   best_epoch=choice.chosen.epoch), note
+
+
+def pick_best(trials: list[TrialSummary], mode: str) -> TrialSummary:
+    """Best metric wins; ties go to the trial that used fewer epochs, then to the first."""
+    sign = -1.0 if mode == "max" else 1.0
+    return min(trials, key=lambda t: (sign * t.best_metric if math.isfinite(t.best_metric) else math.inf,
+                                      t.epochs_run))

@@ -1,0 +1,151 @@
+"""The training loop, on each Ray Train worker: DDP epochs, validation, a report and checkpoint per epoch.
+The run around it is built on the driver (training.launch)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pipelines import checkpoint
+from pipelines.config import ModelConfig, TrainConfig
+from pipelines.data import Preprocessing
+from pipelines.models import build_model
+from pipelines.training import batches
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Runs on every worker. Each epoch every rank reports; rank 0 attaches the checkpoint."""
+    import ray.train
+    import ray.train.torch
+
+    train_cfg: TrainConfig = loop_config["train"]
+    model_cfg: ModelConfig = loop_config["model"]
+    prep: Preprocessing = loop_config["preprocessing"]
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg, input_dim=len(prep.features), num_classes=len(prep.labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    start_epoch, restored_metrics = _resume(model, optimizer)
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    use_amp = device.type == "cuda"
+
+    node_ids = _node_ids(world_size)
+    batch_size = max(1, train_cfg.batch_size // world_size)
+    arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
+    cached = arrays is not None
+    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=len(prep.features))
+    train_data = batches.open_split("train", equal=True, **where)
+    val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
+
+    if restored_metrics:
+        # The restored epoch again, without a checkpoint: a driver killed between that checkpoint and logging
+        # its metrics would otherwise leave a hole in the trial's MLflow history (the tracker skips repeats).
+        ray.train.report({**restored_metrics, "node_ids": node_ids}, checkpoint=None)
+    startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
+    for epoch in range(start_epoch, train_cfg.epochs):
+        started = time.perf_counter()
+        loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
+                               device=device, use_amp=use_amp)
+        if world_size > 1:
+            loss_sum = sum_over_ranks(loss_sum, device)
+        val_sums = validate(model, val_data, batch_size=train_cfg.batch_size)
+        if cached and world_size > 1:
+            val_sums = sum_over_ranks(val_sums, device)
+        val_loss, val_accuracy = (val_sums[:2] / max(float(val_sums[2]), 1.0)).tolist()
+        metrics = {
+            "train_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "epoch_time_s": time.perf_counter() - started,
+            "epoch": epoch + 1,
+            "node_ids": node_ids,
+            **({"trial_startup_s": startup_s} if epoch == 0 else {}),
+        }
+        _report(metrics, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+
+
+def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
+                use_amp: bool) -> torch.Tensor:
+    """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
+    `use_amp` runs the forward under bf16 autocast (CUDA)."""
+    model.train()
+    loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
+    for x, y in data.batches(batch_size, seed=seed):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # .item() would sync with the device every step; accumulate on the device instead.
+        loss_total += loss.detach().double() * len(y)
+        rows += len(y)
+    return torch.stack([loss_total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
+
+
+def sum_over_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """All-reduce on the training device (NCCL takes no CPU tensors), back on the CPU."""
+    on_device = sums.to(device)
+    torch.distributed.all_reduce(on_device)
+    return on_device.cpu()
+
+
+def _node_ids(world_size: int) -> str:
+    """The Ray nodes this trial's workers run on, recorded on its MLflow run."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    if world_size == 1:
+        return node_id
+    gathered: list[str] = [""] * world_size
+    torch.distributed.all_gather_object(gathered, node_id)
+    return ",".join(sorted(set(gathered)))
+
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+    """After a worker or driver failure, continue from the last reported checkpoint: (its epoch, its metrics)."""
+    import ray.train
+
+    restored = ray.train.get_checkpoint()
+    if not restored:
+        return 0, {}
+    with restored.as_directory() as folder:
+        model.load_state_dict(torch.load(Path(folder) / checkpoint.WEIGHTS_FILE, weights_only=True))
+        optimizer.load_state_dict(torch.load(Path(folder) / checkpoint.OPTIMIZER_FILE, weights_only=True))
+        meta = checkpoint.read_meta(folder)
+        return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
+
+
+def validate(model, data, *, batch_size: int) -> torch.Tensor:
+    """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU. Runs the
+    unwrapped module: ranks may hold different numbers of val rows, and DDP's forward may call collectives."""
+    model = model.module if hasattr(model, "module") else model
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64)
+    with torch.inference_mode():
+        for x, y in data.batches(batch_size):
+            logits = model(x).float()
+            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double().cpu(),
+                                 (logits.argmax(dim=1) == y).sum().double().cpu(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64)])
+    return sums
+
+
+def _report(metrics, *, rank, model, optimizer, model_cfg: ModelConfig, prep: Preprocessing) -> None:
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        inner = model.module if hasattr(model, "module") else model
+        checkpoint.save(folder, model=inner, optimizer=optimizer, model_cfg=model_cfg,
+                        preprocessing=prep, epoch=metrics["epoch"], metrics=metrics)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))

@@ -1,0 +1,50 @@
+import base64
+import re
+
+from pipelines.evaluate import confusion_matrix
+from pipelines.report.page import ReportData, TrialData, render_html
+
+
+def data() -> ReportData:
+    trials = [
+        TrialData("t_00000", {"train.lr": "0.01", "model.dropout": "0.1"}, [(1, 0.5), (2, 0.95), (3, 0.9), (4, 0.95)],
+                  "FINISHED"),
+        TrialData("t_00001", {"train.lr": "1e-05", "model.dropout": "0.1"}, [(1, 0.1)], "FINISHED"),
+    ]
+    return ReportData(run_name="demo-1", run_id="abc", status="FINISHED", metric="val_accuracy", mode="max",
+                      max_epochs=4, scheduler="asha", grace_period=1, reduction_factor=2, trials=trials,
+                      best_trial_id="t_00000",
+                      test={"accuracy": 0.9, "labels": ["a", "b"], "confusion": [[4, 1], [0, 5]]},
+                      stages_s={"ingest": 3.0, "search": 80.0}, predicted_epoch_s=0.2, measured_epoch_s=0.25,
+                      model_version="3", promotion="no champion yet")
+
+
+def test_asha_bookkeeping():
+    d = data()
+    assert d.rungs == [1, 2]
+    assert (d.trial_epochs, d.full_trial_epochs) == (5, 8)
+    assert d.varied_params() == ["train.lr"]
+
+
+def test_report_is_self_contained_with_every_plot():
+    page = render_html(data())
+    images = re.findall(r'<img alt="(\w+)" src="data:image/png;base64,([^"]+)"', page)
+    assert [name for name, _ in images] == ["trials", "confusion", "stages"]
+    assert all(base64.b64decode(b64).startswith(b"\x89PNG") for _, b64 in images)
+    assert "5 trial-epochs, against 8 to run every trial to the end (62%)" in page
+    assert "predicted 0.200 s by kiln plan, measured median 0.250 s" in page
+    # epoch 2 and epoch 4 tie at 0.95: the later one is the best epoch, as Ray Train keeps its checkpoint
+    assert "<tr class=best><td>t_00000</td><td>0.01</td><td>4</td><td>4</td><td>0.9500</td><td>no</td></tr>" in page
+    assert "<td>t_00001</td><td>1e-05</td><td>1</td><td>1</td><td>0.1000</td><td>yes</td>" in page
+    assert "http" not in page.replace("kiln report", "")  # nothing fetched from elsewhere
+
+
+def test_confusion_matrix():
+    assert confusion_matrix(["a", "b", "b"], ["a", "a", "b"], ["a", "b"]) == [[1, 0], [1, 1]]
+
+
+def test_terminal_table_aligns_columns():
+    from pipelines.report.tables import format_table
+
+    assert format_table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
+        "a    long name", "---  ---------", "xyz  1", "q    22"]
