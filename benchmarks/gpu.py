@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import checkpoint  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.data import Preprocessing  # noqa: E402
+from pipelines.encoding import Encoder, Preprocessing  # noqa: E402
 from pipelines.models import build_model  # noqa: E402
 from pipelines.ports import free_port  # noqa: E402
 from pipelines.training.batches import InMemory  # noqa: E402
@@ -76,8 +76,7 @@ def sync(device: torch.device) -> None:
 
 def served_forward(cfg, x, device: torch.device, batch: int, *, calls: int = 50) -> dict:
     """The registry model's forward as the endpoint runs it (softmax over logits), after a save and a load."""
-    prep = Preprocessing(features=[f"f{i}" for i in range(x.shape[1])], mean=[0.0] * x.shape[1],
-                         std=[1.0] * x.shape[1], labels=list(range(10)))
+    prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(x.shape[1])], labels=list(range(10)))
     with tempfile.TemporaryDirectory() as folder:
         model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10)
         checkpoint.save(folder, model=model, optimizer=None, model_cfg=cfg.model, preprocessing=prep, epoch=1,

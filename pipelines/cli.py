@@ -155,18 +155,19 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from pipelines import data, run
+    from pipelines import data, run, schema
 
     cfg = _config(args)
     run.preflight(cfg)
-    frame, features = data.inspect(cfg.data, cfg.storage_root)
-    console.say(f"{args.config}: ok ({len(frame)} rows, {len(features)} features, "
-                f"{frame[cfg.data.label].nunique()} classes, {cfg.tune.num_samples} trials)")
+    checked = data.inspect(cfg.data, cfg.storage_root)
+    console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
+    console.say(f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, "
+                f"{checked.frame[cfg.data.label].nunique()} classes, {cfg.tune.num_samples} trials)")
     return EXIT_OK
 
 
 def cmd_plan(args) -> int:
-    from pipelines import data, runtime
+    from pipelines import data, encoding, runtime
     from pipelines.plan import calibrate, cost, hardware, show
     from pipelines.search import resources
 
@@ -177,16 +178,19 @@ def cmd_plan(args) -> int:
         raise ConfigError(f"--workers: expected numbers like 1,2,4 (got {args.workers!r})") from None
     if not workers or workers[0] < 1:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
-    frame, features = data.inspect(cfg.data, cfg.storage_root)
+    checked = data.inspect(cfg.data, cfg.storage_root)
+    frame = checked.frame
     num_classes = frame[cfg.data.label].nunique()
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
+    # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
+    width = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories).width
     if args.hardware == "local":
         console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
-        profile = calibrate.calibrate_local(cfg, len(features), num_classes)
+        profile = calibrate.calibrate_local(cfg, width, num_classes)
     else:
         profile = hardware.load_profile(args.hardware)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
-    result = cost.plan(cfg, profile=profile, workers=workers, input_dim=len(features),
+    result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
                        num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
@@ -206,16 +210,16 @@ def cmd_run(args) -> int:
         console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
         return 130
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    beside = f", gradient-boosted trees {result.baseline.test_accuracy:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
-                f"test_accuracy={result.test_accuracy:.4f} ({timings})")
+                f"test_accuracy={result.test_accuracy:.4f}{beside} ({timings})")
     console.say(f"MLflow UI: {_again('ui', args)}")
     if result.endpoint is None:
         from pipelines import runtime
 
         runtime.stop()
         return EXIT_OK
-    rows = result.example.head(2).to_numpy().tolist()
-    _announce(result.endpoint, rows)
+    _announce(result.endpoint, json_rows(result.example.head(2)))
     return _serve_until_interrupted()
 
 
@@ -246,6 +250,16 @@ def _again(command: str, args) -> str:
     parts = ["kiln", command] + ([args.config] if args.config else [])
     parts += [f"--set {shlex.quote(o)}" for o in args.overrides if o.startswith(("storage.", "tracking."))]
     return " ".join(parts)
+
+
+def json_rows(frame) -> list[list]:
+    """A frame's rows as JSON values: a missing cell is null (JSON has no NaN)."""
+    import pandas as pd
+
+    from pipelines.encoding import plain
+
+    return [[None if pd.isna(value) else plain(value) for value in row]
+            for row in frame.itertuples(index=False, name=None)]
 
 
 def _announce(url: str, rows: list | None) -> None:

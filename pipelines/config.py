@@ -22,6 +22,7 @@ from pydantic import (
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.space import parse_search_space
 
+COLUMN_TYPES = ("number", "category", "binary")
 # Metrics every epoch reports; `tune.metric` must be one of them.
 REPORTED_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
 
@@ -93,7 +94,19 @@ class DataConfig(Section):
     label: str = "label"
     """Column to predict; string labels are allowed and come back as strings."""
     features: list[str] | None = None
-    """Feature columns in order; null = every column except the label."""
+    """Feature columns in order; null = every column except the label (and those dropped or excluded)."""
+    types: dict[str, str] = {}
+    """Column -> number | category | binary, overriding what Kiln infers (pipelines/schema.py has the rule)."""
+    drop: list[str] = []
+    """Columns never used (an id, a leak)."""
+    max_categories: PositiveInt = 50
+    """Most frequent values of a category column kept as their own level (from the train split); rarer ones,
+    and values never seen in training, share an "other" level."""
+    baseline: bool = True
+    """Also fit scikit-learn's gradient-boosted trees on the same splits and show their test score beside the
+    network's."""
+    max_classes: PositiveInt = 100
+    """A label with more distinct values than this is refused: it is almost surely a number to predict."""
     split: SplitConfig = SplitConfig()
 
 

@@ -1,4 +1,4 @@
-"""Data: sources, checks, a deterministic stratified split and preprocessing statistics.
+"""Data: sources, checks (column types: schema.py), a deterministic stratified split.
 
 Everything here is plain pandas/numpy so it is testable without Ray; `ingest.py` binds it to Ray Data.
 """
@@ -8,46 +8,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipelines import schema
 from pipelines.config import DataConfig, SplitConfig
 from pipelines.errors import DataError, one_line
+from pipelines.schema import Column
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits",)
+BUILTINS = ("digits", "breast_cancer", "customers")
 
 
 @dataclass(frozen=True)
 class Source:
     paths: list[str]  # files, or one URI that the reader expands
     format: str  # parquet | csv
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What travels with the model: feature order, standardisation statistics, label values."""
-
-    features: list[str]
-    mean: list[float]
-    std: list[float]
-    labels: list[Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "mean": self.mean, "std": self.std, "labels": self.labels}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        return cls(d["features"], d["mean"], d["std"], d["labels"])
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
-
-    def encode(self, labels: pd.Series) -> np.ndarray:
-        index = {label: i for i, label in enumerate(self.labels)}
-        return np.array([index[plain(v)] for v in labels], dtype=np.int64)
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -88,18 +65,43 @@ def _format_of(path: str) -> str:
 
 
 def write_builtin(name: str, folder: Path) -> Path:
-    """scikit-learn's bundled digits as a real parquet file (written once, atomically)."""
+    """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits and breast
+    cancer (string labels), or `customers`, a generated table with the mess real ones have."""
     path = folder / f"{name}.parquet"
     if path.exists():
         return path
-    from sklearn.datasets import load_digits
+    if name == "customers":
+        frame = customers()
+    else:
+        from sklearn import datasets
 
-    frame = load_digits(as_frame=True).frame.rename(columns={"target": "label"})
+        loaded = (datasets.load_digits if name == "digits" else datasets.load_breast_cancer)(as_frame=True)
+        frame = loaded.frame.rename(columns={"target": "label"})
+        if name == "breast_cancer":
+            frame["label"] = [str(loaded.target_names[i]) for i in frame["label"]]
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+def customers(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Will a customer churn? An id column, string categories, a yes/no answer, missing cells everywhere."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["north", "south", "east", "west", "islands"], rows)
+    tenure = rng.gamma(2.0, 12.0, rows).round(1)
+    spend = (rng.normal(40, 15, rows) + np.select([plan == "plus", plan == "pro"], [20, 45], 0)).round(2)
+    support = rng.choice(["yes", "no"], rows, p=[0.3, 0.7])
+    score = 1.0 - 0.08 * tenure + 0.04 * (spend - 50) + 1.5 * (support == "yes") - 1.5 * (plan == "pro") + \
+        1.0 * (region == "islands") + rng.normal(0, 0.5, rows)
+    frame = pd.DataFrame({"customer_id": [f"C{100000 + i}" for i in range(rows)], "plan": plan, "region": region,
+                          "tenure_months": tenure, "monthly_spend": spend, "called_support": support,
+                          "churned": np.where(score > 0, "yes", "no")})
+    for column, share in (("region", 0.1), ("tenure_months", 0.15), ("monthly_spend", 0.05), ("called_support", 0.1)):
+        frame.loc[rng.random(rows) < share, column] = None
+    return frame
 
 
 def read_local(source: Source) -> pd.DataFrame:
@@ -115,10 +117,9 @@ def read_local(source: Source) -> pd.DataFrame:
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
 
 
-def inspect(cfg: DataConfig, storage_root: Path) -> tuple[pd.DataFrame, list[str]]:
+def inspect(cfg: DataConfig, storage_root: Path) -> Checked:
     """Read and check the configured data without Ray: what `kiln validate` and `kiln plan` need."""
-    frame = read_local(resolve_source(cfg, storage_root))
-    return frame, check_frame(frame, cfg)
+    return check_frame(read_local(resolve_source(cfg, storage_root)), cfg)
 
 
 def fingerprint(source: Source) -> str:
@@ -138,43 +139,62 @@ def fingerprint(source: Source) -> str:
 # --- checks, split, statistics -----------------------------------------------------------------
 
 
-def feature_columns(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
-    if cfg.label not in frame.columns:
-        raise DataError(f"data.label: column {cfg.label!r} not in data (columns: "
-                        + ", ".join(map(str, frame.columns[:8])) + ("..." if frame.shape[1] > 8 else "") + ")")
-    if cfg.features is None:
-        return [str(c) for c in frame.columns if c != cfg.label]
-    missing = [f for f in cfg.features if f not in frame.columns]
-    if missing:
-        raise DataError(f"data.features: column {missing[0]!r} not in data")
-    if cfg.label in cfg.features:
-        raise DataError(f"data.features: the label column {cfg.label!r} cannot also be a feature")
-    return list(cfg.features)
+@dataclass(frozen=True)
+class Checked:
+    frame: pd.DataFrame  # the rows that have a label
+    columns: list[Column]  # every column of the file, with its type and use (schema.infer)
+    rows_without_label: int
+
+    @property
+    def types(self) -> dict[str, str]:
+        """The feature columns, in order, with their types."""
+        return {c.name: c.type for c in self.columns if c.is_feature}
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.types)
 
 
-def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
-    """Raise DataError on anything that would break training; return the feature columns."""
-    features = feature_columns(frame, cfg)
-    if not features:
-        raise DataError("data.features: no feature columns besides the label")
-    for column in features:
-        values = frame[column]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            raise DataError(f"data: feature column {column!r} is not numeric (dtype {values.dtype})")
-        bad = int((~np.isfinite(values.to_numpy(dtype=np.float64))).sum())
-        if bad:
-            raise DataError(f"data: feature column {column!r} has {bad} NaN or infinite values")
+def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> Checked:
+    """Raise DataError on anything that would break training; the rows, columns and notes to train on."""
+    columns = schema.infer(frame, cfg)
     labels = frame[cfg.label]
-    if labels.isna().any():
-        raise DataError(f"data.label: column {cfg.label!r} has {int(labels.isna().sum())} missing values")
+    unlabelled = int(labels.isna().sum())
+    if unlabelled:
+        frame = frame[labels.notna()].reset_index(drop=True)
+        labels = frame[cfg.label]
     classes = labels.nunique()
+    check_classification_label(labels, cfg)
     if classes < 2:
-        raise DataError(f"data.label: column {cfg.label!r} has a single class; need at least 2")
+        raise DataError(f"data.label: column {cfg.label!r} has {classes} class{'es' if classes != 1 else ''} "
+                        "among the labelled rows; need at least 2")
     parts = stratified_split(labels.to_numpy(), cfg.split)
     if min(len(p) for p in parts) < 1 or len(parts[0]) < classes:
         raise DataError(f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} "
                         f"test={cfg.split.test:g} over {classes} classes")
-    return features
+    return Checked(frame, columns, unlabelled)
+
+
+def check_classification_label(labels: pd.Series, cfg: DataConfig) -> None:
+    """Kiln trains classifiers: a label of measured numbers (a price, a temperature) would silently become
+    hundreds of classes, so it is refused, naming the column."""
+    classes = labels.nunique()
+    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    fractional = numeric and not np.all(np.mod(labels.to_numpy(dtype=np.float64), 1) == 0)
+    if fractional or classes > cfg.max_classes:
+        kind = "numbers with fractions" if fractional else "distinct values"
+        raise DataError(f"data.label: column {cfg.label!r} has {classes} {kind}: a number to predict, not classes; "
+                        f"Kiln trains classification only (regression is not built yet; data.max_classes="
+                        f"{cfg.max_classes})")
+
+
+def describe(checked: Checked, cfg: DataConfig) -> list[str]:
+    """The notes `kiln validate` and `kiln run` print about what the data check decided."""
+    notes = [f"note: {checked.rows_without_label} rows have no {cfg.label!r} and are left out"] \
+        if checked.rows_without_label else []
+    asked = ("label", "excluded: data.drop", "excluded: not in data.features")  # the user's own choices
+    return notes + [f"note: column {c.name!r} {c.use}" for c in checked.columns
+                    if c.type is None and c.use not in asked]
 
 
 def split_counts(num_rows: int, split: SplitConfig) -> tuple[int, int, int]:
@@ -195,17 +215,3 @@ def stratified_split(labels: np.ndarray, split: SplitConfig) -> tuple[np.ndarray
         parts[1].append(idx[num_test:num_test + num_val])
         parts[0].append(idx[num_test + num_val:])
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
-
-
-def fit_preprocessing(train: pd.DataFrame, features: list[str], all_labels: pd.Series) -> Preprocessing:
-    """Standardisation statistics from the training rows only; label values from the whole set."""
-    x = train[features].to_numpy(dtype=np.float64)
-    std = x.std(axis=0)
-    std[std < 1e-12] = 1.0  # constant columns pass through centred, not divided by zero
-    labels = sorted({plain(v) for v in all_labels}, key=lambda v: (isinstance(v, str), v))
-    return Preprocessing(features, x.mean(axis=0).tolist(), std.tolist(), labels)
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars to Python values, so labels survive JSON and come back as they went in."""
-    return value.item() if isinstance(value, np.generic) else value

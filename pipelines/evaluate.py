@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from pipelines.data import plain
+from pipelines.encoding import plain
 from pipelines.inference import InferenceModel
 
 
@@ -33,9 +34,9 @@ def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]
     return matrix.tolist()
 
 
-def test_report(checkpoint_dir: str, test_x: np.ndarray, test_y: np.ndarray) -> TestReport:
+def test_report(checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarray) -> TestReport:
     model = InferenceModel(checkpoint_dir)
-    predictions = model.predict(test_x)
+    predictions = model.predict(test_frame)
     truth = [plain(v) for v in test_y]
     labels = model.preprocessing.labels
     return TestReport(accuracy(predictions, truth), labels, confusion_matrix(truth, predictions, labels))

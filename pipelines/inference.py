@@ -22,19 +22,22 @@ class InferenceModel:
     def features(self) -> list[str]:
         return self.preprocessing.features
 
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(self.preprocessing.transform(np.asarray(rows, dtype=np.float64)))
+    def predict_proba(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Class probabilities of raw rows: a frame of the feature columns, or a matrix in feature order."""
+        x = torch.from_numpy(self.preprocessing.transform(rows))
         with torch.inference_mode():
             return torch.softmax(self.model(x), dim=1).numpy()
 
-    def predict(self, rows: np.ndarray) -> list[Any]:
+    def predict(self, rows: pd.DataFrame | np.ndarray) -> list[Any]:
         labels = self.preprocessing.labels
         return [labels[i] for i in self.predict_proba(rows).argmax(axis=1)]
 
-    def frame_to_rows(self, frame: pd.DataFrame) -> np.ndarray:
-        """Columns by name when they are the features, else by position in training order."""
-        if set(self.features) <= set(map(str, frame.columns)):
-            return frame[self.features].to_numpy(dtype=np.float64)
+    def feature_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns: by name when the frame has them all (extra columns, e.g. the label, are left
+        out), else by position in training order."""
+        columns = [str(c) for c in frame.columns]
+        if set(self.features) <= set(columns):
+            return frame.set_axis(columns, axis=1)[self.features]
         if frame.shape[1] != len(self.features):
             raise ValueError(f"expected {len(self.features)} feature columns, got {frame.shape[1]}")
-        return frame.to_numpy(dtype=np.float64)
+        return frame.set_axis(self.features, axis=1)

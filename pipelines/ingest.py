@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import data
+from pipelines import data, encoding
 from pipelines.config import KilnConfig
+from pipelines.encoding import Preprocessing, plain
 from pipelines.errors import DataError, one_line
 from pipelines.training import batches
 
@@ -17,25 +18,25 @@ from pipelines.training import batches
 class Splits:
     train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index); None when `arrays` holds it
     val: object
-    test_x: np.ndarray
+    test_frame: pd.DataFrame  # the test split's feature columns, raw (strings, missing cells) as read
     test_y: np.ndarray
     example: pd.DataFrame  # a few raw test rows: the registered model's input example
-    preprocessing: data.Preprocessing
+    preprocessing: Preprocessing
     fingerprint: str
     num_rows: dict[str, int]
     arrays: dict[str, object] | None = None  # object refs of (x, y) for train and val, when they fit the cache
 
-    @property
-    def test_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.test_x, columns=self.preprocessing.features)
+    train_frame: pd.DataFrame | None = None  # the train split's raw feature columns and labels, for the baseline
+    notes: tuple[str, ...] = ()  # what the data check decided (columns left out, rows without a label)
 
     @property
     def test_labels(self) -> list:
-        return [data.plain(v) for v in self.test_y]
+        return [plain(v) for v in self.test_y]
 
     @property
     def input_dim(self) -> int:
-        return len(self.preprocessing.features)
+        """The network's input width (every encoded column)."""
+        return self.preprocessing.width
 
     @property
     def num_classes(self) -> int:
@@ -47,8 +48,10 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
     where = ("  trials keep train and val in memory" if splits.arrays is not None else
              "  train and val stream through Ray Data each epoch "
              f"(over train.cache_shard_mb={cfg.train.cache_shard_mb})")
-    return (f"  {sum(splits.num_rows.values())} rows, {splits.input_dim} features, {splits.num_classes} classes; "
-            f"split {splits.num_rows}\n{where}")
+    features = len(splits.preprocessing.features)
+    return "\n".join([*(f"  {n}" for n in splits.notes),
+                      f"  {sum(splits.num_rows.values())} rows, {features} features ({splits.input_dim} encoded), "
+                      f"{splits.num_classes} classes; split {splits.num_rows}", where])
 
 
 def read(source: data.Source):
@@ -68,14 +71,15 @@ def ingest(cfg: KilnConfig) -> Splits:
         frame = read(source).to_pandas()
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
-    features = data.check_frame(frame, cfg.data)
+    checked = data.check_frame(frame, cfg.data)
+    frame, features = checked.frame, checked.features
     train_idx, val_idx, test_idx = data.stratified_split(frame[cfg.data.label].to_numpy(), cfg.data.split)
-    prep = data.fit_preprocessing(frame.iloc[train_idx], features, frame[cfg.data.label])
+    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[cfg.data.label],
+                        max_categories=cfg.data.max_categories)
 
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         part = frame.iloc[idx]
-        x = prep.transform(part[features].to_numpy(dtype=np.float64)).astype(np.float32)
-        return x, prep.encode(part[cfg.data.label]).astype(np.int64)
+        return prep.transform(part[features]), prep.encode(part[cfg.data.label]).astype(np.int64)
 
     def to_dataset(arrays: tuple[np.ndarray, np.ndarray]):
         x, y = arrays
@@ -84,7 +88,7 @@ def ingest(cfg: KilnConfig) -> Splits:
 
     train, val = arrays_of(train_idx), arrays_of(val_idx)
     num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
-    fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], len(features)) <= cfg.train.cache_shard_mb << 20
+    fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
 
     test = frame.iloc[test_idx]
     # Data that fits goes to trials through the object store as plain arrays; only larger data streams
@@ -92,11 +96,13 @@ def ingest(cfg: KilnConfig) -> Splits:
     return Splits(
         train=None if fits else to_dataset(train),
         val=None if fits else to_dataset(val),
-        test_x=test[features].to_numpy(dtype=np.float64),
+        test_frame=test[features].reset_index(drop=True),
         test_y=test[cfg.data.label].to_numpy(),
         example=test[features].head(4).reset_index(drop=True),
         preprocessing=prep,
         fingerprint=data.fingerprint(source),
         num_rows=num_rows,
         arrays={"train": ray.put(train), "val": ray.put(val)} if fits else None,
+        train_frame=frame.iloc[train_idx][[*features, cfg.data.label]].reset_index(drop=True),
+        notes=tuple(data.describe(checked, cfg.data)),
     )

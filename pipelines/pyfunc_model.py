@@ -17,4 +17,4 @@ class KilnPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return pd.Series(self.model.predict(self.model.frame_to_rows(frame)), name="prediction")
+        return pd.Series(self.model.predict(self.model.feature_frame(frame)), name="prediction")

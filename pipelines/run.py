@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import console, deploy, evaluate, ingest, registry, runtime, storage
+from pipelines import baseline, console, deploy, evaluate, ingest, registry, runtime, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 from pipelines.plan.check import EpochCheck
@@ -24,6 +24,7 @@ class RunResult:
     example: pd.DataFrame
     endpoint: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    baseline: baseline.Baseline | None = None
 
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
@@ -51,11 +52,14 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 
         with console.stage("evaluate", timings):
             best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
-            test = evaluate.test_report(best_checkpoint, splits.test_x, splits.test_y)
+            test = evaluate.test_report(best_checkpoint, splits.test_frame, splits.test_y)
             record.log_dict(test.to_dict(), "test_report.json")
             record.log_metrics({"test_accuracy": test.accuracy, f"best_{cfg.tune.metric}": result.best.best_metric})
             console.say(f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
                         f"{cfg.tune.metric}={result.best.best_metric:.4f}, test_accuracy={test.accuracy:.4f}")
+            trees = fit_baseline(cfg, splits, record)
+            if trees is not None:
+                console.say(f"  test_accuracy: network {test.accuracy:.4f}, {baseline.NAME} {trees.test_accuracy:.4f}")
 
         with console.stage("register", timings):
             registered = registry.register(
@@ -66,15 +70,31 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             freed = storage.prune_checkpoints(cfg, [t.trial_id for t in result.trials], keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         record.set_tags({"kiln.best_trial_id": result.best.trial_id, "kiln.best_epoch": str(result.best.best_epoch),
-                         "mlflow.note.content": tables.search_note(cfg, result, test.accuracy, registered)})
+                         "mlflow.note.content": tables.search_note(cfg, result, test.accuracy, registered, trees)})
         record.log_metrics({f"stage_{k}_s": v for k, v in timings.items()})
     write_report(cfg, record.run_id)
 
-    run_result = RunResult(record.run_id, result, test.accuracy, registered, splits.example, timings=timings)
+    run_result = RunResult(record.run_id, result, test.accuracy, registered, splits.example, timings=timings,
+                           baseline=trees)
     if serve and cfg.serve.enabled:
         with console.stage("serve", timings):
             run_result.endpoint = deploy.start_serving(cfg, registry.champion_ref(cfg))
     return run_result
+
+
+def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> baseline.Baseline | None:
+    """The trees beside the network (data.baseline); a failure is said, never fatal to the run."""
+    if not cfg.data.baseline:
+        return None
+    train, label = splits.train_frame, cfg.data.label
+    try:
+        trees = baseline.fit_and_score(train.drop(columns=label), train[label].to_numpy(), splits.test_frame,
+                                       splits.test_y, splits.preprocessing.types, seed=cfg.data.split.seed)
+    except Exception as err:
+        console.say(f"  baseline not fitted ({type(err).__name__}: {err})")
+        return None
+    record.log_metrics({"baseline_test_accuracy": trees.test_accuracy, "baseline_fit_s": trees.fit_s})
+    return trees
 
 
 def preflight(cfg: KilnConfig) -> None:

@@ -24,25 +24,38 @@ def read_rows(path: str | Path) -> pd.DataFrame:
         raise DataError(f"--file: {path} is not a readable CSV or parquet file ({type(err).__name__})") from None
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str], path: str | Path) -> list[list[Any]]:
+def feature_matrix(frame: pd.DataFrame, features: list[str], path: str | Path,
+                   types: dict[str, str] | None = None) -> list[list[Any]]:
     """Columns by name when the file has every feature (extra columns, e.g. the label, are left out);
-    otherwise by position when the count matches."""
+    otherwise by position when the count matches. A missing cell goes as null (the model imputes it); a
+    number column must hold numbers."""
     columns = [str(c) for c in frame.columns]
     if set(features) <= set(columns):
         frame = frame.set_axis(columns, axis=1)[features]
     elif len(columns) != len(features):
         absent = next(f for f in features if f not in columns)
         raise DataError(f"--file: {path} has no column {absent!r} (the model's features: {', '.join(features)})")
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    bad = (~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))).nonzero()  # JSON has no NaN or inf
-    if len(bad[0]):
-        row, column = bad[0][0], bad[1][0]
-        value = frame.iat[row, column]
-        problem = ("missing value" if pd.isna(value) else "value must be finite" if numeric.iat[row, column] == value
-                   else f"expected a number, got {value!r}")
-        raise DataError(f"--file: {path}: row {row + 1}, column {features[column]!r}: {problem}")
-    frame = numeric
-    return frame.to_numpy(dtype=object).tolist()
+    frame = frame.set_axis(features, axis=1)
+    types = types or dict.fromkeys(features, "number")
+    columns_out = []
+    for column in features:
+        values = frame[column]
+        if types.get(column) != "number":
+            columns_out.append([None if pd.isna(v) else _plain(v) for v in values])
+            continue
+        flags = values.map(lambda v: isinstance(v, bool | np.bool_))
+        numeric = pd.to_numeric(values.where(~flags), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        bad = (values.notna().to_numpy() & ~np.isfinite(numeric)).nonzero()[0]
+        if len(bad):
+            row, value = bad[0], _plain(values.iat[bad[0]])
+            problem = "value must be finite" if np.isinf(numeric[row]) else f"expected a number, got {value!r}"
+            raise DataError(f"--file: {path}: row {row + 1}, column {column!r}: {problem}")
+        columns_out.append([float(v) if np.isfinite(v) else None for v in numeric])
+    return [list(row) for row in zip(*columns_out, strict=True)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, timeout_s: float = 60) -> list:
@@ -52,7 +65,7 @@ def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, ti
     url = url.rstrip("/")
     with requests.Session() as session:
         info = _checked(session.get(f"{url}/model", timeout=timeout_s), url)
-        rows = feature_matrix(read_rows(path), info["features"], path)
+        rows = feature_matrix(read_rows(path), info["features"], path, info.get("types"))
         predictions: list = []
         start = 0
         while start < len(rows):

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipelines import store
 from pipelines.inference import InferenceModel
@@ -34,32 +35,40 @@ class Predictor:
         """Every label value the model can answer, in the label column's own type."""
         return self.model.preprocessing.labels
 
-    def rows(self, instances: Any) -> np.ndarray:
-        """Validate `instances` against the model's own signature and return a float matrix."""
+    def rows(self, instances: Any) -> pd.DataFrame:
+        """Validate `instances` against the model's columns: a number where the column is a number, any
+        scalar for a category or binary column, null for a missing cell (it is imputed, never refused)."""
         if not isinstance(instances, list) or not instances:
             raise RequestError("instances: expected a non-empty list of rows")
-        width = len(self.features)
-        matrix = np.empty((len(instances), width), dtype=np.float64)
+        width, types = len(self.features), self.model.preprocessing.types
+        table: list[list[Any]] = []
         for i, row in enumerate(instances):
             if isinstance(row, dict):
                 missing = [f for f in self.features if f not in row]
                 unknown = [k for k in row if k not in self.features]
                 if missing:
-                    raise RequestError(f"instances[{i}]: missing feature {missing[0]!r}")
+                    raise RequestError(f"instances[{i}]: missing feature {missing[0]!r} (null is a missing value)")
                 if unknown:
                     raise RequestError(f"instances[{i}]: unknown feature {unknown[0]!r}")
                 row = [row[f] for f in self.features]
             if not isinstance(row, list):
-                raise RequestError(f"instances[{i}]: expected a list of {width} numbers or an object of features")
+                noun = "numbers" if self.model.preprocessing.all_numeric else "values"
+                raise RequestError(f"instances[{i}]: expected a list of {width} {noun} or an object of features")
             if len(row) != width:
                 raise RequestError(f"instances[{i}]: expected {width} features, got {len(row)}")
             for j, value in enumerate(row):
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise RequestError(f"instances[{i}][{j}] ({self.features[j]}): expected a number, got {value!r}")
-                if not math.isfinite(value):
-                    raise RequestError(f"instances[{i}][{j}] ({self.features[j]}): value must be finite")
-            matrix[i] = row
-        return matrix
+                where = f"instances[{i}][{j}] ({self.features[j]})"
+                if value is None:
+                    continue
+                if types[self.features[j]] == "number":
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        raise RequestError(f"{where}: expected a number, got {value!r}")
+                    if not math.isfinite(value):
+                        raise RequestError(f"{where}: value must be finite")
+                elif not isinstance(value, str | int | float | bool):
+                    raise RequestError(f"{where}: expected a string, number or null, got {value!r}")
+            table.append(row)
+        return pd.DataFrame(table, columns=self.features, dtype=object)
 
     def predict(self, instances: Any) -> dict[str, Any]:
         predictions = self.model.predict(self.rows(instances))
@@ -79,10 +88,18 @@ def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]
         groups.setdefault(id(predictor), []).append(i)
     for indices in groups.values():
         predictor = items[indices[0]][0]
-        matrices = [items[i][1] for i in indices]
-        predictions = predictor.model.predict(np.concatenate(matrices) if len(matrices) > 1 else matrices[0])
+        parts = [items[i][1] for i in indices]
+        predictions = predictor.model.predict(parts[0] if len(parts) == 1 else join(parts, predictor))
         start = 0
-        for i, matrix in zip(indices, matrices, strict=True):
-            results[i] = predictions[start:start + len(matrix)]
-            start += len(matrix)
+        for i, part in zip(indices, parts, strict=True):
+            results[i] = predictions[start:start + len(part)]
+            start += len(part)
     return results
+
+
+def join(parts: list[pd.DataFrame | np.ndarray], predictor: Predictor) -> pd.DataFrame | np.ndarray:
+    """Validated requests' rows as one batch: frames (the Kiln protocol) or float matrices (v2's tensor)."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=predictor.features) for p in parts]
+    return pd.concat(frames, ignore_index=True)

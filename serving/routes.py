@@ -72,7 +72,7 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
         """What a row must hold (feature names in order) and what the model answers."""
         predictor = endpoint.predictor
         return versioned({"model": predictor.name, "version": predictor.version, "features": predictor.features,
-                          "labels": predictor.labels}, predictor)
+                          "types": predictor.model.preprocessing.types, "labels": predictor.labels}, predictor)
 
     @api.get("/metrics", response_class=Response, tags=["operations"])
     async def metrics() -> Response:

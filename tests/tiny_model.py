@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import checkpoint, data
+from pipelines import checkpoint, encoding
 from pipelines.config import ModelConfig
 
 
@@ -15,7 +15,7 @@ def train_tiny(folder: Path, *, steps: int = 100, seed: int = 0) -> pd.DataFrame
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 4)) * 3 + 10
     df = pd.DataFrame(x, columns=["a", "b", "c", "d"]).assign(label=np.where(x[:, 0] > 10, "high", "low"))
-    prep = data.fit_preprocessing(df, ["a", "b", "c", "d"], df["label"])
+    prep = encoding.fit(df, dict.fromkeys(["a", "b", "c", "d"], "number"), df["label"], max_categories=10)
     cfg = ModelConfig(hidden=[8], dropout=0.0)
     torch.manual_seed(seed)
     from pipelines.models import build_model

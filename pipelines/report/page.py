@@ -51,6 +51,7 @@ class ReportData:
     measured_epoch_s: float | None = None
     model_version: str | None = None
     promotion: str | None = None
+    baseline_accuracy: float | None = None
 
     @property
     def trial_epochs(self) -> int:
@@ -101,7 +102,8 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         stages_s={k.removeprefix("stage_").removesuffix("_s"): v for k, v in metrics.items() if k.startswith("stage_")},
         predicted_epoch_s=metrics.get("plan_predicted_epoch_time_s"),
         measured_epoch_s=metrics.get("measured_median_epoch_time_s"),
-        model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"))
+        model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"),
+        baseline_accuracy=metrics.get("baseline_test_accuracy"))
 
 
 def build(cfg: KilnConfig, run_id: str) -> Path:
@@ -199,6 +201,8 @@ def render_html(data: ReportData) -> str:
         ("best trial", f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best
          else "-"),
         ("test accuracy", f"{data.test['accuracy']:.4f}" if data.test else "-"),
+        ("baseline", f"gradient-boosted trees on the same splits: {data.baseline_accuracy:.4f}"
+         if data.baseline_accuracy is not None else "-"),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),
         ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "

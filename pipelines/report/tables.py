@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import time
 
-from pipelines import tracking
+from pipelines import console, tracking
 from pipelines.config import KilnConfig
 from pipelines.console import describe_sample
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 def _when(ms: int | None) -> str:
@@ -44,7 +37,7 @@ def runs_table(cfg: KilnConfig, limit: int = 20) -> str:
                      f"{model} v{version}" if version else "-", run.info.run_id])
     if not rows:
         return f"no runs in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
-    return format_table(["run", "status", "best", "test_accuracy", "duration", "registered", "run id"], rows)
+    return console.table(["run", "status", "best", "test_accuracy", "duration", "registered", "run id"], rows)
 
 
 def models_table(cfg: KilnConfig) -> str:
@@ -60,7 +53,7 @@ def models_table(cfg: KilnConfig) -> str:
         rows.append([model.name, str(len(versions)), aliases, metric, _when(model.creation_timestamp)])
     if not rows:
         return f"no registered models in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
-    return format_table(["model", "versions", "aliases", "test_accuracy", "created"], rows)
+    return console.table(["model", "versions", "aliases", "test_accuracy", "created"], rows)
 
 
 def trials_table(trials, metric: str, best_id: str) -> str:
@@ -77,14 +70,16 @@ def trials_table(trials, metric: str, best_id: str) -> str:
     return "\n".join(lines)
 
 
-def search_note(cfg: KilnConfig, result, accuracy: float, registered) -> str:
-    """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, Registered)."""
+def search_note(cfg: KilnConfig, result, accuracy: float, registered, trees=None) -> str:
+    """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, Registered,
+    and the baseline's score when there is one)."""
     stopped = sum(t.stopped_early for t in result.trials)
     epochs = sum(t.epochs_run for t in result.trials)
     return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
             f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
             f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), "
             f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
-            f"{describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}.\n"
+            f"{describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}"
+            + (f" (gradient-boosted trees on the same splits: {trees.test_accuracy:.4f})" if trees else "") + ".\n"
             f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")

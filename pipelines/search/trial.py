@@ -11,7 +11,7 @@ import ray.train
 from ray.util.queue import Queue
 
 from pipelines.config import KilnConfig
-from pipelines.data import Preprocessing
+from pipelines.encoding import Preprocessing
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY
 
 

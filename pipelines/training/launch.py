@@ -18,7 +18,7 @@ from ray.train.backend import Backend, BackendConfig
 
 from pipelines import storage
 from pipelines.config import KilnConfig
-from pipelines.data import Preprocessing
+from pipelines.encoding import Preprocessing
 
 PROCESS_GROUP_TIMEOUT_S = 1800  # TorchConfig's default
 SHUTDOWN_TIMEOUT_S = 30

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from pipelines import checkpoint
 from pipelines.config import ModelConfig, TrainConfig
-from pipelines.data import Preprocessing
+from pipelines.encoding import Preprocessing
 from pipelines.models import build_model
 from pipelines.training import batches
 
@@ -30,7 +30,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
     torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, input_dim=len(prep.features), num_classes=len(prep.labels))
+    model = build_model(model_cfg, input_dim=prep.width, num_classes=len(prep.labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     start_epoch, restored_metrics = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
@@ -41,7 +41,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     batch_size = max(1, train_cfg.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
-    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=len(prep.features))
+    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width)
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
 

@@ -4,6 +4,7 @@ import pytest
 
 from pipelines import data
 from pipelines.config import DataConfig, SplitConfig
+from pipelines.errors import DataError
 
 
 def frame(n=60, classes=("a", "b", "c")):
@@ -24,55 +25,29 @@ def test_split_is_stratified_disjoint_and_deterministic():
     assert not (other[2] == test).all()
 
 
-def test_statistics_come_from_train_rows_only():
-    df = frame()
-    train = df.iloc[:30]
-    prep = data.fit_preprocessing(train, ["f1", "f2"], df["label"])
-    assert prep.mean == pytest.approx(train[["f1", "f2"]].mean().tolist())
-    standardised = prep.transform(train[["f1", "f2"]].to_numpy())
-    assert standardised.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
-    assert standardised.std(axis=0) == pytest.approx([1, 1], abs=1e-5)
-
-
-def test_constant_column_is_not_divided_by_zero():
-    df = frame().assign(f2=1.0)
-    prep = data.fit_preprocessing(df, ["f1", "f2"], df["label"])
-    assert np.isfinite(prep.transform(df[["f1", "f2"]].to_numpy())).all()
-
-
-def test_string_labels_round_trip_through_json():
-    df = frame()
-    prep = data.fit_preprocessing(df, ["f1", "f2"], df["label"])
-    assert prep.labels == ["a", "b", "c"]
-    restored = data.Preprocessing.from_dict(__import__("json").loads(__import__("json").dumps(prep.to_dict())))
-    assert restored.encode(pd.Series(["c", "a"])).tolist() == [2, 0]
-
-
-def test_integer_labels_stay_integers():
-    prep = data.fit_preprocessing(frame(), ["f1"], pd.Series(np.array([3, 1, 2, 1])))
-    assert prep.labels == [1, 2, 3] and all(type(v) is int for v in prep.labels)
-
-
 @pytest.mark.parametrize("mutate, cfg, message", [
     (lambda d: d.drop(columns="label"), {}, "data.label: column 'label' not in data"),
     (lambda d: d, {"features": ["f1", "nope"]}, "data.features: column 'nope' not in data"),
-    (lambda d: d.assign(f1="x"), {}, "feature column 'f1' is not numeric"),
-    (lambda d: d.assign(f2=np.where(np.arange(len(d)) == 3, np.nan, d.f2)), {}, "'f2' has 1 NaN or infinite"),
-    (lambda d: d.assign(f2=np.inf), {}, "'f2' has 60 NaN or infinite"),
-    (lambda d: d.assign(label="a"), {}, "has a single class"),
+    (lambda d: d.assign(label="a"), {}, "has 1 class among the labelled rows"),
     (lambda d: d.head(4), {}, "4 rows are too few"),
-    (lambda d: d.assign(label=None), {}, "has 60 missing values"),
+    (lambda d: d.assign(label=None), {}, "has 0 classes among the labelled rows"),
+    (lambda d: d, {"types": {"nope": "number"}}, "data.types: column 'nope' not in data"),
+    (lambda d: d, {"types": {"f1": "vector"}}, "data.types.f1: unknown type 'vector'"),
+    (lambda d: d.assign(f1="x"), {"types": {"f1": "number"}}, "data.types.f1: number, but the column holds 'x'"),
+    (lambda d: d, {"drop": ["label"]}, "data.drop: the label column 'label' cannot be dropped"),
+    (lambda d: d, {"drop": ["f1", "f2"]}, "data: no feature columns left besides the label"),
+    (lambda d: d, {"drop": ["gone"]}, "data.drop: column 'gone' not in data"),
 ])
 def test_bad_data_is_named(mutate, cfg, message):
-    with pytest.raises(data.DataError) as err:
+    with pytest.raises(DataError) as err:
         data.check_frame(mutate(frame()), DataConfig(**cfg))
     assert message in str(err.value)
 
 
 def test_sources(tmp_path):
-    with pytest.raises(data.DataError, match="data.source: .* not found"):
+    with pytest.raises(DataError, match="data.source: .* not found"):
         data.resolve_source(DataConfig(source=str(tmp_path / "missing.csv")), tmp_path)
-    with pytest.raises(data.DataError, match="unknown builtin"):
+    with pytest.raises(DataError, match="unknown builtin"):
         data.resolve_source(DataConfig(source="builtin:mnist"), tmp_path)
     frame().to_csv(tmp_path / "rows.csv", index=False)
     source = data.resolve_source(DataConfig(source=str(tmp_path)), tmp_path)
@@ -88,3 +63,24 @@ def test_builtin_digits_is_written_once_as_parquet(tmp_path):
     assert path.stat().st_mtime_ns == written
     df = data.read_local(source)
     assert df.shape == (1797, 65) and sorted(df["label"].unique()) == list(range(10))
+
+
+def test_rows_without_a_label_are_left_out_and_said():
+    df = frame().assign(label=lambda d: d.label.where(d.index % 10 != 0, None))
+    checked = data.check_frame(df, DataConfig())
+    assert len(checked.frame) == 54 and checked.rows_without_label == 6
+    assert data.describe(checked, DataConfig()) == ["note: 6 rows have no 'label' and are left out"]
+
+
+@pytest.mark.parametrize("label, message", [
+    (np.linspace(100_000, 900_000, 60), "has 60 numbers with fractions: a number to predict, not classes"),
+    (np.arange(60) * 1000, "has 60 distinct values: a number to predict"),
+])
+def test_a_label_of_measured_numbers_is_refused_not_split_into_classes(label, message):
+    with pytest.raises(DataError, match=message):
+        data.check_frame(frame().assign(label=label), DataConfig(max_classes=50))
+
+
+def test_integer_class_labels_are_classes():
+    checked = data.check_frame(frame().assign(label=[i % 10 for i in range(60)]), DataConfig())
+    assert checked.frame["label"].nunique() == 10

@@ -23,9 +23,9 @@ def test_frames_by_name_or_position(trained):
     folder, df = trained
     model = InferenceModel(folder)
     shuffled = df[["d", "c", "b", "a"]]
-    assert model.predict(model.frame_to_rows(shuffled)) == model.predict(df[["a", "b", "c", "d"]].to_numpy())
+    assert model.predict(model.feature_frame(shuffled)) == model.predict(df[["a", "b", "c", "d"]].to_numpy())
     positional = pd.DataFrame(df[["a", "b", "c", "d"]].to_numpy())
-    assert model.predict(model.frame_to_rows(positional)) == model.predict(df[["a", "b", "c", "d"]].to_numpy())
+    assert model.predict(model.feature_frame(positional)) == model.predict(df[["a", "b", "c", "d"]].to_numpy())
 
 
 def test_predictor_accepts_rows_and_objects(trained):

@@ -44,7 +44,7 @@ def test_confusion_matrix():
 
 
 def test_terminal_table_aligns_columns():
-    from pipelines.report.tables import format_table
+    from pipelines.console import table
 
-    assert format_table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
+    assert table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
         "a    long name", "---  ---------", "xyz  1", "q    22"]

@@ -1,0 +1,161 @@
+"""The fitted preprocessing that travels with a model: raw table rows in, the network's float matrix out.
+
+Fitted on the train split only and saved as JSON beside the weights. Per column type:
+  number    the train median fills a missing cell, then (x - mean) / std; plus a 0/1 "was missing" column
+            when the train split had missing cells
+  binary    the two training values as 0 and 1; a missing or unseen value sets its "missing" column
+  category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
+            level and an "other" level, which every rarer or unseen value shares
+Nothing here refuses a row: a missing or unseen value has a column of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING, OTHER = "missing", "other"
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars to Python values, so labels survive JSON and come back as they went in."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def level(value: Any) -> str | None:
+    """A category value as its level's name (3, 3.0 and "3" are one level); None when missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    value = plain(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """One column's fitted encoding."""
+
+    name: str
+    type: str  # number | binary | category
+    median: float = 0.0
+    mean: float = 0.0
+    std: float = 1.0
+    levels: list[str] = field(default_factory=list)  # binary: the two values; category: the kept values
+    indicator: bool = False  # number: a "was missing" column follows
+
+    @property
+    def width(self) -> int:
+        if self.type == "number":
+            return 1 + self.indicator
+        if self.type == "binary":
+            return 2
+        return len(self.levels) + 2
+
+    @property
+    def names(self) -> list[str]:
+        if self.type == "number":
+            return [self.name] + ([f"{self.name}={MISSING}"] if self.indicator else [])
+        if self.type == "binary":
+            return [f"{self.name}={self.levels[-1]}", f"{self.name}={MISSING}"]
+        return [f"{self.name}={v}" for v in self.levels] + [f"{self.name}={MISSING}", f"{self.name}={OTHER}"]
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        if self.type == "number":
+            numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+            missing = ~np.isfinite(numbers)
+            scaled = (np.where(missing, self.median, numbers) - self.mean) / self.std
+            return np.column_stack([scaled, missing] if self.indicator else [scaled])
+        names = [level(v) for v in values]
+        if self.type == "binary":
+            ones = np.array([n == self.levels[-1] for n in names], dtype=np.float64)
+            unknown = np.array([n not in self.levels for n in names], dtype=np.float64)
+            return np.column_stack([ones, unknown])
+        index = {v: i for i, v in enumerate(self.levels)}
+        out = np.zeros((len(names), self.width))
+        for row, n in enumerate(names):
+            out[row, index.get(n, len(self.levels) + 1) if n is not None else len(self.levels)] = 1.0
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
+                "levels": self.levels, "indicator": self.indicator}
+
+
+def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int) -> Encoder:
+    """One column's encoding, from its train-split values."""
+    if kind == "number":
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        present = numbers[np.isfinite(numbers)]
+        median = float(np.median(present)) if len(present) else 0.0
+        filled = np.where(np.isfinite(numbers), numbers, median)
+        std = float(filled.std())
+        return Encoder(name, kind, median=median, mean=float(filled.mean()), std=std if std > 1e-12 else 1.0,
+                       indicator=bool(len(present) < len(numbers)))
+    counts = pd.Series([level(v) for v in values]).dropna().value_counts()
+    if kind == "binary":
+        return Encoder(name, kind, levels=sorted(counts.index)[:2])
+    # Most frequent first; ties by value, so the same data always gives the same columns.
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return Encoder(name, kind, levels=[v for v, _ in ranked[:max_categories]])
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What travels with the model: each feature column's encoding, and the label's values."""
+
+    encoders: list[Encoder]
+    labels: list[Any]
+
+    @property
+    def features(self) -> list[str]:
+        """The raw columns a request gives, in training order."""
+        return [e.name for e in self.encoders]
+
+    @property
+    def types(self) -> dict[str, str]:
+        return {e.name: e.type for e in self.encoders}
+
+    @property
+    def width(self) -> int:
+        """The network's input width: every encoded column."""
+        return sum(e.width for e in self.encoders)
+
+    @property
+    def all_numeric(self) -> bool:
+        return all(e.type == "number" for e in self.encoders)
+
+    def transform(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Raw rows (a frame with the feature columns, or a matrix in feature order) to float32."""
+        if not isinstance(frame, pd.DataFrame):
+            frame = pd.DataFrame(np.asarray(frame, dtype=object), columns=self.features)
+        if not self.encoders:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.hstack([e.encode(frame[e.name]) for e in self.encoders]).astype(np.float32)
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        index = {label: i for i, label in enumerate(self.labels)}
+        return np.array([index[plain(v)] for v in labels], dtype=np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 2, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        if "encoders" not in d:  # a checkpoint from before column types: numbers only, no missing cells
+            return cls([Encoder(n, "number", median=m, mean=m, std=s) for n, m, s in
+                        zip(d["features"], d["mean"], d["std"], strict=True)], d["labels"])
+        return cls([Encoder(**e) for e in d["encoders"]], d["labels"])
+
+
+def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *,
+        max_categories: int) -> Preprocessing:
+    """Every feature's encoding from the training rows only; the label values from the whole set."""
+    encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories) for name, kind in types.items()]
+    labels = sorted({plain(v) for v in all_labels}, key=lambda v: (isinstance(v, str), v))
+    return Preprocessing(encoders, labels)

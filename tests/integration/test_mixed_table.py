@@ -1,0 +1,122 @@
+"""A table as users bring it (string categories, yes/no answers, missing cells, an id column) through `kiln run`
+to the endpoint and to the pyfunc in a fresh process; one shared run.
+
+Its validation accuracy ties from epoch 1 on (the label is a line through one column), so it is also the
+regression test of issue 15: the run must register the later of the tied epochs, whose checkpoint Ray kept,
+not the first (deleted: train.keep_checkpoints=1).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests_support import KILN, ROOT, start_run, store_client
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 4
+MODEL = "mixed"
+
+
+def mixed_table(rows: int = 400) -> pd.DataFrame:
+    """`answer` is decided by `signal` alone; every other column is noise of a kind real tables hold."""
+    rng = np.random.default_rng(0)
+    side = rng.integers(0, 2, rows)
+    signal = np.where(side == 1, 5.0, -5.0) + rng.normal(0, 0.3, rows)
+    noise = rng.normal(0, 1, rows)
+    noise[rng.random(rows) < 0.2] = np.nan  # missing cells in a number column
+    town = rng.choice(["north", "south", "east", "west", None], rows)
+    smoker = rng.choice(["yes", "no", None], rows)
+    return pd.DataFrame({"customer_id": [f"c-{i:05d}" for i in range(rows)], "signal": signal, "noise": noise,
+                         "town": town, "smoker": smoker, "answer": np.where(side == 1, "yes", "no")})
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mixed")
+    table = mixed_table()
+    table.to_csv(folder / "table.csv", index=False)
+    run = start_run(
+        "tests/configs/tiny.yaml", folder / "runs",
+        "--set", f"data.source={folder / 'table.csv'}", "--set", "data.label=answer",
+        "--set", "data.split={val: 0.05, test: 0.1, seed: 0}", "--set", f"registry.model_name={MODEL}",
+        "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
+        "--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}",
+        "--set", "train.lr=1.0e-2", "--set", "train.keep_checkpoints=1")
+    if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
+        pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
+    yield folder, table, run
+    run.stop()
+
+
+def test_the_run_registers_the_checkpoint_ray_kept(mixed_run):
+    folder, _, run = mixed_run
+    client = store_client(run.tracking_uri)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    trial_run = client.search_runs(
+        [client.get_run(version.tags["run_id"]).info.experiment_id],
+        filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'")[0]
+    history = [m.value for m in sorted(client.get_metric_history(trial_run.info.run_id, "val_accuracy"),
+                                       key=lambda m: m.step)]
+    assert len(history) == EPOCHS and history[0] == max(history) == history[-1], history  # the tie, as set up
+    assert version.tags["best_epoch"] == str(EPOCHS)  # the later of the tied epochs: the one Ray kept
+    assert Path(version.tags["checkpoint"], "kiln.json").exists()
+    assert f"epoch {EPOCHS}: val_accuracy=1.0000" in run.output
+    row = next(line for line in run.lines if line.startswith("* "))
+    assert row.split()[2:4] == [str(EPOCHS), str(EPOCHS)], row  # the trials table: epochs run, best epoch
+
+
+def test_the_id_column_is_left_out_and_said(mixed_run):
+    _, _, run = mixed_run
+    assert "note: column 'customer_id' excluded: an identifier (400 distinct values in 400 rows)" in run.output
+    assert "4 features (" in run.output  # signal, noise, town, smoker
+
+
+def test_the_endpoint_takes_strings_nulls_and_unseen_values(mixed_run):
+    _, table, run = mixed_run
+    rows = [{"signal": 5.1, "noise": None, "town": "north", "smoker": "yes"},
+            {"signal": -4.9, "noise": 0.3, "town": "a town never seen", "smoker": None},
+            {"signal": 4.8, "noise": 1.0, "town": None, "smoker": "maybe"}]
+    answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == ["yes", "no", "yes"]
+    positional = requests.post(f"{run.url}/predict", json={"instances": [list(r.values()) for r in rows]}, timeout=60)
+    assert positional.json()["predictions"] == ["yes", "no", "yes"]
+    info = requests.get(f"{run.url}/model", timeout=10).json()
+    assert info["types"] == {"signal": "number", "noise": "number", "town": "category", "smoker": "binary"}
+    bad = requests.post(f"{run.url}/predict", json={"instances": [["high", 0.0, "north", "yes"]]}, timeout=10)
+    assert bad.status_code == 422 and "(signal): expected a number, got 'high'" in bad.json()["detail"]
+
+
+def test_pyfunc_in_a_fresh_process_takes_the_file_as_read_csv_gives_it(mixed_run):
+    folder, table, run = mixed_run
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({run.tracking_uri!r})\n"
+        f"mlflow.set_registry_uri({run.tracking_uri!r})\n"
+        f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
+        f"frame = pd.read_csv({str(folder / 'table.csv')!r}).drop(columns='answer')\n"
+        "print(json.dumps(list(model.predict(frame))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd="/")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert np.mean(np.array(predictions) == table["answer"].to_numpy()) > 0.95
+
+
+def test_validate_prints_the_schema_it_inferred(mixed_run):
+    folder, _, _ = mixed_run
+    out = subprocess.run([KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'table.csv'}",
+                          "--set", "data.label=answer"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines()[2:] if line.split()}
+    assert rows["customer_id"] == ["-", "0"] and rows["town"][0] == "category" and rows["smoker"][0] == "binary"
+    assert rows["noise"][0] == "number" and int(rows["noise"][1]) > 0 and rows["answer"][0] == "-"

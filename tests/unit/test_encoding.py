@@ -1,0 +1,91 @@
+"""The fitted preprocessing: statistics from train only, missing and unseen values never refused, JSON round trip."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import encoding
+from pipelines.encoding import Encoder, Preprocessing
+
+
+def table(n=60):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"f1": rng.normal(size=n), "f2": rng.normal(5, 2, size=n),
+                         "town": (["north", "south", "east"] * n)[:n], "smoker": (["yes", "no"] * n)[:n],
+                         "label": [("a", "b", "c")[i % 3] for i in range(n)]})
+
+
+TYPES = {"f1": "number", "f2": "number", "town": "category", "smoker": "binary"}
+
+
+def test_number_statistics_come_from_train_rows_only():
+    df = table()
+    train = df.iloc[:30]
+    prep = encoding.fit(train, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
+    assert [e.mean for e in prep.encoders] == pytest.approx(train[["f1", "f2"]].mean().tolist())
+    standardised = prep.transform(train[["f1", "f2"]])
+    assert standardised.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
+    assert standardised.std(axis=0) == pytest.approx([1, 1], abs=1e-5)
+
+
+def test_constant_column_is_not_divided_by_zero():
+    df = table().assign(f2=1.0)
+    prep = encoding.fit(df, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
+    assert np.isfinite(prep.transform(df[["f1", "f2"]])).all()
+
+
+def test_missing_numbers_take_the_train_median_and_an_indicator():
+    train = pd.DataFrame({"x": [1.0, 2.0, np.nan, 10.0]})
+    encoder = encoding.fit_encoder("x", "number", train["x"], max_categories=5)
+    assert encoder.median == 2.0 and encoder.indicator and encoder.names == ["x", "x=missing"]
+    out = encoder.encode(pd.Series([np.nan, None, 2.0]))
+    assert out[:, 1].tolist() == [1, 1, 0]
+    assert out[0, 0] == out[1, 0] == out[2, 0]  # imputed exactly as the median encodes
+
+
+def test_categories_keep_the_most_frequent_train_values_and_share_other():
+    train = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"])
+    encoder = encoding.fit_encoder("town", "category", train, max_categories=2)
+    assert encoder.levels == ["a", "b"] and encoder.width == 4
+    out = encoder.encode(pd.Series(["a", "c", "never seen", None, 3]))
+    assert out.argmax(axis=1).tolist() == [0, 3, 3, 2, 3]  # a, other, other, missing, other
+    assert (out.sum(axis=1) == 1).all()
+
+
+def test_category_levels_ignore_how_a_number_was_written():
+    encoder = encoding.fit_encoder("code", "category", pd.Series([3, 3, 7]), max_categories=5)
+    assert encoder.encode(pd.Series([3.0, "3", 7])).argmax(axis=1).tolist() == [0, 0, 1]
+
+
+def test_binary_maps_two_values_and_flags_the_rest():
+    encoder = encoding.fit_encoder("smoker", "binary", pd.Series(["yes", "no", "no"]), max_categories=5)
+    assert encoder.levels == ["no", "yes"]
+    assert encoder.encode(pd.Series(["yes", "no", None, "maybe"])).tolist() == [[1, 0], [0, 0], [0, 1], [0, 1]]
+
+
+def test_mixed_rows_round_trip_through_json_and_encode_alike():
+    df = table()
+    prep = encoding.fit(df, TYPES, df["label"], max_categories=10)
+    restored = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    rows = df[list(TYPES)].head(5)
+    assert restored.width == prep.width == 1 + 1 + 5 + 2
+    assert np.array_equal(restored.transform(rows), prep.transform(rows))
+    assert restored.encode(pd.Series(["c", "a"])).tolist() == [2, 0]
+
+
+def test_a_checkpoint_from_before_column_types_still_loads():
+    old = {"features": ["a", "b"], "mean": [1.0, 2.0], "std": [2.0, 4.0], "labels": [0, 1]}
+    prep = Preprocessing.from_dict(old)
+    assert prep.types == {"a": "number", "b": "number"}
+    assert prep.transform(np.array([[3.0, 6.0]])).tolist() == [[1.0, 1.0]]
+
+
+def test_integer_labels_stay_integers():
+    prep = encoding.fit(table(), {"f1": "number"}, pd.Series(np.array([3, 1, 2, 1])), max_categories=5)
+    assert prep.labels == [1, 2, 3] and all(type(v) is int for v in prep.labels)
+
+
+def test_an_encoder_names_its_columns():
+    assert Encoder("t", "category", levels=["x"]).names == ["t=x", "t=missing", "t=other"]
