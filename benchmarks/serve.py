@@ -113,9 +113,9 @@ def measure(ingress: str, pairs: int) -> dict:
         body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)],
                                 cwd=ROOT)
-        from pipelines import runtime
+        from pipelines import deploy, runtime
 
-        runtime.start(cfg)  # as `kiln run` and `kiln serve` start it, ingress included
+        runtime.start(cfg, env=deploy.ingress_env(cfg))  # as `kiln run` and `kiln serve` start it, ingress included
         from serving.app import deploy  # after the start: Serve reads its ingress settings at import
         try:
             deploy(cfg, name=NAME, alias=cfg.registry.alias)

@@ -36,7 +36,8 @@ def quiet() -> None:
     """Keep Ray's and MLflow's own chatter out of the terminal (`--verbose` skips this)."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    import ray.data  # noqa: F401  (each of these configures its logger on import: quiet them after)
+    import mlflow  # noqa: F401  (each of these configures its logger on import: quiet them after)
+    import ray.data  # noqa: F401
     import ray.serve  # noqa: F401
     import ray.tune  # noqa: F401
 

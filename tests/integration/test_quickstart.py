@@ -59,7 +59,7 @@ def test_run_prints_each_stage_the_endpoint_and_the_ui_command(live_run):
 
 
 def test_trials_table_lists_every_trial(live_run):
-    rows = re.findall(r"^[* ] (\w+_\d+)\s+(\d+)\s+([\d.]+)\s+(yes|no)\s", live_run.output, re.M)
+    rows = re.findall(r"^[* ] (\w+_\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(yes|no)\s", live_run.output, re.M)
     assert len(rows) == NUM_TRIALS
 
 

@@ -49,14 +49,14 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    from pipelines import runtime
+    from pipelines import deploy, runtime
 
     port = free_port()
     cfg, frame = tiny_store(tmp_path_factory.mktemp("serving"), NAME, [
         f"serve.port={port}", f"serve.max_ongoing_requests={MAX_ONGOING}", f"serve.max_queued_requests={MAX_QUEUED}",
         f"serve.request_timeout_s={TIMEOUT_S}", f"serve.max_body_bytes={MAX_BODY_BYTES}", "serve.max_batch_size=4",
         "serve.batch_wait_timeout_s=0.01", "serve.reload_interval_s=0.5"])
-    runtime.start(cfg)  # Kiln's own runtime, with its default ingress
+    runtime.start(cfg, env=deploy.ingress_env(cfg))  # Kiln's own runtime, with its default ingress
     from serving.app import deploy  # after the start: Serve reads its ingress settings at import
 
     try:
