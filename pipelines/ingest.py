@@ -57,8 +57,13 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
 def read(source: data.Source):
     import ray.data
 
-    reader = ray.data.read_csv if source.format == "csv" else ray.data.read_parquet
-    return reader(source.paths)
+    if source.format == "parquet":
+        return ray.data.read_parquet(source.paths)
+    from pyarrow import csv
+
+    # An empty cell is missing, as pandas.read_csv (kiln validate, the pyfunc's users) reads it; pyarrow's default
+    # keeps it as an empty string in string columns, which would make "yes"/"no"/"" three categories.
+    return ray.data.read_csv(source.paths, convert_options=csv.ConvertOptions(strings_can_be_null=True))
 
 
 def ingest(cfg: KilnConfig) -> Splits:
