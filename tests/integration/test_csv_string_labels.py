@@ -44,10 +44,13 @@ def test_kiln_serve_answers_with_the_labels_own_strings(csv_store):
         [KILN, "serve", "tests/configs/tiny.yaml", "--model", "digits-named@champion",
          "--set", f"storage.root={folder / 'runs'}", "--set", f"serve.port={port}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed = []
     try:
         for line in process.stdout:
+            printed.append(line)
             if line.startswith("Endpoint:") or line.startswith("kiln: error"):
                 break
+        assert printed and printed[-1].startswith("Endpoint:"), "kiln serve printed:\n" + "".join(printed)[-3000:]
         rows = digits.drop(columns="digit").sample(50, random_state=0)
         answer = requests.post(f"http://127.0.0.1:{port}/predict",
                                json={"instances": rows.to_numpy().tolist()}, timeout=60)
