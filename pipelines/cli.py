@@ -210,7 +210,9 @@ def cmd_run(args) -> int:
         console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
         return 130
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    beside = f", gradient-boosted trees {result.baseline.test_accuracy:.4f}" if result.baseline else ""
+    from pipelines.baseline import NAME as TREES
+
+    beside = f", {TREES} {result.baseline.test_accuracy:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
                 f"test_accuracy={result.test_accuracy:.4f}{beside} ({timings})")
     console.say(f"MLflow UI: {_again('ui', args)}")

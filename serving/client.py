@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.encoding import plain
 from pipelines.errors import DataError, ModelNotFound
 
 CHUNK_ROWS = 1000
@@ -41,21 +42,17 @@ def feature_matrix(frame: pd.DataFrame, features: list[str], path: str | Path,
     for column in features:
         values = frame[column]
         if types.get(column) != "number":
-            columns_out.append([None if pd.isna(v) else _plain(v) for v in values])
+            columns_out.append([None if pd.isna(v) else plain(v) for v in values])
             continue
         flags = values.map(lambda v: isinstance(v, bool | np.bool_))
         numeric = pd.to_numeric(values.where(~flags), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         bad = (values.notna().to_numpy() & ~np.isfinite(numeric)).nonzero()[0]
         if len(bad):
-            row, value = bad[0], _plain(values.iat[bad[0]])
+            row, value = bad[0], plain(values.iat[bad[0]])
             problem = "value must be finite" if np.isinf(numeric[row]) else f"expected a number, got {value!r}"
             raise DataError(f"--file: {path}: row {row + 1}, column {column!r}: {problem}")
         columns_out.append([float(v) if np.isfinite(v) else None for v in numeric])
     return [list(row) for row in zip(*columns_out, strict=True)]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, timeout_s: float = 60) -> list:

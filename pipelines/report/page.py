@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import tracking
+from pipelines import baseline, tracking
 from pipelines.config import KilnConfig
 from pipelines.search import scheduler
 from pipelines.search.ranking import best_epoch
@@ -201,7 +201,7 @@ def render_html(data: ReportData) -> str:
         ("best trial", f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best
          else "-"),
         ("test accuracy", f"{data.test['accuracy']:.4f}" if data.test else "-"),
-        ("baseline", f"gradient-boosted trees on the same splits: {data.baseline_accuracy:.4f}"
+        ("baseline", f"{baseline.NAME} on the same splits: {data.baseline_accuracy:.4f}"
          if data.baseline_accuracy is not None else "-"),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),

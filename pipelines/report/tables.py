@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pipelines import console, tracking
+from pipelines import baseline, console, tracking
 from pipelines.config import KilnConfig
 from pipelines.console import describe_sample
 
@@ -80,6 +80,6 @@ def search_note(cfg: KilnConfig, result, accuracy: float, registered, trees=None
             f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), "
             f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
             f"{describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}"
-            + (f" (gradient-boosted trees on the same splits: {trees.test_accuracy:.4f})" if trees else "") + ".\n"
+            + (f" ({baseline.NAME} on the same splits: {trees.test_accuracy:.4f})" if trees else "") + ".\n"
             f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")
