@@ -39,7 +39,7 @@ def results_log():
 
 def one_search(base: list[str], scheduler: str, seed: int, splits, name: str) -> dict:
     cfg = load_config("configs/quickstart.yaml", base + [f"tune.scheduler.name={scheduler}", f"tune.seed={seed}",
-                                                         f"train.seed={seed}"])
+                                                         f"train.seed={seed}"]).for_task("classification")
     log = results_log()
     started = time.perf_counter()
     result = tuner.search(cfg, splits, search_name=name, callbacks=[log])

@@ -54,7 +54,7 @@ def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool) -> di
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
     train, held_out = InMemory.from_arrays((x, y), device), InMemory.from_arrays(val, device)
     use_amp = device.type == "cuda"
-    seconds, sums = [], None
+    seconds = []
     for epoch in range(count):
         sync(device)
         started = time.perf_counter()
@@ -62,11 +62,12 @@ def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool) -> di
                            use_amp=use_amp)
         if ddp:
             loss = sum_over_ranks(loss, device)
-        sums = validate(model, held_out, batch_size=cfg.train.batch_size)
+        outputs, targets = validate(model, held_out, batch_size=cfg.train.batch_size)
         sync(device)
         seconds.append(time.perf_counter() - started)
     return {"epoch_s": statistics.median(seconds[1:]), "rows_per_s": len(y) / statistics.median(seconds[1:]),
-            "train_loss": float(loss[0] / loss[1]), "val_accuracy": float(sums[1] / sums[2])}
+            "train_loss": float(loss[0] / loss[1]),
+            "val_accuracy": float((outputs.argmax(dim=1) == targets).double().mean())}
 
 
 def sync(device: torch.device) -> None:

@@ -39,7 +39,8 @@ def main() -> None:
         splits = None
         for model, hidden, workers in CASES:
             cfg = load_config("configs/quickstart.yaml", base + [
-                f"model.name={model}", f"model.hidden={hidden}", f"train.num_workers={workers}"])
+                f"model.name={model}", f"model.hidden={hidden}", f"train.num_workers={workers}",
+            ]).for_task("classification")
             splits = splits or ingest.ingest(cfg)
             profile = calibrate.calibrate_local(cfg, splits.input_dim, splits.num_classes)
             counted = flops.count_flops(cfg, splits.input_dim, splits.num_classes)

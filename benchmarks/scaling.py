@@ -38,7 +38,8 @@ def main() -> None:
         base = [f"storage.root={root}", f"data.source={source}", "model.hidden=[512,512]", "model.dropout=0",
                 f"train.batch_size={args.batch_size}", "train.cpus_per_worker=1", f"train.epochs={args.epochs}",
                 f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"]
-        configs = {n: load_config("configs/quickstart.yaml", base + [f"train.num_workers={n}"]) for n in (1, 2)}
+        configs = {n: load_config("configs/quickstart.yaml", base + [f"train.num_workers={n}"])
+                   .for_task("classification") for n in (1, 2)}
         runtime.start(configs[1])
         splits = ingest.ingest(configs[1])
         times = {1: [], 2: []}

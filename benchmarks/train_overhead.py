@@ -87,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         cfg = load_config("configs/quickstart.yaml", [
             f"storage.root={root}", "train.num_workers=1", "train.cpus_per_worker=1", f"train.epochs={args.epochs}",
-            f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"])
+            f"train.keep_checkpoints={args.epochs}", "tune.num_samples=1"]).for_task("classification")
         runtime.start(cfg)
         splits = ingest.ingest(cfg)
         # The very arrays the Kiln side trains on (copied: the object store's are read-only).

@@ -160,10 +160,21 @@ def cmd_validate(args) -> int:
     cfg = _config(args)
     run.preflight(cfg)
     checked = data.inspect(cfg.data, cfg.storage_root)
+    cfg = _for_task(cfg, checked.task)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
-    console.say(f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, "
-                f"{checked.frame[cfg.data.label].nunique()} classes, {cfg.tune.num_samples} trials)")
+    target = (f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification"
+              else "regression")
+    console.say(f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, {target}, "
+                f"{cfg.tune.num_samples} trials by {cfg.tune.metric})")
     return EXIT_OK
+
+
+def _for_task(cfg, task: str):
+    """The config with the data's task decided (a tune.metric of the other task is a ConfigError)."""
+    try:
+        return cfg.for_task(task)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def cmd_plan(args) -> int:
@@ -179,11 +190,13 @@ def cmd_plan(args) -> int:
     if not workers or workers[0] < 1:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
     checked = data.inspect(cfg.data, cfg.storage_root)
+    cfg = _for_task(cfg, checked.task)
     frame = checked.frame
-    num_classes = frame[cfg.data.label].nunique()
+    num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
     # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    width = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories).width
+    width = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories,
+                         task=cfg.task, train_labels=frame[cfg.data.label]).width
     if args.hardware == "local":
         console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
         profile = calibrate.calibrate_local(cfg, width, num_classes)
@@ -212,9 +225,10 @@ def cmd_run(args) -> int:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     from pipelines.baseline import NAME as TREES
 
-    beside = f", {TREES} {result.baseline.test_accuracy:.4f}" if result.baseline else ""
+    test = result.test
+    beside = f", {TREES} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
-                f"test_accuracy={result.test_accuracy:.4f}{beside} ({timings})")
+                f"{test.primary}={test.value:.4f}{beside} ({timings})")
     console.say(f"MLflow UI: {_again('ui', args)}")
     if result.endpoint is None:
         from pipelines import runtime

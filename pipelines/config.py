@@ -19,12 +19,14 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.space import parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary")
-# Metrics every epoch reports; `tune.metric` must be one of them.
-REPORTED_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_time_s")
+# Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
+REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
+LOSSES = {"cross_entropy": metrics.CLASSIFICATION, "mse": metrics.REGRESSION, "huber": metrics.REGRESSION}
 
 
 class Section(BaseModel):
@@ -105,8 +107,12 @@ class DataConfig(Section):
     baseline: bool = True
     """Also fit scikit-learn's gradient-boosted trees on the same splits and show their test score beside the
     network's."""
+    task: Literal["auto", "classification", "regression"] = "auto"
+    """auto: regression for a numeric label with fractions or more than 20 distinct values, else
+    classification (pipelines/task.py has the rule; kiln validate says which it picked)."""
     max_classes: PositiveInt = 100
-    """A label with more distinct values than this is refused: it is almost surely a number to predict."""
+    """A classification label with more distinct values than this is refused: it is almost surely a number
+    to predict (data.task: regression)."""
     split: SplitConfig = SplitConfig()
 
 
@@ -123,6 +129,9 @@ class TrainConfig(Section):
     """Maximum epochs per trial; ASHA may stop a trial earlier."""
     batch_size: PositiveInt = 64
     """Global batch size; each of the num_workers workers gets batch_size / num_workers."""
+    loss: Literal["auto", "cross_entropy", "mse", "huber"] = "auto"
+    """auto = cross_entropy for classification, mse for regression (on the target standardised on train);
+    huber is less swayed by outliers."""
     lr: PositiveFloat = 1e-3
     weight_decay: float = Field(0.0, ge=0)
     num_workers: PositiveInt = 2
@@ -154,8 +163,11 @@ class SchedulerConfig(Section):
 
 class TuneConfig(Section):
     num_samples: PositiveInt = 8
-    metric: str = "val_accuracy"
-    mode: Literal["min", "max"] = "max"
+    metric: str | None = None
+    """What the search ranks trials and checkpoints by; null = the task's primary metric (val_accuracy for
+    classification, val_rmse for regression)."""
+    mode: Literal["min", "max"] | None = None
+    """null = the metric's own direction (max for accuracy, f1, auc, r2; min for losses and errors)."""
     scheduler: SchedulerConfig = SchedulerConfig()
     search_space: dict[str, dict[str, Any]] = {"train.lr": {"loguniform": [1e-4, 1e-2]}}
     """Dotted config paths to domains: {choice: [...]}, {uniform: [lo, hi]},
@@ -173,8 +185,8 @@ class TuneConfig(Section):
 
     @field_validator("metric")
     @classmethod
-    def _reported(cls, metric: str) -> str:
-        if metric not in REPORTED_METRICS:
+    def _reported(cls, metric: str | None) -> str | None:
+        if metric is not None and metric not in REPORTED_METRICS:
             raise ValueError(f"must be one of {', '.join(REPORTED_METRICS)} (got {metric!r})")
         return metric
 
@@ -232,6 +244,28 @@ class KilnConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
 
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> KilnConfig:
+        task = self.data.task
+        if task == "auto":
+            return self
+        check_fits_task(self, task)
+        return self
+
+    def for_task(self, task: str) -> KilnConfig:
+        """This config with the task decided: data.task set, tune.metric and tune.mode defaulted to the task's
+        (a metric of the other task is refused, naming it)."""
+        check_fits_task(self, task)
+        metric = self.tune.metric or f"val_{metrics.PRIMARY[task]}"
+        tune = self.tune.model_copy(update={"metric": metric, "mode": self.tune.mode or metrics.mode_of(metric)})
+        return self.model_copy(update={"data": self.data.model_copy(update={"task": task}), "tune": tune})
+
+    @property
+    def task(self) -> str:
+        if self.data.task == "auto":
+            raise RuntimeError("the task is not decided yet: call task.resolve first")
+        return self.data.task
+
     def with_sample(self, sample: dict[str, Any]) -> KilnConfig:
         """One trial's config: this one with each sampled dotted path set."""
         raw = self.model_dump()
@@ -251,6 +285,15 @@ class KilnConfig(Section):
     @property
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.name
+
+
+def check_fits_task(cfg: KilnConfig, task: str) -> None:
+    metric, loss = cfg.tune.metric, cfg.train.loss
+    if metric is not None and metrics.task_of(metric) not in (None, task):
+        raise ValueError(f"tune.metric: {metric} is a {metrics.task_of(metric)} metric, but the task is {task}; "
+                         f"use one of {', '.join(metrics.reported(task))}")
+    if loss != "auto" and LOSSES[loss] != task:
+        raise ValueError(f"train.loss: {loss} is a {LOSSES[loss]} loss, but the task is {task}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfig:

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import schema
+from pipelines import metrics, schema, task
 from pipelines.config import DataConfig, SplitConfig
 from pipelines.errors import DataError, one_line
 from pipelines.schema import Column
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits", "breast_cancer", "customers")
+BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses")
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,18 @@ def _format_of(path: str) -> str:
 
 
 def write_builtin(name: str, folder: Path) -> Path:
-    """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits and breast
-    cancer (string labels), or `customers`, a generated table with the mess real ones have."""
+    """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits, breast
+    cancer (string labels) and diabetes (a regression: `progression`), or `customers` and `houses`, generated
+    tables with the mess real ones have (a yes/no label; a price)."""
     path = folder / f"{name}.parquet"
     if path.exists():
         return path
-    if name == "customers":
-        frame = customers()
+    if name in ("customers", "houses"):
+        frame = customers() if name == "customers" else houses()
+    elif name == "diabetes":
+        from sklearn import datasets
+
+        frame = datasets.load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
     else:
         from sklearn import datasets
 
@@ -104,6 +109,26 @@ def customers(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def houses(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """What is a house's price? An id, string categories, a yes/no answer, missing cells, a skewed target."""
+    rng = np.random.default_rng(seed)
+    town = rng.choice(["old town", "riverside", "hills", "harbour", "suburbs", "airport"], rows,
+                      p=[0.15, 0.2, 0.15, 0.1, 0.3, 0.1])
+    rooms = rng.integers(1, 8, rows)
+    area = (25 + 18 * rooms + rng.gamma(2.0, 8.0, rows)).round(1)
+    built = rng.integers(1900, 2025, rows)
+    garage = rng.choice(["yes", "no"], rows, p=[0.4, 0.6])
+    premium = pd.Series(town).map({"old town": 1.35, "riverside": 1.25, "hills": 1.15, "harbour": 1.3,
+                                   "suburbs": 1.0, "airport": 0.8}).to_numpy()
+    price = 2500 * area * premium * (1 + 0.1 * (garage == "yes")) * (1 - 0.001 * (2025 - built)) * \
+        rng.lognormal(0, 0.08, rows)
+    frame = pd.DataFrame({"listing": [f"H-{i:06d}" for i in range(rows)], "town": town, "rooms": rooms,
+                          "area_m2": area, "year_built": built, "garage": garage, "price": price.round(-2)})
+    for column, share in (("town", 0.05), ("area_m2", 0.1), ("garage", 0.1), ("year_built", 0.05)):
+        frame.loc[rng.random(rows) < share, column] = None
+    return frame
+
+
 def read_local(source: Source) -> pd.DataFrame:
     """Read a source without Ray (validation, small tools)."""
     import pyarrow.dataset as pads
@@ -115,6 +140,28 @@ def read_local(source: Source) -> pd.DataFrame:
         return pads.dataset(source.paths, format="parquet").to_table().to_pandas()
     except (OSError, ValueError) as err:
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
+
+
+def label_column(cfg: DataConfig, storage_root: Path) -> pd.Series:
+    """Only the label column, read without Ray: what deciding the task needs before anything starts."""
+    import pyarrow.dataset as pads
+
+    source = resolve_source(cfg, storage_root)
+    try:
+        if source.format == "csv":
+            frames = [pd.read_csv(p, usecols=lambda c: str(c) == cfg.label) for p in source.paths]
+            labels = pd.concat(frames, ignore_index=True)
+        else:
+            dataset = pads.dataset(source.paths, format="parquet")
+            if cfg.label not in dataset.schema.names:
+                labels = pd.DataFrame()
+            else:
+                labels = dataset.to_table(columns=[cfg.label]).to_pandas()
+    except (OSError, ValueError) as err:
+        raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
+    if cfg.label not in labels.columns:
+        raise DataError(f"data.label: column {cfg.label!r} not in data")
+    return labels[cfg.label]
 
 
 def inspect(cfg: DataConfig, storage_root: Path) -> Checked:
@@ -144,6 +191,8 @@ class Checked:
     frame: pd.DataFrame  # the rows that have a label
     columns: list[Column]  # every column of the file, with its type and use (schema.infer)
     rows_without_label: int
+    task: str = metrics.CLASSIFICATION
+    task_note: str | None = None  # why, when data.task is auto
 
     @property
     def types(self) -> dict[str, str]:
@@ -163,35 +212,25 @@ def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> Checked:
     if unlabelled:
         frame = frame[labels.notna()].reset_index(drop=True)
         labels = frame[cfg.label]
+    kind, note = task.decide(labels, cfg)
     classes = labels.nunique()
-    check_classification_label(labels, cfg)
-    if classes < 2:
+    if kind == metrics.CLASSIFICATION and classes < 2:
         raise DataError(f"data.label: column {cfg.label!r} has {classes} class{'es' if classes != 1 else ''} "
                         "among the labelled rows; need at least 2")
-    parts = stratified_split(labels.to_numpy(), cfg.split)
-    if min(len(p) for p in parts) < 1 or len(parts[0]) < classes:
+    parts = split(labels.to_numpy(), cfg.split, kind)
+    too_few = len(parts[0]) < (classes if kind == metrics.CLASSIFICATION else 2)
+    if min(len(p) for p in parts) < 1 or too_few:
+        over = f" over {classes} classes" if kind == metrics.CLASSIFICATION else ""
         raise DataError(f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} "
-                        f"test={cfg.split.test:g} over {classes} classes")
-    return Checked(frame, columns, unlabelled)
-
-
-def check_classification_label(labels: pd.Series, cfg: DataConfig) -> None:
-    """Kiln trains classifiers: a label of measured numbers (a price, a temperature) would silently become
-    hundreds of classes, so it is refused, naming the column."""
-    classes = labels.nunique()
-    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
-    fractional = numeric and not np.all(np.mod(labels.to_numpy(dtype=np.float64), 1) == 0)
-    if fractional or classes > cfg.max_classes:
-        kind = "numbers with fractions" if fractional else "distinct values"
-        raise DataError(f"data.label: column {cfg.label!r} has {classes} {kind}: a number to predict, not classes; "
-                        f"Kiln trains classification only (regression is not built yet; data.max_classes="
-                        f"{cfg.max_classes})")
+                        f"test={cfg.split.test:g}{over}")
+    return Checked(frame, columns, unlabelled, kind, note)
 
 
 def describe(checked: Checked, cfg: DataConfig) -> list[str]:
     """The notes `kiln validate` and `kiln run` print about what the data check decided."""
     notes = [f"note: {checked.rows_without_label} rows have no {cfg.label!r} and are left out"] \
         if checked.rows_without_label else []
+    notes += [checked.task_note] if checked.task_note else []
     asked = ("label", "excluded: data.drop", "excluded: not in data.features")  # the user's own choices
     return notes + [f"note: column {c.name!r} {c.use}" for c in checked.columns
                     if c.type is None and c.use not in asked]
@@ -201,6 +240,15 @@ def split_counts(num_rows: int, split: SplitConfig) -> tuple[int, int, int]:
     num_test = int(round(num_rows * split.test))
     num_val = int(round(num_rows * split.val))
     return num_rows - num_val - num_test, num_val, num_test
+
+
+def split(labels: np.ndarray, cfg: SplitConfig, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of train/val/test: stratified by class, or for regression by decile of the target, so each
+    split sees the whole range."""
+    if kind == metrics.REGRESSION:
+        deciles = pd.qcut(pd.Series(labels, dtype=np.float64).rank(method="first"), 10, labels=False, duplicates="drop")
+        return stratified_split(deciles.to_numpy(), cfg)
+    return stratified_split(labels, cfg)
 
 
 def stratified_split(labels: np.ndarray, split: SplitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

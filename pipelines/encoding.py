@@ -7,6 +7,8 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
   category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
             level and an "other" level, which every rarer or unseen value shares
 Nothing here refuses a row: a missing or unseen value has a column of its own.
+The label: classification, the index of its value among every value seen; regression, the value standardised
+with the train split's mean and standard deviation (`decode` maps the network's output back).
 """
 
 from __future__ import annotations
@@ -110,7 +112,10 @@ class Preprocessing:
     """What travels with the model: each feature column's encoding, and the label's values."""
 
     encoders: list[Encoder]
-    labels: list[Any]
+    labels: list[Any]  # classification: every label value; regression: empty
+    task: str = "classification"
+    target_mean: float = 0.0  # regression: the train split's label statistics
+    target_std: float = 1.0
 
     @property
     def features(self) -> list[str]:
@@ -127,6 +132,15 @@ class Preprocessing:
         return sum(e.width for e in self.encoders)
 
     @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def output_dim(self) -> int:
+        """The network's output width: a logit per class, or the one standardised value."""
+        return 1 if self.regression else len(self.labels)
+
+    @property
     def all_numeric(self) -> bool:
         return all(e.type == "number" for e in self.encoders)
 
@@ -139,23 +153,37 @@ class Preprocessing:
         return np.hstack([e.encode(frame[e.name]) for e in self.encoders]).astype(np.float32)
 
     def encode(self, labels: pd.Series) -> np.ndarray:
+        """Label values as the network's targets: class indices (int64), or standardised values (float32)."""
+        if self.regression:
+            return ((labels.to_numpy(dtype=np.float64) - self.target_mean) / self.target_std).astype(np.float32)
         index = {label: i for i, label in enumerate(self.labels)}
         return np.array([index[plain(v)] for v in labels], dtype=np.int64)
 
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        """Regression: the network's outputs [N] or [N, 1] back in the label's units."""
+        return np.asarray(outputs, dtype=np.float64).reshape(-1) * self.target_std + self.target_mean
+
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 2, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels}
+        return {"version": 3, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels,
+                "task": self.task, "target_mean": self.target_mean, "target_std": self.target_std}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         if "encoders" not in d:  # a checkpoint from before column types: numbers only, no missing cells
             return cls([Encoder(n, "number", median=m, mean=m, std=s) for n, m, s in
                         zip(d["features"], d["mean"], d["std"], strict=True)], d["labels"])
-        return cls([Encoder(**e) for e in d["encoders"]], d["labels"])
+        return cls([Encoder(**e) for e in d["encoders"]], d["labels"], d.get("task", "classification"),
+                   d.get("target_mean", 0.0), d.get("target_std", 1.0))
 
 
-def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *,
-        max_categories: int) -> Preprocessing:
-    """Every feature's encoding from the training rows only; the label values from the whole set."""
+def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
+        task: str = "classification", train_labels: pd.Series | None = None) -> Preprocessing:
+    """Every feature's encoding from the training rows only; classification: the label values from the whole
+    set; regression: the target's statistics from `train_labels`."""
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories) for name, kind in types.items()]
+    if task == "regression":
+        target = train_labels.to_numpy(dtype=np.float64)
+        std = float(target.std())
+        return Preprocessing(encoders, [], task, float(target.mean()), std if std > 1e-12 else 1.0)
     labels = sorted({plain(v) for v in all_labels}, key=lambda v: (isinstance(v, str), v))
     return Preprocessing(encoders, labels)

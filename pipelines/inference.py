@@ -13,7 +13,8 @@ from pipelines import checkpoint
 
 
 class InferenceModel:
-    """A trained model with its preprocessing; takes raw feature rows, returns label values."""
+    """A trained model with its preprocessing; takes raw feature rows, returns label values (classification)
+    or numbers in the label's units (regression)."""
 
     def __init__(self, folder: str | Path):
         self.model, self.preprocessing, self.meta = checkpoint.load_model(folder)
@@ -22,15 +23,39 @@ class InferenceModel:
     def features(self) -> list[str]:
         return self.preprocessing.features
 
-    def predict_proba(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Class probabilities of raw rows: a frame of the feature columns, or a matrix in feature order."""
+    @property
+    def task(self) -> str:
+        return self.preprocessing.task
+
+    def outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Class probabilities [N, K] (classification) or values [N] in the label's units (regression) of raw
+        rows: a frame of the feature columns, or a matrix in feature order."""
         x = torch.from_numpy(self.preprocessing.transform(rows))
         with torch.inference_mode():
-            return torch.softmax(self.model(x), dim=1).numpy()
+            out = self.model(x).float()
+        if self.preprocessing.regression:
+            return self.preprocessing.decode(out.numpy())
+        return torch.softmax(out, dim=1).numpy()
+
+    def predict_proba(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if self.preprocessing.regression:
+            raise ValueError("probabilities: this model is a regression; it answers numbers")
+        return self.outputs(rows)
 
     def predict(self, rows: pd.DataFrame | np.ndarray) -> list[Any]:
+        return self.decode(self.outputs(rows))
+
+    def decode(self, outputs: np.ndarray) -> list[Any]:
+        """What `outputs` gave, as answers: label values, or floats."""
+        if self.preprocessing.regression:
+            return [float(v) for v in outputs]
         labels = self.preprocessing.labels
-        return [labels[i] for i in self.predict_proba(rows).argmax(axis=1)]
+        return [labels[i] for i in outputs.argmax(axis=1)]
+
+    def probabilities(self, outputs: np.ndarray) -> list[dict[str, float]]:
+        """Each row's class probabilities keyed by label (as JSON keys: strings)."""
+        labels = [str(v) for v in self.preprocessing.labels]
+        return [dict(zip(labels, map(float, row), strict=True)) for row in outputs]
 
     def feature_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature columns: by name when the frame has them all (extra columns, e.g. the label, are left

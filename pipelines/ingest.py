@@ -16,7 +16,8 @@ from pipelines.training import batches
 
 @dataclass(frozen=True)
 class Splits:
-    train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index); None when `arrays` holds it
+    train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index or standardised target);
+    # None when `arrays` holds it
     val: object
     test_frame: pd.DataFrame  # the test split's feature columns, raw (strings, missing cells) as read
     test_y: np.ndarray
@@ -42,6 +43,10 @@ class Splits:
     def num_classes(self) -> int:
         return len(self.preprocessing.labels)
 
+    @property
+    def output_dim(self) -> int:
+        return self.preprocessing.output_dim
+
 
 def describe(cfg: KilnConfig, splits: Splits) -> str:
     """What ingest found, and how trials will read it."""
@@ -49,9 +54,10 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
              "  train and val stream through Ray Data each epoch "
              f"(over train.cache_shard_mb={cfg.train.cache_shard_mb})")
     features = len(splits.preprocessing.features)
+    target = "regression" if splits.preprocessing.regression else f"{splits.num_classes} classes"
     return "\n".join([*(f"  {n}" for n in splits.notes),
                       f"  {sum(splits.num_rows.values())} rows, {features} features ({splits.input_dim} encoded), "
-                      f"{splits.num_classes} classes; split {splits.num_rows}", where])
+                      f"{target}; split {splits.num_rows}", where])
 
 
 def read(source: data.Source):
@@ -78,13 +84,14 @@ def ingest(cfg: KilnConfig) -> Splits:
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)
     frame, features = checked.frame, checked.features
-    train_idx, val_idx, test_idx = data.stratified_split(frame[cfg.data.label].to_numpy(), cfg.data.split)
-    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[cfg.data.label],
-                        max_categories=cfg.data.max_categories)
+    label = cfg.data.label
+    train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)
+    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], max_categories=cfg.data.max_categories,
+                        task=checked.task, train_labels=frame[label].iloc[train_idx])
 
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         part = frame.iloc[idx]
-        return prep.transform(part[features]), prep.encode(part[cfg.data.label]).astype(np.int64)
+        return prep.transform(part[features]), prep.encode(part[label])
 
     def to_dataset(arrays: tuple[np.ndarray, np.ndarray]):
         x, y = arrays

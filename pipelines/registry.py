@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import storage, store, tracking
+from pipelines import metrics, storage, store, tracking
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
-from pipelines.evaluate import accuracy
-
-TEST_METRIC = "test_accuracy"
+from pipelines.evaluate import primary_metric, score
 
 
 @dataclass(frozen=True)
@@ -59,9 +57,10 @@ def git_commit() -> str:
 
 
 def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, test_labels: list,
-             parent_run_id: str, test_accuracy: float, data_fingerprint: str,
+             parent_run_id: str, test_value: float, data_fingerprint: str,
              lineage: dict[str, str] | None = None) -> Registered:
-    """Log and register a new version; move the alias only if it loads and passes the promotion gate."""
+    """Log and register a new version; move the alias only if it loads and passes the promotion gate, which
+    compares the task's primary test metric (`test_value`: test_accuracy or test_rmse)."""
     import mlflow
 
     from pipelines.pyfunc_model import KilnPyfunc
@@ -80,13 +79,15 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
         raise RuntimeError(f"{name}: the new model failed its load check, alias not moved: "
                            f"{type(err).__name__}: {str(err)[:200]}") from None
     version = int(info.registered_model_version)
-    tags = {"run_id": parent_run_id, TEST_METRIC: f"{test_accuracy:.6f}", "data_fingerprint": data_fingerprint,
+    metric = primary_metric(cfg.task)
+    tags = {"run_id": parent_run_id, "task": cfg.task, "test_metric": metric, metric: f"{test_value:.6f}",
+            "data_fingerprint": data_fingerprint,
             "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000], **(lineage or {})}
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
     load_check(cfg, name, version, example)
-    promote, reason = should_promote(cfg, mlflow_client, test_accuracy, test_frame, test_labels)
+    promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
     tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
                                            "kiln.model_version": str(version)})
     if promote:
@@ -103,9 +104,10 @@ def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame) 
                            f"{type(err).__name__}: {err}") from None
 
 
-def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float, test_frame: pd.DataFrame,
+def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame: pd.DataFrame,
                    test_labels: list) -> tuple[bool, str]:
-    """if_better: the current champion is scored again on this run's test split, so both numbers compare."""
+    """if_better: the current champion is scored again on this run's test split with the task's primary metric
+    (higher accuracy, lower rmse), so both numbers compare."""
     policy, alias = cfg.registry.promote, cfg.registry.alias
     if policy != "if_better":
         return policy == "always", f"registry.promote is {policy}"
@@ -115,12 +117,13 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_accuracy: float, test_fr
         return True, f"no {alias} yet"
     try:
         champion = store.load_pyfunc(cfg.tracking_uri, cfg.registry.model_name, current.version)
-        previous = accuracy(list(champion.predict(test_frame)), test_labels)
-    except Exception as err:  # e.g. the champion was trained on other features
+        previous = score(cfg.task, list(champion.predict(test_frame)), test_labels)
+    except Exception as err:  # e.g. the champion was trained on other features, or for the other task
         return True, f"{alias} v{current.version} cannot score this test split ({type(err).__name__})"
-    decision = test_accuracy >= previous
+    metric = primary_metric(cfg.task)
+    decision = test_value >= previous if metrics.mode_of(metric) == "max" else test_value <= previous
     verdict = "at least as good as" if decision else "worse than"
-    return decision, (f"{TEST_METRIC} {test_accuracy:.4f} is {verdict} {alias} v{current.version} "
+    return decision, (f"{metric} {test_value:.4f} is {verdict} {alias} v{current.version} "
                       f"({previous:.4f} on the same test split)")
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import baseline, console, deploy, evaluate, ingest, registry, runtime, storage
+from pipelines import baseline, console, data, deploy, evaluate, ingest, registry, runtime, storage, task
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 from pipelines.plan.check import EpochCheck
@@ -19,16 +19,21 @@ from pipelines.search import ledger, progress, resources, trial_runs, tuner
 class RunResult:
     parent_run_id: str
     search: tuner.SearchResult
-    test_accuracy: float
+    test: evaluate.TestReport
     registered: registry.Registered
     example: pd.DataFrame
     endpoint: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     baseline: baseline.Baseline | None = None
 
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test.accuracy
+
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
     storage.check_reachable(cfg)  # the ledger check_resume reads lives there
+    cfg = decide_task(cfg)
     previous = check_resume(cfg, resume)
     preflight(cfg)
     timings: dict[str, float] = {}
@@ -37,7 +42,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
     with console.stage("ingest", timings):
         splits = ingest.ingest(cfg)
         console.say(ingest.describe(cfg, splits))
-    epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.num_classes,
+    epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
                                 train_rows=splits.num_rows["train"])
     with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
                    resume_from=previous if resume else None) as record:
@@ -54,27 +59,28 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
             test = evaluate.test_report(best_checkpoint, splits.test_frame, splits.test_y)
             record.log_dict(test.to_dict(), "test_report.json")
-            record.log_metrics({"test_accuracy": test.accuracy, f"best_{cfg.tune.metric}": result.best.best_metric})
+            record.log_metrics({**test.metrics, f"best_{cfg.tune.metric}": result.best.best_metric})
             console.say(f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
-                        f"{cfg.tune.metric}={result.best.best_metric:.4f}, test_accuracy={test.accuracy:.4f}")
+                        f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}")
             trees = fit_baseline(cfg, splits, record)
             if trees is not None:
-                console.say(f"  test_accuracy: network {test.accuracy:.4f}, {baseline.NAME} {trees.test_accuracy:.4f}")
+                console.say(f"  {test.primary}: network {test.value:.4f}, {baseline.NAME} "
+                            f"{trees.metrics[test.primary]:.4f}")
 
         with console.stage("register", timings):
             registered = registry.register(
                 cfg, checkpoint_dir=best_checkpoint, test_frame=splits.test_frame, test_labels=splits.test_labels,
-                parent_run_id=record.run_id, test_accuracy=test.accuracy, data_fingerprint=splits.fingerprint,
+                parent_run_id=record.run_id, test_value=test.value, data_fingerprint=splits.fingerprint,
                 lineage=registry.lineage(cfg.tune.metric, result.best))
             console.say(registered.describe(cfg.registry.alias))
             freed = storage.prune_checkpoints(cfg, [t.trial_id for t in result.trials], keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         record.set_tags({"kiln.best_trial_id": result.best.trial_id, "kiln.best_epoch": str(result.best.best_epoch),
-                         "mlflow.note.content": tables.search_note(cfg, result, test.accuracy, registered, trees)})
+                         "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees)})
         record.log_metrics({f"stage_{k}_s": v for k, v in timings.items()})
     write_report(cfg, record.run_id)
 
-    run_result = RunResult(record.run_id, result, test.accuracy, registered, splits.example, timings=timings,
+    run_result = RunResult(record.run_id, result, test, registered, splits.example, timings=timings,
                            baseline=trees)
     if serve and cfg.serve.enabled:
         with console.stage("serve", timings):
@@ -89,12 +95,21 @@ def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> b
     train, label = splits.train_frame, cfg.data.label
     try:
         trees = baseline.fit_and_score(train.drop(columns=label), train[label].to_numpy(), splits.test_frame,
-                                       splits.test_y, splits.preprocessing.types, seed=cfg.data.split.seed)
+                                       splits.test_y, splits.preprocessing.types, task=cfg.task,
+                                       labels=splits.preprocessing.labels, seed=cfg.data.split.seed)
     except Exception as err:
         console.say(f"  baseline not fitted ({type(err).__name__}: {err})")
         return None
-    record.log_metrics({"baseline_test_accuracy": trees.test_accuracy, "baseline_fit_s": trees.fit_s})
+    record.log_metrics({**{f"baseline_{k}": v for k, v in trees.metrics.items()}, "baseline_fit_s": trees.fit_s})
     return trees
+
+
+def decide_task(cfg: KilnConfig) -> KilnConfig:
+    """The task, from data.task or the label column (read alone, without Ray), said when Kiln picked it."""
+    resolved, note = task.resolve(cfg, data.label_column(cfg.data, cfg.storage_root))
+    if note:
+        console.say(f"  {note}")
+    return resolved
 
 
 def preflight(cfg: KilnConfig) -> None:

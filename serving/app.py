@@ -55,7 +55,7 @@ class ModelEndpoint:
         return predictor
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # the config's values are set in __init__
-    async def forward(self, items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]]:
+    async def forward(self, items: list[tuple[Predictor, np.ndarray]]) -> list[np.ndarray]:
         """Validated requests that arrived together: one forward pass (per model, during a switch)."""
         self.metrics.observe_batch(requests=len(items), rows=sum(len(rows) for _, rows in items))
         return await asyncio.to_thread(predict_batches, items)

@@ -32,8 +32,22 @@ class Predictor:
 
     @property
     def labels(self) -> list[Any]:
-        """Every label value the model can answer, in the label column's own type."""
+        """Every label value the model can answer, in the label column's own type (regression: none)."""
         return self.model.preprocessing.labels
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    def answer(self, outputs: np.ndarray, *, probabilities: bool = False) -> dict[str, Any]:
+        """The body of a /predict answer from a forward pass's outputs; `probabilities` adds each row's class
+        probabilities keyed by label (classification only: a RequestError for a regression)."""
+        body: dict[str, Any] = {"predictions": self.model.decode(outputs)}
+        if probabilities:
+            if self.model.preprocessing.regression:
+                raise RequestError("parameters.probabilities: this model is a regression; it answers numbers")
+            body["probabilities"] = self.model.probabilities(outputs)
+        return {**body, "model": self.name, "version": self.version}
 
     def rows(self, instances: Any) -> pd.DataFrame:
         """Validate `instances` against the model's columns: a number where the column is a number, any
@@ -70,9 +84,8 @@ class Predictor:
             table.append(row)
         return pd.DataFrame(table, columns=self.features, dtype=object)
 
-    def predict(self, instances: Any) -> dict[str, Any]:
-        predictions = self.model.predict(self.rows(instances))
-        return {"predictions": predictions, "model": self.name, "version": self.version}
+    def predict(self, instances: Any, *, probabilities: bool = False) -> dict[str, Any]:
+        return self.answer(self.model.outputs(self.rows(instances)), probabilities=probabilities)
 
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> int:
@@ -80,16 +93,17 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> int:
     return int(store.client(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
-def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[list[Any]]:
-    """Many validated requests, one forward pass per model among them (during a version switch, two)."""
-    results: list[list[Any] | None] = [None] * len(items)
+def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[np.ndarray]:
+    """Many validated requests, one forward pass per model among them (during a version switch, two): each
+    request's outputs (class probabilities, or regression values), which `Predictor.answer` turns into labels."""
+    results: list[np.ndarray | None] = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for i, (predictor, _) in enumerate(items):
         groups.setdefault(id(predictor), []).append(i)
     for indices in groups.values():
         predictor = items[indices[0]][0]
         parts = [items[i][1] for i in indices]
-        predictions = predictor.model.predict(parts[0] if len(parts) == 1 else join(parts, predictor))
+        predictions = predictor.model.outputs(parts[0] if len(parts) == 1 else join(parts, predictor))
         start = 0
         for i, part in zip(indices, parts, strict=True):
             results[i] = predictions[start:start + len(part)]

@@ -11,10 +11,16 @@ class PredictRequest(BaseModel):
     instances: list[Any] = Field(
         ..., description="Rows in training feature order ([[...], ...]) or objects keyed by feature name.",
         examples=[[[0.0, 1.0, 2.0]]])
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"probabilities": true} adds each row\'s class probabilities (classification).',
+        examples=[{"probabilities": True}])
 
 
 class PredictResponse(BaseModel):
-    predictions: list[Any] = Field(..., description="One label per row, in the label column's own values.")
+    predictions: list[Any] = Field(..., description="One answer per row: a label in the label column's own "
+                                                    "values (classification) or a number (regression).")
+    probabilities: list[dict[str, float]] | None = Field(
+        None, description="Asked with parameters.probabilities: each row's probability per label.")
     model: str
     version: int
 
@@ -23,7 +29,9 @@ class ModelInfo(BaseModel):
     model: str
     version: int
     features: list[str] = Field(..., description="Feature names in training order: the columns of a row.")
-    labels: list[Any] = Field(..., description="Every label value the model can answer.")
+    task: str = Field(..., description="classification or regression.")
+    types: dict[str, str] = Field(..., description="Each feature's type: number, category or binary.")
+    labels: list[Any] = Field(..., description="Every label value the model can answer (regression: none).")
 
 
 class Health(BaseModel):

@@ -31,6 +31,14 @@ class Endpoint(Protocol):
     async def forward(self, item: tuple[Predictor, np.ndarray]) -> list[Any]: ...
 
 
+def wants_probabilities(parameters: dict[str, Any] | None) -> bool:
+    """`"parameters": {"probabilities": true}` asks for each row's class probabilities beside its label."""
+    value = (parameters or {}).get("probabilities", False)
+    if not isinstance(value, bool):
+        raise RequestError(f"parameters.probabilities: expected true or false, got {value!r}")
+    return value
+
+
 def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> FastAPI:
     api = FastAPI(title="Kiln model endpoint", version=KILN_VERSION,
                   description="Predictions from a model in Kiln's MLflow registry: Kiln's `/predict` and the "
@@ -56,11 +64,13 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
                 rows = await asyncio.to_thread(predictor.rows, body.instances)
             else:
                 rows = predictor.rows(body.instances)
+            probabilities = wants_probabilities(body.parameters)
+            if probabilities and predictor.model.preprocessing.regression:
+                raise RequestError("parameters.probabilities: this model is a regression; it answers numbers")
         except RequestError as err:
             return versioned({"detail": str(err)}, predictor, 422)
-        predictions = await endpoint.forward((predictor, rows))
-        return versioned({"predictions": predictions, "model": predictor.name, "version": predictor.version},
-                         predictor)
+        outputs = await endpoint.forward((predictor, rows))
+        return versioned(predictor.answer(outputs, probabilities=probabilities), predictor)
 
     @api.get("/healthz", response_model=protocol.Health, tags=["kiln"])
     async def healthz() -> Response:
@@ -71,8 +81,9 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
     async def model_info() -> Response:
         """What a row must hold (feature names in order) and what the model answers."""
         predictor = endpoint.predictor
-        return versioned({"model": predictor.name, "version": predictor.version, "features": predictor.features,
-                          "types": predictor.model.preprocessing.types, "labels": predictor.labels}, predictor)
+        return versioned({"model": predictor.name, "version": predictor.version, "task": predictor.task,
+                          "features": predictor.features, "types": predictor.model.preprocessing.types,
+                          "labels": predictor.labels}, predictor)
 
     @api.get("/metrics", response_class=Response, tags=["operations"])
     async def metrics() -> Response:
@@ -108,8 +119,9 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
     async def metadata(name: str, version: str | None = None) -> Response:
         predictor = endpoint.predictor
         problem = not_served(name, version, predictor)
-        return problem or versioned(v2.model_metadata(predictor.name, predictor.version, predictor.features,
-                                                      predictor.labels), predictor)
+        return problem or versioned(v2.model_metadata(
+            predictor.name, predictor.version, predictor.features, predictor.labels,
+            regression=predictor.model.preprocessing.regression), predictor)
 
     async def model_ready(name: str, version: str | None = None) -> Response:
         predictor = endpoint.predictor
@@ -129,10 +141,10 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
             parsed = v2.parse_infer(body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH))
         except v2.ProtocolError as err:
             return v2_error(400, str(err), predictor)
-        predictions = await endpoint.forward((predictor, parsed.rows))
+        outputs = await endpoint.forward((predictor, parsed.rows))
         content, header_length = v2.infer_response(
-            name=predictor.name, version=predictor.version, predictions=predictions,
-            datatype=v2.output_datatype(predictor.labels), request_id=parsed.request_id, binary=parsed.binary_output)
+            name=predictor.name, version=predictor.version, predictions=predictor.model.decode(outputs),
+            datatype=v2.output_datatype(predictor.labels, regression=predictor.model.preprocessing.regression), request_id=parsed.request_id, binary=parsed.binary_output)
         headers = {VERSION_HEADER: str(predictor.version)}
         if header_length is None:
             return Response(content, media_type="application/json", headers=headers)

@@ -35,8 +35,11 @@ class InferRequest:
     binary_output: bool
 
 
-def output_datatype(labels: list[Any]) -> str:
-    """INT64 for integer labels, BYTES for strings (and anything mixed), FP64 / BOOL where labels are those."""
+def output_datatype(labels: list[Any], *, regression: bool = False) -> str:
+    """INT64 for integer labels, BYTES for strings (and anything mixed), FP64 / BOOL where labels are those;
+    FP64 for a regression."""
+    if regression:
+        return "FP64"
     if labels and all(isinstance(v, bool) for v in labels):
         return "BOOL"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
@@ -50,10 +53,11 @@ def server_metadata(version: str) -> dict[str, Any]:
     return {"name": "kiln", "version": version, "extensions": ["binary_tensor_data"]}
 
 
-def model_metadata(name: str, version: int, features: list[str], labels: list[Any]) -> dict[str, Any]:
+def model_metadata(name: str, version: int, features: list[str], labels: list[Any], *,
+                   regression: bool = False) -> dict[str, Any]:
     return {"name": name, "versions": [str(version)], "platform": PLATFORM,
             "inputs": [{"name": MATRIX_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}],
-            "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels), "shape": [-1]}]}
+            "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels, regression=regression), "shape": [-1]}]}
 
 
 def error(message: str) -> dict[str, str]:

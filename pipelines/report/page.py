@@ -51,7 +51,7 @@ class ReportData:
     measured_epoch_s: float | None = None
     model_version: str | None = None
     promotion: str | None = None
-    baseline_accuracy: float | None = None
+    baseline: dict[str, float] = field(default_factory=dict)  # test_<metric> of the gradient-boosted trees
 
     @property
     def trial_epochs(self) -> int:
@@ -103,7 +103,7 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         predicted_epoch_s=metrics.get("plan_predicted_epoch_time_s"),
         measured_epoch_s=metrics.get("measured_median_epoch_time_s"),
         model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"),
-        baseline_accuracy=metrics.get("baseline_test_accuracy"))
+        baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")})
 
 
 def build(cfg: KilnConfig, run_id: str) -> Path:
@@ -173,6 +173,50 @@ def plot_confusion(test: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def plot_roc(test: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], color="#bbb", linestyle=":", linewidth=1)
+    for label, (fpr, tpr) in test["roc"].items():
+        ax.plot(fpr, tpr, linewidth=1.5, label=label if len(test["roc"]) > 1 else None)
+    if len(test["roc"]) > 1:
+        ax.legend(fontsize=7, title="one vs rest")
+    auc = test_metrics(test).get("test_auc")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate",
+           title="test ROC" + (f" (AUC {auc:.3f})" if auc is not None else ""))
+    return _png(fig)
+
+
+def plot_regression(test: dict[str, Any]) -> str:
+    """Predicted against actual, and the residuals against the prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    actual, predicted = test["points"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    low, high = min(min(actual), min(predicted)), max(max(actual), max(predicted))
+    left.plot([low, high], [low, high], color="#bbb", linestyle=":", linewidth=1)
+    left.scatter(actual, predicted, s=6, alpha=0.6)
+    rmse = test_metrics(test).get("test_rmse")
+    left.set(xlabel="actual", ylabel="predicted", title="test: predicted vs actual"
+             + (f" (RMSE {rmse:.4g})" if rmse is not None else ""))
+    right.axhline(0, color="#bbb", linestyle=":", linewidth=1)
+    right.scatter(predicted, [p - a for a, p in zip(actual, predicted, strict=True)], s=6, alpha=0.6)
+    right.set(xlabel="predicted", ylabel="predicted - actual", title="test residuals")
+    return _png(fig)
+
+
+def test_metrics(test: dict[str, Any]) -> dict[str, float]:
+    """A test_report.json's metrics (reports from before regression held only the accuracy)."""
+    return test.get("metrics") or {"test_accuracy": test["accuracy"]}
+
+
 def plot_stages(stages_s: dict[str, float]) -> str:
     import matplotlib
 
@@ -200,9 +244,11 @@ def render_html(data: ReportData) -> str:
         ("search", f"{data.run_name} ({data.status.lower()})"),
         ("best trial", f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best
          else "-"),
-        ("test accuracy", f"{data.test['accuracy']:.4f}" if data.test else "-"),
-        ("baseline", f"{baseline.NAME} on the same splits: {data.baseline_accuracy:.4f}"
-         if data.baseline_accuracy is not None else "-"),
+        ("test", ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in test_metrics(data.test).items())
+         if data.test else "-"),
+        ("baseline", f"{baseline.NAME} on the same splits: "
+         + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items()) if data.baseline
+         else "-"),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),
         ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "
@@ -213,8 +259,12 @@ def render_html(data: ReportData) -> str:
         summary.append(("epoch time", f"predicted {data.predicted_epoch_s:.3f} s by kiln plan, measured median "
                                       f"{data.measured_epoch_s:.3f} s"))
     figures = [("trials", plot_trials(data))]
-    if data.test:
+    if data.test and data.test.get("confusion"):
         figures.append(("confusion", plot_confusion(data.test)))
+    if data.test and data.test.get("roc"):
+        figures.append(("roc", plot_roc(data.test)))
+    if data.test and data.test.get("points"):
+        figures.append(("regression", plot_regression(data.test)))
     if data.stages_s:
         figures.append(("stages", plot_stages(data.stages_s)))
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"></figure>' for name, b64 in figures)

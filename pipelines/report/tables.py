@@ -31,13 +31,14 @@ def runs_table(cfg: KilnConfig, limit: int = 20) -> str:
         best = next((f"{k.removeprefix('best_')}={v:.4f}" for k, v in metrics.items() if k.startswith("best_")), "-")
         version = tags.get("kiln.model_version")
         model = run.data.params.get("registry.model_name", "")
-        rows.append([run.info.run_name, run.info.status.lower(), best,
-                     f"{metrics['test_accuracy']:.4f}" if "test_accuracy" in metrics else "-",
+        test = next((f"{k.removeprefix('test_')}={metrics[k]:.4f}" for k in ("test_accuracy", "test_rmse")
+                     if k in metrics), "-")
+        rows.append([run.info.run_name, run.info.status.lower(), best, test,
                      _duration(run.info.start_time, run.info.end_time),
                      f"{model} v{version}" if version else "-", run.info.run_id])
     if not rows:
         return f"no runs in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
-    return console.table(["run", "status", "best", "test_accuracy", "duration", "registered", "run id"], rows)
+    return console.table(["run", "status", "best", "test", "duration", "registered", "run id"], rows)
 
 
 def models_table(cfg: KilnConfig) -> str:
@@ -48,12 +49,12 @@ def models_table(cfg: KilnConfig) -> str:
         aliases = ", ".join(f"{alias}=v{version}" for alias, version in sorted(model.aliases.items())) or "-"
         by_alias = {str(v) for v in model.aliases.values()}
         shown = [v for v in versions if str(v.version) in by_alias] or versions[:1]
-        metric = ", ".join(f"v{v.version} {float(v.tags['test_accuracy']):.4f}" for v in shown
-                           if "test_accuracy" in v.tags) or "-"
+        metric = ", ".join(f"v{v.version} {name.removeprefix('test_')}={float(v.tags[name]):.4f}" for v in shown
+                           if (name := v.tags.get("test_metric", "test_accuracy")) in v.tags) or "-"
         rows.append([model.name, str(len(versions)), aliases, metric, _when(model.creation_timestamp)])
     if not rows:
         return f"no registered models in {cfg.tracking_uri}; start one with 'kiln run CONFIG'"
-    return console.table(["model", "versions", "aliases", "test_accuracy", "created"], rows)
+    return console.table(["model", "versions", "aliases", "test", "created"], rows)
 
 
 def trials_table(trials, metric: str, best_id: str) -> str:
@@ -70,16 +71,16 @@ def trials_table(trials, metric: str, best_id: str) -> str:
     return "\n".join(lines)
 
 
-def search_note(cfg: KilnConfig, result, accuracy: float, registered, trees=None) -> str:
-    """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, Registered,
-    and the baseline's score when there is one)."""
+def search_note(cfg: KilnConfig, result, test, registered, trees=None) -> str:
+    """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, its
+    evaluate.TestReport, Registered, and the baseline's score when there is one)."""
     stopped = sum(t.stopped_early for t in result.trials)
     epochs = sum(t.epochs_run for t in result.trials)
     return (f"{len(result.trials)} trials ({stopped} stopped early by {cfg.tune.scheduler.name}), "
             f"{epochs} trial-epochs of {len(result.trials) * cfg.train.epochs} possible.\n"
             f"Best: trial {result.best.trial_id} (epoch {result.best.best_epoch}), "
             f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
-            f"{describe_sample(result.best.sample)}; test_accuracy={accuracy:.4f}"
-            + (f" ({baseline.NAME} on the same splits: {trees.test_accuracy:.4f})" if trees else "") + ".\n"
+            f"{describe_sample(result.best.sample)}; {test.primary}={test.value:.4f}"
+            + (f" ({baseline.NAME} on the same splits: {trees.metrics[test.primary]:.4f})" if trees else "") + ".\n"
             f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")

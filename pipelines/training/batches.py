@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-DTYPES = {"x": torch.float32, "y": torch.long}
+DTYPES = {"x": torch.float32}  # y keeps its own: class indices (int64) or a standardised target (float32)
 BYTES_PER_LABEL = 8
 CHUNK_BYTES = 16 << 20  # what Ray Data hands the streaming path at a time
 
@@ -34,8 +34,7 @@ class InMemory:
     def from_arrays(cls, arrays: tuple, device: torch.device) -> InMemory:
         """Numpy (x, y) as handed out by the object store (read-only, so copied once into tensors)."""
         x, y = arrays
-        return cls(torch.tensor(x, dtype=torch.float32, device=device),
-                   torch.tensor(y, dtype=torch.long, device=device))
+        return cls(torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(y, device=device))
 
     def part(self, rank: int, world_size: int) -> InMemory:
         """Every world_size-th row from `rank`: ranks split the val set exactly, no row dropped or repeated."""
@@ -82,7 +81,7 @@ def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *,
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     carry_x = carry_y = None
     for chunk_x, chunk_y in chunks:
-        x, y = torch.tensor(chunk_x, dtype=DTYPES["x"]), torch.tensor(chunk_y, dtype=DTYPES["y"])
+        x, y = torch.tensor(chunk_x, dtype=DTYPES["x"]), torch.tensor(chunk_y)
         if generator is not None:
             order = torch.randperm(len(y), generator=generator)
             x, y = x[order], y[order]

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines import checkpoint
+from pipelines import checkpoint, metrics
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.encoding import Preprocessing
 from pipelines.models import build_model
@@ -30,7 +31,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
     torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, input_dim=prep.width, num_classes=len(prep.labels))
+    model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim)
+    loss_fn = loss_function(train_cfg.loss, prep.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     start_epoch, restored_metrics = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
@@ -53,34 +55,55 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, use_amp=use_amp)
+                               device=device, use_amp=use_amp, loss_fn=loss_fn)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
-        val_sums = validate(model, val_data, batch_size=train_cfg.batch_size)
-        if cached and world_size > 1:
-            val_sums = sum_over_ranks(val_sums, device)
-        val_loss, val_accuracy = (val_sums[:2] / max(float(val_sums[2]), 1.0)).tolist()
-        metrics = {
+        outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
+        if cached and world_size > 1:  # each rank evaluated its part of the val rows
+            outputs, targets = gather_over_ranks(outputs), gather_over_ranks(targets)
+        reported = {
             "train_loss": float(loss_sum[0] / max(loss_sum[1], 1.0)),
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
+            **val_metrics(outputs, targets, prep, loss_fn),
             "epoch_time_s": time.perf_counter() - started,
             "epoch": epoch + 1,
             "node_ids": node_ids,
             **({"trial_startup_s": startup_s} if epoch == 0 else {}),
         }
-        _report(metrics, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+        _report(reported, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+
+
+def loss_function(loss: str, task: str):
+    """train.loss (auto: the task's own) on the network's outputs and the targets."""
+    if loss == "auto":
+        loss = "mse" if task == metrics.REGRESSION else "cross_entropy"
+    if loss == "cross_entropy":
+        return F.cross_entropy
+    base = F.mse_loss if loss == "mse" else F.huber_loss
+    return lambda outputs, y, **kw: base(outputs.reshape(-1), y.to(outputs.dtype), **kw)
+
+
+def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessing, loss_fn) -> dict[str, float]:
+    """val_loss (the training loss on the val rows) and the task's metrics, in the label's units."""
+    if len(targets) == 0:
+        return {"val_loss": float("nan"), **metrics.prefixed("val", metrics.compute(prep.task, np.zeros((0, 1)),
+                                                                                     np.zeros(0)))}
+    loss = float(loss_fn(outputs, targets))
+    if prep.regression:
+        scores = metrics.regression(prep.decode(outputs.numpy()), prep.decode(targets.numpy()))
+    else:
+        scores = metrics.classification(torch.softmax(outputs.double(), dim=1).numpy(), targets.numpy())
+    return {"val_loss": loss, **metrics.prefixed("val", scores)}
 
 
 def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
-                use_amp: bool) -> torch.Tensor:
+                use_amp: bool, loss_fn=F.cross_entropy) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
     `use_amp` runs the forward under bf16 autocast (CUDA)."""
     model.train()
     loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in data.batches(batch_size, seed=seed):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = F.cross_entropy(model(x), y)
+            loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -123,19 +146,27 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[i
         return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
 
 
-def validate(model, data, *, batch_size: int) -> torch.Tensor:
-    """(sum of losses, correct predictions, rows) over `data`, as a float64 tensor on the CPU. Runs the
-    unwrapped module: ranks may hold different numbers of val rows, and DDP's forward may call collectives."""
+def validate(model, data, *, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's outputs and the targets over `data`, on the CPU (the metrics need every row: AUC ranks
+    them). Runs the unwrapped module: ranks may hold different numbers of val rows, and DDP's forward may call
+    collectives."""
     model = model.module if hasattr(model, "module") else model
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64)
+    outputs, targets = [], []
     with torch.inference_mode():
         for x, y in data.batches(batch_size):
-            logits = model(x).float()
-            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double().cpu(),
-                                 (logits.argmax(dim=1) == y).sum().double().cpu(),
-                                 torch.tensor(float(len(y)), dtype=torch.float64)])
-    return sums
+            outputs.append(model(x).float().cpu())
+            targets.append(y.cpu())
+    if not outputs:
+        return torch.zeros((0, 1)), torch.zeros(0)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def gather_over_ranks(part: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows, in rank order (ranks may hold different numbers of rows)."""
+    gathered: list[torch.Tensor | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, part)
+    return torch.cat([g for g in gathered if g is not None and len(g)] or [part])
 
 
 def _report(metrics, *, rank, model, optimizer, model_cfg: ModelConfig, prep: Preprocessing) -> None:

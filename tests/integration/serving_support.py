@@ -23,7 +23,7 @@ def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: in
                                                                                                 pd.DataFrame]:
     """Register `versions` trained versions of `name` in a store under root; the alias points at v1."""
     cfg = load_config(None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving",
-                             *overrides])
+                             *overrides]).for_task("classification")
     frame = None
     for number in range(1, versions + 1):
         folder = root / f"v{number}"
@@ -33,7 +33,7 @@ def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: in
         parent = tracking.start_parent(versioned, run_name=f"v{number}", tags={})
         test = frame.sample(40, random_state=number)
         registered = registry.register(versioned, checkpoint_dir=str(folder), test_frame=test[FEATURES],
-                                       test_labels=test["label"].tolist(), parent_run_id=parent, test_accuracy=0.9,
+                                       test_labels=test["label"].tolist(), parent_run_id=parent, test_value=0.9,
                                        data_fingerprint="f" * 16)
         assert registered.version == number
         tracking.end_run(versioned, parent, "FINISHED")

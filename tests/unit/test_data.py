@@ -69,16 +69,34 @@ def test_rows_without_a_label_are_left_out_and_said():
     df = frame().assign(label=lambda d: d.label.where(d.index % 10 != 0, None))
     checked = data.check_frame(df, DataConfig())
     assert len(checked.frame) == 54 and checked.rows_without_label == 6
-    assert data.describe(checked, DataConfig()) == ["note: 6 rows have no 'label' and are left out"]
+    assert data.describe(checked, DataConfig())[0] == "note: 6 rows have no 'label' and are left out"
+    assert checked.task == "classification"
 
 
-@pytest.mark.parametrize("label, message", [
-    (np.linspace(100_000, 900_000, 60), "has 60 numbers with fractions: a number to predict, not classes"),
-    (np.arange(60) * 1000, "has 60 distinct values: a number to predict"),
+@pytest.mark.parametrize("label, why", [
+    (np.linspace(100_000, 900_000, 60), "numbers with fractions (60 distinct values)"),
+    (np.arange(60) * 1000, "60 distinct whole numbers (over 20)"),
 ])
-def test_a_label_of_measured_numbers_is_refused_not_split_into_classes(label, message):
-    with pytest.raises(DataError, match=message):
-        data.check_frame(frame().assign(label=label), DataConfig(max_classes=50))
+def test_a_label_of_measured_numbers_is_a_regression_not_sixty_classes(label, why):
+    checked = data.check_frame(frame().assign(label=label), DataConfig())
+    assert checked.task == "regression"
+    assert checked.task_note == f"note: task regression (data.task: auto; label 'label': {why})"
+    assert checked.task_note in data.describe(checked, DataConfig())
+
+
+def test_too_many_classes_are_refused_with_the_hint_to_regress():
+    with pytest.raises(DataError, match="data.label: column 'label' has 60 distinct values, more than "
+                                        "data.max_classes=50.*set data.task: regression"):
+        data.check_frame(frame().assign(label=np.arange(60) * 1000), DataConfig(task="classification",
+                                                                                max_classes=50))
+
+
+def test_a_regression_split_covers_the_targets_whole_range():
+    target = np.arange(1000, dtype=np.float64) ** 2
+    train, val, test = data.split(target, SplitConfig(val=0.15, test=0.15, seed=0), "regression")
+    assert sorted(np.concatenate([train, val, test])) == list(range(1000))
+    for part in (val, test):  # a decile stratum each: every split sees low and high targets
+        assert target[part].min() < np.quantile(target, 0.1) and target[part].max() > np.quantile(target, 0.9)
 
 
 def test_integer_class_labels_are_classes():

@@ -17,6 +17,7 @@ NAME = "gate-test"
 @pytest.fixture
 def store(tmp_path):
     cfg = load_config(None, [f"storage.root={tmp_path / 'runs'}", f"registry.model_name={NAME}", "name=gate"])
+    cfg = cfg.for_task("classification")
     good, weak = tmp_path / "good", tmp_path / "weak"
     frame = train_tiny(good, steps=100)
     train_tiny(weak, steps=1, seed=3)
@@ -34,7 +35,7 @@ def register(cfg, folder, test, score=None, **overrides):
     if score is None:
         score = test_report(folder, features.to_numpy(), test["label"].to_numpy()).accuracy
     return registry.register(cfg, checkpoint_dir=folder, test_frame=features, test_labels=test["label"].tolist(),
-                             parent_run_id=parent, test_accuracy=score, data_fingerprint="f" * 16), parent
+                             parent_run_id=parent, test_value=score, data_fingerprint="f" * 16), parent
 
 
 def champion(cfg) -> int:

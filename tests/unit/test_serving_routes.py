@@ -153,7 +153,21 @@ def test_model_info_names_the_features(served):
     url, _, _ = served
     info = requests.get(f"{url}/model", timeout=10).json()
     assert info == {"model": "tiny", "version": 1, "features": ["a", "b", "c", "d"], "labels": ["high", "low"],
-                    "types": dict.fromkeys(["a", "b", "c", "d"], "number")}
+                    "task": "classification", "types": dict.fromkeys(["a", "b", "c", "d"], "number")}
+
+
+def test_probabilities_when_asked_keyed_by_label_beside_the_label(served):
+    url, _, frame = served
+    body = {"instances": rows(frame), "parameters": {"probabilities": True}}
+    answer = requests.post(f"{url}/predict", json=body, timeout=10).json()
+    assert len(answer["probabilities"]) == len(answer["predictions"]) == len(rows(frame))
+    for label, probabilities in zip(answer["predictions"], answer["probabilities"], strict=True):
+        assert set(probabilities) == {"high", "low"} and abs(sum(probabilities.values()) - 1) < 1e-5
+        assert label == max(probabilities, key=probabilities.get)
+    plain = requests.post(f"{url}/predict", json={"instances": rows(frame)}, timeout=10).json()
+    assert "probabilities" not in plain and plain["predictions"] == answer["predictions"]
+    bad = requests.post(f"{url}/predict", json={**body, "parameters": {"probabilities": "yes"}}, timeout=10)
+    assert bad.status_code == 422 and "parameters.probabilities" in bad.json()["detail"]
 
 
 def test_predict_file_in_chunks_shrinking_on_413(served, tmp_path):

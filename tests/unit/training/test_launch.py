@@ -15,7 +15,8 @@ from pipelines.search import trial, tuner
 from pipelines.training import launch
 from pipelines.config import load_config
 from pipelines.encoding import Encoder, Preprocessing
-run = launch.build_trainer(load_config(None, []), datasets={}, name="probe", use_gpu=False, arrays={},
+cfg = load_config(None, []).for_task("classification")
+run = launch.build_trainer(cfg, datasets={}, name="probe", use_gpu=False, arrays={},
                            preprocessing=Preprocessing([Encoder("a", "number"), Encoder("b", "number")], [0, 1]))
 payload = cloudpickle.dumps((run.backend_config, run.run_config, launch.train_loop_per_worker,
                              run.backend_config.train_func_context, launch.DDPBackend))
