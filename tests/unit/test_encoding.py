@@ -89,3 +89,14 @@ def test_integer_labels_stay_integers():
 
 def test_an_encoder_names_its_columns():
     assert Encoder("t", "category", levels=["x"]).names == ["t=x", "t=missing", "t=other"]
+
+
+def test_a_regression_target_is_standardised_on_train_and_decoded_back_after_json():
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "price": [100.0, 200.0, 300.0, 400.0]})
+    prep = encoding.fit(train, {"x": "number"}, train["price"], max_categories=10, task="regression",
+                        train_labels=train["price"])
+    targets = prep.encode(train["price"])
+    assert targets.dtype == np.float32 and abs(targets.mean()) < 1e-6 and abs(targets.std() - 1) < 1e-6
+    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert again.regression and again.output_dim == 1 and again.labels == []
+    assert np.allclose(again.decode(targets), train["price"])

@@ -1,0 +1,102 @@
+"""A regression on a table as users bring it (a price; string categories, a yes/no column, missing cells, an id
+column) through `kiln run` with nothing overridden but the source and the label: the task is picked from the
+label, the endpoint and the pyfunc in a fresh process answer prices in the label's units. One shared run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import requests
+
+from pipelines import data
+from tests_support import start_run, store_client
+
+pytestmark = pytest.mark.slow
+
+MODEL = "prices"
+EPOCHS = 12
+
+
+@pytest.fixture(scope="module")
+def price_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prices")
+    table = data.houses(rows=800, seed=1)
+    table.to_csv(folder / "houses.csv", index=False)
+    run = start_run(
+        "tests/configs/tiny.yaml", folder / "runs",
+        "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
+        "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
+        "--set", "tune.search_space={train.lr: {choice: [3.0e-3, 1.0e-2]}}", "--set", "tune.scheduler.name=fifo",
+        "--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}",
+        "--set", "model.hidden=[64, 32]")
+    if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
+        pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
+    yield folder, table, run
+    run.stop()
+
+
+def test_the_task_is_picked_from_the_label_and_said(price_run):
+    _, _, run = price_run
+    assert "note: task regression (data.task: auto; label 'price':" in run.output
+    assert "regression; split" in run.output
+    assert "val_rmse=" in run.output and "test_rmse: network" in run.output
+
+
+def test_mlflow_holds_every_regression_metric_beside_the_baseline(price_run):
+    _, _, run = price_run
+    client = store_client(run.tracking_uri)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.tags["task"] == "regression" and version.tags["test_metric"] == "test_rmse"
+    parent = client.get_run(version.tags["run_id"])
+    metrics = parent.data.metrics
+    for name in ("rmse", "mae", "r2"):
+        assert f"test_{name}" in metrics and f"baseline_test_{name}" in metrics
+    assert parent.data.params["tune.metric"] == "val_rmse" and parent.data.params["tune.mode"] == "min"
+    trial = client.search_runs([parent.info.experiment_id],
+                               filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'")[0]
+    history = client.get_metric_history(trial.info.run_id, "val_rmse")
+    assert len(history) == EPOCHS and {"val_mae", "val_r2", "val_loss"} <= set(trial.data.metrics)
+    # The network learns the price: far better than predicting the mean, and near the trees.
+    assert metrics["test_r2"] > 0.6, metrics
+    assert metrics["test_rmse"] < 1.5 * metrics["baseline_test_rmse"], metrics
+
+
+def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_run):
+    _, table, run = price_run
+    rows = [{"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
+            {"town": "a town never seen", "rooms": 2, "area_m2": None, "year_built": None, "garage": None},
+            {"town": None, "rooms": 7, "area_m2": 180.5, "year_built": 2020, "garage": "no"}]
+    answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    prices = answer.json()["predictions"]
+    assert all(isinstance(p, float) for p in prices)
+    low, high = table["price"].min(), table["price"].max()
+    assert all(low / 2 < p < high * 2 for p in prices), prices  # in the label's units, not standardised
+    assert prices[2] > prices[1]  # 7 large rooms cost more than 2 small ones
+    info = requests.get(f"{run.url}/model", timeout=10).json()
+    assert info["task"] == "regression" and info["labels"] == [] and info["types"]["town"] == "category"
+    asked = requests.post(f"{run.url}/predict", json={"instances": rows, "parameters": {"probabilities": True}},
+                          timeout=10)
+    assert asked.status_code == 422 and "regression" in asked.json()["detail"]
+
+
+def test_pyfunc_in_a_fresh_process_predicts_prices_from_read_csv(price_run):
+    folder, table, run = price_run
+    script = (
+        "import json, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({run.tracking_uri!r})\n"
+        f"mlflow.set_registry_uri({run.tracking_uri!r})\n"
+        f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
+        f"frame = pd.read_csv({str(folder / 'houses.csv')!r}).drop(columns='price')\n"
+        "print(json.dumps([float(v) for v in model.predict(frame)]))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd="/")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    predicted = np.array(json.loads(loaded.stdout.strip().splitlines()[-1]))
+    truth = table["price"].to_numpy()
+    assert len(predicted) == len(truth) and np.all(np.isfinite(predicted))
+    assert 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2) > 0.6
