@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from pipelines import data
+
 from tests_support import start_run, store_client
 
 pytestmark = pytest.mark.slow
