@@ -144,7 +144,8 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
         outputs = await endpoint.forward((predictor, parsed.rows))
         content, header_length = v2.infer_response(
             name=predictor.name, version=predictor.version, predictions=predictor.model.decode(outputs),
-            datatype=v2.output_datatype(predictor.labels, regression=predictor.model.preprocessing.regression), request_id=parsed.request_id, binary=parsed.binary_output)
+            datatype=v2.output_datatype(predictor.labels, regression=predictor.model.preprocessing.regression),
+            request_id=parsed.request_id, binary=parsed.binary_output)
         headers = {VERSION_HEADER: str(predictor.version)}
         if header_length is None:
             return Response(content, media_type="application/json", headers=headers)
