@@ -1,5 +1,6 @@
 """The model the registry holds: an MLflow pyfunc around InferenceModel, so that
-`mlflow.pyfunc.load_model(uri).predict(frame)` returns label values."""
+`mlflow.pyfunc.load_model(uri).predict(frame)` returns label values (or numbers, for a regression), and
+`predict(frame, params={"probabilities": True})` a frame of the label and each class's probability."""
 
 from __future__ import annotations
 
@@ -17,4 +18,11 @@ class KilnPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return pd.Series(self.model.predict(self.model.feature_frame(frame)), name="prediction")
+        outputs = self.model.outputs(self.model.feature_frame(frame))
+        predictions = pd.Series(self.model.decode(outputs), name="prediction")
+        if not (params or {}).get("probabilities"):
+            return predictions
+        if self.model.task == "regression":
+            raise ValueError("params.probabilities: this model is a regression; it answers numbers")
+        columns = {f"probability_{label}": outputs[:, i] for i, label in enumerate(self.model.preprocessing.labels)}
+        return pd.DataFrame({"prediction": predictions, **columns})

@@ -41,10 +41,11 @@ def signature(example: pd.DataFrame):
     a double schema ("cannot safely convert"), and integer-valued CSVs are common. The model itself
     converts to float and rejects non-numeric values."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec(AnyType(), str(name)) for name in example.columns])
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(AnyType(), "prediction")]))
+    params = ParamSchema([ParamSpec("probabilities", "boolean", False)])  # predict(frame, params={...: True})
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(AnyType(), "prediction")]), params=params)
 
 
 def git_commit() -> str:

@@ -60,8 +60,9 @@ class V2InputTensor(BaseModel):
     name: str = Field(..., description='"input-0" (any name) for one [N, num_features] tensor, or a feature name '
                                        "for one [N] tensor per feature.")
     shape: list[int] = Field(..., examples=[[1, 4]])
-    datatype: Literal["FP64", "FP32", "INT64", "INT32"]
-    data: list[Any] | None = Field(None, description="Row-major values, flat or nested.",
+    datatype: Literal["FP64", "FP32", "INT64", "INT32", "BYTES"] = Field(
+        ..., description="BYTES for a category or binary column's strings (one 1-D tensor per feature).")
+    data: list[Any] | None = Field(None, description="Row-major values, flat or nested; null is a missing cell.",
                                    examples=[[10.0, 9.5, 11.2, 8.9]])
     parameters: V2TensorParameters | None = None
 

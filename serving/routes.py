@@ -121,7 +121,7 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
         problem = not_served(name, version, predictor)
         return problem or versioned(v2.model_metadata(
             predictor.name, predictor.version, predictor.features, predictor.labels,
-            regression=predictor.model.preprocessing.regression), predictor)
+            regression=predictor.model.preprocessing.regression, types=predictor.model.preprocessing.types), predictor)
 
     async def model_ready(name: str, version: str | None = None) -> Response:
         predictor = endpoint.predictor
@@ -138,7 +138,8 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> F
                             predictor)
         body = await request.body()
         try:
-            parsed = v2.parse_infer(body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH))
+            parsed = v2.parse_infer(body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH),
+                                    types=predictor.model.preprocessing.types)
         except v2.ProtocolError as err:
             return v2_error(400, str(err), predictor)
         outputs = await endpoint.forward((predictor, parsed.rows))

@@ -1,8 +1,11 @@
 """The Open Inference Protocol (KServe v2, what Triton speaks) as plain functions. No Ray, no HTTP server.
 
-Inputs: one tensor [N, num_features] (any name, e.g. "input-0"), or one 1-D tensor [N] per feature name.
-Data as JSON (flat row-major or nested) or as Triton's binary tensor extension, which is what
-`tritonclient` sends by default. Output: one tensor "predictions" [N] in the label's own type.
+Inputs: one tensor [N, num_features] (any name, e.g. "input-0"), or one 1-D tensor [N] per feature name (the
+pandas-codec convention MLServer uses): BYTES for a category or binary column's strings, a number type for a
+number column; in JSON data a null is a missing cell (imputed as in training). Data as JSON (flat row-major or
+nested) or as Triton's binary tensor extension, which is what `tritonclient` sends by default (BYTES there:
+each element a 4-byte little-endian length, then its bytes). Output: one tensor "predictions" [N] in the
+label's own type (FP64 for a regression).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ OUTPUT = "predictions"
 MATRIX_INPUT = "input-0"
 PLATFORM = "kiln_pytorch"
 DATATYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4")}
+BYTES = "BYTES"
+INPUT_DATATYPES = (*DATATYPES, BYTES)
 _OUTPUT_DTYPES = {"INT64": np.dtype("<i8"), "FP64": np.dtype("<f8"), "BOOL": np.dtype("?")}
 
 
@@ -30,7 +35,7 @@ class ProtocolError(ValueError):
 @dataclass(frozen=True)
 class InferRequest:
     rows: np.ndarray
-    """float64 [N, num_features] in training feature order."""
+    """[N, num_features] in training feature order: float64, or object when a column holds strings or nulls."""
     request_id: str | None
     binary_output: bool
 
@@ -54,9 +59,14 @@ def server_metadata(version: str) -> dict[str, Any]:
 
 
 def model_metadata(name: str, version: int, features: list[str], labels: list[Any], *,
-                   regression: bool = False) -> dict[str, Any]:
-    return {"name": name, "versions": [str(version)], "platform": PLATFORM,
-            "inputs": [{"name": MATRIX_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}],
+                   regression: bool = False, types: dict[str, str] | None = None) -> dict[str, Any]:
+    """An all-numeric model lists its one matrix input; a model with category or binary columns lists one
+    input per column with its datatype (BYTES for strings)."""
+    if types and any(kind != "number" for kind in types.values()):
+        inputs = [{"name": f, "datatype": "FP64" if types[f] == "number" else BYTES, "shape": [-1]} for f in features]
+    else:
+        inputs = [{"name": MATRIX_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}]
+    return {"name": name, "versions": [str(version)], "platform": PLATFORM, "inputs": inputs,
             "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels, regression=regression), "shape": [-1]}]}
 
 
@@ -64,8 +74,10 @@ def error(message: str) -> dict[str, str]:
     return {"error": message}
 
 
-def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None) -> InferRequest:
-    """Validate an infer request against the model's features; every message names the input, row or feature."""
+def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None,
+                types: dict[str, str] | None = None) -> InferRequest:
+    """Validate an infer request against the model's features (and their `types`: a number column takes numbers
+    only); every message names the input, row or feature."""
     head, binary = _split(body, header_length)
     try:
         request = json.loads(head)
@@ -85,7 +97,7 @@ def parse_infer(body: bytes, features: list[str], *, header_length: str | None =
     if len(tensors) == 1 and tensors[0][1].ndim == 2:
         rows = _matrix(*tensors[0], features)
     else:
-        rows = _columns(tensors, features)
+        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"))
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
@@ -132,9 +144,9 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers (got {shape!r})")
-    if datatype not in DATATYPES:
+    if datatype not in INPUT_DATATYPES:
         raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not supported; use one of "
-                            f"{', '.join(DATATYPES)}")
+                            f"{', '.join(INPUT_DATATYPES)}")
     count = int(np.prod(shape, dtype=np.int64))
     parameters = spec.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -144,6 +156,8 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes "
                                 "after the JSON header")
+        if datatype == BYTES:
+            return name, _binary_strings(name, binary[offset:offset + size], count).reshape(shape), offset + size
         if size != count * DATATYPES[datatype].itemsize:
             raise ProtocolError(f"input {name!r}: shape {shape} of {datatype} needs "
                                 f"{count * DATATYPES[datatype].itemsize} bytes, got {size}")
@@ -154,12 +168,41 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
     values = list(_leaves(spec["data"]))
     integer = datatype.startswith("INT")
     for k, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        if value is None:  # a missing cell
+            continue
+        if datatype == BYTES:
+            if not isinstance(value, str):
+                raise ProtocolError(f"input {name!r}: data[{k}]: expected a string for BYTES, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int if integer else int | float):
             kind = "an integer" if integer else "a number"
             raise ProtocolError(f"input {name!r}: data[{k}]: expected {kind} for {datatype}, got {value!r}")
     if len(values) != count:
         raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, got {len(values)}")
+    if datatype == BYTES or any(v is None for v in values):
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return name, array.reshape(shape), offset
     return name, np.asarray(values, dtype=np.float64).reshape(shape), offset
+
+
+def _binary_strings(name: str, raw: bytes, count: int) -> np.ndarray:
+    """Triton's BYTES serialisation: each element a uint32 little-endian length, then that many UTF-8 bytes."""
+    out, at = np.empty(count, dtype=object), 0
+    for k in range(count):
+        if at + 4 > len(raw):
+            raise ProtocolError(f"input {name!r}: binary BYTES data ends before element {k} of {count}")
+        (length,) = struct.unpack_from("<I", raw, at)
+        at += 4
+        if at + length > len(raw):
+            raise ProtocolError(f"input {name!r}: binary BYTES element {k} claims {length} bytes past the data's end")
+        try:
+            out[k] = raw[at:at + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"input {name!r}: binary BYTES element {k} is not UTF-8") from None
+        at += length
+    if at != len(raw):
+        raise ProtocolError(f"input {name!r}: {len(raw) - at} bytes left after {count} BYTES elements")
+    return out
 
 
 def _leaves(data: Any):
@@ -175,11 +218,14 @@ def _matrix(name: str, array: np.ndarray, features: list[str]) -> np.ndarray:
     if array.shape[1] != len(features) or array.shape[0] == 0:
         raise ProtocolError(f"input {name!r}: expected shape [N, {len(features)}] with N >= 1 "
                             f"(features {', '.join(features)}), got {list(array.shape)}")
+    if array.dtype == object:
+        raise ProtocolError(f"input {name!r}: a [N, {len(features)}] tensor takes numbers only; send strings and "
+                            "missing cells as one 1-D tensor per feature")
     _finite(array, lambda i, j: f"input {name!r} row {i} (feature {features[j]!r})")
     return array
 
 
-def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str]) -> np.ndarray:
+def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: dict[str, str]) -> np.ndarray:
     by_name: dict[str, np.ndarray] = {}
     for name, array in tensors:
         if name not in features:
@@ -198,8 +244,23 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str]) -> np.n
     lengths = {name: len(array) for name, array in by_name.items()}
     if len(set(lengths.values())) != 1 or 0 in lengths.values():
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
-    rows = np.stack([by_name[f] for f in features], axis=1)
-    _finite(rows, lambda i, j: f"input {features[j]!r} row {i}")
+    for f in features:
+        if types.get(f) == "number" and by_name[f].dtype == object:
+            strings = [v for v in by_name[f] if isinstance(v, str)]
+            if strings:
+                raise ProtocolError(f"input {f!r}: a number column, got the string {strings[0]!r}")
+    if all(array.dtype != object for array in by_name.values()):
+        rows = np.stack([by_name[f] for f in features], axis=1)
+        _finite(rows, lambda i, j: f"input {features[j]!r} row {i}")
+        return rows
+    rows = np.empty((lengths[features[0]], len(features)), dtype=object)
+    for j, f in enumerate(features):
+        rows[:, j] = by_name[f]
+        if types.get(f) == "number":
+            present = np.array([v for v in by_name[f] if v is not None], dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(present))
+            if len(bad):
+                raise ProtocolError(f"input {f!r}: value must be finite")
     return rows
 
 

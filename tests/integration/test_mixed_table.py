@@ -104,12 +104,18 @@ def test_pyfunc_in_a_fresh_process_takes_the_file_as_read_csv_gives_it(mixed_run
         f"mlflow.set_registry_uri({run.tracking_uri!r})\n"
         f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
         f"frame = pd.read_csv({str(folder / 'table.csv')!r}).drop(columns='answer')\n"
+        "asked = model.predict(frame.head(3), params={'probabilities': True})\n"
+        "print(json.dumps(asked.to_dict(orient='list')))\n"
         "print(json.dumps(list(model.predict(frame))))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd="/")
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
+    *_, asked, plain = loaded.stdout.strip().splitlines()
+    predictions = json.loads(plain)
     assert np.mean(np.array(predictions) == table["answer"].to_numpy()) > 0.95
+    asked = json.loads(asked)  # the label and each class's probability
+    assert set(asked) == {"prediction", "probability_no", "probability_yes"} and asked["prediction"] == predictions[:3]
+    assert all(abs(n + y - 1) < 1e-5 for n, y in zip(asked["probability_no"], asked["probability_yes"], strict=True))
 
 
 def test_validate_prints_the_schema_it_inferred(mixed_run):

@@ -1,6 +1,7 @@
 """A regression on a table as users bring it (a price; string categories, a yes/no column, missing cells, an id
-column) through `kiln run` with nothing overridden but the source and the label: the task is picked from the
-label, the endpoint and the pyfunc in a fresh process answer prices in the label's units. One shared run."""
+column) through `kiln run --no-serve` with nothing overridden but the source and the label, then `kiln serve`:
+the task is picked from the label, the endpoint and the pyfunc in a fresh process answer prices in the label's
+units. One shared run; its trials stream the data through Ray Data to 2 DDP workers (train.cache_shard_mb=0)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import requests
 
 from pipelines import data
 
-from tests_support import start_run, store_client
+from tests_support import KILN, ROOT, start_run, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -27,28 +28,32 @@ def price_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prices")
     table = data.houses(rows=800, seed=1)
     table.to_csv(folder / "houses.csv", index=False)
-    run = start_run(
-        "tests/configs/tiny.yaml", folder / "runs",
-        "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
-        "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
-        "--set", "tune.search_space={train.lr: {choice: [3.0e-3, 1.0e-2]}}", "--set", "tune.scheduler.name=fifo",
-        "--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}",
-        "--set", "model.hidden=[64, 32]")
+    trained = subprocess.run(
+        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={folder / 'runs'}",
+         "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
+         "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
+         "--set", "tune.search_space={train.lr: {choice: [3.0e-3, 1.0e-2]}}", "--set", "tune.scheduler.name=fifo",
+         "--set", "train.num_workers=2", "--set", f"train.epochs={EPOCHS}", "--set", "model.hidden=[64, 32]",
+         "--set", "train.cache_shard_mb=0"],  # over the in-memory cache: Ray Data shards every epoch, DDP
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    assert "Endpoint:" not in trained.stdout  # --no-serve stops after registering
+    run = start_run("tests/configs/tiny.yaml", folder / "runs", "--model", f"{MODEL}@champion", command_name="serve")
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
-        pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
-    yield folder, table, run
-    run.stop()
+        pytest.fail(f"kiln serve exited with {run.process.returncode}:\n{run.output[-3000:]}")
+    yield folder, table, run, trained.stdout
+    assert run.stop() == 0, run.output[-3000:]
 
 
 def test_the_task_is_picked_from_the_label_and_said(price_run):
-    _, _, run = price_run
-    assert "note: task regression (data.task: auto; label 'price':" in run.output
-    assert "regression; split" in run.output
-    assert "val_rmse=" in run.output and "test_rmse: network" in run.output
+    *_, printed = price_run
+    assert "note: task regression (data.task: auto; label 'price':" in printed
+    assert "regression; split" in printed and "stream through Ray Data each epoch" in printed
+    assert "val_rmse=" in printed and "test_rmse: network" in printed
 
 
 def test_mlflow_holds_every_regression_metric_beside_the_baseline(price_run):
-    _, _, run = price_run
+    _, _, run, _ = price_run
     client = store_client(run.tracking_uri)
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.tags["task"] == "regression" and version.tags["test_metric"] == "test_rmse"
@@ -67,7 +72,7 @@ def test_mlflow_holds_every_regression_metric_beside_the_baseline(price_run):
 
 
 def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_run):
-    _, table, run = price_run
+    _, table, run, _ = price_run
     rows = [{"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
             {"town": "a town never seen", "rooms": 2, "area_m2": None, "year_built": None, "garage": None},
             {"town": None, "rooms": 7, "area_m2": 180.5, "year_built": 2020, "garage": "no"}]
@@ -86,7 +91,7 @@ def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_
 
 
 def test_pyfunc_in_a_fresh_process_predicts_prices_from_read_csv(price_run):
-    folder, table, run = price_run
+    folder, table, run, _ = price_run
     script = (
         "import json, mlflow, pandas as pd\n"
         f"mlflow.set_tracking_uri({run.tracking_uri!r})\n"
@@ -101,3 +106,43 @@ def test_pyfunc_in_a_fresh_process_predicts_prices_from_read_csv(price_run):
     truth = table["price"].to_numpy()
     assert len(predicted) == len(truth) and np.all(np.isfinite(predicted))
     assert 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2) > 0.6
+
+
+def test_v2_takes_one_named_input_per_column_with_bytes_for_strings(price_run):
+    _, _, run, _ = price_run
+    rows = [{"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
+            {"town": None, "rooms": 2, "area_m2": None, "year_built": 1950, "garage": "no"}]
+    datatypes = {"town": "BYTES", "rooms": "INT64", "area_m2": "FP64", "year_built": "INT64", "garage": "BYTES"}
+    inputs = [{"name": name, "shape": [2], "datatype": kind, "data": [r[name] for r in rows]}
+              for name, kind in datatypes.items()]
+    answer = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    output = answer.json()["outputs"][0]
+    expected = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60).json()["predictions"]
+    assert output["datatype"] == "FP64" and output["data"] == pytest.approx(expected)
+    meta = requests.get(f"{run.url}/v2/models/{MODEL}", timeout=10).json()
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
+        "town": "BYTES", "rooms": "FP64", "area_m2": "FP64", "year_built": "FP64", "garage": "BYTES"}
+
+
+def test_serving_a_model_that_is_not_registered_fails_clearly(price_run):
+    folder, *_ = price_run
+    out = subprocess.run([KILN, "serve", "--model", "no-such-model@champion",
+                          "--set", f"storage.root={folder / 'runs'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "registry.alias 'champion' not found for model 'no-such-model'" in out.stderr
+
+
+def test_validate_reads_the_csv_without_starting_anything(price_run):
+    folder, *_ = price_run
+    command = [KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'houses.csv'}"]
+    out = subprocess.run([*command, "--set", "data.label=price"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "800 rows, 5 features, regression, 4 trials by val_rmse" in out.stdout
+    bad = subprocess.run([*command, "--set", "data.label=target"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "data.label: column 'target' not in data" in bad.stderr
+    wrong = subprocess.run([*command, "--set", "data.label=price", "--set", "tune.metric=val_auc"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "tune.metric: val_auc is a classification metric" in wrong.stderr

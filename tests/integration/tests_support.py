@@ -53,9 +53,10 @@ class LiveRun:
         return self.process.returncode
 
 
-def start_run(config: str, root: Path, *extra: str) -> LiveRun:
+def start_run(config: str, root: Path, *extra: str, command_name: str = "run") -> LiveRun:
+    """`kiln run` (or `kiln serve`, with command_name) until it serves; its output lands in `lines`."""
     port = free_port()
-    command = [KILN, "run", config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
+    command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     run = LiveRun(root, port, process)
@@ -75,7 +76,7 @@ def start_run(config: str, root: Path, *extra: str) -> LiveRun:
     while not ready.wait(5):
         if time.monotonic() - started > RUN_TIMEOUT_S:
             run.stop()
-            pytest.fail(f"kiln run did not reach serving within {RUN_TIMEOUT_S} s:\n{run.output[-3000:]}")
+            pytest.fail(f"kiln {command_name} did not reach serving within {RUN_TIMEOUT_S} s:\n{run.output[-3000:]}")
     return run
 
 

@@ -61,7 +61,10 @@ def test_binary_tensor_extension_as_tritonclient_sends_it():
     (b"{not json", "request body is not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
     (body(), "'inputs' must be a non-empty list"),
-    (body(tensor(datatype="BYTES", data=["x"] * 8)), "datatype 'BYTES' is not supported; use one of FP64"),
+    (body(tensor(datatype="BOOL", data=[True] * 8)), "datatype 'BOOL' is not supported; use one of FP64"),
+    (body(tensor(datatype="BYTES", data=["x"] * 8)), "a [N, 4] tensor takes numbers only"),
+    (body(*[tensor(name=f, shape=(1,), datatype="BYTES" if f == "a" else "FP64", data=["x" if f == "a" else 1])
+            for f in FEATURES]), "input 'a': a number column, got the string 'x'"),
     (body(tensor(shape=(2, 3), data=[1] * 6)), "input 'input-0': expected shape [N, 4] with N >= 1"),
     (body(tensor(shape=(3, 4))), "input 'input-0': shape [3, 4] needs 12 values, got 8"),
     (body(tensor(data=[[1, 2, 3, "x"], [5, 6, 7, 8]])), "input 'input-0': data[3]: expected a number for FP64"),
@@ -145,6 +148,38 @@ def test_binary_response_bytes_and_int64():
     content, header_length = v2.infer_response(name="m", version=1, predictions=[3, 4], datatype="INT64",
                                                request_id=None, binary=True)
     assert np.frombuffer(content[header_length:], dtype="<i8").tolist() == [3, 4]
+
+
+MIXED = {"town": "category", "rooms": "number", "garage": "binary"}
+
+
+def test_per_column_bytes_and_nulls_for_a_mixed_model_json_and_binary():
+    columns = [tensor(name="garage", shape=(2,), datatype="BYTES", data=["yes", None]),
+               tensor(name="town", shape=(2,), datatype="BYTES", data=["hills", "a town never seen"]),
+               tensor(name="rooms", shape=(2,), datatype="INT64", data=[4, None])]
+    parsed = v2.parse_infer(body(*columns), list(MIXED), types=MIXED)
+    assert parsed.rows.dtype == object
+    assert parsed.rows.tolist() == [["hills", 4, "yes"], ["a town never seen", None, None]]
+    strings = [s.encode() for s in ("hills", "riverside")]
+    raw = b"".join(struct.pack("<I", len(s)) + s for s in strings)
+    binary = [{"name": "town", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}},
+              tensor(name="rooms", shape=(2,), datatype="FP64", data=[2.0, 3.0]),
+              tensor(name="garage", shape=(2,), datatype="BYTES", data=["no", "yes"])]
+    head = body(*binary)
+    parsed = v2.parse_infer(head + raw, list(MIXED), types=MIXED, header_length=str(len(head)))
+    assert parsed.rows.tolist() == [["hills", 2.0, "no"], ["riverside", 3.0, "yes"]]
+    with pytest.raises(ProtocolError, match="claims 9 bytes past the data's end"):
+        short = struct.pack("<I", 9) + b"abc"
+        spec = [{"name": "town", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(short)}}]
+        v2.parse_infer(body(*spec) + short, ["town"], types={"town": "category"}, header_length=str(len(body(*spec))))
+
+
+def test_a_mixed_models_metadata_lists_every_column_with_its_datatype():
+    meta = v2.model_metadata("m", 1, list(MIXED), [], regression=True, types=MIXED)
+    assert meta["inputs"] == [{"name": "town", "datatype": "BYTES", "shape": [-1]},
+                              {"name": "rooms", "datatype": "FP64", "shape": [-1]},
+                              {"name": "garage", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
 
 
 def test_model_metadata():
