@@ -179,7 +179,7 @@ def _for_task(cfg, task: str):
 
 def cmd_plan(args) -> int:
     from pipelines import data, encoding, runtime
-    from pipelines.plan import calibrate, cost, hardware, show
+    from pipelines.plan import calibrate, cost, flops, hardware, show
     from pipelines.search import resources
 
     cfg = _config(args)
@@ -195,8 +195,9 @@ def cmd_plan(args) -> int:
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
     # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    width = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories,
-                         task=cfg.task, train_labels=frame[cfg.data.label]).width
+    prep = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories,
+                        task=cfg.task, train_labels=frame[cfg.data.label])
+    width = prep.width
     if args.hardware == "local":
         console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
         profile = calibrate.calibrate_local(cfg, width, num_classes)
@@ -205,6 +206,7 @@ def cmd_plan(args) -> int:
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
     result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
                        num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency)
+    result["inputs"] = flops.input_tables(prep.encoders, cfg)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
         show.save_png(result, args.png)

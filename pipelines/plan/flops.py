@@ -27,3 +27,12 @@ def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int
             "flops_per_sample": fwd + bwd, "num_params": num_params,
             "param_bytes": num_params * BYTES_PER_PARAM, "grad_bytes": num_params * BYTES_PER_PARAM,
             "input_bytes_per_sample": input_dim * 4 + 8}  # float32 features, int64 label
+
+
+def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
+    """Each feature column's share of the network's input (encoding.Encoder list): its encoded width and, for a
+    category or binary column, the parameters of its one-hot table, which are its rows of the first layer's
+    weights (an embedding of width hidden[0]; 0 where the model is not an mlp)."""
+    first = cfg.model.hidden[0] if cfg.model.name == "mlp" and cfg.model.hidden else 0
+    return [{"column": e.name, "type": e.type, "encoded": e.width,
+             "table_params": e.width * first if e.type != "number" else 0} for e in encoders]

@@ -214,3 +214,19 @@ def test_calibration_measures_loopback_all_reduce():
     latency, bandwidth = calibrate._loopback_allreduce(4 * 17226, timeout_s=60)
     assert 0 < latency < 0.1 and bandwidth > 1e7
     assert math.isfinite(bandwidth)
+
+
+def test_plan_counts_each_category_tables_parameters():
+    from pipelines.encoding import Encoder
+
+    encoders = [Encoder("town", "category", levels=["a", "b", "c"]), Encoder("rooms", "number"),
+                Encoder("garage", "binary", levels=["no", "yes"])]
+    inputs = flops.input_tables(encoders, cfg("model.hidden=[16]"))
+    assert inputs == [{"column": "town", "type": "category", "encoded": 5, "table_params": 80},
+                      {"column": "rooms", "type": "number", "encoded": 1, "table_params": 0},
+                      {"column": "garage", "type": "binary", "encoded": 2, "table_params": 32}]
+    plan = cost.plan(cfg("model.hidden=[16]"), profile=hardware.load_profile("A100"), workers=[1], input_dim=8,
+                     num_classes=2, train_rows=100, max_concurrent=1)
+    plan["inputs"] = inputs
+    assert "one-hot tables (first-layer rows): town 5 levels = 80, garage 2 levels = 32 parameters" in \
+        show.plan_table(plan)
