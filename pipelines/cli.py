@@ -215,7 +215,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pipelines import run
+    from pipelines import run, tracking
 
     cfg = _config(args)
     try:
@@ -231,7 +231,8 @@ def cmd_run(args) -> int:
     beside = f", {TREES} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
                 f"{test.primary}={test.value:.4f}{beside} ({timings})")
-    console.say(f"MLflow UI: {_again('ui', args)}")
+    links = tracking.ui_links(cfg, "http://127.0.0.1:5000")
+    console.say(f"MLflow UI: {_again('ui', args)}" + (", then:" if links else ""), *(f"  {link}" for link in links))
     if result.endpoint is None:
         from pipelines import runtime
 
@@ -259,7 +260,11 @@ def cmd_ui(args) -> int:
         if not (cfg.storage_root / "mlflow.db").exists():
             raise ConfigError(f"storage.root: no MLflow store at {cfg.storage_root}; run 'kiln run CONFIG' first")
         command += ["--default-artifact-root", (cfg.storage_root / "mlartifacts").as_uri()]
-    console.say(f"MLflow UI for {cfg.tracking_uri}: http://127.0.0.1:{args.port}  (Ctrl-C to stop)")
+    from pipelines import tracking
+
+    base = f"http://127.0.0.1:{args.port}"
+    console.say(f"MLflow UI for {cfg.tracking_uri}: {base}  (Ctrl-C to stop)",
+                *(f"  {link}" for link in tracking.ui_links(cfg, base)))
     sys.stdout.flush()
     os.execv(command[0], command)  # the UI takes this process over: signals reach it directly
 

@@ -209,6 +209,9 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"
     """Bind address; stays on loopback unless you say otherwise."""
     port: int = Field(8000, ge=1, le=65535)
+    route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9_./-]*$")
+    """Where the endpoint's routes start (/predict, /v2/...). On a shared cluster each endpoint needs its own:
+    Serve refuses a prefix another endpoint holds (Kiln says so, exit 2)."""
     ingress: Literal["auto", "haproxy", "proxy"] = "auto"
     """auto = Serve's HAProxy ingress on a local runtime (several times the throughput), its Python proxy on a
     cluster; haproxy or proxy to choose."""

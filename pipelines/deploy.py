@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines import console, registry
+from pipelines import console, registry, runtime
 from pipelines.config import KilnConfig
 
 
@@ -16,9 +16,10 @@ def ingress_env(cfg: KilnConfig) -> dict[str, str]:
 def start_serving(cfg: KilnConfig, ref: str) -> str:
     """Serve a registered model of this store. `NAME@ALIAS` follows the alias (the endpoint switches versions
     when it moves); `NAME/VERSION` stays pinned. Returns the endpoint's base URL."""
-    from serving.app import deploy
+    from serving.app import app_name, deploy
 
     target = registry.serving_target(cfg, ref)  # fails early, naming what is missing
+    runtime.started_app(app_name(target.name))  # before it starts: a failed start is cleaned up too
     url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
     follows = f" (follows @{target.alias})" if target.alias else ""
     console.say(f"  serving {target.name} v{target.version}{follows} at {url}")

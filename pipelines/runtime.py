@@ -64,6 +64,7 @@ def start(cfg: KilnConfig, *, verbose: bool = False, env: dict[str, str] | None 
     for key, value in SPEED_ENV.items():
         os.environ.setdefault(key, value)  # a local runtime's processes inherit the driver's environment
     common = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
+    _started["own_runtime"] = cfg.ray.address is None
     if cfg.ray.address:
         env_vars = {key: os.environ[key] for key in SPEED_ENV}
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, **common)
@@ -84,14 +85,33 @@ def own_dashboard() -> int:
     return port
 
 
+# What this process started, so that stopping touches nothing else: a runtime of its own (everything in it is
+# Kiln's), or on a cluster only the Serve applications it deployed.
+_started: dict = {"own_runtime": False, "apps": []}
+
+
+def started_app(name: str) -> None:
+    """Remember a Serve application this process deployed (deploy.start_serving)."""
+    if name not in _started["apps"]:
+        _started["apps"].append(name)
+
+
 def stop() -> None:
+    """Disconnect. A runtime Kiln started goes down whole (Serve's proxy and HAProxy with it); on a cluster only
+    the endpoints this process deployed are deleted: `serve.shutdown()` would delete every application on the
+    cluster, a colleague's endpoint included."""
     import ray
 
     try:
         from ray import serve
 
-        serve.shutdown()
-    except Exception:  # Serve was never started
+        if _started["own_runtime"]:
+            serve.shutdown()
+        else:
+            for name in _started["apps"]:
+                serve.delete(name)
+    except Exception:  # Serve was never started, or the cluster is gone
         pass
+    _started["apps"].clear()
     ray.shutdown()
     os.environ.pop(API_SERVER_ENV, None)

@@ -24,14 +24,47 @@ def client(cfg: KilnConfig):
     return store.client(cfg.tracking_uri)
 
 
+# MLflow 3's UI opens an experiment on this kind's view: "custom_model_development" is the model-training view
+# (runs, metrics, compare), where without it 3.17 opens the GenAI overview (traces, token usage).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(cfg: KilnConfig) -> str:
-    """The run's experiment; local stores keep artifacts under storage.root, not the working dir."""
+    """The run's experiment, opening on MLflow's training view; local stores keep artifacts under storage.root,
+    not the working dir."""
     mlflow_client = client(cfg)
     found = mlflow_client.get_experiment_by_name(cfg.experiment_name)
     if found:
+        if found.tags.get("mlflow.experimentKind") is None:  # made before Kiln set it, or by someone else
+            mlflow_client.set_experiment_tag(found.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return found.experiment_id
     location = (cfg.storage_root / "mlartifacts").as_uri() if cfg.tracking.uri is None else None
-    return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location)
+    return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def ui_links(cfg: KilnConfig, base_url: str) -> list[str]:
+    """Links into the MLflow UI for the config's latest search: its parent run, and the comparison of its trials
+    (metric curves per epoch, parallel coordinates of the searched parameters). Empty when there is none."""
+    import json
+    import urllib.parse
+
+    mlflow_client = client(cfg)
+    found = mlflow_client.get_experiment_by_name(cfg.experiment_name)
+    if found is None:
+        return []
+    eid = found.experiment_id
+    parents = mlflow_client.search_runs([eid], filter_string="tags.`kiln.kind` = 'search'",
+                                        order_by=["attributes.start_time DESC"], max_results=1)
+    if not parents:
+        return []
+    parent = parents[0].info.run_id
+    trials = mlflow_client.search_runs([eid], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=500)
+    links = [f"parent run: {base_url}/#/experiments/{eid}/runs/{parent}"]
+    if trials:
+        runs = urllib.parse.quote(json.dumps([t.info.run_id for t in trials]))
+        links.append(f"compare its {len(trials)} trials: {base_url}/#/compare-runs?runs={runs}"
+                     f"&experiments={urllib.parse.quote(json.dumps([eid]))}")
+    return links
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

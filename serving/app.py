@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -12,11 +13,17 @@ from ray import serve
 
 from pipelines import registry
 from pipelines.config import KilnConfig, ServeConfig
+from pipelines.errors import ConfigError
 from serving.metrics import Metrics
 from serving.predictor import Predictor, alias_version, predict_batches
 from serving.routes import build_api
 
-APP_NAME = "kiln"
+APP_PREFIX = "kiln-"  # each endpoint is its own Serve application, named after its model
+
+
+def app_name(model_name: str) -> str:
+    """The Serve application of `model_name`'s endpoint: deploying it again replaces only it."""
+    return APP_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", model_name)
 RETRY_FAILED_LOAD_S = 30.0
 logger = logging.getLogger("ray.serve")
 
@@ -108,7 +115,8 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
 
 def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int | None = None) -> str:
     """Serve `models:/name@alias` (following the alias) or `models:/name/version` (pinned) from cfg's store,
-    on cfg.serve.host:port; return the base URL. Starts Serve in the connected Ray runtime."""
+    on cfg.serve.host:port under serve.route_prefix, as the application `app_name(name)`; return the base URL.
+    Starts Serve in the connected Ray runtime; another application's route is never taken over."""
     if (alias is None) == (version is None):
         raise ValueError("deploy: give exactly one of alias (follows the alias) or version (pinned)")
     s = cfg.serve
@@ -116,8 +124,17 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     # node would fight over the same port.
     serve.start(proxy_location="HeadOnly",
                 http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
-    serve.run(bind(cfg, name=name, alias=alias, version=version), name=APP_NAME, route_prefix="/", blocking=False)
-    url = f"http://{s.host}:{s.port}"
+    application = app_name(name)
+    try:
+        serve.run(bind(cfg, name=name, alias=alias, version=version), name=application,
+                  route_prefix=s.route_prefix, blocking=False)
+    except Exception as err:  # Serve refuses a route another application holds (a shared cluster)
+        if "is being used by application" not in str(err):
+            raise
+        raise ConfigError(f"serve.route_prefix: {s.route_prefix!r} is taken on this cluster by another endpoint "
+                          f"({' '.join(str(err).split())[:200]}); set serve.route_prefix to a free path, e.g. "
+                          f"/{name}") from None
+    url = f"http://{s.host}:{s.port}{s.route_prefix.rstrip('/')}"
     wait_until_ready(url)
     return url
 

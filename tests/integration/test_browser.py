@@ -106,5 +106,26 @@ def test_run_report_shows_its_plots(browser, live_run):
     loaded = browser.execute_script(
         "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 ? i.alt : null)")
     browser.save_screenshot(str(SCREENSHOTS / "run-report.png"))
-    assert loaded == ["trials", "confusion", "stages"]
+    assert loaded == ["trials", "confusion", "roc", "stages"]
     assert "Kiln report" in browser.title
+
+
+def test_the_printed_link_opens_the_trials_side_by_side_in_the_training_view(browser, ui, live_run):
+    link = re.search(r"compare its (\d+) trials: (http://127\.0\.0\.1:5000/\S+)", live_run.output)
+    assert link, "kiln run printed no comparison link"
+    count, url = int(link.group(1)), link.group(2).replace("http://127.0.0.1:5000", ui)
+    client = store_client(live_run.tracking_uri)
+    experiment = client.get_experiment_by_name("kiln-test")
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    trials = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial"]
+    assert count == len(trials)
+    browser.get(url)
+    text = body_text_when(browser, lambda t: all(r.info.run_name in t for r in trials) and "val_accuracy" in t
+                          and "Parallel Coordinates" in t)
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare-trials.png"))
+    assert "train.lr" in text
+    # The experiment itself opens on the training runs, not the GenAI overview.
+    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}")
+    parent = next(r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "search")
+    body_text_when(browser, lambda t: parent.info.run_name[:20] in t)
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-experiment-landing.png"))

@@ -49,9 +49,11 @@ def test_jobs_api_refuses_requests_without_the_token():
     assert answer.status_code in (401, 403)
 
 
-def test_ray_job_submit_runs_the_same_config(tmp_path):
+def test_ray_job_submit_runs_the_same_config_and_leaves_other_endpoints_alone(tmp_path, cluster_run):
     """`ray job submit -- kiln run configs/cluster.yaml`: the driver runs on the head node as a Ray job (token
-    auth from the environment that cluster.env sets) and registers its model through the tracking server."""
+    auth from the environment that cluster.env sets) and registers its model through the tracking server. It
+    ends without deleting the endpoint another `kiln run` serves on the same cluster (Kiln stops only what it
+    started; `serve.shutdown()` would have deleted every application)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -68,3 +70,5 @@ def test_ray_job_submit_runs_the_same_config(tmp_path):
     assert "succeeded" in out.stdout.lower()
     version = MlflowClient(SERVER).get_model_version_by_alias(model, "champion")
     assert float(version.tags["test_accuracy"]) >= 0.5
+    answer = requests.post(f"{cluster_run.url}/predict", json={"instances": [[0.0] * 64]}, timeout=60)
+    assert answer.status_code == 200, "the other run's endpoint stopped answering"

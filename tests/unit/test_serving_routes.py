@@ -241,3 +241,11 @@ def test_deploy_takes_an_alias_or_a_version_not_both():
     for kwargs in ({}, {"alias": "champion", "version": 3}):
         with pytest.raises(ValueError, match="exactly one of alias"):
             deploy(KilnConfig(), name="m", **kwargs)
+
+
+def test_each_model_is_its_own_serve_application():
+    from serving.app import app_name
+
+    assert app_name("house-prices") == "kiln-house-prices"
+    assert app_name("team a/model") == "kiln-team-a-model"
+    assert app_name("a") != app_name("b")
