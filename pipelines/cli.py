@@ -246,8 +246,10 @@ def cmd_serve(args) -> int:
     from pipelines import deploy, registry, runtime
 
     cfg = _config(args)
+    ref = args.model or registry.champion_ref(cfg)
+    deploy.check_servable(cfg, ref)  # before the runtime starts: a bad version costs nothing
     runtime.start(cfg, verbose=args.verbose, env=deploy.ingress_env(cfg))
-    url = deploy.start_serving(cfg, args.model or registry.champion_ref(cfg))
+    url = deploy.start_serving(cfg, ref)
     _announce(url, None)
     return _serve_until_interrupted()
 

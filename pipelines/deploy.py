@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines import console, registry, runtime
+from pipelines import console, integrity, registry, runtime, store
 from pipelines.config import KilnConfig
+from pipelines.errors import DataError
 
 
 def ingress_env(cfg: KilnConfig) -> dict[str, str]:
@@ -13,12 +14,23 @@ def ingress_env(cfg: KilnConfig) -> dict[str, str]:
     return ingress.environment(cfg)
 
 
+def check_servable(cfg: KilnConfig, ref: str) -> registry.ServingTarget:
+    """What `ref` serves, once its version loads as a replica will load it: a missing model is ModelNotFound, a
+    version whose files changed since registration a DataError (exit 2), both before anything starts."""
+    target = registry.serving_target(cfg, ref)
+    try:
+        store.load_verified(cfg.tracking_uri, target.name, target.version)
+    except integrity.IntegrityError as err:
+        raise DataError(str(err)) from None
+    return target
+
+
 def start_serving(cfg: KilnConfig, ref: str) -> str:
     """Serve a registered model of this store. `NAME@ALIAS` follows the alias (the endpoint switches versions
     when it moves); `NAME/VERSION` stays pinned. Returns the endpoint's base URL."""
     from serving.app import app_name, deploy
 
-    target = registry.serving_target(cfg, ref)  # fails early, naming what is missing
+    target = check_servable(cfg, ref)
     runtime.started_app(app_name(target.name))  # before it starts: a failed start is cleaned up too
     url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
     follows = f" (follows @{target.alias})" if target.alias else ""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipelines import metrics, storage, store, tracking
+from pipelines import integrity, metrics, storage, store, tracking
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
 from pipelines.evaluate import primary_metric, score
@@ -61,19 +63,21 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
              parent_run_id: str, test_value: float, data_fingerprint: str,
              lineage: dict[str, str] | None = None) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate, which
-    compares the task's primary test metric (`test_value`: test_accuracy or test_rmse)."""
-    import mlflow
+    compares the task's primary test metric (`test_value`: test_accuracy or test_rmse).
 
-    from pipelines.pyfunc_model import KilnPyfunc
+    The model is logged as MLflow models-from-code (pipelines/pyfunc_code.py, no pickle) with the checkpoint's
+    JSON and weights; the sha256 of the version's files is recorded (integrity.TAG) for every later load."""
+    import mlflow
 
     mlflow_client = tracking.client(cfg)
     name = cfg.registry.model_name
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
-        with store.scoped(cfg.tracking_uri), mlflow.start_run(run_id=parent_run_id), \
+        with tempfile.TemporaryDirectory() as staging, store.scoped(cfg.tracking_uri), \
+                mlflow.start_run(run_id=parent_run_id), \
                 contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=KilnPyfunc(), artifacts={"checkpoint": checkpoint_dir},
+                name="model", python_model=str(CODE), artifacts={"checkpoint": servable(checkpoint_dir, staging)},
                 signature=signature(example), input_example=example, pip_requirements=_requirements(),
                 registered_model_name=name)
     except Exception as err:
@@ -81,13 +85,14 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
                            f"{type(err).__name__}: {str(err)[:200]}") from None
     version = int(info.registered_model_version)
     metric = primary_metric(cfg.task)
-    tags = {"run_id": parent_run_id, "task": cfg.task, "test_metric": metric, metric: f"{test_value:.6f}",
+    tags = {integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version)),
+            "run_id": parent_run_id, "task": cfg.task, "test_metric": metric, metric: f"{test_value:.6f}",
             "data_fingerprint": data_fingerprint,
             "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000], **(lineage or {})}
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
-    load_check(cfg, name, version, example)
+    load_check(cfg, name, version, example, fresh=True)
     promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
     tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
                                            "kiln.model_version": str(version)})
@@ -96,10 +101,27 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     return Registered(name, version, promote, reason)
 
 
-def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame) -> None:
-    """Never point an alias at something that does not load: load and predict the way serving will."""
+CODE = Path(__file__).with_name("pyfunc_code.py")  # the registered model's code (models-from-code)
+SERVED_FILES = ("kiln.json", "model.pt")  # what a version needs of a checkpoint (not the optimizer's state)
+
+
+def servable(checkpoint_dir: str, staging: str) -> str:
+    """The checkpoint's files a version keeps, in a folder named `checkpoint` under `staging`."""
+    folder = Path(staging) / "checkpoint"
+    folder.mkdir()
+    for file in SERVED_FILES:
+        shutil.copy2(Path(checkpoint_dir) / file, folder / file)
+    return str(folder)
+
+
+def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, *, fresh: bool = False) -> None:
+    """Never point an alias at something that does not load: load and predict the way serving will (its sha256
+    checked, the checkpoint loaded without running stored code) and, for a version just logged (`fresh`), the
+    way a user's mlflow.pyfunc.load_model will."""
     try:
-        store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
+        store.load_verified(cfg.tracking_uri, name, version).predict(example)
+        if fresh:
+            store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
     except Exception as err:
         raise RuntimeError(f"{name} v{version} failed its load check, alias not moved: "
                            f"{type(err).__name__}: {err}") from None
@@ -117,9 +139,9 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame
     except Exception:  # no such alias yet
         return True, f"no {alias} yet"
     try:
-        champion = store.load_pyfunc(cfg.tracking_uri, cfg.registry.model_name, current.version)
-        previous = score(cfg.task, list(champion.predict(test_frame)), test_labels)
-    except Exception as err:  # e.g. the champion was trained on other features, or for the other task
+        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current.version)
+        previous = score(cfg.task, list(champion.predict(champion.feature_frame(test_frame))), test_labels)
+    except Exception as err:  # e.g. trained on other features, for the other task, or its files changed
         return True, f"{alias} v{current.version} cannot score this test split ({type(err).__name__})"
     metric = primary_metric(cfg.task)
     decision = test_value >= previous if metrics.mode_of(metric) == "max" else test_value <= previous

@@ -31,10 +31,34 @@ def version_folder(uri: str, name: str, version: int | str) -> str:
 
 
 def load_pyfunc(uri: str, name: str, version: int | str):
-    """Version VERSION of model NAME in this store, as a pyfunc model."""
+    """Version VERSION of model NAME in this store, as a pyfunc model. MLflow runs the version's stored code
+    to build it: Kiln does this only for a version it just logged (registry.load_check); everything else goes
+    through load_verified."""
     import mlflow
 
     return mlflow.pyfunc.load_model(version_folder(uri, name, version))
+
+
+def load_verified(uri: str, name: str, version: int | str):
+    """Version VERSION of model NAME as an InferenceModel, built from its checkpoint (JSON and a weights-only
+    state dict) after its files' sha256 matches the one recorded at registration: no code or pickle from the
+    store runs. Raises integrity.IntegrityError naming the version otherwise."""
+    from mlflow.models import Model
+
+    from pipelines import integrity
+    from pipelines.inference import InferenceModel
+
+    recorded = client(uri).get_model_version(name, str(version)).tags.get(integrity.TAG)
+    folder = version_folder(uri, name, version)
+    if recorded is None:
+        raise integrity.IntegrityError(f"{name} v{version} was registered without a sha256 (before Kiln recorded "
+                                       "them); register it again with kiln run")
+    found = integrity.digest(folder)
+    if found != recorded:
+        raise integrity.IntegrityError(f"{name} v{version}: its files changed since registration (sha256 "
+                                       f"{found[:12]}..., registered {recorded[:12]}...); refusing to load it")
+    artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
+    return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]))
 
 
 @contextmanager

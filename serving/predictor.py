@@ -22,9 +22,9 @@ class Predictor:
 
     @classmethod
     def from_registry(cls, tracking_uri: str, name: str, version: int) -> Predictor:
-        """Only `models:/NAME/VERSION` of this store's registry: never a path from a request."""
-        pyfunc = store.load_pyfunc(tracking_uri, name, version)
-        return cls(pyfunc.unwrap_python_model().model, name=name, version=version)
+        """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files' sha256
+        checked and its checkpoint loaded without running any stored code (store.load_verified)."""
+        return cls(store.load_verified(tracking_uri, name, version), name=name, version=version)
 
     @property
     def features(self) -> list[str]:

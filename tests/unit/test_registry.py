@@ -1,6 +1,7 @@
 """The registry against a real MLflow SQLite store (no Ray): gate, load check, promote, rollback."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -110,3 +111,26 @@ def test_promote_takes_the_config_as_every_command_does(store, tmp_path):
     assert champion(cfg) == 2
     assert main(["rollback", NAME, "--config", str(config)]) == 0  # or --config CONFIG
     assert champion(cfg) == 1
+
+
+def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refused(store, capsys):
+    from pipelines import integrity
+    from pipelines import store as stores
+
+    cfg, folders, test = store
+    registered, _ = register(cfg, folders["good"], test)
+    folder = Path(stores.version_folder(cfg.tracking_uri, NAME, registered.version))
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pickle"))], files
+    assert {"pyfunc_code.py", "artifacts/checkpoint/kiln.json", "artifacts/checkpoint/model.pt"} <= files
+    assert "artifacts/checkpoint/optimizer.pt" not in files  # a version keeps what serving needs
+    assert stores.load_verified(cfg.tracking_uri, NAME, registered.version).predict(test[["a", "b", "c", "d"]])
+    # Someone with write access to the artifact folder swaps the weights under the version.
+    stored = next((cfg.storage_root / "mlartifacts").rglob("artifacts/checkpoint/model.pt"))
+    weights = bytearray(stored.read_bytes())
+    weights[len(weights) // 2] ^= 0xFF
+    stored.write_bytes(bytes(weights))
+    with pytest.raises(integrity.IntegrityError, match=f"{NAME} v1: its files changed since registration"):
+        stores.load_verified(cfg.tracking_uri, NAME, registered.version)
+    code = main(["serve", "--model", f"{NAME}/1", "--set", f"storage.root={cfg.storage_root}"])
+    assert code == 2 and "its files changed since registration" in capsys.readouterr().err
