@@ -238,19 +238,20 @@ def cmd_run(args) -> int:
 
         runtime.stop()
         return EXIT_OK
-    _announce(result.endpoint, json_rows(result.example.head(2)))
+    _announce(result.endpoint, json_rows(result.example.head(2)), cfg)
     return _serve_until_interrupted()
 
 
 def cmd_serve(args) -> int:
-    from pipelines import deploy, registry, runtime
+    from pipelines import auth, deploy, registry, runtime
 
     cfg = _config(args)
     ref = args.model or registry.champion_ref(cfg)
     deploy.check_servable(cfg, ref)  # before the runtime starts: a bad version costs nothing
+    auth.read_token(cfg.serve)
     runtime.start(cfg, verbose=args.verbose, env=deploy.ingress_env(cfg))
     url = deploy.start_serving(cfg, ref)
-    _announce(url, None)
+    _announce(url, None, cfg)
     return _serve_until_interrupted()
 
 
@@ -287,16 +288,22 @@ def json_rows(frame) -> list[list]:
             for row in frame.itertuples(index=False, name=None)]
 
 
-def _announce(url: str, rows: list | None) -> None:
+def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
     import requests
 
+    from pipelines import auth
+
     console.say(f"\nEndpoint: {url}/predict   (health: {url}/healthz)")
+    token = f" -H \"Authorization: Bearer ${cfg.serve.token_env}\"" if cfg.serve.auth == "token" else ""
+    if token:
+        console.say(f"  every route but the health checks needs the bearer token in ${cfg.serve.token_env}")
     if rows is None:
         console.say("Ctrl-C to stop.")
         return
     body = json.dumps({"instances": rows})
-    console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{body}'")
-    answer = requests.post(f"{url}/predict", json={"instances": rows}, timeout=60)
+    console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json'{token} -d '{body}'")
+    answer = requests.post(f"{url}/predict", json={"instances": rows}, headers=auth.client_headers(cfg.serve),
+                           timeout=60)
     console.say(f"Sample answer ({answer.status_code}): {answer.text}")
     console.say("Serving until Ctrl-C.")
 

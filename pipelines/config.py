@@ -26,6 +26,7 @@ from pipelines.search.space import parse_search_space
 COLUMN_TYPES = ("number", "category", "binary")
 # Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
 REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOSSES = {"cross_entropy": metrics.CLASSIFICATION, "mse": metrics.REGRESSION, "huber": metrics.REGRESSION}
 
 
@@ -209,6 +210,11 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"
     """Bind address; stays on loopback unless you say otherwise."""
     port: int = Field(8000, ge=1, le=65535)
+    auth: Literal["none", "token"] = "none"
+    """token: every request but the health checks needs `Authorization: Bearer <token>` (401 without). The
+    token comes from the environment variable `token_env` or from `token_file` (mode 0600), never from here."""
+    token_env: str = "KILN_SERVE_TOKEN"
+    token_file: str | None = None
     route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9_./-]*$")
     """Where the endpoint's routes start (/predict, /v2/...). On a shared cluster each endpoint needs its own:
     Serve refuses a prefix another endpoint holds (Kiln says so, exit 2)."""
@@ -233,6 +239,13 @@ class ServeConfig(Section):
     """Requests waiting for a replica beyond which clients get 503 (-1 = unbounded)."""
     reload_interval_s: PositiveFloat = 2.0
     """How often the endpoint checks whether the alias moved, to switch versions without downtime."""
+
+    @model_validator(mode="after")
+    def _no_open_endpoint_beyond_loopback(self) -> ServeConfig:
+        if self.host not in LOOPBACK and self.auth == "none":
+            raise ValueError(f"serve.host: {self.host} is reachable from other machines; set serve.auth: token "
+                             f"(the token in ${self.token_env}) or bind to 127.0.0.1")
+        return self
 
 
 class KilnConfig(Section):

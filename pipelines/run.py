@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import baseline, console, data, deploy, evaluate, ingest, registry, runtime, storage, task
+from pipelines import auth, baseline, console, data, deploy, evaluate, ingest, registry, runtime, storage, task
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 from pipelines.plan.check import EpochCheck
@@ -33,6 +33,8 @@ class RunResult:
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
     storage.check_reachable(cfg)  # the ledger check_resume reads lives there
+    if serve and cfg.serve.enabled:
+        auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
     cfg = decide_task(cfg)
     previous = check_resume(cfg, resume)
     preflight(cfg)

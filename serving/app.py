@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from pipelines import registry
+from pipelines import auth, registry
 from pipelines.config import KilnConfig, ServeConfig
 from pipelines.errors import ConfigError
 from serving.metrics import Metrics
@@ -34,8 +34,9 @@ class ModelEndpoint:
     """Serves `models:/NAME@ALIAS` (following the alias) or a pinned `models:/NAME/VERSION`, of one store."""
 
     def __init__(self, *, tracking_uri: str, name: str, alias: str | None, version: int | None,
-                 serve_config: dict[str, Any]):
+                 serve_config: dict[str, Any], token_sha256: str | None = None):
         self.cfg = ServeConfig.model_validate(serve_config)
+        self.token_sha256 = token_sha256
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
         if alias:  # each replica, at its own start: one added or restarted later serves the alias's version now
@@ -53,7 +54,8 @@ class ModelEndpoint:
             pass
 
     def __serve_build_asgi_app__(self):
-        return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s)
+        return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s,
+                         token_sha256=self.token_sha256)
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
@@ -141,8 +143,10 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
 
 def bind(cfg: KilnConfig, *, name: str, alias: str | None, version: int | None):
     """The endpoint's application: its deployment options and the model it serves."""
+    token = auth.read_token(cfg.serve)  # the replicas get its sha256 only
     return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
-        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=cfg.serve.model_dump())
+        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=cfg.serve.model_dump(),
+        token_sha256=auth.digest(token) if token else None)
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -152,7 +156,7 @@ def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
+            if requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:  # open without the token
                 return
         except requests.RequestException:
             pass

@@ -59,8 +59,11 @@ def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, ti
     """Every row's prediction, in file order. Chunks shrink when the endpoint says a body is too large."""
     import requests
 
+    from pipelines.auth import client_headers
+
     url = url.rstrip("/")
     with requests.Session() as session:
+        session.headers.update(client_headers())  # $KILN_SERVE_TOKEN, for an endpoint with serve.auth: token
         info = _checked(session.get(f"{url}/model", timeout=timeout_s), url)
         rows = feature_matrix(read_rows(path), info["features"], path, info.get("types"))
         predictions: list = []
@@ -97,8 +100,10 @@ def check_serves(url: str, ref: str) -> None:
     """The endpoint at `url` answers and serves the model `ref` (NAME, NAME@ALIAS or NAME/VERSION) names."""
     import requests
 
+    from pipelines.auth import client_headers
+
     try:
-        served = _checked(requests.get(f"{url.rstrip('/')}/model", timeout=30), url)
+        served = _checked(requests.get(f"{url.rstrip('/')}/model", headers=client_headers(), timeout=30), url)
     except requests.ConnectionError:
         raise ModelNotFound(f"no endpoint answers at {url}; start one with 'kiln serve --model {ref}'") from None
     name = ref.split("@")[0].split("/")[0]

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from pipelines import auth
 from serving import protocol, v2
 from serving.limits import VERSION_HEADER, BodyTooLarge, Guard, error_body
 from serving.metrics import Metrics
@@ -39,12 +40,23 @@ def wants_probabilities(parameters: dict[str, Any] | None) -> bool:
     return value
 
 
-def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float) -> FastAPI:
+def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, token_sha256: str | None = None
+              ) -> FastAPI:
+    """The endpoint's routes; with `token_sha256` (serve.auth: token) every route but the health checks needs
+    the bearer token."""
     api = FastAPI(title="Kiln model endpoint", version=KILN_VERSION,
                   description="Predictions from a model in Kiln's MLflow registry: Kiln's `/predict` and the "
                               "Open Inference Protocol (KServe v2) under `/v2`.")
     api.add_middleware(Guard, max_body_bytes=max_body_bytes, timeout_s=timeout_s, metrics=endpoint.metrics,
                        version=lambda: endpoint.predictor.version, routes=api.routes)
+    if token_sha256:
+        @api.middleware("http")  # added last: runs first, before a body is read
+        async def bearer_token(request: Request, call_next):
+            path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+            if path in auth.OPEN_PATHS or auth.authorized(request.headers.get("authorization"), token_sha256):
+                return await call_next(request)
+            return JSONResponse({"detail": "missing or wrong bearer token: send Authorization: Bearer <token>"},
+                                401, headers={"WWW-Authenticate": "Bearer"})
 
     @api.exception_handler(BodyTooLarge)
     async def too_large(request: Request, err: BodyTooLarge) -> Response:

@@ -21,7 +21,8 @@ PACKAGES = ("pipelines", "serving")
 CORE = {"pipelines.errors", "pipelines.config", "pipelines.search.space", "pipelines.ports", "pipelines.console",
         "pipelines.store", "pipelines.models", "pipelines.data", "pipelines.checkpoint", "pipelines.inference",
         "pipelines.pyfunc_model", "pipelines.storage", "pipelines.schema", "pipelines.encoding",
-        "pipelines.metrics", "pipelines.task", "pipelines.integrity", "pipelines.pyfunc_code"}
+        "pipelines.metrics", "pipelines.task", "pipelines.integrity", "pipelines.pyfunc_code",
+        "pipelines.auth"}
 ORCHESTRATOR = {"pipelines.run", "pipelines.record", "pipelines.deploy"}
 CLI = {"pipelines.cli"}
 SERVING_MAY_IMPORT = CORE | {"pipelines.registry"}

@@ -249,3 +249,69 @@ def test_each_model_is_its_own_serve_application():
     assert app_name("house-prices") == "kiln-house-prices"
     assert app_name("team a/model") == "kiln-team-a-model"
     assert app_name("a") != app_name("b")
+
+
+def test_with_a_token_every_route_but_health_needs_it(tmp_path):
+    from tiny_model import train_tiny
+
+    from pipelines import auth
+
+    frame = train_tiny(tmp_path)
+    endpoint = StandIn(Predictor(InferenceModel(tmp_path), name="tiny", version=1))
+    token = "s3cret-token-of-enough-length"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = build_api(endpoint, max_body_bytes=MAX_BODY_BYTES, timeout_s=TIMEOUT_S, token_sha256=auth.digest(token))
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url, body = f"http://127.0.0.1:{port}", {"instances": rows(frame)}
+        refused = requests.post(f"{url}/predict", json=body, timeout=10)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        wrong = requests.post(f"{url}/predict", json=body, headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 401
+        good = requests.post(f"{url}/predict", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert good.status_code == 200 and good.json()["predictions"] == frame["label"].head(2).tolist()
+        for open_path in auth.OPEN_PATHS:
+            assert requests.get(f"{url}{open_path}", timeout=10).status_code == 200, open_path
+        assert requests.get(f"{url}/model", timeout=10).status_code == 401
+        assert requests.get(f"{url}/metrics", timeout=10).status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_the_token_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch):
+    from pipelines import auth
+    from pipelines.config import ServeConfig
+    from pipelines.errors import ConfigError
+
+    monkeypatch.delenv("KILN_SERVE_TOKEN", raising=False)
+    assert auth.read_token(ServeConfig()) is None  # auth: none
+    with pytest.raises(ConfigError, match=r"serve.auth: token, but \$KILN_SERVE_TOKEN is empty"):
+        auth.read_token(ServeConfig(auth="token"))
+    monkeypatch.setenv("KILN_SERVE_TOKEN", "short")
+    with pytest.raises(ConfigError, match="use at least 16"):
+        auth.read_token(ServeConfig(auth="token"))
+    monkeypatch.delenv("KILN_SERVE_TOKEN")
+    path = tmp_path / "token"
+    path.write_text("a-token-in-a-file-0123456789\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others \\(mode 644\\); chmod 600"):
+        auth.read_token(ServeConfig(auth="token", token_file=str(path)))
+    path.chmod(0o600)
+    assert auth.read_token(ServeConfig(auth="token", token_file=str(path))) == "a-token-in-a-file-0123456789"
+
+
+def test_an_endpoint_beyond_loopback_needs_a_token():
+    from pipelines.config import load_config
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="serve.host: 0.0.0.0 is reachable from other machines; set serve.auth"):
+        load_config(None, ["serve.host=0.0.0.0"])
+    assert load_config(None, ["serve.host=0.0.0.0", "serve.auth=token"]).serve.auth == "token"
