@@ -88,7 +88,8 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     tags = {integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version)),
             "run_id": parent_run_id, "task": cfg.task, "test_metric": metric, metric: f"{test_value:.6f}",
             "data_fingerprint": data_fingerprint,
-            "git_commit": git_commit(), "config": json.dumps(cfg.model_dump())[:5000], **(lineage or {})}
+            "git_commit": git_commit(), "config": json.dumps(storage.masked(cfg.model_dump()))[:5000],
+            **(lineage or {})}
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 

@@ -19,6 +19,16 @@ def shown(uri: str) -> str:
     return re.sub(r"://[^/@]*@", "://***@", uri)
 
 
+def masked(tree):
+    """A config dump with every URI's credentials masked (storage.root, data.source, tracking.uri), for what is
+    written to MLflow: params, tags, the logged config."""
+    if isinstance(tree, dict):
+        return {key: masked(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [masked(value) for value in tree]
+    return shown(tree) if isinstance(tree, str) else tree
+
+
 def filesystem(cfg: KilnConfig):
     """storage.root as (pyarrow filesystem, path in it). A plain folder is the local filesystem."""
     import pyarrow.fs

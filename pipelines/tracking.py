@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from pipelines import store
+from pipelines import storage, store
 from pipelines.config import REPORTED_METRICS, KilnConfig
 
 # Every epoch's metrics, and once per Train run the seconds from the trial's start to its first training step.
@@ -80,7 +80,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def trial_params(cfg: KilnConfig) -> dict[str, str]:
     """The same keys on every trial run, so MLflow's compare view lines them up."""
-    raw = cfg.model_dump(include={"model", "train", "data"})
+    raw = storage.masked(cfg.model_dump(include={"model", "train", "data"}))
     return {k: str(v)[:500] for k, v in flatten(raw).items()}
 
 
@@ -88,8 +88,8 @@ def start_parent(cfg: KilnConfig, *, run_name: str, tags: dict[str, str]) -> str
     mlflow_client = client(cfg)
     run = mlflow_client.create_run(experiment_id(cfg), run_name=run_name, tags={"kiln.kind": "search", **tags})
     run_id = run.info.run_id
-    mlflow_client.log_text(run_id, yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
-    for key, value in flatten(cfg.model_dump(include={"data", "tune", "registry", "train"})).items():
+    mlflow_client.log_text(run_id, yaml.safe_dump(storage.masked(cfg.model_dump()), sort_keys=False), "config.yaml")
+    for key, value in flatten(storage.masked(cfg.model_dump(include={"data", "tune", "registry", "train"}))).items():
         mlflow_client.log_param(run_id, key, str(value)[:500])
     return run_id
 

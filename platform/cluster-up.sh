@@ -41,7 +41,7 @@ if [[ $MLFLOW_AUTH == basic ]]; then  # Ray workers inherit the raylets' environ
 fi
 if [[ ! -s $TOKEN_FILE && -z ${RAY_AUTH_TOKEN:-} ]]; then
   say "no Ray auth token yet: generating $TOKEN_FILE"
-  "$RAY_BIN" get-auth-token --generate >/dev/null
+  (umask 077; "$RAY_BIN" get-auth-token --generate >/dev/null)  # the token file readable by this user only
 fi
 
 ray_start() {  # ray_start ROLE CPUS MIN_WORKER_PORT MAX_WORKER_PORT AGENT_PORT ARGS...: one node, logged

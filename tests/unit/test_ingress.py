@@ -30,6 +30,7 @@ def test_the_wrapper_binds_the_stats_and_metrics_listeners_to_loopback(tmp_path)
     binds = [line.strip() for line in config.read_text().splitlines() if line.strip().startswith("bind")]
     assert binds == ["bind 127.0.0.1:9101", "bind 127.0.0.1:8000", "bind 127.0.0.1:8404"]
     assert seen.read_text().split() == ["-db", "-f", str(config), "-dR"], "the real binary gets every argument"
+    assert "stats socket /tmp/haproxy-serve/n1/admin.sock mode 600 level admin" in config.read_text()
 
 
 def test_auto_ingress_is_haproxy_locally_and_serve_proxy_on_a_cluster():

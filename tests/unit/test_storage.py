@@ -48,3 +48,12 @@ def test_pruning_keeps_only_the_winner_and_counts_what_it_freed(tmp_path):
         (folder / "model.pt").write_bytes(b"x" * size)
     assert storage.prune_checkpoints(cfg, ["a", "b", "c", "never-started"], keep="b") == 140
     assert [p.name for p in (tmp_path / "ray").iterdir()] == ["train-b"]
+
+
+def test_credentials_in_a_uri_never_reach_mlflow_params():
+    from pipelines import storage, tracking
+    from pipelines.config import load_config
+
+    cfg = load_config(None, ["storage.root=s3://AKIAKEY:s3cr3t@bucket/kiln", "data.source=s3://AKIAKEY:s3cr3t@b/t.csv"])
+    logged = str(tracking.flatten(storage.masked(cfg.model_dump())))
+    assert "s3cr3t" not in logged and "AKIAKEY" not in logged and "s3://***@bucket/kiln" in logged
