@@ -231,7 +231,10 @@ class ServeConfig(Section):
     batch_wait_timeout_s: float = Field(0.002, ge=0)
     """How long a request waits for others to join its batch."""
     max_body_bytes: PositiveInt = 10 * 2**20
-    """Larger request bodies get 413 without being read whole."""
+    """Larger request bodies get 413 without being parsed (bodies up to 64 MiB are read and dropped first, so
+    every client sees the message)."""
+    max_rows: PositiveInt = 10_000
+    """Rows one request may hold (413 beyond); a merged batch runs its forward pass this many rows at a time."""
     request_timeout_s: PositiveFloat = 30.0
     max_ongoing_requests: PositiveInt = 64
     """Requests a replica works on at once."""

@@ -55,7 +55,7 @@ class ModelEndpoint:
 
     def __serve_build_asgi_app__(self):
         return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s,
-                         token_sha256=self.token_sha256)
+                         token_sha256=self.token_sha256, max_rows=self.cfg.max_rows)
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
@@ -67,7 +67,7 @@ class ModelEndpoint:
     async def forward(self, items: list[tuple[Predictor, np.ndarray]]) -> list[np.ndarray]:
         """Validated requests that arrived together: one forward pass (per model, during a switch)."""
         self.metrics.observe_batch(requests=len(items), rows=sum(len(rows) for _, rows in items))
-        return await asyncio.to_thread(predict_batches, items)
+        return await asyncio.to_thread(predict_batches, items, max_rows=self.cfg.max_rows)
 
     async def check_health(self) -> None:
         if self.alias and self._follower is None:

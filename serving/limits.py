@@ -17,6 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.metrics import Metrics
 
 VERSION_HEADER = "x-model-version"
+# A body over the limit is read and dropped up to this many bytes before the 413 goes out: clients that send
+# the whole body before reading the answer (urllib, requests) would otherwise see the connection reset instead
+# of the message. Larger bodies are refused at once and the connection closed.
+DRAIN_BYTES = 64 << 20
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})  # the metrics' method label
 
 
 class BodyTooLarge(HTTPException):
@@ -65,16 +70,19 @@ class Guard:
         try:
             declared = _content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
-                raise BodyTooLarge(self.max_body_bytes, declared)  # refused before reading any of it
+                raise BodyTooLarge(self.max_body_bytes, declared)  # refused without handing any of it on
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, capped_receive, send_with_version)
         except BodyTooLarge as err:
+            if (declared or state["received"]) <= DRAIN_BYTES:
+                await _drain(receive, state, self.timeout_s)
             await self._refuse(scope, send_with_version, state, 413, err.detail)
         except TimeoutError:
             await self._refuse(scope, send_with_version, state, 504,
                                f"request took longer than {self.timeout_s:g} s (serve.request_timeout_s)")
         finally:
-            self.metrics.observe_request(route=self._route(scope), method=scope["method"], status=state["status"],
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.observe_request(route=self._route(scope), method=method, status=state["status"],
                                          version=state["version"], seconds=time.perf_counter() - started)
 
     async def _refuse(self, scope: Scope, send: Send, state: dict, status: int, message: str) -> None:
@@ -96,6 +104,21 @@ class Guard:
                     route = candidate
                     break
         return getattr(route, "path", "unmatched")
+
+
+async def _drain(receive: Receive, state: dict, timeout_s: float) -> None:
+    """Read and drop the rest of a refused body, up to DRAIN_BYTES and the request timeout."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while state["received"] <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                state["received"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        pass
 
 
 def _content_length(scope: Scope) -> int | None:

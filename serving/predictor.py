@@ -93,7 +93,7 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> int:
     return int(store.client(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
-def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[np.ndarray]:
+def predict_batches(items: list[tuple[Predictor, np.ndarray]], *, max_rows: int = 10_000) -> list[np.ndarray]:
     """Many validated requests, one forward pass per model among them (during a version switch, two): each
     request's outputs (class probabilities, or regression values), which `Predictor.answer` turns into labels."""
     results: list[np.ndarray | None] = [None] * len(items)
@@ -103,7 +103,10 @@ def predict_batches(items: list[tuple[Predictor, np.ndarray]]) -> list[np.ndarra
     for indices in groups.values():
         predictor = items[indices[0]][0]
         parts = [items[i][1] for i in indices]
-        predictions = predictor.model.outputs(parts[0] if len(parts) == 1 else join(parts, predictor))
+        rows = parts[0] if len(parts) == 1 else join(parts, predictor)
+        # At most max_rows per forward pass: a merged batch of many large requests stays bounded in memory.
+        predictions = np.concatenate([predictor.model.outputs(rows[start:start + max_rows])
+                                      for start in range(0, len(rows), max_rows)])
         start = 0
         for i, part in zip(indices, parts, strict=True):
             results[i] = predictions[start:start + len(part)]

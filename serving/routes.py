@@ -40,8 +40,8 @@ def wants_probabilities(parameters: dict[str, Any] | None) -> bool:
     return value
 
 
-def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, token_sha256: str | None = None
-              ) -> FastAPI:
+def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, token_sha256: str | None = None,
+              max_rows: int = 10_000) -> FastAPI:
     """The endpoint's routes; with `token_sha256` (serve.auth: token) every route but the health checks needs
     the bearer token."""
     api = FastAPI(title="Kiln model endpoint", version=KILN_VERSION,
@@ -58,6 +58,9 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
             return JSONResponse({"detail": "missing or wrong bearer token: send Authorization: Bearer <token>"},
                                 401, headers={"WWW-Authenticate": "Bearer"})
 
+    def too_many(count: int) -> str:
+        return f"{count} rows in one request; the limit is {max_rows} (serve.max_rows): send them in parts"
+
     @api.exception_handler(BodyTooLarge)
     async def too_large(request: Request, err: BodyTooLarge) -> Response:
         return Response(error_body(request.url.path, 413, err.detail), 413, media_type="application/json")
@@ -71,6 +74,8 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
     async def predict(body: protocol.PredictRequest) -> Response:
         """Rows in training feature order, or objects keyed by feature name; labels in their own values."""
         predictor = endpoint.predictor
+        if len(body.instances) > max_rows:
+            return versioned({"detail": too_many(len(body.instances))}, predictor, 413)
         try:
             if len(body.instances) > INLINE_VALIDATION_ROWS:
                 rows = await asyncio.to_thread(predictor.rows, body.instances)
@@ -154,6 +159,8 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
                                     types=predictor.model.preprocessing.types)
         except v2.ProtocolError as err:
             return v2_error(400, str(err), predictor)
+        if len(parsed.rows) > max_rows:
+            return v2_error(413, too_many(len(parsed.rows)), predictor)
         outputs = await endpoint.forward((predictor, parsed.rows))
         content, header_length = v2.infer_response(
             name=predictor.name, version=predictor.version, predictions=predictor.model.decode(outputs),

@@ -83,6 +83,8 @@ def parse_infer(body: bytes, features: list[str], *, header_length: str | None =
         request = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ProtocolError(f"request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("request body is nested too deeply") from None
     if not isinstance(request, dict):
         raise ProtocolError("request body must be a JSON object with an 'inputs' list")
     inputs = request.get("inputs")
@@ -165,7 +167,10 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
         return name, flat.astype(np.float64).reshape(shape), offset + size
     if "data" not in spec:
         raise ProtocolError(f"input {name!r}: no 'data' (and no binary_data_size parameter)")
-    values = list(_leaves(spec["data"]))
+    try:
+        values = list(_leaves(spec["data"]))
+    except RecursionError:
+        raise ProtocolError(f"input {name!r}: 'data' is nested too deeply") from None
     integer = datatype.startswith("INT")
     for k, value in enumerate(values):
         if value is None:  # a missing cell

@@ -2,6 +2,7 @@
 holds a real Predictor and forwards each request on its own."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -98,6 +99,21 @@ def test_body_over_the_limit_413_by_header_and_by_stream(served):
     chunked = requests.post(f"{url}/v2/models/tiny/infer", data=(big[i:i + 1000] for i in range(0, len(big), 1000)),
                             timeout=10)  # a generator body is sent chunked: no Content-Length
     assert chunked.status_code == 413 and "limit is 4096 bytes" in chunked.json()["error"]
+    assert requests.post(f"{url}/predict", json={"instances": rows(frame)}, timeout=10).status_code == 200
+
+
+def test_a_12_mib_body_gets_a_readable_413_from_urllib_and_requests(served):
+    import urllib.error
+    import urllib.request
+
+    url, _, frame = served
+    big = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0], " * (12 * 2**20 // 22) + b"[1.0, 2.0, 3.0, 4.0]]}"
+    answer = requests.post(f"{url}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and "serve.max_body_bytes" in answer.json()["detail"]
+    request = urllib.request.Request(f"{url}/predict", data=big, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413 and "serve.max_body_bytes" in json.loads(refused.value.read())["detail"]
     assert requests.post(f"{url}/predict", json={"instances": rows(frame)}, timeout=10).status_code == 200
 
 
@@ -251,18 +267,12 @@ def test_each_model_is_its_own_serve_application():
     assert app_name("a") != app_name("b")
 
 
-def test_with_a_token_every_route_but_health_needs_it(tmp_path):
-    from tiny_model import train_tiny
-
-    from pipelines import auth
-
-    frame = train_tiny(tmp_path)
-    endpoint = StandIn(Predictor(InferenceModel(tmp_path), name="tiny", version=1))
-    token = "s3cret-token-of-enough-length"
+@contextlib.contextmanager
+def running(api):
+    """`api` on a real uvicorn server at a free loopback port, for one test."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    api = build_api(endpoint, max_body_bytes=MAX_BODY_BYTES, timeout_s=TIMEOUT_S, token_sha256=auth.digest(token))
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -270,7 +280,29 @@ def test_with_a_token_every_route_but_health_needs_it(tmp_path):
         deadline = time.monotonic() + 20
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
-        url, body = f"http://127.0.0.1:{port}", {"instances": rows(frame)}
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def tiny_endpoint(tmp_path_factory):
+    from tiny_model import train_tiny
+
+    folder = tmp_path_factory.mktemp("tiny-endpoint")
+    frame = train_tiny(folder)
+    return StandIn(Predictor(InferenceModel(folder), name="tiny", version=1)), frame
+
+
+def test_with_a_token_every_route_but_health_needs_it(tiny_endpoint):
+    from pipelines import auth
+
+    endpoint, frame = tiny_endpoint
+    token = "s3cret-token-of-enough-length"
+    api = build_api(endpoint, max_body_bytes=MAX_BODY_BYTES, timeout_s=TIMEOUT_S, token_sha256=auth.digest(token))
+    with running(api) as url:
+        body = {"instances": rows(frame)}
         refused = requests.post(f"{url}/predict", json=body, timeout=10)
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
         wrong = requests.post(f"{url}/predict", json=body, headers={"Authorization": "Bearer nope"}, timeout=10)
@@ -281,9 +313,40 @@ def test_with_a_token_every_route_but_health_needs_it(tmp_path):
             assert requests.get(f"{url}{open_path}", timeout=10).status_code == 200, open_path
         assert requests.get(f"{url}/model", timeout=10).status_code == 401
         assert requests.get(f"{url}/metrics", timeout=10).status_code == 401
+
+
+def test_rows_over_the_cap_413_and_deep_json_400(tiny_endpoint):
+    endpoint, frame = tiny_endpoint
+    api = build_api(endpoint, max_body_bytes=2**20, timeout_s=TIMEOUT_S, max_rows=50)
+    with running(api) as url:
+        many = requests.post(f"{url}/predict", json={"instances": rows(frame, 51)}, timeout=10)
+        assert many.status_code == 413 and "51 rows in one request; the limit is 50 (serve.max_rows)" in \
+            many.json()["detail"]
+        assert requests.post(f"{url}/predict", json={"instances": rows(frame, 50)}, timeout=10).status_code == 200
+        columns = [{"name": f, "shape": [51], "datatype": "FP64", "data": frame[f].head(51).tolist()}
+                   for f in ["a", "b", "c", "d"]]
+        v2_many = requests.post(f"{url}/v2/models/tiny/infer", json={"inputs": columns}, timeout=10)
+        assert v2_many.status_code == 413 and "serve.max_rows" in v2_many.json()["error"]
+        deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        kiln = requests.post(f"{url}/predict", data=deep, headers={"Content-Type": "application/json"}, timeout=10)
+        assert kiln.status_code == 400 and "error parsing the body" in kiln.json()["detail"]  # FastAPI's own
+        v2_deep = requests.post(f"{url}/v2/models/tiny/infer", data=deep, timeout=10)
+        assert v2_deep.status_code == 400 and "nested too deeply" in v2_deep.json()["error"]
+
+
+def test_a_merged_batch_runs_at_most_max_rows_per_forward_pass(tiny_endpoint):
+    endpoint, frame = tiny_endpoint
+    predictor = endpoint.predictor
+    calls = []
+    original = predictor.model.outputs
+    predictor.model.outputs = lambda part: calls.append(len(part)) or original(part)
+    try:
+        matrix = frame[["a", "b", "c", "d"]].to_numpy()
+        items = [(predictor, matrix[:70]), (predictor, matrix[70:100])]
+        outputs = predict_batches(items, max_rows=40)
     finally:
-        server.should_exit = True
-        thread.join(10)
+        del predictor.model.outputs
+    assert calls == [40, 40, 20] and [len(o) for o in outputs] == [70, 30]
 
 
 def test_the_token_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch):
