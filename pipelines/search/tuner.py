@@ -26,6 +26,7 @@ class TrialSummary:
     error: str | None = None
     best_epoch: int | None = None
     candidates: tuple[Candidate, ...] = ()  # every reported checkpoint, best first (ranking.rank)
+    best_val_loss: float = math.inf  # val_loss at the best checkpoint: breaks ties between trials
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
                        if value == value and isinstance(path, str)), cfg.tune.mode)
     best = candidates[0] if candidates else None
     epochs_run = int(epochs.max())
+    best_val_loss = math.inf
+    if best is not None and "val_loss" in frame:
+        at_best = frame["val_loss"][(epochs == best.epoch).to_numpy() & (paths == best.checkpoint).to_numpy()
+                                    if CHECKPOINT_PATH_KEY in frame else (epochs == best.epoch).to_numpy()]
+        best_val_loss = float(at_best.iloc[-1]) if len(at_best) and at_best.iloc[-1] == at_best.iloc[-1] \
+            else math.inf
     return TrialSummary(
         trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
         sample=sample,
@@ -128,6 +135,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
         error=error,
         best_epoch=best.epoch if best else None,
         candidates=tuple(candidates),
+        best_val_loss=best_val_loss,
     )
 
 
@@ -144,7 +152,8 @@ def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> tuple[Tria
 
 
 def pick_best(trials: list[TrialSummary], mode: str) -> TrialSummary:
-    """Best metric wins; ties go to the trial that used fewer epochs, then to the first."""
+    """Best metric wins; ties (an accuracy on a small val split ties often, between a model trained one epoch
+    and one trained ten) go to the lower val_loss at the best checkpoint, then to fewer epochs, then the first."""
     sign = -1.0 if mode == "max" else 1.0
     return min(trials, key=lambda t: (sign * t.best_metric if math.isfinite(t.best_metric) else math.inf,
-                                      t.epochs_run))
+                                      t.best_val_loss, t.epochs_run))
