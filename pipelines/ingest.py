@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,14 @@ class Splits:
     arrays: dict[str, object] | None = None  # object refs of (x, y) for train and val, when they fit the cache
 
     train_frame: pd.DataFrame | None = None  # the train split's raw feature columns and labels, for the baseline
+    val_frame: pd.DataFrame | None = None  # the val split's, for the runs' dataset inputs
+    source: str = ""  # where the rows were read: a file, a folder or a URI (a builtin: its parquet file)
     notes: tuple[str, ...] = ()  # what the data check decided (columns left out, rows without a label)
+
+    def frames(self, label: str) -> dict[str, pd.DataFrame]:
+        """The three splits as raw tables with their label column: what the runs record as dataset inputs."""
+        test = self.test_frame.assign(**{label: self.test_y})
+        return {"train": self.train_frame, "val": self.val_frame, "test": test}
 
     @property
     def test_labels(self) -> list:
@@ -116,5 +124,7 @@ def ingest(cfg: KilnConfig) -> Splits:
         num_rows=num_rows,
         arrays={"train": ray.put(train), "val": ray.put(val)} if fits else None,
         train_frame=frame.iloc[train_idx][[*features, cfg.data.label]].reset_index(drop=True),
+        val_frame=frame.iloc[val_idx][[*features, cfg.data.label]].reset_index(drop=True),
+        source=source.paths[0] if len(source.paths) == 1 else str(Path(source.paths[0]).parent),
         notes=tuple(data.describe(checked, cfg.data)),
     )

@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import auth, baseline, console, data, deploy, evaluate, ingest, registry, runtime, storage, task
+from pipelines import (
+    auth,
+    baseline,
+    console,
+    data,
+    deploy,
+    evaluate,
+    ingest,
+    registry,
+    runtime,
+    storage,
+    task,
+    tracking,
+)
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 from pipelines.plan.check import EpochCheck
@@ -48,9 +61,10 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                                 train_rows=splits.num_rows["train"])
     with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
                    resume_from=previous if resume else None) as record:
+        inputs = record_inputs(cfg, splits, record, resume=resume)
         with console.stage("search", timings):
             result = tuner.search(cfg, splits, search_name=record.name, resume=resume, callbacks=[
-                trial_runs.trial_callback(cfg, record.run_id, epochs.tags), progress.progress_callback(
+                trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]), progress.progress_callback(
                     cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs)])
         console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
         metrics, line = epochs.compare(result.epoch_times_s)
@@ -104,6 +118,19 @@ def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> b
         return None
     record.log_metrics({**{f"baseline_{k}": v for k, v in trees.metrics.items()}, "baseline_fit_s": trees.fit_s})
     return trees
+
+
+def record_inputs(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, *, resume: bool) -> list:
+    """The splits as MLflow dataset inputs, logged on the parent run ([train, val, test]; trials get the first
+    two). Lineage is worth a note when it fails, never the run."""
+    try:
+        inputs = tracking.dataset_inputs(splits.frames(cfg.data.label), source=splits.source, label=cfg.data.label)
+        if not resume:  # a resumed parent run has them already
+            tracking.log_inputs(cfg, record.run_id, inputs)
+        return inputs
+    except Exception as err:
+        console.say(f"  note: the splits were not recorded as MLflow datasets ({type(err).__name__}: {err})")
+        return []
 
 
 def decide_task(cfg: KilnConfig) -> KilnConfig:

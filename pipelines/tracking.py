@@ -67,6 +67,25 @@ def ui_links(cfg: KilnConfig, base_url: str) -> list[str]:
     return links
 
 
+def dataset_inputs(splits: dict[str, Any], *, source: str, label: str) -> list:
+    """MLflow dataset inputs for the splits ({"train": frame, ...}, each with the label column): digest, row
+    count, schema and source, tagged with their context, so the run page and the Dataset column show what a
+    model was trained and scored on."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for context, frame in splits.items():
+        dataset = mlflow.data.from_pandas(frame, source=storage.shown(source), targets=label, name=context)
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)]))
+    return inputs
+
+
+def log_inputs(cfg: KilnConfig, run_id: str, inputs: list) -> None:
+    if inputs:
+        client(cfg).log_inputs(run_id, datasets=inputs)
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():

@@ -11,8 +11,9 @@ from pipelines import tracking
 from pipelines.config import KilnConfig
 
 
-def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | None = None):
-    """A Tune callback (runs in the driver) that mirrors each trial into a nested MLflow run."""
+def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | None = None, inputs: list = ()):
+    """A Tune callback (runs in the driver) that mirrors each trial into a nested MLflow run; `inputs` are the
+    MLflow dataset inputs (train, val) each trial's run records."""
     from ray.tune import Callback
 
     class MlflowTrials(Callback):
@@ -48,6 +49,7 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             mlflow_client = tracking.client(cfg)
             for key, value in tracking.trial_params(trial_cfg).items():
                 mlflow_client.log_param(run.info.run_id, key, value)
+            tracking.log_inputs(cfg, run.info.run_id, list(inputs))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             run_id = self.runs.get(trial.trial_id)

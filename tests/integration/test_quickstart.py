@@ -78,6 +78,21 @@ def test_parent_run_has_one_nested_run_per_trial(runs, mlflow_client):
     assert "config.yaml" in artifacts
 
 
+def test_runs_record_the_splits_they_were_trained_and_scored_on(runs, mlflow_client):
+    parent, trials = runs
+
+    def contexts(run) -> dict[str, tuple[str, int]]:
+        inputs = mlflow_client.get_run(run.info.run_id).inputs.dataset_inputs
+        return {next(t.value for t in i.tags if t.key == "mlflow.data.context"):
+                (i.dataset.digest, json.loads(i.dataset.profile)["num_rows"]) for i in inputs}
+
+    splits = contexts(parent)
+    assert set(splits) == {"train", "val", "test"}
+    assert sum(rows for _, rows in splits.values()) == 1797  # digits, every row once
+    for trial in trials:
+        assert contexts(trial) == {k: splits[k] for k in ("train", "val")}  # the same digests
+
+
 def test_asha_stopped_at_least_one_trial_early(runs):
     _, trials = runs
     epochs = sorted(int(t.data.tags["kiln.epochs_run"]) for t in trials)
