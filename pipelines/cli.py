@@ -298,7 +298,7 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
     if token:
         console.say(f"  every route but the health checks needs the bearer token in ${cfg.serve.token_env}")
     if rows is None:
-        console.say("Ctrl-C to stop.")
+        console.say("Serving until Ctrl-C.")
         return
     body = json.dumps({"instances": rows})
     console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json'{token} -d '{body}'")
