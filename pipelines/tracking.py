@@ -24,9 +24,12 @@ def client(cfg: KilnConfig):
     return store.client(cfg.tracking_uri)
 
 
-# MLflow 3's UI opens an experiment on this kind's view: "custom_model_development" is the model-training view
-# (runs, metrics, compare), where without it 3.17 opens the GenAI overview (traces, token usage).
+# MLflow 3's UI marks an experiment's kind with this tag: "custom_model_development" is model training (runs,
+# metrics, compare), not GenAI (traces, token usage).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Which side of MLflow 3.17's UI a page opens on is a per-browser switch (GenAI by default, kept in local storage)
+# that a URL parameter sets: without it `#/experiments/N` lands on the GenAI overview whatever the tag says.
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def experiment_id(cfg: KilnConfig) -> str:
@@ -59,11 +62,12 @@ def ui_links(cfg: KilnConfig, base_url: str) -> list[str]:
         return []
     parent = parents[0].info.run_id
     trials = mlflow_client.search_runs([eid], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=500)
-    links = [f"parent run: {base_url}/#/experiments/{eid}/runs/{parent}"]
+    links = [f"runs: {base_url}/#/experiments/{eid}/runs?{TRAINING_VIEW}",
+             f"parent run: {base_url}/#/experiments/{eid}/runs/{parent}?{TRAINING_VIEW}"]
     if trials:
         runs = urllib.parse.quote(json.dumps([t.info.run_id for t in trials]))
         links.append(f"compare its {len(trials)} trials: {base_url}/#/compare-runs?runs={runs}"
-                     f"&experiments={urllib.parse.quote(json.dumps([eid]))}")
+                     f"&experiments={urllib.parse.quote(json.dumps([eid]))}&{TRAINING_VIEW}")
     return links
 
 

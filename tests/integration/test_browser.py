@@ -124,8 +124,11 @@ def test_the_printed_link_opens_the_trials_side_by_side_in_the_training_view(bro
                           and "Parallel Coordinates" in t)
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare-trials.png"))
     assert "train.lr" in text
-    # The experiment itself opens on the training runs, not the GenAI overview.
-    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}")
+    # The printed runs link opens the experiment's training runs, not the GenAI overview it lands on otherwise.
+    runs_link = re.search(r"runs: (http://127\.0\.0\.1:5000/\S+)", live_run.output).group(1).replace(
+        "http://127.0.0.1:5000", ui)
+    browser.get(runs_link)
     parent = next(r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "search")
-    body_text_when(browser, lambda t: parent.info.run_name[:20] in t)
-    browser.save_screenshot(str(SCREENSHOTS / "mlflow-experiment-landing.png"))
+    body_text_when(browser, lambda t: parent.info.run_name[:20] in t and "matching runs" in t)
+    assert "/overview" not in browser.current_url
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-experiment-runs.png"))
