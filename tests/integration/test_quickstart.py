@@ -185,7 +185,7 @@ def test_run_leaves_an_html_report_that_kiln_report_rebuilds(live_run, runs, mlf
     match = re.search(r"^  report: (\S+\.html)$", live_run.output, re.M)
     assert match, "no report path printed"
     page = Path(match.group(1)).read_text()
-    assert page.count('src="data:image/png;base64,') == 3  # trials, confusion matrix, stages
+    assert page.count('src="data:image/png;base64,') == 4  # trials, confusion matrix, ROC curves, stages
     assert "stopped early" in page and parent.data.tags["kiln.best_trial_id"] in page
     artifacts = [a.path for a in mlflow_client.list_artifacts(parent.info.run_id)]
     assert Path(match.group(1)).name in artifacts
@@ -202,7 +202,8 @@ def test_runs_and_models_tables(live_run, runs):
     line = next(line for line in listed.stdout.splitlines() if parent.info.run_id in line)
     assert "finished" in line and f"{MODEL} v1" in line and "val_accuracy=" in line
     models = subprocess.run([KILN, "models", *store], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert re.search(rf"^{MODEL}\s+1\s+champion=v1\s+v1 0\.9", models.stdout, re.M), models.stdout
+    assert re.search(rf"^{MODEL}\s+1\s+champion=v1\s+v1 accuracy=0\.9", models.stdout, re.M), models.stdout
+    assert "accuracy=0.9" in line  # the runs table's test column names its metric
 
 
 def test_ctrl_c_stops_serving_cleanly(live_run):
