@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -107,7 +108,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
     """One trial's outcome: its best checkpointed epoch (by tune.metric, ranked as Ray Train keeps
     checkpoints) and whether ASHA cut it short."""
     frame = result.metrics_dataframe
-    trial_id = result.path.rstrip("/").rsplit("_", 2)[-2] if result.path else "?"
+    trial_id = trial_id_of(result.path)
     sample = {k: v for k, v in (result.config or {}).items()}
     error = f"{type(result.error).__name__}: {result.error}".splitlines()[0] if result.error else None
     if frame is None or frame.empty or cfg.tune.metric not in frame:
@@ -137,6 +138,13 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
         candidates=tuple(candidates),
         best_val_loss=best_val_loss,
     )
+
+
+def trial_id_of(path: str | None) -> str:
+    """The trial id in a Tune trial folder's name (`run_trial_84839_00007_7_<params>_<date>_<time>`), for a
+    trial that reported nothing."""
+    found = re.search(r"_([0-9a-f]{5}_\d{5})_\d+_", path or "")
+    return found.group(1) if found else "?"
 
 
 def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> tuple[TrialSummary, str | None]:

@@ -83,3 +83,11 @@ def test_trials_tied_on_the_metric_go_to_the_lower_val_loss_not_the_fewer_epochs
     assert pick_best([short, long], "max").trial_id == "long"
     better = summarize(result("better", [0.99], [0.5]), cfg)
     assert pick_best([short, long, better], "max").trial_id == "better"  # the metric itself comes first
+
+
+def test_a_trial_that_reported_nothing_keeps_its_id_not_a_date_from_its_folder_name():
+    from pipelines.search.tuner import trial_id_of
+
+    path = "/runs/ray/s/run_trial_84839_00007_7_model_hidden=128_64,train_lr=0.0001_2026-12-02_01-02-34"
+    assert trial_id_of(path) == "84839_00007"
+    assert trial_id_of(None) == "?"
