@@ -247,10 +247,10 @@ def cmd_serve(args) -> int:
 
     cfg = _config(args)
     ref = args.model or registry.champion_ref(cfg)
-    deploy.check_servable(cfg, ref)  # before the runtime starts: a bad version costs nothing
+    target = deploy.check_servable(cfg, ref)  # before the runtime starts: a bad version costs nothing
     auth.read_token(cfg.serve)
     runtime.start(cfg, verbose=args.verbose, env=deploy.ingress_env(cfg))
-    url = deploy.start_serving(cfg, ref)
+    url = deploy.start_serving(cfg, ref, checked=target)
     _announce(url, None, cfg)
     return _serve_until_interrupted()
 

@@ -25,12 +25,13 @@ def check_servable(cfg: KilnConfig, ref: str) -> registry.ServingTarget:
     return target
 
 
-def start_serving(cfg: KilnConfig, ref: str) -> str:
+def start_serving(cfg: KilnConfig, ref: str, checked: registry.ServingTarget | None = None) -> str:
     """Serve a registered model of this store. `NAME@ALIAS` follows the alias (the endpoint switches versions
-    when it moves); `NAME/VERSION` stays pinned. Returns the endpoint's base URL."""
+    when it moves); `NAME/VERSION` stays pinned. `checked`: check_servable's answer for `ref`, when the caller
+    already has it (kiln serve checks before the runtime starts). Returns the endpoint's base URL."""
     from serving.app import app_name, deploy
 
-    target = check_servable(cfg, ref)
+    target = checked or check_servable(cfg, ref)
     runtime.started_app(app_name(target.name))  # before it starts: a failed start is cleaned up too
     url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
     follows = f" (follows @{target.alias})" if target.alias else ""

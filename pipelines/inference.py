@@ -38,9 +38,13 @@ class InferenceModel:
         return torch.softmax(out, dim=1).numpy()
 
     def predict_proba(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if self.preprocessing.regression:
-            raise ValueError("probabilities: this model is a regression; it answers numbers")
+        self.check_probabilities("probabilities")
         return self.outputs(rows)
+
+    def check_probabilities(self, asked_by: str) -> None:
+        """Class probabilities exist for a classifier only; `asked_by` names the parameter in the message."""
+        if self.preprocessing.regression:
+            raise ValueError(f"{asked_by}: this model is a regression; it answers numbers")
 
     def predict(self, rows: pd.DataFrame | np.ndarray) -> list[Any]:
         return self.decode(self.outputs(rows))
@@ -54,6 +58,7 @@ class InferenceModel:
 
     def probabilities(self, outputs: np.ndarray) -> list[dict[str, float]]:
         """Each row's class probabilities keyed by label (as JSON keys: strings)."""
+        self.check_probabilities("probabilities")
         labels = [str(v) for v in self.preprocessing.labels]
         return [dict(zip(labels, map(float, row), strict=True)) for row in outputs]
 

@@ -22,7 +22,6 @@ class KilnPyfunc(mlflow.pyfunc.PythonModel):
         predictions = pd.Series(self.model.decode(outputs), name="prediction")
         if not (params or {}).get("probabilities"):
             return predictions
-        if self.model.task == "regression":
-            raise ValueError("params.probabilities: this model is a regression; it answers numbers")
+        self.model.check_probabilities("params.probabilities")
         columns = {f"probability_{label}": outputs[:, i] for i, label in enumerate(self.model.preprocessing.labels)}
         return pd.DataFrame({"prediction": predictions, **columns})

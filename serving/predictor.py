@@ -41,11 +41,9 @@ class Predictor:
 
     def answer(self, outputs: np.ndarray, *, probabilities: bool = False) -> dict[str, Any]:
         """The body of a /predict answer from a forward pass's outputs; `probabilities` adds each row's class
-        probabilities keyed by label (classification only: a RequestError for a regression)."""
+        probabilities keyed by label (a classifier's only: routes.wants_probabilities checks before the pass)."""
         body: dict[str, Any] = {"predictions": self.model.decode(outputs)}
         if probabilities:
-            if self.model.preprocessing.regression:
-                raise RequestError("parameters.probabilities: this model is a regression; it answers numbers")
             body["probabilities"] = self.model.probabilities(outputs)
         return {**body, "model": self.name, "version": self.version}
 

@@ -32,11 +32,17 @@ class Endpoint(Protocol):
     async def forward(self, item: tuple[Predictor, np.ndarray]) -> list[Any]: ...
 
 
-def wants_probabilities(parameters: dict[str, Any] | None) -> bool:
-    """`"parameters": {"probabilities": true}` asks for each row's class probabilities beside its label."""
+def wants_probabilities(parameters: dict[str, Any] | None, predictor: Predictor) -> bool:
+    """`"parameters": {"probabilities": true}` asks for each row's class probabilities beside its label (a
+    RequestError, before any work, when the value is not a bool or the model is a regression)."""
     value = (parameters or {}).get("probabilities", False)
     if not isinstance(value, bool):
         raise RequestError(f"parameters.probabilities: expected true or false, got {value!r}")
+    if value:
+        try:
+            predictor.model.check_probabilities("parameters.probabilities")
+        except ValueError as err:
+            raise RequestError(str(err)) from None
     return value
 
 
@@ -81,9 +87,7 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
                 rows = await asyncio.to_thread(predictor.rows, body.instances)
             else:
                 rows = predictor.rows(body.instances)
-            probabilities = wants_probabilities(body.parameters)
-            if probabilities and predictor.model.preprocessing.regression:
-                raise RequestError("parameters.probabilities: this model is a regression; it answers numbers")
+            probabilities = wants_probabilities(body.parameters, predictor)
         except RequestError as err:
             return versioned({"detail": str(err)}, predictor, 422)
         outputs = await endpoint.forward((predictor, rows))
