@@ -195,17 +195,18 @@ def cmd_plan(args) -> int:
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
     # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    prep = encoding.fit(frame, checked.types, frame[cfg.data.label], max_categories=cfg.data.max_categories,
+    prep = encoding.fit(frame, checked.types, frame[cfg.data.label], **encoding.sizes(cfg.data),
                         task=cfg.task, train_labels=frame[cfg.data.label])
     width = prep.width
     if args.hardware == "local":
         console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
-        profile = calibrate.calibrate_local(cfg, width, num_classes)
+        profile = calibrate.calibrate_local(cfg, width, num_classes, text_slots=prep.text_slots)
     else:
         profile = hardware.load_profile(args.hardware)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
     result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
-                       num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency)
+                       num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency,
+                       text_slots=prep.text_slots)
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
@@ -225,10 +226,8 @@ def cmd_run(args) -> int:
         console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
         return 130
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    from pipelines.baseline import NAME as TREES
-
     test = result.test
-    beside = f", {TREES} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
+    beside = f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
                 f"{test.primary}={test.value:.4f}{beside} ({timings})")
     links = tracking.ui_links(cfg, "http://127.0.0.1:5000")

@@ -23,7 +23,7 @@ from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.space import parse_search_space
 
-COLUMN_TYPES = ("number", "category", "binary")
+COLUMN_TYPES = ("number", "category", "binary", "text")
 # Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
 REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -35,10 +35,10 @@ class Section(BaseModel):
 
 
 class StorageConfig(Section):
-    root: str = "./kiln-runs"
+    root: str = Field("./kiln-runs", validate_default=True)  # made absolute like a value from the file
     """Everything a run writes lives here: datasets, checkpoints, the MLflow store. May be a URI
     (s3://bucket/kiln, gs://bucket/kiln, file:///mnt/shared) that every node reaches: checkpoints then go there."""
-    local_root: str = "./kiln-runs"
+    local_root: str = Field("./kiln-runs", validate_default=True)
     """Only used when `root` is a URI: this machine's folder for what stays local (the SQLite MLflow
     store, reports, built-in datasets, checkpoints fetched for registration)."""
 
@@ -99,12 +99,16 @@ class DataConfig(Section):
     features: list[str] | None = None
     """Feature columns in order; null = every column except the label (and those dropped or excluded)."""
     types: dict[str, str] = {}
-    """Column -> number | category | binary, overriding what Kiln infers (pipelines/schema.py has the rule)."""
+    """Column -> number | category | binary | text, overriding what Kiln infers (pipelines/schema.py has the rule)."""
     drop: list[str] = []
     """Columns never used (an id, a leak)."""
     max_categories: PositiveInt = 50
     """Most frequent values of a category column kept as their own level (from the train split); rarer ones,
     and values never seen in training, share an "other" level."""
+    max_length: PositiveInt = 64
+    """A text column's words kept per row (the first ones); longer texts are cut."""
+    vocab_size: PositiveInt = 20000
+    """A text column's vocabulary: its most frequent words in the train split (seen at least twice)."""
     baseline: bool = True
     """Also fit scikit-learn's gradient-boosted trees on the same splits and show their test score beside the
     network's."""
@@ -123,6 +127,21 @@ class ModelConfig(Section):
     hidden: list[PositiveInt] = [128, 64]
     """Hidden layer widths (mlp) or channel counts (cnn)."""
     dropout: float = Field(0.1, ge=0, lt=1)
+    text_encoder: Literal["bag", "transformer"] = "bag"
+    """How a text column becomes a vector: bag = the mean of its words' and word pairs' embeddings (fast);
+    transformer = a small Transformer encoder over its words, mean-pooled (word order matters)."""
+    embedding_dim: PositiveInt = 64
+    """Width of a text column's word embeddings and of its encoder's output."""
+    text_layers: PositiveInt = 2
+    """Transformer layers (text_encoder: transformer)."""
+    text_heads: PositiveInt = 4
+    """Attention heads (text_encoder: transformer); must divide embedding_dim."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.text_encoder == "transformer" and self.embedding_dim % self.text_heads:
+            raise ValueError(f"text_heads ({self.text_heads}) must divide embedding_dim ({self.embedding_dim})")
+        return self
 
 
 class TrainConfig(Section):

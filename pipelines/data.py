@@ -18,7 +18,7 @@ from pipelines.errors import DataError, one_line
 from pipelines.schema import Column
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses")
+BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses", "reviews")
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,16 @@ def _format_of(path: str) -> str:
 def write_builtin(name: str, folder: Path) -> Path:
     """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits, breast
     cancer (string labels) and diabetes (a regression: `progression`), or `customers` and `houses`, generated
-    tables with the mess real ones have (a yes/no label; a price)."""
+    tables with the mess real ones have (a yes/no label; a price), and `reviews`, free text (pipelines/reviews.py)."""
     path = folder / f"{name}.parquet"
     if path.exists():
         return path
     if name in ("customers", "houses"):
         frame = customers() if name == "customers" else houses()
+    elif name == "reviews":
+        from pipelines.reviews import reviews
+
+        frame = reviews()
     elif name == "diabetes":
         from sklearn import datasets
 

@@ -6,6 +6,8 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
   binary    the two training values as 0 and 1; a missing or unseen value sets its "missing" column
   category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
             level and an "other" level, which every rarer or unseen value shares
+  text      data.max_length word ids over the train split's vocabulary (pipelines/text.py); the model embeds
+            them (models.TextBag, models.TextTransformer)
 Nothing here refuses a row: a missing or unseen value has a column of its own.
 The label: classification, the index of its value among every value seen; regression, the value standardised
 with the train split's mean and standard deviation (`decode` maps the network's output back).
@@ -18,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipelines import text
 
 MISSING, OTHER = "missing", "other"
 
@@ -44,12 +48,14 @@ class Encoder:
     """One column's fitted encoding."""
 
     name: str
-    type: str  # number | binary | category
+    type: str  # number | binary | category | text
     median: float = 0.0
     mean: float = 0.0
     std: float = 1.0
-    levels: list[str] = field(default_factory=list)  # binary: the two values; category: the kept values
+    levels: list[str] = field(default_factory=list)  # binary: the two values; category: the kept values;
+    # text: the vocabulary
     indicator: bool = False  # number: a "was missing" column follows
+    max_length: int = 0  # text: word ids per row
 
     @property
     def width(self) -> int:
@@ -57,7 +63,14 @@ class Encoder:
             return 1 + self.indicator
         if self.type == "binary":
             return 2
+        if self.type == "text":
+            return self.max_length
         return len(self.levels) + 2
+
+    @property
+    def vocabulary_size(self) -> int:
+        """text: the ids an embedding table needs (the vocabulary and the reserved ids)."""
+        return len(self.levels) + text.RESERVED
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +78,8 @@ class Encoder:
             return [self.name] + ([f"{self.name}={MISSING}"] if self.indicator else [])
         if self.type == "binary":
             return [f"{self.name}={self.levels[-1]}", f"{self.name}={MISSING}"]
+        if self.type == "text":
+            return [f"{self.name}[{i}]" for i in range(self.max_length)]
         return [f"{self.name}={v}" for v in self.levels] + [f"{self.name}={MISSING}", f"{self.name}={OTHER}"]
 
     def encode(self, values: pd.Series) -> np.ndarray:
@@ -73,6 +88,8 @@ class Encoder:
             missing = ~np.isfinite(numbers)
             scaled = (np.where(missing, self.median, numbers) - self.mean) / self.std
             return np.column_stack([scaled, missing] if self.indicator else [scaled])
+        if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
+            return text.token_ids(values, self.levels, max_length=self.max_length).astype(np.float64)
         names = [level(v) for v in values]
         if self.type == "binary":
             ones = np.array([n == self.levels[-1] for n in names], dtype=np.float64)
@@ -86,11 +103,14 @@ class Encoder:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
-                "levels": self.levels, "indicator": self.indicator}
+                "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length}
 
 
-def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int) -> Encoder:
+def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
+                vocab_size: int = 20000) -> Encoder:
     """One column's encoding, from its train-split values."""
+    if kind == "text":
+        return Encoder(name, kind, levels=text.fit_vocabulary(values, size=vocab_size), max_length=max_length)
     if kind == "number":
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         present = numbers[np.isfinite(numbers)]
@@ -141,6 +161,16 @@ class Preprocessing:
         return 1 if self.regression else len(self.labels)
 
     @property
+    def text_slots(self) -> list[tuple[int, int, int]]:
+        """(first column, max_length, vocabulary size) of each text column in the matrix: what the model embeds."""
+        slots, start = [], 0
+        for e in self.encoders:
+            if e.type == "text":
+                slots.append((start, e.width, e.vocabulary_size))
+            start += e.width
+        return slots
+
+    @property
     def all_numeric(self) -> bool:
         return all(e.type == "number" for e in self.encoders)
 
@@ -164,7 +194,7 @@ class Preprocessing:
         return np.asarray(outputs, dtype=np.float64).reshape(-1) * self.target_std + self.target_mean
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 3, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels,
+        return {"version": 4, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels,
                 "task": self.task, "target_mean": self.target_mean, "target_std": self.target_std}
 
     @classmethod
@@ -176,11 +206,19 @@ class Preprocessing:
                    d.get("target_mean", 0.0), d.get("target_std", 1.0))
 
 
+def sizes(data_cfg) -> dict[str, int]:
+    """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
+    return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
+            "vocab_size": data_cfg.vocab_size}
+
+
 def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
-        task: str = "classification", train_labels: pd.Series | None = None) -> Preprocessing:
+        task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
+        vocab_size: int = 20000) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
-    encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories) for name, kind in types.items()]
+    encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
+                            vocab_size=vocab_size) for name, kind in types.items()]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)
         std = float(target.std())

@@ -94,7 +94,7 @@ def ingest(cfg: KilnConfig) -> Splits:
     frame, features = checked.frame, checked.features
     label = cfg.data.label
     train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)
-    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], max_categories=cfg.data.max_categories,
+    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], **encoding.sizes(cfg.data),
                         task=checked.task, train_labels=frame[label].iloc[train_idx])
 
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

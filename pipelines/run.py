@@ -58,7 +58,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         splits = ingest.ingest(cfg)
         console.say(ingest.describe(cfg, splits))
     epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
-                                train_rows=splits.num_rows["train"])
+                                train_rows=splits.num_rows["train"], text_slots=splits.preprocessing.text_slots)
     with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
                    resume_from=previous if resume else None) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
@@ -80,7 +80,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                         f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}")
             trees = fit_baseline(cfg, splits, record)
             if trees is not None:
-                console.say(f"  {test.primary}: network {test.value:.4f}, {baseline.NAME} "
+                console.say(f"  {test.primary}: network {test.value:.4f}, {trees.name} "
                             f"{trees.metrics[test.primary]:.4f}")
 
         with console.stage("register", timings):
@@ -117,6 +117,7 @@ def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> b
         console.say(f"  baseline not fitted ({type(err).__name__}: {err})")
         return None
     record.log_metrics({**{f"baseline_{k}": v for k, v in trees.metrics.items()}, "baseline_fit_s": trees.fit_s})
+    record.set_tags({"kiln.baseline": trees.name})
     return trees
 
 

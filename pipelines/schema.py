@@ -6,7 +6,8 @@ The rule, in order, for a column that `data.types` does not name:
   3. numbers:
      the row index (integers 0..N-1 or 1..N in file order, as R and pandas write it) -> excluded, with a note
      otherwise                                      -> number
-  4. strings: a distinct value on nearly every row (>= 95% of at least 20 non-missing cells) -> an identifier,
+  4. strings: free-form text (a mean length over 30 characters, mostly distinct, at least 20 cells) -> text
+     a distinct value on nearly every row (>= 95% of at least 20 non-missing cells) -> an identifier,
      excluded with a note; otherwise               -> category
 `data.drop` excludes columns outright; `data.features`, when set, limits the features to those named.
 Pure pandas: `kiln validate` prints the result as a table before anything starts.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import console
+from pipelines import console, text
 from pipelines.config import COLUMN_TYPES, DataConfig
 from pipelines.errors import DataError
 
@@ -30,7 +31,7 @@ IDENTIFIER_MIN_ROWS = 20
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str | None  # number | category | binary; None: not used
+    type: str | None  # number | category | binary | text; None: not used
     missing: int
     distinct: int
     use: str  # what Kiln does with it, in words
@@ -52,6 +53,8 @@ def infer_type(values: pd.Series) -> tuple[str | None, str]:
         if is_row_index(values):
             return None, "excluded: the row index (it would leak the file's order)"
         return "number", "feature"
+    if text.looks_like_text(present):
+        return "text", "feature"
     if len(present) >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * len(present):
         return None, f"excluded: an identifier ({distinct} distinct values in {len(present)} rows)"
     return "category", "feature"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.config import KilnConfig
-from pipelines.models import build_model
+from pipelines.models import build_model, sample_input
 from pipelines.plan.flops import count_flops
 from pipelines.plan.hardware import (
     IN_WORKER_SLOWDOWN,
@@ -27,16 +27,16 @@ from pipelines.plan.hardware import (
 from pipelines.ports import free_port
 
 
-def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *,
+def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, text_slots=(),
                     seconds: float = 2.0) -> HardwareProfile:
     """Measure this machine: step FLOP/s and fixed cost, copy bandwidth, loopback all-reduce."""
-    flops = count_flops(cfg, input_dim, num_classes)
+    flops = count_flops(cfg, input_dim, num_classes, text_slots=text_slots)
     batch = max(1, cfg.train.batch_size // cfg.train.num_workers)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray gives each worker one thread here
     try:
-        small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2)
-        large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2)
+        small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, text_slots)
+        large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, text_slots)
         mem_bandwidth = _copy_bandwidth()
     finally:
         torch.set_num_threads(threads)
@@ -63,11 +63,11 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *,
         per_step_overhead_s=overhead, cores=local_cores(), notes="; ".join(notes))
 
 
-def _step_time(cfg, input_dim, num_classes, batch, budget_s) -> float:
+def _step_time(cfg, input_dim, num_classes, batch, budget_s, text_slots=()) -> float:
     """Median time of one forward+backward+AdamW step over chunks of 10 steps."""
-    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes).train()
+    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, text_slots=text_slots).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    x, y = torch.randn(batch, input_dim), torch.randint(0, num_classes, (batch,))
+    x, y = sample_input(input_dim, text_slots, batch), torch.randint(0, num_classes, (batch,))
     chunks, deadline = [], time.perf_counter() + budget_s
     while time.perf_counter() < deadline or len(chunks) < 4:
         started = time.perf_counter()

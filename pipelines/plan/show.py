@@ -21,12 +21,16 @@ def plan_table(plan_dict: dict) -> str:
                      f"{row['steps_per_epoch']:>5} {times} {row['epoch_time_s']:>8.3f} "
                      f"{row['samples_per_s']:>9,.0f} {row['efficiency']:>10.2f}")
     inputs = plan_dict.get("inputs") or []
-    tables = [i for i in inputs if i["table_params"]]
+    tables = [i for i in inputs if i["table_params"] and i["type"] != "text"]
+    texts = [i for i in inputs if i["type"] == "text"]
     if inputs:
         lines.append(f"inputs: {len(inputs)} columns, {sum(i['encoded'] for i in inputs)} encoded"
                      + ("; one-hot tables (first-layer rows): " + ", ".join(
                          f"{i['column']} {i['encoded']} levels = {i['table_params']:,}" for i in tables)
-                        + " parameters" if tables else ""))
+                        + " parameters" if tables else "")
+                     + ("; text embeddings: " + ", ".join(
+                         f"{i['column']} {i['vocabulary']:,} words x {i['encoded']} per row = {i['table_params']:,}"
+                         for i in texts) + " parameters" if texts else ""))
     lines.append(f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
                  f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "
                  f"trial-epochs, {search['compute_s']:.1f} s training, "

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import baseline, tracking
+from pipelines import tracking
+from pipelines.baseline import NAME as TREES
 from pipelines.config import KilnConfig
 from pipelines.search import scheduler
 from pipelines.search.ranking import best_epoch
@@ -52,6 +53,7 @@ class ReportData:
     model_version: str | None = None
     promotion: str | None = None
     baseline: dict[str, float] = field(default_factory=dict)  # test_<metric> of the gradient-boosted trees
+    baseline_name: str = TREES
 
     @property
     def trial_epochs(self) -> int:
@@ -103,7 +105,8 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         predicted_epoch_s=metrics.get("plan_predicted_epoch_time_s"),
         measured_epoch_s=metrics.get("measured_median_epoch_time_s"),
         model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"),
-        baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")})
+        baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")},
+        baseline_name=tags.get("kiln.baseline", TREES))
 
 
 def build(cfg: KilnConfig, run_id: str) -> Path:
@@ -246,7 +249,7 @@ def render_html(data: ReportData) -> str:
          else "-"),
         ("test", ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in test_metrics(data.test).items())
          if data.test else "-"),
-        ("baseline", f"{baseline.NAME} on the same splits: "
+        ("baseline", f"{data.baseline_name} on the same splits: "
          + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items()) if data.baseline
          else "-"),
         ("registered version", data.model_version or "-"),

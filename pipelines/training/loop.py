@@ -31,7 +31,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
     torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim)
+    model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, text_slots=prep.text_slots)
     loss_fn = loss_function(train_cfg.loss, prep.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     start_epoch, restored_metrics = _resume(model, optimizer)

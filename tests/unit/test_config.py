@@ -87,3 +87,14 @@ def test_storage_root_is_made_absolute_where_the_config_is_loaded(tmp_path, monk
     assert cfg.storage.root == str(tmp_path / "runs")
     monkeypatch.chdir("/")
     assert KilnConfig.model_validate(cfg.model_dump()).storage_root == tmp_path / "runs"
+
+
+def test_a_config_without_storage_writes_under_an_absolute_folder():
+    """The default storage.root is made absolute like one from the file (MLflow's artifact URI needs it)."""
+    cfg = load_config(ROOT / "configs" / "examples" / "reviews.yaml")
+    assert Path(cfg.storage.root).is_absolute() and cfg.storage_root == Path.cwd() / "kiln-runs"
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "configs" / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_config_loads(example):
+    assert load_config(example).name == example.stem.replace("_", "-")

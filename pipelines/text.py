@@ -1,0 +1,59 @@
+"""Free text as token ids: a word vocabulary fitted on the train split, saved with the model as JSON.
+
+Words are lower-cased runs of letters, digits and apostrophes, and `!`/`?` on their own. The vocabulary keeps
+the train split's most frequent words seen at least twice (at most `data.vocab_size`); a row becomes
+`data.max_length` ids, padded with 0. Reserved ids: 0 padding, 1 a word outside the vocabulary, 2 an empty or
+missing text (so every row has at least one id an encoder can attend to). Word pairs (bigrams) are not in the
+vocabulary: the bag encoder hashes pairs of ids itself (models.TextBag).
+
+Why words and not a trained BPE (the `tokenizers` library): the encoders here pool or attend over at most
+`max_length` ids, an unseen word is rare in the tables Kiln sees, and a word vocabulary is a JSON list anyone
+can read; pure Python, no extra dependency in every replica.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+PAD, UNKNOWN, EMPTY = 0, 1, 2
+RESERVED = 3
+MIN_COUNT = 2
+WORD = re.compile(r"[\w']+|[!?]")
+
+
+def words(text) -> list[str]:
+    """A cell's words; a missing cell (None, NaN) has none."""
+    if text is None or (isinstance(text, float) and text != text):
+        return []
+    return WORD.findall(str(text).lower())
+
+
+def fit_vocabulary(texts: Iterable, *, size: int) -> list[str]:
+    """The most frequent words seen at least MIN_COUNT times, most frequent first (ties alphabetical)."""
+    counts = Counter(w for text in texts for w in words(text))
+    ranked = sorted((item for item in counts.items() if item[1] >= MIN_COUNT), key=lambda item: (-item[1], item[0]))
+    return [w for w, _ in ranked[:size]]
+
+
+def token_ids(texts: Iterable, vocabulary: list[str], *, max_length: int) -> np.ndarray:
+    """[rows, max_length] int64 ids: the first max_length words of each text, then padding."""
+    index = {w: i + RESERVED for i, w in enumerate(vocabulary)}
+    rows = []
+    for text in texts:
+        found = [index.get(w, UNKNOWN) for w in words(text)[:max_length]] or [EMPTY]
+        rows.append(found + [PAD] * (max_length - len(found)))
+    return np.array(rows, dtype=np.int64).reshape(-1, max_length)
+
+
+def looks_like_text(values) -> bool:
+    """Free-form strings rather than categories: a mean length over 30 characters and, among at least 20 cells,
+    mostly distinct values (schema.infer_type's rule)."""
+    present = [str(v) for v in values]
+    if len(present) < 20:
+        return False
+    mean_length = sum(map(len, present)) / len(present)
+    return mean_length > 30 and len(set(present)) >= 0.5 * len(present)

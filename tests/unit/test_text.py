@@ -1,0 +1,90 @@
+"""Text columns: the word vocabulary (pipelines/text.py), its encoding in the matrix, both encoders learning a
+text task in-process, the text baseline, and the inference rule that calls a column text."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipelines import baseline, data, encoding, schema, text
+from pipelines.config import DataConfig, ModelConfig
+from pipelines.models import build_model
+
+
+def test_vocabulary_is_the_train_splits_frequent_words_and_ids_pad_to_max_length():
+    vocabulary = text.fit_vocabulary(["Good kettle!", "good, GOOD lamp", "the kettle broke", None], size=10)
+    assert vocabulary == ["good", "kettle"]  # seen twice or more, most frequent first; "!" only once
+    ids = text.token_ids(["good lamp kettle good", "", None, "kettle"], vocabulary, max_length=3)
+    good, kettle = vocabulary.index("good") + text.RESERVED, vocabulary.index("kettle") + text.RESERVED
+    assert ids.tolist() == [[good, text.UNKNOWN, kettle], [text.EMPTY, 0, 0], [text.EMPTY, 0, 0], [kettle, 0, 0]]
+
+
+def test_a_text_column_travels_as_json_and_encodes_the_same_after():
+    frame = pd.DataFrame({"note": ["a very good day", "a bad day", None, "good good"] * 5, "x": range(20),
+                          "label": ["p", "n", "n", "p"] * 5})
+    prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
+    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert again == prep and prep.width == 5 and prep.text_slots == [(0, 4, len(prep.encoders[0].levels) + 3)]
+    np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
+
+
+def negation_task(rows: int, seed: int) -> pd.DataFrame:
+    """Positive when the product is good or "not bad": word order decides, one word at a time does not."""
+    rng = np.random.default_rng(seed)
+    good, bad = rng.choice(["great", "solid", "quiet"], rows), rng.choice(["awful", "noisy", "flimsy"], rows)
+    kind = rng.integers(0, 4, rows)
+    phrase = np.select([kind == 0, kind == 1, kind == 2], [good, "not " + good, bad], "not " + bad)
+    filler = rng.choice(["bought it in may", "it came in a box", "my son uses it daily"], rows)
+    return pd.DataFrame({"review": [f"{f}, honestly the lamp is {p}" for f, p in zip(filler, phrase, strict=True)],
+                         "label": np.where((kind == 0) | (kind == 3), "pos", "neg")})
+
+
+@pytest.mark.parametrize("encoder", ["bag", "transformer"])
+def test_each_text_encoder_learns_a_task_word_order_decides(encoder):
+    train, val = negation_task(800, 0), negation_task(200, 1)
+    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=12)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1,
+                                    text_heads=2, dropout=0.0),
+                        input_dim=prep.width, num_classes=2, text_slots=prep.text_slots)
+    x, y = torch.tensor(prep.transform(train[["review"]])), torch.tensor(prep.encode(train["label"]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(15):
+        for start in range(0, len(x), 32):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[start:start + 32]), y[start:start + 32]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = model(torch.tensor(prep.transform(val[["review"]]))).argmax(1).numpy()
+    assert np.mean(predicted == prep.encode(val["label"])) > 0.95
+
+
+def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path):
+    frame = pd.read_parquet(data.write_builtin("reviews", tmp_path))
+    checked = data.check_frame(frame, DataConfig(label="sentiment"))
+    assert checked.types == {"review": "text", "product": "category", "price": "number", "verified": "binary"}
+    train, test = checked.frame.iloc[:1500], checked.frame.iloc[1500:]
+    fitted = baseline.fit_and_score(train[checked.features], train["sentiment"].to_numpy(), test[checked.features],
+                                    test["sentiment"].to_numpy(), checked.types)
+    assert fitted.name == "TF-IDF + logistic regression"
+    majority = test["sentiment"].value_counts(normalize=True).max()
+    assert fitted.test_accuracy > majority + 0.1
+
+
+@pytest.mark.parametrize("values, kind", [
+    ([f"the kettle number {i} arrived late and was noisy" for i in range(25)], "text"),
+    (["the same long sentence that repeats over and over"] * 12 + ["short"] * 7 + ["a"] * 6, "category"),
+    ([f"ref-{i}" for i in range(25)], None),  # short and distinct: an identifier
+    ([f"a long sentence about kettle {i} that is text" for i in range(10)], "category"),  # under 20 rows
+])
+def test_long_mostly_distinct_strings_are_text(values, kind):
+    assert schema.infer_type(pd.Series(values))[0] == kind
+
+
+def test_a_model_that_takes_numbers_only_refuses_text_columns():
+    with pytest.raises(ValueError, match="model.name: cnn takes numbers only"):
+        build_model(ModelConfig(name="cnn"), input_dim=16, num_classes=2, text_slots=[(0, 8, 20)])
