@@ -14,7 +14,11 @@ from pipelines.config import KilnConfig
 from pipelines.ports import free_ports
 
 WRAPPER = Path(__file__).resolve().parent / "haproxy-loopback.sh"
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# The drain: a replica behind HAProxy stays open this long after it is told to stop, so HAProxy can deregister it
+# (it retries a refused connection in any case). Serve's default, 30 s, made every Ctrl-C of an endpoint take
+# 30 s (serve.shutdown waits for it); 2 s covers HAProxy's reload on one machine.
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+               "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 # Listeners besides serve.port that Serve opens at fixed ports (8404, 9101, 8500, 9500): two endpoints on one
 # machine (a `kiln run` still serving and a `kiln serve`) would fight over them, and the second HAProxy would
 # never start. Each runtime Kiln starts gets free ones.

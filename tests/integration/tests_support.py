@@ -43,8 +43,9 @@ class LiveRun:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
     def stop(self, timeout_s: float = 120) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the whole process group (the run is its session's leader)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            os.killpg(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -58,7 +59,7 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run") -
     port = free_port()
     command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     run = LiveRun(root, port, process)
     ready = threading.Event()
 
