@@ -19,8 +19,8 @@ NAME = "gradient-boosted trees"
 TEXT_NAME = {"classification": "TF-IDF + logistic regression", "regression": "TF-IDF + ridge regression"}
 
 
-def name_for(types: dict[str, str], task: str) -> str:
-    return TEXT_NAME[task] if "text" in types.values() else NAME
+NO_IMAGE_BASELINE = ("none: image columns have no cheap baseline that would be fair to show (trees or a linear "
+                     "model on raw pixels would understate what a small CNN should reach)")
 
 
 @dataclass(frozen=True)

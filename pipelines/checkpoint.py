@@ -38,7 +38,7 @@ def load_model(folder: str | Path) -> tuple[nn.Module, Preprocessing, dict[str, 
     meta = read_meta(folder)
     prep = Preprocessing.from_dict(meta["preprocessing"])
     model = build_model(ModelConfig.model_validate(meta["model"]),
-                        input_dim=prep.width, num_classes=prep.output_dim, text_slots=prep.text_slots)
+                        input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), prep, meta

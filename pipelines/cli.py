@@ -200,13 +200,13 @@ def cmd_plan(args) -> int:
     width = prep.width
     if args.hardware == "local":
         console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
-        profile = calibrate.calibrate_local(cfg, width, num_classes, text_slots=prep.text_slots)
+        profile = calibrate.calibrate_local(cfg, width, num_classes, slots=prep.slots)
     else:
         profile = hardware.load_profile(args.hardware)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
     result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
                        num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency,
-                       text_slots=prep.text_slots)
+                       slots=prep.slots)
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:

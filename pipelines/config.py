@@ -23,7 +23,7 @@ from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.space import parse_search_space
 
-COLUMN_TYPES = ("number", "category", "binary", "text")
+COLUMN_TYPES = ("number", "category", "binary", "text", "image")
 # Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
 REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -109,6 +109,8 @@ class DataConfig(Section):
     """A text column's words kept per row (the first ones); longer texts are cut."""
     vocab_size: PositiveInt = 20000
     """A text column's vocabulary: its most frequent words in the train split (seen at least twice)."""
+    image_size: PositiveInt | None = None
+    """Side in pixels every image is resized to; null = the median side of the train images, at most 64."""
     baseline: bool = True
     """Also fit scikit-learn's gradient-boosted trees on the same splits and show their test score beside the
     network's."""
@@ -136,6 +138,9 @@ class ModelConfig(Section):
     """Transformer layers (text_encoder: transformer)."""
     text_heads: PositiveInt = 4
     """Attention heads (text_encoder: transformer); must divide embedding_dim."""
+    image_channels: list[PositiveInt] = Field([16, 32], min_length=1)
+    """An image column's CNN: one residual block per entry, of that many channels; each block after the first
+    halves the side (so its length is the depth, its values the width)."""
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -166,6 +171,11 @@ class TrainConfig(Section):
     """Worker-group restarts from the last checkpoint before a trial fails."""
     keep_checkpoints: PositiveInt = 2
     """Best checkpoints kept per trial (by tune.metric)."""
+    augment: bool = True
+    """Image columns, training batches only: each image shifted by up to 1/8 of its side (a random crop of the
+    padded image); never val, test or requests."""
+    flip: bool = False
+    """With augment: also mirror images left-right at random (photos: yes; digits and text: no)."""
     cache_shard_mb: NonNegativeInt = 512
     """When the train and val splits together fit in this many MiB, ingest puts them in the object store once
     and every worker keeps them as tensors (epochs then cost what a bare PyTorch loop costs); larger data
@@ -254,6 +264,8 @@ class ServeConfig(Section):
     every client sees the message)."""
     max_rows: PositiveInt = 10_000
     """Rows one request may hold (413 beyond); a merged batch runs its forward pass this many rows at a time."""
+    max_image_pixels: PositiveInt = 16_000_000
+    """An image in a request with more pixels than this (width x height) is refused with 422 before decoding."""
     request_timeout_s: PositiveFloat = 30.0
     max_ongoing_requests: PositiveInt = 64
     """Requests a replica works on at once."""

@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics, schema, task
+from pipelines import images, metrics, schema, task
 from pipelines.config import DataConfig, SplitConfig
 from pipelines.errors import DataError, one_line
 from pipelines.schema import Column
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses", "reviews")
+BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses", "reviews", "digits-images")
 
 
 @dataclass(frozen=True)
 class Source:
-    paths: list[str]  # files, or one URI that the reader expands
-    format: str  # parquet | csv
+    paths: list[str]  # files, or one URI that the reader expands; images: the root of the class folders
+    format: str  # parquet | csv | images
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -38,12 +38,16 @@ def resolve_source(cfg: DataConfig, storage_root: Path) -> Source:
         if name not in BUILTINS:
             raise DataError(f"data.source: unknown builtin {source!r}; choose one of "
                             + ", ".join(BUILTIN_PREFIX + b for b in BUILTINS))
+        if name == "digits-images":
+            return Source([str(images.write_digits(storage_root / "datasets" / name))], "images")
         return Source([str(write_builtin(name, storage_root / "datasets"))], "parquet")
     if "://" in source and not source.startswith("file://"):
         return Source([source], _format_of(source))
     path = Path(source.removeprefix("file://")).expanduser().resolve()
     if not path.exists():
         raise DataError(f"data.source: {source} not found")
+    if path.is_dir() and images.is_class_folder_tree(path):  # root/<label>/<image>: columns image, label
+        return Source([str(path)], "images")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".pq", ".csv"))
         if not files:
@@ -137,11 +141,13 @@ def read_local(source: Source) -> pd.DataFrame:
     """Read a source without Ray (validation, small tools)."""
     import pyarrow.dataset as pads
 
+    if source.format == "images":
+        return pd.DataFrame(images.class_folders(Path(source.paths[0])), columns=["image", "label"])
     try:
         if source.format == "csv":
             frames = [pd.read_csv(p) for p in source.paths]
-            return pd.concat(frames, ignore_index=True)
-        return pads.dataset(source.paths, format="parquet").to_table().to_pandas()
+            return anchor_image_paths(pd.concat(frames, ignore_index=True), source)
+        return anchor_image_paths(pads.dataset(source.paths, format="parquet").to_table().to_pandas(), source)
     except (OSError, ValueError) as err:
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
 
@@ -151,6 +157,12 @@ def label_column(cfg: DataConfig, storage_root: Path) -> pd.Series:
     import pyarrow.dataset as pads
 
     source = resolve_source(cfg, storage_root)
+    if source.format == "images":
+        labels = read_local(source)
+        if cfg.label not in labels.columns:
+            raise DataError(f"data.label: an image folder's label column is 'label' (the folder names), "
+                            f"not {cfg.label!r}")
+        return labels[cfg.label]
     try:
         if source.format == "csv":
             frames = [pd.read_csv(p, usecols=lambda c: str(c) == cfg.label) for p in source.paths]
@@ -173,10 +185,26 @@ def inspect(cfg: DataConfig, storage_root: Path) -> Checked:
     return check_frame(read_local(resolve_source(cfg, storage_root)), cfg)
 
 
+def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """A column of image file names is read relative to the table's own folder, as a user writes it."""
+    if "://" in source.paths[0]:
+        return frame
+    folder = Path(source.paths[0]).parent
+    for name in frame.columns:
+        present = frame[name].dropna()
+        if not pd.api.types.is_numeric_dtype(frame[name]) and len(present) and all(
+                isinstance(v, str) and v.lower().endswith(images.SUFFIXES) for v in present):
+            frame[name] = [v if not isinstance(v, str) else str(folder / v) for v in frame[name]]
+    return frame
+
+
 def fingerprint(source: Source) -> str:
     """sha256 of the local files' bytes (URIs: of their names), recorded on the model."""
     digest = hashlib.sha256()
-    for p in source.paths:
+    paths = source.paths
+    if source.format == "images":
+        paths = [p for p, _ in images.class_folders(Path(source.paths[0]))]
+    for p in paths:
         path = Path(p)
         if path.is_file():
             with path.open("rb") as fh:

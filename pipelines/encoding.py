@@ -8,6 +8,8 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
             level and an "other" level, which every rarer or unseen value shares
   text      data.max_length word ids over the train split's vocabulary (pipelines/text.py); the model embeds
             them (models.TextBag, models.TextTransformer)
+  image     channels x size x size pixels (pipelines/images.py), standardised with the train split's pixel mean
+            and std; a missing cell is the mean image (zeros); the model's CNN reads them (models.ImageCNN)
 Nothing here refuses a row: a missing or unseen value has a column of its own.
 The label: classification, the index of its value among every value seen; regression, the value standardised
 with the train split's mean and standard deviation (`decode` maps the network's output back).
@@ -16,12 +18,12 @@ with the train split's mean and standard deviation (`decode` maps the network's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from pipelines import text
+from pipelines import images, text
 
 MISSING, OTHER = "missing", "other"
 
@@ -43,12 +45,23 @@ def level(value: Any) -> str | None:
     return str(value)
 
 
+class Slot(NamedTuple):
+    """A text or image column's place in the matrix: columns start..start+width."""
+
+    kind: str  # text | image
+    start: int
+    width: int
+    vocabulary: int = 0  # text: ids the embedding needs
+    channels: int = 0  # image
+    size: int = 0
+
+
 @dataclass(frozen=True)
 class Encoder:
     """One column's fitted encoding."""
 
     name: str
-    type: str  # number | binary | category | text
+    type: str  # number | binary | category | text | image
     median: float = 0.0
     mean: float = 0.0
     std: float = 1.0
@@ -56,6 +69,8 @@ class Encoder:
     # text: the vocabulary
     indicator: bool = False  # number: a "was missing" column follows
     max_length: int = 0  # text: word ids per row
+    size: int = 0  # image: side in pixels
+    channels: int = 0  # image: 1 (grey) or 3 (RGB)
 
     @property
     def width(self) -> int:
@@ -65,6 +80,8 @@ class Encoder:
             return 2
         if self.type == "text":
             return self.max_length
+        if self.type == "image":
+            return self.channels * self.size * self.size
         return len(self.levels) + 2
 
     @property
@@ -78,8 +95,8 @@ class Encoder:
             return [self.name] + ([f"{self.name}={MISSING}"] if self.indicator else [])
         if self.type == "binary":
             return [f"{self.name}={self.levels[-1]}", f"{self.name}={MISSING}"]
-        if self.type == "text":
-            return [f"{self.name}[{i}]" for i in range(self.max_length)]
+        if self.type in ("text", "image"):
+            return [f"{self.name}[{i}]" for i in range(self.width)]
         return [f"{self.name}={v}" for v in self.levels] + [f"{self.name}={MISSING}", f"{self.name}={OTHER}"]
 
     def encode(self, values: pd.Series) -> np.ndarray:
@@ -90,6 +107,8 @@ class Encoder:
             return np.column_stack([scaled, missing] if self.indicator else [scaled])
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
             return text.token_ids(values, self.levels, max_length=self.max_length).astype(np.float64)
+        if self.type == "image":
+            return self.encode_images(values)
         names = [level(v) for v in values]
         if self.type == "binary":
             ones = np.array([n == self.levels[-1] for n in names], dtype=np.float64)
@@ -103,14 +122,36 @@ class Encoder:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
-                "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length}
+                "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
+                "size": self.size, "channels": self.channels}
+
+    def encode_images(self, values: pd.Series, *, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode."""
+        out = np.zeros((len(values), self.width), dtype=np.float32)
+        for row, value in enumerate(values):
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            try:
+                decoded = images.pixels(value, size=self.size, channels=self.channels, max_pixels=max_pixels)
+            except images.ImageError as err:
+                raise images.ImageError(f"column {self.name!r} row {row}: {err}") from None
+            out[row] = ((decoded - self.mean) / self.std).reshape(-1)
+        return out
 
 
 def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
-                vocab_size: int = 20000) -> Encoder:
+                vocab_size: int = 20000, image_size: int | None = None) -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
         return Encoder(name, kind, levels=text.fit_vocabulary(values, size=vocab_size), max_length=max_length)
+    if kind == "image":
+        present = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        side, channels = images.describe(present)
+        size = image_size or min(side, 64)
+        sample = np.stack([images.pixels(v, size=size, channels=channels) for v in present[:500]])
+        std = float(sample.std())
+        return Encoder(name, kind, mean=float(sample.mean()), std=std if std > 1e-6 else 1.0, size=size,
+                       channels=channels)
     if kind == "number":
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         present = numbers[np.isfinite(numbers)]
@@ -161,12 +202,14 @@ class Preprocessing:
         return 1 if self.regression else len(self.labels)
 
     @property
-    def text_slots(self) -> list[tuple[int, int, int]]:
-        """(first column, max_length, vocabulary size) of each text column in the matrix: what the model embeds."""
+    def slots(self) -> list[Slot]:
+        """Where each text and image column lies in the matrix: what the model's encoders read."""
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
-                slots.append((start, e.width, e.vocabulary_size))
+                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size))
+            elif e.type == "image":
+                slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size))
             start += e.width
         return slots
 
@@ -209,16 +252,16 @@ class Preprocessing:
 def sizes(data_cfg) -> dict[str, int]:
     """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
     return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
-            "vocab_size": data_cfg.vocab_size}
+            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size}
 
 
 def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
         task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
-        vocab_size: int = 20000) -> Preprocessing:
+        vocab_size: int = 20000, image_size: int | None = None) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
-                            vocab_size=vocab_size) for name, kind in types.items()]
+                            vocab_size=vocab_size, image_size=image_size) for name, kind in types.items()]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)
         std = float(target.std())

@@ -87,7 +87,8 @@ def ingest(cfg: KilnConfig) -> Splits:
 
     source = data.resolve_source(cfg.data, cfg.storage_root)
     try:
-        frame = read(source).to_pandas()
+        frame = data.read_local(source) if source.format == "images" else \
+            data.anchor_image_paths(read(source).to_pandas(), source)
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)

@@ -6,11 +6,12 @@ import importlib
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipelines.config import ModelConfig
+from pipelines.encoding import Slot
 
-TextSlot = tuple[int, int, int]  # (first column, max_length, vocabulary size): encoding.Preprocessing.text_slots
 MAX_PAIR_BUCKETS = 1 << 16  # hashed word pairs of a TextBag: 4 per word of the vocabulary, 1024 to 65536
 
 
@@ -18,16 +19,16 @@ def pair_buckets(vocabulary: int) -> int:
     return min(MAX_PAIR_BUCKETS, max(1024, 4 * vocabulary))
 
 
-def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, text_slots: list[TextSlot] = ()) -> nn.Module:
-    """`mlp`, `cnn`, or a user factory `package.module:function(input_dim, num_classes, cfg)`. With text columns
-    an mlp is the head of a concat combiner: each text column's encoder, beside the other columns' values."""
+def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: list[Slot] = ()) -> nn.Module:
+    """`mlp`, `cnn`, or a user factory `package.module:function(input_dim, num_classes, cfg)`. With text or image
+    columns an mlp is the head of a concat combiner: each such column's encoder beside the other columns' values."""
     if cfg.name == "mlp":
-        if text_slots:
-            return Combined(input_dim, num_classes, cfg, text_slots)
+        if slots:
+            return Combined(input_dim, num_classes, cfg, slots)
         return mlp(input_dim, num_classes, cfg.hidden, cfg.dropout)
-    if text_slots and ":" not in cfg.name:
-        raise ValueError(f"model.name: {cfg.name} takes numbers only; a table with text columns needs mlp "
-                         "(or a factory, which gets each text column as word ids)")
+    if slots and ":" not in cfg.name:
+        raise ValueError(f"model.name: {cfg.name} takes numbers only; a table with text or image columns needs "
+                         "mlp (or a factory, which gets word ids and standardised pixels in the matrix)")
     if cfg.name == "cnn":
         return cnn(input_dim, num_classes, cfg.hidden, cfg.dropout)
     if ":" in cfg.name:
@@ -74,11 +75,35 @@ def cnn(input_dim: int, num_classes: int, channels: list[int], dropout: float) -
     return SquareImageCNN(input_dim, num_classes, channels, dropout)
 
 
-def sample_input(input_dim: int, text_slots: list[TextSlot], batch: int) -> torch.Tensor:
+def sample_input(input_dim: int, slots: list[Slot], batch: int) -> torch.Tensor:
     """A batch the model accepts: random values, and valid word ids in text columns (kiln plan's FLOP count)."""
     x = torch.randn(batch, input_dim)
-    for start, length, vocabulary in text_slots:
-        x[:, start:start + length] = torch.randint(0, vocabulary, (batch, length)).float()
+    for slot in slots:
+        if slot.kind == "text":
+            x[:, slot.start:slot.start + slot.width] = torch.randint(0, slot.vocabulary, (batch, slot.width)).float()
+    return x
+
+
+def augment(x: torch.Tensor, slots: list[Slot], *, flip: bool, generator: torch.Generator | None = None):
+    """A training batch with each image shifted by up to 1/8 of its side (zero-padded: the mean image), and
+    mirrored at random when `flip`. Text and other columns are left alone; a new tensor, x is not changed."""
+    images = [s for s in slots if s.kind == "image"]
+    if not images:
+        return x
+    x = x.clone()
+    for slot in images:
+        batch = x[:, slot.start:slot.start + slot.width].view(-1, slot.channels, slot.size, slot.size)
+        pad = max(1, slot.size // 8)
+        padded = F.pad(batch, (pad, pad, pad, pad))
+        shift = torch.randint(0, 2 * pad + 1, (2, len(batch)), generator=generator).to(x.device)
+        side = torch.arange(slot.size, device=x.device)
+        rows, cols = shift[0][:, None] + side, shift[1][:, None] + side  # each image its own crop: [B, size]
+        which = torch.arange(len(batch), device=x.device)[:, None, None]
+        shifted = padded[which, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        if flip:
+            mirrored = (torch.rand(len(batch), generator=generator) < 0.5).to(x.device)
+            shifted = torch.where(mirrored[:, None, None, None], shifted.flip(-1), shifted)
+        x[:, slot.start:slot.start + slot.width] = shifted.reshape(len(batch), -1)
     return x
 
 
@@ -127,26 +152,69 @@ class TextTransformer(nn.Module):
         return masked_mean(hidden, present)
 
 
-class Combined(nn.Module):
-    """The concat combiner (as in Ludwig): every non-text column's encoded values as they are, each text column
-    through its encoder, concatenated and fed to an mlp head."""
+class ImageCNN(nn.Module):
+    """A small ResNet-style encoder: a stem convolution, then per width in model.image_channels a residual block
+    (two 3x3 convolutions with batch norm; the first of each block after the first halves the side), global
+    average pooling."""
 
-    def __init__(self, input_dim: int, num_classes: int, cfg: ModelConfig, text_slots: list[TextSlot]):
+    def __init__(self, channels_in: int, widths: list[int]):
         super().__init__()
-        in_text = torch.zeros(input_dim, dtype=torch.bool)
-        for start, length, _ in text_slots:
-            in_text[start:start + length] = True
-        self.register_buffer("dense", torch.flatten(torch.nonzero(~in_text)), persistent=False)
-        self.slots = [(start, length) for start, length, _ in text_slots]
-        self.texts = nn.ModuleList(
-            TextBag(vocabulary, length, cfg.embedding_dim) if cfg.text_encoder == "bag" else
-            TextTransformer(vocabulary, length, cfg.embedding_dim, cfg.text_layers, cfg.text_heads, cfg.dropout)
-            for _, length, vocabulary in text_slots)
-        width = len(self.dense) + sum(encoder.out_dim for encoder in self.texts)
+        self.stem = nn.Sequential(nn.Conv2d(channels_in, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, width = [], widths[0]
+        for i, out in enumerate(widths):
+            blocks.append(Residual(width, out, stride=1 if i == 0 else 2))
+            width = out
+        self.blocks = nn.Sequential(*blocks)
+        self.out_dim = width
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(images)).mean(dim=(2, 3))
+
+
+class Residual(nn.Module):
+    def __init__(self, width_in: int, width_out: int, *, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width_out),
+            nn.ReLU(), nn.Conv2d(width_out, width_out, 3, padding=1, bias=False), nn.BatchNorm2d(width_out))
+        self.skip = nn.Identity() if stride == 1 and width_in == width_out else nn.Sequential(
+            nn.Conv2d(width_in, width_out, 1, stride=stride, bias=False), nn.BatchNorm2d(width_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.skip(x))
+
+
+class Combined(nn.Module):
+    """The concat combiner (as in Ludwig): the other columns' encoded values as they are, each text and image
+    column through its encoder, concatenated and fed to an mlp head."""
+
+    def __init__(self, input_dim: int, num_classes: int, cfg: ModelConfig, slots: list[Slot]):
+        super().__init__()
+        encoded = torch.zeros(input_dim, dtype=torch.bool)
+        for slot in slots:
+            encoded[slot.start:slot.start + slot.width] = True
+        self.register_buffer("dense", torch.flatten(torch.nonzero(~encoded)), persistent=False)
+        self.slots = [Slot(*slot) for slot in slots]
+        self.encoders = nn.ModuleList(self._encoder(slot, cfg) for slot in self.slots)
+        width = len(self.dense) + sum(encoder.out_dim for encoder in self.encoders)
         self.head = mlp(width, num_classes, cfg.hidden, cfg.dropout)
+
+    @staticmethod
+    def _encoder(slot: Slot, cfg: ModelConfig) -> nn.Module:
+        if slot.kind == "image":
+            return ImageCNN(slot.channels, cfg.image_channels)
+        if cfg.text_encoder == "bag":
+            return TextBag(slot.vocabulary, slot.width, cfg.embedding_dim)
+        return TextTransformer(slot.vocabulary, slot.width, cfg.embedding_dim, cfg.text_layers, cfg.text_heads,
+                               cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = [x[:, self.dense]]
-        for (start, length), encoder in zip(self.slots, self.texts, strict=True):
-            parts.append(encoder(x[:, start:start + length].round().long()))
+        for slot, encoder in zip(self.slots, self.encoders, strict=True):
+            columns = x[:, slot.start:slot.start + slot.width]
+            if slot.kind == "text":
+                parts.append(encoder(columns.round().long()))
+            else:
+                parts.append(encoder(columns.reshape(-1, slot.channels, slot.size, slot.size)))
         return self.head(torch.cat(parts, dim=1))

@@ -58,7 +58,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         splits = ingest.ingest(cfg)
         console.say(ingest.describe(cfg, splits))
     epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
-                                train_rows=splits.num_rows["train"], text_slots=splits.preprocessing.text_slots)
+                                train_rows=splits.num_rows["train"], slots=splits.preprocessing.slots)
     with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
                    resume_from=previous if resume else None) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
@@ -107,6 +107,10 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> baseline.Baseline | None:
     """The trees beside the network (data.baseline); a failure is said, never fatal to the run."""
     if not cfg.data.baseline:
+        return None
+    if "image" in splits.preprocessing.types.values():
+        console.say(f"  baseline: {baseline.NO_IMAGE_BASELINE}")
+        record.set_tags({"kiln.baseline": baseline.NO_IMAGE_BASELINE})
         return None
     train, label = splits.train_frame, cfg.data.label
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import console, text
+from pipelines import console, images, text
 from pipelines.config import COLUMN_TYPES, DataConfig
 from pipelines.errors import DataError
 
@@ -46,6 +46,8 @@ def infer_type(values: pd.Series) -> tuple[str | None, str]:
     present = values.dropna()
     if present.empty:
         return None, "dropped: every cell is missing"
+    if not pd.api.types.is_numeric_dtype(values) and all(images.is_image_cell(v) for v in present):
+        return "image", "feature"
     distinct = present.nunique()
     if pd.api.types.is_bool_dtype(values) or distinct == 2:
         return "binary", "feature"
@@ -114,6 +116,11 @@ def checked_override(values: pd.Series, name: str, kind: str) -> str:
     if kind == "number" and not pd.api.types.is_numeric_dtype(values):
         bad = next(v for v in values.dropna() if not _is_number(v))
         raise DataError(f"data.types.{name}: number, but the column holds {bad!r}")
+    if kind == "image":
+        bad = next((v for v in values.dropna() if not images.is_image_cell(v)), None)
+        if bad is not None:
+            raise DataError(f"data.types.{name}: image, but the column holds {str(bad)[:60]!r} (image bytes, or "
+                            f"a file name ending {', '.join(images.SUFFIXES)})")
     if kind == "binary" and values.dropna().nunique() > 2:
         raise DataError(f"data.types.{name}: binary, but the column has {values.dropna().nunique()} distinct values")
     return kind

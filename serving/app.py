@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from ray import serve
 
 from pipelines import auth, registry
@@ -59,8 +60,9 @@ class ModelEndpoint:
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
-        predictor = Predictor.from_registry(self.tracking_uri, self.name, version)
-        predictor.model.predict(np.zeros((1, len(predictor.features))))
+        predictor = Predictor.from_registry(self.tracking_uri, self.name, version,
+                                           max_image_pixels=self.cfg.max_image_pixels)
+        predictor.model.predict(pd.DataFrame([[None] * len(predictor.features)], columns=predictor.features))
         return predictor
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # the config's values are set in __init__

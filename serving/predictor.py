@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines import store
+from pipelines import images, store
 from pipelines.inference import InferenceModel
 
 
@@ -17,14 +19,16 @@ class RequestError(ValueError):
 
 
 class Predictor:
-    def __init__(self, model: InferenceModel, *, name: str, version: int):
+    def __init__(self, model: InferenceModel, *, name: str, version: int,
+                 max_image_pixels: int = images.DEFAULT_MAX_PIXELS):
         self.model, self.name, self.version = model, name, version
+        self.max_image_pixels = max_image_pixels
 
     @classmethod
-    def from_registry(cls, tracking_uri: str, name: str, version: int) -> Predictor:
+    def from_registry(cls, tracking_uri: str, name: str, version: int, **options) -> Predictor:
         """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files' sha256
         checked and its checkpoint loaded without running any stored code (store.load_verified)."""
-        return cls(store.load_verified(tracking_uri, name, version), name=name, version=version)
+        return cls(store.load_verified(tracking_uri, name, version), name=name, version=version, **options)
 
     @property
     def features(self) -> list[str]:
@@ -72,15 +76,37 @@ class Predictor:
                 where = f"instances[{i}][{j}] ({self.features[j]})"
                 if value is None:
                     continue
-                if types[self.features[j]] == "number":
+                if types[self.features[j]] == "image":
+                    row[j] = self.image_bytes(value, where)
+                elif types[self.features[j]] == "number":
                     if isinstance(value, bool) or not isinstance(value, int | float):
                         raise RequestError(f"{where}: expected a number, got {value!r}")
                     if not math.isfinite(value):
                         raise RequestError(f"{where}: value must be finite")
                 elif not isinstance(value, str | int | float | bool):
                     raise RequestError(f"{where}: expected a string, number or null, got {value!r}")
-            table.append(row)
+            table.append(list(row))
         return pd.DataFrame(table, columns=self.features, dtype=object)
+
+    def image_bytes(self, value: Any, where: str) -> bytes:
+        """An image cell of a request: {"b64": "<base64 PNG, JPEG or WebP>"} (the TensorFlow Serving / KServe v1
+        convention), checked to decode within serve.max_image_pixels. Never a path: that would read the
+        server's files."""
+        if not (isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)):
+            raise RequestError(f'{where}: expected an image as {{"b64": "<base64 PNG or JPEG>"}}, '
+                               f"got {str(value)[:60]!r}")
+        try:
+            raw = base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"{where}: b64 is not valid base64") from None
+        return self.checked_image(raw, where)
+
+    def checked_image(self, raw: bytes, where: str) -> bytes:
+        try:
+            images.open_image(raw, max_pixels=self.max_image_pixels)
+        except images.ImageError as err:
+            raise RequestError(f"{where}: {err}") from None
+        return raw
 
     def predict(self, instances: Any, *, probabilities: bool = False) -> dict[str, Any]:
         return self.answer(self.model.outputs(self.rows(instances)), probabilities=probabilities)

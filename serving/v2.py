@@ -10,12 +10,16 @@ label's own type (FP64 for a regression).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pipelines import images
 
 HEADER_LENGTH = "inference-header-content-length"
 """Triton's binary extension: the JSON part is this many bytes; raw tensor bytes follow."""
@@ -202,8 +206,8 @@ def _binary_strings(name: str, raw: bytes, count: int) -> np.ndarray:
             raise ProtocolError(f"input {name!r}: binary BYTES element {k} claims {length} bytes past the data's end")
         try:
             out[k] = raw[at:at + length].decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError(f"input {name!r}: binary BYTES element {k} is not UTF-8") from None
+        except UnicodeDecodeError:  # an image's raw bytes; anything else is refused by _columns
+            out[k] = bytes(raw[at:at + length])
         at += length
     if at != len(raw):
         raise ProtocolError(f"input {name!r}: {len(raw) - at} bytes left after {count} BYTES elements")
@@ -250,6 +254,12 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
     if len(set(lengths.values())) != 1 or 0 in lengths.values():
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
     for f in features:
+        if types.get(f) == "image":
+            by_name[f] = np.array([_image(v, f, i) for i, v in enumerate(by_name[f])], dtype=object)
+            continue
+        undecodable = [i for i, v in enumerate(by_name[f]) if isinstance(v, bytes)]
+        if undecodable:
+            raise ProtocolError(f"input {f!r}: binary BYTES element {undecodable[0]} is not UTF-8")
         if types.get(f) == "number" and by_name[f].dtype == object:
             strings = [v for v in by_name[f] if isinstance(v, str)]
             if strings:
@@ -267,6 +277,24 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
             if len(bad):
                 raise ProtocolError(f"input {f!r}: value must be finite")
     return rows
+
+
+def _image(value: Any, name: str, row: int) -> bytes | None:
+    """An image column's element: raw bytes (the binary extension), base64 in JSON, or null (a missing image)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(f"input {name!r} row {row}: an image in JSON data is base64 text") from None
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"input {name!r} row {row}: expected image bytes, got {value!r}")
+    try:
+        images.open_image(value)
+    except images.ImageError as err:
+        raise ProtocolError(f"input {name!r} row {row}: {err}") from None
+    return value
 
 
 def _finite(rows: np.ndarray, where) -> None:

@@ -27,16 +27,16 @@ from pipelines.plan.hardware import (
 from pipelines.ports import free_port
 
 
-def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, text_slots=(),
+def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(),
                     seconds: float = 2.0) -> HardwareProfile:
     """Measure this machine: step FLOP/s and fixed cost, copy bandwidth, loopback all-reduce."""
-    flops = count_flops(cfg, input_dim, num_classes, text_slots=text_slots)
+    flops = count_flops(cfg, input_dim, num_classes, slots=slots)
     batch = max(1, cfg.train.batch_size // cfg.train.num_workers)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray gives each worker one thread here
     try:
-        small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, text_slots)
-        large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, text_slots)
+        small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, slots)
+        large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, slots)
         mem_bandwidth = _copy_bandwidth()
     finally:
         torch.set_num_threads(threads)
@@ -63,11 +63,11 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, text_s
         per_step_overhead_s=overhead, cores=local_cores(), notes="; ".join(notes))
 
 
-def _step_time(cfg, input_dim, num_classes, batch, budget_s, text_slots=()) -> float:
+def _step_time(cfg, input_dim, num_classes, batch, budget_s, slots=()) -> float:
     """Median time of one forward+backward+AdamW step over chunks of 10 steps."""
-    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, text_slots=text_slots).train()
+    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, slots=slots).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    x, y = sample_input(input_dim, text_slots, batch), torch.randint(0, num_classes, (batch,))
+    x, y = sample_input(input_dim, slots, batch), torch.randint(0, num_classes, (batch,))
     chunks, deadline = [], time.perf_counter() + budget_s
     while time.perf_counter() < deadline or len(chunks) < 4:
         started = time.perf_counter()

@@ -15,9 +15,9 @@ class EpochCheck:
 
     @classmethod
     def predict(cls, cfg: KilnConfig, *, input_dim: int, num_classes: int, train_rows: int,
-                text_slots=()) -> EpochCheck:
+                slots=()) -> EpochCheck:
         """The recorded local profile's prediction (no calibration: it would cost the run seconds)."""
-        counted = flops.count_flops(cfg, input_dim, num_classes, text_slots=text_slots)
+        counted = flops.count_flops(cfg, input_dim, num_classes, slots=slots)
         prediction = cost.predict(cfg, hardware.load_profile("local"), counted, num_workers=cfg.train.num_workers,
                                   train_rows=train_rows)
         return cls(prediction.epoch_time_s)

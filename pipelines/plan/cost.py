@@ -113,9 +113,9 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
 
 
 def plan(cfg: KilnConfig, *, profile: HardwareProfile, workers: list[int], input_dim: int,
-         num_classes: int, train_rows: int, max_concurrent: int, text_slots=()) -> dict:
+         num_classes: int, train_rows: int, max_concurrent: int, slots=()) -> dict:
     """Each worker count's prediction, the recommendation, and the search as configured."""
-    flops = count_flops(cfg, input_dim, num_classes, text_slots=text_slots)
+    flops = count_flops(cfg, input_dim, num_classes, slots=slots)
 
     def at(n: int) -> WorkerPrediction:
         return predict(cfg, profile, flops, num_workers=n, train_rows=train_rows)

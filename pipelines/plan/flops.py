@@ -11,12 +11,12 @@ from pipelines.models import build_model, pair_buckets, sample_input
 BYTES_PER_PARAM = 4  # float32 weights; DDP all-reduces float32 gradients of the same size
 
 
-def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int = 8, text_slots=()) -> dict:
+def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int = 8, slots=()) -> dict:
     """Per-sample forward and backward FLOPs of the configured model, as FlopCounterMode counts."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, text_slots=text_slots).train()
-    x, y = sample_input(input_dim, text_slots, batch), torch.randint(0, num_classes, (batch,))
+    model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, slots=slots).train()
+    x, y = sample_input(input_dim, slots, batch), torch.randint(0, num_classes, (batch,))
     with FlopCounterMode(display=False) as forward:
         loss = F.cross_entropy(model(x), y)
     with FlopCounterMode(display=False) as backward:
@@ -36,6 +36,8 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
     first = cfg.model.hidden[0] if cfg.model.name == "mlp" and cfg.model.hidden else 0
 
     def table(e) -> int:
+        if e.type == "image":
+            return 0
         if e.type == "text":  # its word embeddings (a bag adds its hashed pairs' table)
             pairs = pair_buckets(e.vocabulary_size) if cfg.model.text_encoder == "bag" and e.width > 1 else 0
             return (e.vocabulary_size + pairs) * cfg.model.embedding_dim

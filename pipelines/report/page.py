@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import tracking
+from pipelines import baseline, tracking
 from pipelines.baseline import NAME as TREES
 from pipelines.config import KilnConfig
 from pipelines.search import scheduler
@@ -251,7 +251,7 @@ def render_html(data: ReportData) -> str:
          if data.test else "-"),
         ("baseline", f"{data.baseline_name} on the same splits: "
          + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items()) if data.baseline
-         else "-"),
+         else data.baseline_name if data.baseline_name == baseline.NO_IMAGE_BASELINE else "-"),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),
         ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "

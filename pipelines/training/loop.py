@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pipelines import checkpoint, metrics
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.encoding import Preprocessing
-from pipelines.models import build_model
+from pipelines.models import augment, build_model
 from pipelines.training import batches
 
 
@@ -31,7 +31,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
 
     torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, text_slots=prep.text_slots)
+    model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     loss_fn = loss_function(train_cfg.loss, prep.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     start_epoch, restored_metrics = _resume(model, optimizer)
@@ -52,10 +52,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         # its metrics would otherwise leave a hole in the trial's MLflow history (the tracker skips repeats).
         ray.train.report({**restored_metrics, "node_ids": node_ids}, checkpoint=None)
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
+    shifts = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)  # each rank its own augmentations
+    images = [s for s in prep.slots if s.kind == "image"] if train_cfg.augment else []
+    augmented = (lambda x: augment(x, images, flip=train_cfg.flip, generator=shifts)) if images else None
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, use_amp=use_amp, loss_fn=loss_fn)
+                               device=device, use_amp=use_amp, loss_fn=loss_fn, augment=augmented)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
         outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
@@ -96,12 +99,14 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
 
 
 def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
-                use_amp: bool, loss_fn=F.cross_entropy) -> torch.Tensor:
+                use_amp: bool, loss_fn=F.cross_entropy, augment=None) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
-    `use_amp` runs the forward under bf16 autocast (CUDA)."""
+    `use_amp` runs the forward under bf16 autocast (CUDA); `augment(x)`, when given, changes each training batch."""
     model.train()
     loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in data.batches(batch_size, seed=seed):
+        if augment is not None:
+            x = augment(x)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)

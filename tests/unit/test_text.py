@@ -27,7 +27,7 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
                           "label": ["p", "n", "n", "p"] * 5})
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
-    assert again == prep and prep.width == 5 and prep.text_slots == [(0, 4, len(prep.encoders[0].levels) + 3)]
+    assert again == prep and prep.width == 5 and prep.slots == [(0, 4, len(prep.encoders[0].levels) + 3)]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
 
 
@@ -49,7 +49,7 @@ def test_each_text_encoder_learns_a_task_word_order_decides(encoder):
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1,
                                     text_heads=2, dropout=0.0),
-                        input_dim=prep.width, num_classes=2, text_slots=prep.text_slots)
+                        input_dim=prep.width, num_classes=2, slots=prep.slots)
     x, y = torch.tensor(prep.transform(train[["review"]])), torch.tensor(prep.encode(train["label"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(15):
@@ -87,4 +87,4 @@ def test_long_mostly_distinct_strings_are_text(values, kind):
 
 def test_a_model_that_takes_numbers_only_refuses_text_columns():
     with pytest.raises(ValueError, match="model.name: cnn takes numbers only"):
-        build_model(ModelConfig(name="cnn"), input_dim=16, num_classes=2, text_slots=[(0, 8, 20)])
+        build_model(ModelConfig(name="cnn"), input_dim=16, num_classes=2, slots=[(0, 8, 20)])

@@ -1,0 +1,105 @@
+"""Images as the network sees them: decoded, resized to data.image_size, normalised with the train split's
+statistics; and the folder layouts they come in. Pure PIL and numpy (no Ray, no torch).
+
+A cell of an image column holds encoded bytes (PNG, JPEG, WebP: a parquet `binary` column, or what a request
+sends as base64) or, in a training table only, a path to a file. A request never names a path: an endpoint
+that opened files a client names would read the server's disk.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+DEFAULT_MAX_PIXELS = 16_000_000  # serve.max_image_pixels: a decompression bomb stops here
+
+
+class ImageError(ValueError):
+    """A cell that is not an image Kiln can use; the message names why."""
+
+
+def is_image_cell(value) -> bool:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    return isinstance(value, str) and value.lower().endswith(SUFFIXES)
+
+
+def open_image(value, *, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """A PIL image from bytes or a path; ImageError for anything else, a corrupt file or too many pixels."""
+    from PIL import Image
+
+    if isinstance(value, bytes | bytearray | memoryview):
+        source = io.BytesIO(bytes(value))
+    elif isinstance(value, str):
+        source = value
+    else:
+        raise ImageError(f"expected image bytes, got {type(value).__name__}")
+    try:
+        image = Image.open(source)
+        if image.width * image.height > max_pixels:
+            raise ImageError(f"{image.width}x{image.height} is over {max_pixels:,} pixels")
+        image.load()
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError("not a PNG, JPEG or WebP image") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"cannot decode the image ({' '.join(str(err).split())[:120]})") from None
+    return image
+
+
+def pixels(value, *, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """[channels, size, size] float32 in 0..1: grey (channels 1) or RGB (3), resized with bilinear filtering."""
+    from PIL import Image
+
+    image = open_image(value, max_pixels=max_pixels).convert("L" if channels == 1 else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def describe(values, *, limit: int = 200) -> tuple[int, int]:
+    """(side, channels) for the images among the first `limit`: the median side, and 3 when any is in colour."""
+    sides, colour = [], False
+    for value in list(values)[:limit]:
+        image = open_image(value)
+        sides.append(max(image.size))
+        colour = colour or image.mode not in ("L", "LA", "1", "I", "I;16", "F")
+    return int(np.median(sides)) if sides else 32, 3 if colour else 1
+
+
+def class_folders(root: Path) -> list[tuple[str, str]]:
+    """(path, label) of every image in `root/<label>/<file>` (torchvision's ImageFolder layout), sorted."""
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        found += [(str(f), folder.name) for f in sorted(folder.iterdir()) if f.suffix.lower() in SUFFIXES]
+    return found
+
+
+def is_class_folder_tree(root: Path) -> bool:
+    """A folder of folders holding images, and no tables: data.source as an image set."""
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    return bool(folders) and any(f.suffix.lower() in SUFFIXES for d in folders for f in d.iterdir())
+
+
+def write_digits(root: Path, *, side: int = 16) -> Path:
+    """scikit-learn's digits as PNG files in class folders (root/<digit>/<n>.png), upscaled to side x side: the
+    image set `builtin:digits-images` is. Written once; a half-written tree is never used (atomic rename)."""
+    from PIL import Image
+    from sklearn import datasets
+
+    if root.exists():
+        return root
+    digits = datasets.load_digits()
+    tmp = root.with_name(root.name + ".tmp")
+    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        folder = tmp / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        grey = Image.fromarray((image * 255 / 16).astype(np.uint8), mode="L")
+        grey.resize((side, side), Image.Resampling.BILINEAR).save(folder / f"{i:04d}.png")
+    tmp.replace(root)
+    return root
