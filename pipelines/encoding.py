@@ -17,6 +17,7 @@ with the train split's mean and standard deviation (`decode` maps the network's 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -134,7 +135,8 @@ class Encoder:
             try:
                 decoded = images.pixels(value, size=self.size, channels=self.channels, max_pixels=max_pixels)
             except images.ImageError as err:
-                raise images.ImageError(f"column {self.name!r} row {row}: {err}") from None
+                where = f" ({value})" if isinstance(value, str) else ""
+                raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
             out[row] = ((decoded - self.mean) / self.std).reshape(-1)
         return out
 
@@ -147,11 +149,10 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
     if kind == "image":
         present = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
         side, channels = images.describe(present)
-        size = image_size or min(side, 64)
-        sample = np.stack([images.pixels(v, size=size, channels=channels) for v in present[:500]])
+        raw = Encoder(name, kind, size=image_size or min(side, 64), channels=channels)  # mean 0, std 1: 0..1
+        sample = raw.encode_images(pd.Series(present[:500], dtype=object))
         std = float(sample.std())
-        return Encoder(name, kind, mean=float(sample.mean()), std=std if std > 1e-6 else 1.0, size=size,
-                       channels=channels)
+        return dataclasses.replace(raw, mean=float(sample.mean()), std=std if std > 1e-6 else 1.0)
     if kind == "number":
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         present = numbers[np.isfinite(numbers)]

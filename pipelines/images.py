@@ -66,7 +66,10 @@ def describe(values, *, limit: int = 200) -> tuple[int, int]:
     """(side, channels) for the images among the first `limit`: the median side, and 3 when any is in colour."""
     sides, colour = [], False
     for value in list(values)[:limit]:
-        image = open_image(value)
+        try:
+            image = open_image(value)
+        except ImageError as err:
+            raise ImageError(f"{value}: {err}" if isinstance(value, str) else str(err)) from None
         sides.append(max(image.size))
         colour = colour or image.mode not in ("L", "LA", "1", "I", "I;16", "F")
     return int(np.median(sides)) if sides else 32, 3 if colour else 1

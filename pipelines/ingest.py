@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import data, encoding
+from pipelines import data, encoding, images
 from pipelines.config import KilnConfig
 from pipelines.encoding import Preprocessing, plain
 from pipelines.errors import DataError, one_line
@@ -95,12 +95,18 @@ def ingest(cfg: KilnConfig) -> Splits:
     frame, features = checked.frame, checked.features
     label = cfg.data.label
     train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)
-    prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], **encoding.sizes(cfg.data),
-                        task=checked.task, train_labels=frame[label].iloc[train_idx])
+    try:
+        prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], **encoding.sizes(cfg.data),
+                            task=checked.task, train_labels=frame[label].iloc[train_idx])
+    except images.ImageError as err:
+        raise DataError(f"data.source: {err}") from None
 
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        part = frame.iloc[idx]
-        return prep.transform(part[features]), prep.encode(part[label])
+        part = frame.iloc[idx].reset_index(drop=True)
+        try:
+            return prep.transform(part[features]), prep.encode(part[label])
+        except images.ImageError as err:
+            raise DataError(f"data.source: {err}") from None
 
     def to_dataset(arrays: tuple[np.ndarray, np.ndarray]):
         x, y = arrays

@@ -22,7 +22,7 @@ CORE = {"pipelines.errors", "pipelines.config", "pipelines.search.space", "pipel
         "pipelines.store", "pipelines.models", "pipelines.data", "pipelines.checkpoint", "pipelines.inference",
         "pipelines.pyfunc_model", "pipelines.storage", "pipelines.schema", "pipelines.encoding",
         "pipelines.metrics", "pipelines.task", "pipelines.integrity", "pipelines.pyfunc_code",
-        "pipelines.auth", "pipelines.text", "pipelines.reviews"}
+        "pipelines.auth", "pipelines.text", "pipelines.reviews", "pipelines.images"}
 ORCHESTRATOR = {"pipelines.run", "pipelines.record", "pipelines.deploy"}
 CLI = {"pipelines.cli"}
 SERVING_MAY_IMPORT = CORE | {"pipelines.registry"}

@@ -27,7 +27,7 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
                           "label": ["p", "n", "n", "p"] * 5})
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
-    assert again == prep and prep.width == 5 and prep.slots == [(0, 4, len(prep.encoders[0].levels) + 3)]
+    assert again == prep and prep.width == 5 and prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0)]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
 
 

@@ -1,0 +1,110 @@
+"""Image columns: the class-folder source, decoding and its errors, the fitted encoding, training-only shifts,
+the CNN in the combiner, and what a request may send (pipelines/images.py, encoding, models, serving)."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import checkpoint, data, encoding, images
+from pipelines.config import DataConfig, ModelConfig
+from pipelines.encoding import Slot
+from pipelines.errors import DataError
+from pipelines.inference import InferenceModel
+from pipelines.models import augment, build_model
+from serving.predictor import Predictor, RequestError
+
+
+def png(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_builtin_digits_images_is_a_class_folder_tree_read_as_image_and_label(tmp_path):
+    cfg = DataConfig(source="builtin:digits-images")
+    source = data.resolve_source(cfg, tmp_path)
+    assert source.format == "images" and sorted(p.name for p in (tmp_path / "datasets" / "digits-images").iterdir()) \
+        == [str(d) for d in range(10)]
+    checked = data.inspect(cfg, tmp_path)
+    assert checked.types == {"image": "image"} and len(checked.frame) == 1797
+    assert data.resolve_source(DataConfig(source=str(tmp_path / "datasets" / "digits-images")), tmp_path) == source
+    with pytest.raises(DataError, match="an image folder's label column is 'label'"):
+        data.label_column(DataConfig(source="builtin:digits-images", label="digit"), tmp_path)
+
+
+def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
+    (tmp_path / "pics").mkdir()
+    for i in range(4):
+        (tmp_path / "pics" / f"{i}.png").write_bytes(png(np.full((6, 6), 60 * i)))
+    pd.DataFrame({"photo": [f"pics/{i}.png" for i in range(4)] * 5, "label": list("abab") * 5}).to_csv(
+        tmp_path / "table.csv", index=False)
+    checked = data.inspect(DataConfig(source=str(tmp_path / "table.csv")), tmp_path)
+    assert checked.types == {"photo": "image"} and checked.frame["photo"][0] == str(tmp_path / "pics" / "0.png")
+
+
+def test_image_encoding_travels_as_json_and_standardises_with_train_statistics():
+    cells = pd.Series([png(np.full((8, 8), v)) for v in (0, 128, 255)] + [None], dtype=object)
+    encoder = encoding.fit_encoder("image", "image", cells, max_categories=5)
+    assert (encoder.size, encoder.channels, encoder.width) == (8, 1, 64)
+    encoded = encoder.encode(cells)
+    assert abs(encoded[:3].mean()) < 1e-5 and np.all(encoded[3] == 0)  # a missing image is the mean image
+    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(again.encode(cells), encoded)
+    colour = encoding.fit_encoder("image", "image", pd.Series([png(np.zeros((40, 30, 3)))] * 3), max_categories=5,
+                                  image_size=16)
+    assert (colour.size, colour.channels) == (16, 3)
+
+
+def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    encoder = encoding.Encoder("photo", "image", size=4, channels=1)
+    with pytest.raises(images.ImageError, match=r"column 'photo' row 1 \(.*broken.png\): not a PNG, JPEG or WebP"):
+        encoder.encode(pd.Series([png(np.zeros((4, 4))), str(bad)], dtype=object))
+    with pytest.raises(images.ImageError, match="over 100 pixels"):
+        images.open_image(png(np.zeros((20, 20))), max_pixels=100)
+
+
+def test_shifts_move_each_image_within_its_side_and_leave_other_columns_alone():
+    x = torch.cat([torch.rand(64, 16) + 1, torch.full((64, 3), 7.0)], dim=1)  # 4x4 images, then 3 columns
+    slots = [Slot("image", 0, 16, channels=1, size=4)]
+    shifted = augment(x, slots, flip=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(shifted[:, 16:], x[:, 16:]) and not torch.equal(shifted, x)
+    moved = [not torch.equal(a, b) for a, b in zip(shifted[:, :16], x[:, :16], strict=True)]
+    assert 0 < sum(moved) < 64  # each image its own shift (some by zero)
+    kept = shifted[:, :16].view(64, 4, 4)
+    assert ((kept == 0) | (kept >= 1)).all()  # pixels are moved or padded, never blended
+
+
+def test_the_cnn_reads_image_columns_beside_numbers():
+    slots = [Slot("image", 1, 3 * 8 * 8, channels=3, size=8)]
+    model = build_model(ModelConfig(hidden=[8], image_channels=[4, 8]), input_dim=1 + 192 + 2, num_classes=3,
+                        slots=slots)
+    assert model(torch.randn(5, 195)).shape == (5, 3)
+
+
+def predictor_of_images(folder, max_pixels: int = 10_000) -> Predictor:
+    """A checkpoint of a 4x4 grey image classifier, as the endpoint loads one."""
+    encoder = encoding.Encoder("image", "image", size=4, channels=1)
+    prep = encoding.Preprocessing([encoder], ["a", "b"])
+    model_cfg = ModelConfig(hidden=[4], image_channels=[4])
+    model = build_model(model_cfg, input_dim=16, num_classes=2, slots=prep.slots)
+    checkpoint.save(folder, model=model, optimizer=None, model_cfg=model_cfg, preprocessing=prep, epoch=1, metrics={})
+    return Predictor(InferenceModel(folder), name="pics", version=1, max_image_pixels=max_pixels)
+
+
+def test_a_request_sends_images_as_base64_and_never_as_a_path(tmp_path):
+    predictor = predictor_of_images(tmp_path)
+    good = {"b64": base64.b64encode(png(np.zeros((4, 4)))).decode()}
+    assert len(predictor.predict([{"image": good}, [None]])["predictions"]) == 2
+    for bad, message in [("/etc/passwd", "expected an image as"), ({"b64": "!!"}, "b64 is not valid base64"),
+                         ({"b64": base64.b64encode(b"junk").decode()}, "not a PNG, JPEG or WebP"),
+                         ({"b64": base64.b64encode(png(np.zeros((200, 200)))).decode()}, "200x200 is over 10,000 pixels")]:
+        with pytest.raises(RequestError, match=rf"instances\[1\]\[0\] \(image\): {message}"):
+            predictor.rows([{"image": good}, {"image": bad}])
