@@ -1,0 +1,87 @@
+"""An image set in class folders (builtin:digits-images) through `kiln run` to the endpoint: base64 PNGs in JSON
+rows and v2 BYTES, a corrupt image refused naming its row, and the pyfunc taking bytes; one shared run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests_support import start_run
+
+pytestmark = pytest.mark.slow
+
+MODEL = "digits-cnn-test"
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images") / "runs"
+    run = start_run(
+        "configs/examples/digits_images.yaml", root,
+        "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=1", "--set", "tune.search_space={}",
+        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=3", "--set", "model.image_channels=[16, 32]")
+    if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
+        pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
+    yield root, run
+    run.stop()
+
+
+def pngs(root: Path, per_class: int) -> tuple[list[bytes], list[str]]:
+    """The last files of each class folder (mostly the test split's; they are a sample, not a score)."""
+    found, labels = [], []
+    for folder in sorted((root / "datasets" / "digits-images").iterdir()):
+        for path in sorted(folder.iterdir())[-per_class:]:
+            found.append(path.read_bytes())
+            labels.append(folder.name)
+    return found, labels
+
+
+def test_the_run_reads_the_folders_as_images_and_says_there_is_no_baseline(image_run):
+    _, run = image_run
+    assert "1797 rows, 1 features (256 encoded), 10 classes" in run.output  # 16x16 grey
+    assert "baseline: none: image columns have no cheap baseline" in run.output
+    accuracy = float(run.output.split("test_accuracy=")[-1].split()[0].rstrip(","))
+    assert accuracy > 0.6, run.output[-2000:]
+
+
+def test_the_endpoint_takes_base64_images_and_refuses_a_corrupt_one_by_row(image_run):
+    root, run = image_run
+    images, labels = pngs(root, 3)
+    rows = [{"image": {"b64": base64.b64encode(b).decode()}} for b in images]
+    answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert np.mean(np.array(answer.json()["predictions"]) == np.array(labels)) > 0.6
+    assert requests.get(f"{run.url}/model", timeout=10).json()["types"] == {"image": "image"}
+    corrupt = [rows[0], {"image": {"b64": base64.b64encode(b"GIF89a not really").decode()}}]
+    refused = requests.post(f"{run.url}/predict", json={"instances": corrupt}, timeout=60)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("instances[1][0] (image): not a PNG")
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                        "data": [rows[0]["image"]["b64"], rows[-1]["image"]["b64"]]}]}
+    v2 = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json=body, timeout=60)
+    assert v2.status_code == 200 and len(v2.json()["outputs"][0]["data"]) == 2, v2.text
+    assert requests.get(f"{run.url}/healthz", timeout=10).status_code == 200  # the replica lived through it all
+
+
+def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
+    root, run = image_run
+    images, labels = pngs(root, 2)
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({run.tracking_uri!r})\n"
+        f"mlflow.set_registry_uri({run.tracking_uri!r})\n"
+        f"model = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
+        "frame = pd.DataFrame({'image': [bytes.fromhex(h) for h in json.loads(sys.stdin.read())]})\n"
+        "print(json.dumps(list(model.predict(frame))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], input=json.dumps([b.hex() for b in images]),
+                            capture_output=True, text=True, timeout=300, cwd="/")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) > 0.6
