@@ -105,6 +105,7 @@ def test_a_request_sends_images_as_base64_and_never_as_a_path(tmp_path):
     assert len(predictor.predict([{"image": good}, [None]])["predictions"]) == 2
     for bad, message in [("/etc/passwd", "expected an image as"), ({"b64": "!!"}, "b64 is not valid base64"),
                          ({"b64": base64.b64encode(b"junk").decode()}, "not a PNG, JPEG or WebP"),
-                         ({"b64": base64.b64encode(png(np.zeros((200, 200)))).decode()}, "200x200 is over 10,000 pixels")]:
+                         ({"b64": base64.b64encode(png(np.zeros((200, 200)))).decode()},
+                          "200x200 is over 10,000 pixels")]:
         with pytest.raises(RequestError, match=rf"instances\[1\]\[0\] \(image\): {message}"):
             predictor.rows([{"image": good}, {"image": bad}])
