@@ -1,7 +1,8 @@
 """gpu: Kiln's training epoch and the served model's forward on a CUDA GPU, against the same code on the CPU.
 
 Torch only (Ray's wheel is too large to carry to the device machine), but Kiln's own code: the epoch is
-`pipelines.training.loop.train_epoch` (bf16 autocast on CUDA) over `pipelines.training.batches.InMemory` tensors on the
+`pipelines.training.loop.train_epoch` (train.precision auto: bf16 autocast on CUDA) over
+`pipelines.training.batches.InMemory` tensors on the
 device, the model is DDP-wrapped over an NCCL process group of world size 1 and the epoch's loss sums are
 all-reduced as a multi-worker run does; the served model is saved and loaded with `pipelines.checkpoint`
 and run as `pipelines.inference.InferenceModel` runs it. Interleaved CPU GPU CPU GPU, medians.
@@ -27,17 +28,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import checkpoint  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.encoding import Encoder, Preprocessing  # noqa: E402
-from pipelines.models import build_model  # noqa: E402
+from pipelines.encoding import Encoder, Preprocessing, Slot  # noqa: E402
+from pipelines.models import augment, build_model  # noqa: E402
+from pipelines.plan.flops import count_flops  # noqa: E402
 from pipelines.ports import free_port  # noqa: E402
 from pipelines.training.batches import InMemory  # noqa: E402
-from pipelines.training.loop import sum_over_ranks, train_epoch, validate  # noqa: E402
+from pipelines.training.loop import autocast_dtype, sum_over_ranks, train_epoch, validate  # noqa: E402
 
 from common import classification  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 CASES = {"wide": (["model.hidden=[1024,1024]", "model.dropout=0", "train.batch_size=4096"], 64),
-         "quickstart": ([], 64)}
+         "quickstart": ([], 64),
+         # An image column: 3x32x32 pixels through the residual CNN of the combiner (issue 18), shifted each batch.
+         "image": (["model.hidden=[256]", "model.image_channels=[64,128,256]", "train.batch_size=512"], 3 * 32 * 32)}
+IMAGE_SLOTS = [Slot("image", 0, 3 * 32 * 32, channels=3, size=32)]
+# Dense bf16 peaks (FLOP/s) of the devices named, for the fraction of peak an epoch reaches.
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
 def nccl_group() -> None:
@@ -45,21 +52,23 @@ def nccl_group() -> None:
                                          world_size=1)
 
 
-def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool) -> dict:
+def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool, slots=()) -> dict:
     """`count` epochs of Kiln's loop on `device`; seconds of each after the first, and the last val accuracy."""
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10).to(device)
+    model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10, slots=slots).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
     train, held_out = InMemory.from_arrays((x, y), device), InMemory.from_arrays(val, device)
-    use_amp = device.type == "cuda"
+    amp = autocast_dtype(cfg.train.precision, device)
+    shifts = torch.Generator().manual_seed(0)
+    shift = (lambda batch: augment(batch, list(slots), flip=True, generator=shifts)) if slots else None
     seconds = []
     for epoch in range(count):
         sync(device)
         started = time.perf_counter()
         loss = train_epoch(model, optimizer, train, batch_size=cfg.train.batch_size, seed=epoch, device=device,
-                           use_amp=use_amp)
+                           amp=amp, augment=shift)
         if ddp:
             loss = sum_over_ranks(loss, device)
         outputs, targets = validate(model, held_out, batch_size=cfg.train.batch_size)
@@ -111,17 +120,26 @@ def main() -> None:
               "cpu_threads": torch.get_num_threads(), "train": {}, "serve": {}}
     for case, (overrides, features) in CASES.items():
         cfg = load_config(CONFIG, overrides)
-        rows = args.rows if case == "wide" else 1257  # the quickstart: digits' train split
+        rows = {"wide": args.rows, "image": 20_000}.get(case, 1257)  # the quickstart: digits' train split
+        slots = IMAGE_SLOTS if case == "image" else ()
         x, y = classification(rows + rows // 5, features)
         train_xy, val = (x[:rows], y[:rows]), (x[rows:], y[rows:])
         runs = {"cpu": [], "gpu": []}
         for _ in range(args.pairs):
-            runs["cpu"].append(epochs(cfg, *train_xy, val, cpu, count=args.epochs, ddp=False))
-            runs["gpu"].append(epochs(cfg, *train_xy, val, gpu, count=args.epochs, ddp=True))
+            runs["cpu"].append(epochs(cfg, *train_xy, val, cpu, count=args.epochs, ddp=False, slots=slots))
+            runs["gpu"].append(epochs(cfg, *train_xy, val, gpu, count=args.epochs, ddp=True, slots=slots))
         summary = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
         summary["speedup"] = round(summary["gpu"]["rows_per_s"] / summary["cpu"]["rows_per_s"], 2)
-        summary["model"] = f"mlp {cfg.model.hidden}, batch {cfg.train.batch_size}, {rows} rows"
+        summary["model"] = f"mlp {cfg.model.hidden}, batch {cfg.train.batch_size}, {rows} rows" + (
+            f", image CNN {cfg.model.image_channels} on 3x32x32" if slots else "")
+        per_sample = count_flops(cfg, features, 10, slots=slots)["flops_per_sample"]
+        peak = next((v for k, v in PEAK_BF16.items() if k in result["device"]), None)
+        summary["gpu_flops_per_s"] = per_sample * summary["gpu"]["rows_per_s"]
+        summary["fraction_of_peak_bf16"] = round(summary["gpu_flops_per_s"] / peak, 4) if peak else None
         result["train"][case] = summary
+        if slots:  # the served forward below is the numbers-only path
+            print(json.dumps({case: summary}, indent=2), flush=True)
+            continue
         for batch in (1, 1024):
             result["serve"][f"{case}_batch{batch}"] = {
                 side: served_forward(cfg, x, device, batch) for side, device in (("cpu", cpu), ("gpu", gpu))}

@@ -163,6 +163,9 @@ class TrainConfig(Section):
     """DDP workers per trial; each gets 1/num_workers of every epoch."""
     cpus_per_worker: PositiveFloat = 0.5
     """Logical CPUs reserved per worker; fractions let several workers share a small machine."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """The forward pass's autocast type: auto = bf16 on a GPU that supports it (fp16 with loss scaling on one that
+    does not), fp32 on the CPU; bf16 works on the CPU too, fp16 needs a GPU. Weights and optimizer stay fp32."""
     use_gpu: bool | Literal["auto"] = "auto"
     """auto = use one GPU per worker when the cluster has GPUs (NCCL), else CPU (gloo)."""
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
@@ -252,6 +255,8 @@ class ServeConfig(Section):
     cluster; haproxy or proxy to choose."""
     num_cpus: PositiveFloat = 0.25
     """Logical CPUs per replica."""
+    num_gpus: float = Field(0.0, ge=0)
+    """GPUs per replica (fractions share one: 0.25 puts four replicas on a GPU); above 0 the forward runs on CUDA."""
     num_replicas: PositiveInt = 1
     """Fixed replica count; ignored when `autoscaling` is set."""
     autoscaling: AutoscalingConfig | None = None

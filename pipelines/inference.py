@@ -18,6 +18,13 @@ class InferenceModel:
 
     def __init__(self, folder: str | Path):
         self.model, self.preprocessing, self.meta = checkpoint.load_model(folder)
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> InferenceModel:
+        """Run forward passes on `device` (a replica with serve.num_gpus: cuda); rows are encoded on the CPU."""
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device)
+        return self
 
     @property
     def features(self) -> list[str]:
@@ -30,9 +37,9 @@ class InferenceModel:
     def outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Class probabilities [N, K] (classification) or values [N] in the label's units (regression) of raw
         rows: a frame of the feature columns, or a matrix in feature order."""
-        x = torch.from_numpy(self.preprocessing.transform(rows))
+        x = torch.from_numpy(self.preprocessing.transform(rows)).to(self.device)
         with torch.inference_mode():
-            out = self.model(x).float()
+            out = self.model(x).float().cpu()
         if self.preprocessing.regression:
             return self.preprocessing.decode(out.numpy())
         return torch.softmax(out, dim=1).numpy()

@@ -61,7 +61,7 @@ class ModelEndpoint:
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
         predictor = Predictor.from_registry(self.tracking_uri, self.name, version,
-                                           max_image_pixels=self.cfg.max_image_pixels)
+                                           max_image_pixels=self.cfg.max_image_pixels, gpu=self.cfg.num_gpus > 0)
         predictor.model.predict(pd.DataFrame([[None] * len(predictor.features)], columns=predictor.features))
         return predictor
 
@@ -107,7 +107,7 @@ class ModelEndpoint:
 
 def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
     """Replicas, CPUs and queue limits from the config, as Serve's deployment options."""
-    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": cfg.num_cpus},
+    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
                                "max_ongoing_requests": cfg.max_ongoing_requests,
                                "max_queued_requests": cfg.max_queued_requests}
     if cfg.autoscaling is not None:

@@ -28,7 +28,10 @@ class Predictor:
     def from_registry(cls, tracking_uri: str, name: str, version: int, **options) -> Predictor:
         """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files' sha256
         checked and its checkpoint loaded without running any stored code (store.load_verified)."""
-        return cls(store.load_verified(tracking_uri, name, version), name=name, version=version, **options)
+        model = store.load_verified(tracking_uri, name, version)
+        if options.pop("gpu", False):
+            model.to("cuda")
+        return cls(model, name=name, version=version, **options)
 
     @property
     def features(self) -> list[str]:

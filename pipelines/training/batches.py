@@ -73,6 +73,14 @@ class Streaming:
                            device=self.device)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """To a GPU through pinned host memory, without waiting for the copy (the step that uses it queues after it on
+    the same stream); on the CPU, the tensor itself."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *, seed: int | None,
             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of `batch_size` rows from a stream of (x, y) chunks of any size: each chunk is shuffled by
@@ -88,7 +96,7 @@ def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *,
         if carry_y is not None:
             x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
         whole = len(y) - len(y) % batch_size
-        on_device_x, on_device_y = x[:whole].to(device), y[:whole].to(device)
+        on_device_x, on_device_y = to_device(x[:whole], device), to_device(y[:whole], device)
         for start in range(0, whole, batch_size):
             yield on_device_x[start:start + batch_size], on_device_y[start:start + batch_size]
         carry_x, carry_y = x[whole:], y[whole:]

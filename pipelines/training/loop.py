@@ -37,7 +37,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     start_epoch, restored_metrics = _resume(model, optimizer)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    use_amp = device.type == "cuda"
+    amp = autocast_dtype(train_cfg.precision, device)
 
     node_ids = _node_ids(world_size)
     batch_size = max(1, train_cfg.batch_size // world_size)
@@ -58,7 +58,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, use_amp=use_amp, loss_fn=loss_fn, augment=augmented)
+                               device=device, amp=amp, loss_fn=loss_fn, augment=augmented)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
         outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
@@ -73,6 +73,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             **({"trial_startup_s": startup_s} if epoch == 0 else {}),
         }
         _report(reported, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """train.precision on this device: the autocast type, or None for fp32."""
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        if not cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and not cuda:
+        raise ValueError("train.precision: fp16 needs a GPU; use bf16 or fp32 on the CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def loss_function(loss: str, task: str):
@@ -99,19 +111,23 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
 
 
 def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
-                use_amp: bool, loss_fn=F.cross_entropy, augment=None) -> torch.Tensor:
+                amp: torch.dtype | None = None, loss_fn=F.cross_entropy, augment=None) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
-    `use_amp` runs the forward under bf16 autocast (CUDA); `augment(x)`, when given, changes each training batch."""
+    `amp` runs the forward under autocast to that type (fp16 with a gradient scaler); `augment(x)`, when given,
+    changes each training batch."""
     model.train()
+    # fp16 needs its loss scaled so small gradients survive; with bf16 or fp32 the scaler passes through.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in data.batches(batch_size, seed=seed):
         if augment is not None:
             x = augment(x)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         # .item() would sync with the device every step; accumulate on the device instead.
         loss_total += loss.detach().double() * len(y)
         rows += len(y)

@@ -240,10 +240,10 @@ def test_deployment_options_follow_the_config():
     from pipelines.config import ServeConfig
     from serving.app import deployment_options
 
-    fixed = deployment_options(ServeConfig(num_replicas=3, num_cpus=0.5, max_ongoing_requests=16,
+    fixed = deployment_options(ServeConfig(num_replicas=3, num_cpus=0.5, num_gpus=0.25, max_ongoing_requests=16,
                                            max_queued_requests=100))
-    assert fixed == {"ray_actor_options": {"num_cpus": 0.5}, "max_ongoing_requests": 16, "max_queued_requests": 100,
-                     "num_replicas": 3}
+    assert fixed == {"ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0.25}, "max_ongoing_requests": 16,
+                     "max_queued_requests": 100, "num_replicas": 3}
     scaled = deployment_options(ServeConfig(autoscaling={"min_replicas": 1, "max_replicas": 4,
                                                          "target_ongoing_requests": 2}))
     assert "num_replicas" not in scaled

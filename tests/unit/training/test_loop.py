@@ -3,6 +3,7 @@ val metrics are the task's, in the label's units."""
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from sklearn.metrics import mean_squared_error
 
@@ -24,7 +25,7 @@ def test_an_epoch_returns_loss_and_row_sums_and_learns():
     prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(4)], labels=[0, 1])
     before = val_metrics(*validate(model, data, batch_size=64), prep, loss_function("auto", "classification"))
     losses = [train_epoch(model, optimizer, data, batch_size=32, seed=epoch, device=torch.device("cpu"),
-                          use_amp=False) for epoch in range(5)]
+                          amp=None) for epoch in range(5)]
     outputs, targets = validate(model, data, batch_size=64)
     after = val_metrics(outputs, targets, prep, loss_function("auto", "classification"))
     assert all(loss.dtype == torch.float64 and loss[1] == 256 for loss in losses), "(loss sum, rows)"
@@ -48,7 +49,7 @@ def test_regression_learns_a_standardised_target_and_reports_rmse_in_the_labels_
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     loss_fn = loss_function("auto", "regression")
     for epoch in range(30):
-        train_epoch(model, optimizer, data, batch_size=64, seed=epoch, device=torch.device("cpu"), use_amp=False,
+        train_epoch(model, optimizer, data, batch_size=64, seed=epoch, device=torch.device("cpu"), amp=None,
                     loss_fn=loss_fn)
     outputs, targets = validate(model, data, batch_size=128)
     scores = val_metrics(outputs, targets, prep, loss_fn)
@@ -57,3 +58,25 @@ def test_regression_learns_a_standardised_target_and_reports_rmse_in_the_labels_
     assert scores["val_rmse"] < 10 and scores["val_r2"] > 0.99, scores
     huber = loss_function("huber", "regression")(outputs, targets)
     assert float(huber) <= scores["val_loss"] + 1e-6  # Huber is half the squared error below 1, linear above
+
+
+def test_precision_auto_is_fp32_on_the_cpu_and_fp16_needs_a_gpu():
+    from pipelines.training.loop import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        autocast_dtype("fp16", cpu)
+
+
+def test_a_bf16_epoch_on_the_cpu_still_learns():
+    torch.manual_seed(0)
+    x = torch.randn(512, 8)
+    y = (x[:, 0] > 0).long()
+    data = InMemory.from_arrays((x.numpy(), y.numpy()), torch.device("cpu"))
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = [train_epoch(model, optimizer, data, batch_size=32, seed=e, device=torch.device("cpu"),
+                          amp=torch.bfloat16) for e in range(4)]
+    assert losses[-1][0] / losses[-1][1] < 0.5 * losses[0][0] / losses[0][1]
