@@ -8,7 +8,7 @@ SHELL  := /bin/bash
 # pip warns once per package about this machine's extra local indexes; keep the output readable.
 QUIET_PIP := { grep -v "is ignored" || true; }
 
-.PHONY: install run test lint bench clean cluster-up cluster-down cluster-check cluster-run
+.PHONY: install run test lint bench clean clean-all cluster-up cluster-down cluster-check cluster-run
 
 install: $(STAMP)
 
@@ -48,5 +48,10 @@ lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks
 	$(BIN)/ruff format --check pipelines serving tests benchmarks
 
+# clean leaves kiln-runs/ alone: it holds the MLflow store, the registry and every model in it.
 clean:
-	rm -rf kiln-runs .pytest_cache
+	rm -rf .pytest_cache test-artifacts
+
+# clean-all also deletes kiln-runs/: every run, the registry and its models.
+clean-all: clean
+	rm -rf kiln-runs

@@ -7,7 +7,6 @@ finished, interrupted (Ctrl-C or Tune stopping early: `--resume` continues it) o
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pipelines import tracking
@@ -33,10 +32,10 @@ class RunRecord:
     def __enter__(self) -> RunRecord:
         cfg = self.cfg
         if self.resume_from is not None:
-            self.state = self.resume_from.with_status(ledger.RUNNING)
+            self.state = self.resume_from.with_status(ledger.RUNNING).leased_here()
             tracking.reopen(cfg, self.state.parent_run_id)
         else:
-            name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = ledger.fresh_name(cfg)
             self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
         ledger.save(cfg, self.state)
         return self

@@ -164,6 +164,9 @@ def check_resume(cfg: KilnConfig, resume: bool) -> ledger.SearchState | None:
         raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under "
                           f"{storage.shown(cfg.storage.root)}; "
                           "run without --resume to start one")
+    if previous.holder_alive():
+        raise ConfigError(f"--resume: search {previous.name} is still running (pid {previous.pid} on "
+                          f"{previous.host}); wait for it, or stop it with Ctrl-C and resume then")
     if previous.config_hash != ledger.config_hash(cfg):
         raise ConfigError(f"--resume: the config changed since search {previous.name} started; "
                           "run without --resume to start a new search")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import socket
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -11,6 +14,8 @@ from pipelines import storage
 from pipelines.config import KilnConfig
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+# A search's name: the config's name, when it started, and a count when two started in the same second.
+NAME = re.compile(r"^(?P<config>.+)-\d{8}-\d{6}(-\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -20,9 +25,35 @@ class SearchState:
     parent_run_id: str
     status: str
     started: float
+    host: str = ""  # the lease: which process runs the search (empty in ledgers written before leases)
+    pid: int = 0
 
     def with_status(self, status: str) -> SearchState:
         return replace(self, status=status)
+
+    def leased_here(self) -> SearchState:
+        """This process takes the search over (a resume)."""
+        return replace(self, host=socket.gethostname(), pid=os.getpid())
+
+    @property
+    def config_name(self) -> str:
+        found = NAME.match(self.name)
+        return found.group("config") if found else self.name
+
+    def holder_alive(self) -> bool:
+        """Still running in a live process of this machine (another machine's process cannot be checked)."""
+        if self.status != RUNNING or not self.pid or self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, someone else's
+            return True
+        try:  # a zombie has exited; only its parent has not read its status yet
+            return open(f"/proc/{self.pid}/stat").read().rsplit(") ", 1)[-1][0] != "Z"
+        except OSError:
+            return True
 
 
 def config_hash(cfg: KilnConfig) -> str:
@@ -67,13 +98,29 @@ def latest(cfg: KilnConfig) -> SearchState | None:
                 state = SearchState(**json.loads(source.read()))
         except (ValueError, TypeError):
             continue
-        if state.name.startswith(f"{cfg.name}-"):
+        if state.config_name == cfg.name:  # exactly: a config named digits is not digits-cnn
             states.append(state)
     return max(states, key=lambda s: s.started, default=None)
 
 
+def fresh_name(cfg: KilnConfig) -> str:
+    """`<name>-<YYYYmmdd-HHMMSS>`, with -2, -3, ... when a search of that name already exists."""
+    fs, folder = _folder(cfg)
+    stamp = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    import pyarrow.fs
+
+    taken = {info.base_name.removesuffix(".json")
+             for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))}
+    count, name = 1, stamp
+    while name in taken:
+        count += 1
+        name = f"{stamp}-{count}"
+    return name
+
+
 def new(cfg: KilnConfig, parent_run_id: str, name: str) -> SearchState:
-    return SearchState(name, config_hash(cfg), parent_run_id, RUNNING, time.time())
+    return SearchState(name, config_hash(cfg), parent_run_id, RUNNING, time.time(), socket.gethostname(),
+                       os.getpid())
 
 
 def unfinished(state: SearchState | None) -> bool:

@@ -10,13 +10,52 @@ from pipelines.search import ledger
 def test_the_search_ledger_lives_under_storage_root_and_keeps_the_latest(tmp_path, scheme):
     cfg = load_config(None, [f"storage.root={scheme}{tmp_path}/shared", f"storage.local_root={tmp_path / 'here'}",
                              "name=ledger"])
-    old = ledger.new(cfg, "run-a", "ledger-1")
+    old = ledger.new(cfg, "run-a", "ledger-20261202-101010")
     ledger.save(cfg, old)
-    newer = ledger.SearchState("ledger-2", old.config_hash, "run-b", ledger.RUNNING, old.started + 5)
+    newer = ledger.SearchState("ledger-20261202-101010-2", old.config_hash, "run-b", ledger.RUNNING, old.started + 5)
     ledger.save(cfg, newer)
     ledger.save(cfg, newer.with_status(ledger.INTERRUPTED))
-    (tmp_path / "shared" / "searches" / "ledger-3.json.tmp").write_text("{half a fi")  # a write cut short
+    (tmp_path / "shared" / "searches" / "ledger-20261202-101011.json.tmp").write_text("{half a fi")  # cut short
     assert ledger.latest(cfg) == newer.with_status(ledger.INTERRUPTED)
-    assert sorted(p.name for p in (tmp_path / "shared" / "searches").glob("*.json")) == ["ledger-1.json",
-                                                                                      "ledger-2.json"]
+    assert sorted(p.name for p in (tmp_path / "shared" / "searches").glob("*.json")) == [
+        "ledger-20261202-101010-2.json", "ledger-20261202-101010.json"]
     assert not (tmp_path / "here" / "searches").exists()
+
+
+def test_latest_matches_the_config_name_exactly(tmp_path):
+    digits = load_config(None, [f"storage.root={tmp_path}", "name=digits"])
+    cnn = load_config(None, [f"storage.root={tmp_path}", "name=digits-cnn"])
+    ledger.save(cnn, ledger.new(cnn, "run-cnn", "digits-cnn-20261202-101010"))
+    assert ledger.latest(digits) is None  # digits-cnn's search is not digits'
+    ledger.save(digits, ledger.new(digits, "run-digits", "digits-20261202-090000"))
+    assert ledger.latest(digits).parent_run_id == "run-digits"
+    assert ledger.latest(cnn).parent_run_id == "run-cnn"
+
+
+def test_two_searches_started_in_the_same_second_get_different_names(tmp_path, monkeypatch):
+    cfg = load_config(None, [f"storage.root={tmp_path}", "name=same"])
+    monkeypatch.setattr(ledger.time, "strftime", lambda _: "20261202-101010")
+    first = ledger.fresh_name(cfg)
+    ledger.save(cfg, ledger.new(cfg, "run-1", first))
+    second = ledger.fresh_name(cfg)
+    assert (first, second) == ("same-20261202-101010", "same-20261202-101010-2")
+
+
+def test_a_running_search_is_leased_to_its_live_process():
+    import os
+    import subprocess
+    import sys
+
+    cfg = load_config(None, ["name=lease"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        state = ledger.new(cfg, "run", "lease-20261202-101010")
+        held = ledger.SearchState(**{**state.__dict__, "pid": child.pid})
+        assert held.holder_alive() and not held.with_status(ledger.INTERRUPTED).holder_alive()
+        assert not state.holder_alive()  # this process: a resume of its own search is not refused
+        assert not ledger.SearchState(**{**state.__dict__, "host": "elsewhere", "pid": child.pid}).holder_alive()
+    finally:
+        child.kill()
+        child.wait()
+    assert not held.holder_alive()  # the driver died (a hard kill): the search may be resumed
+    assert held.leased_here().pid == os.getpid()
