@@ -24,8 +24,12 @@ def kiln(root, *args, timeout=600):
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume") / "runs"
+    meanwhile = {}
     before = kill_mid_search([KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
-                             epochs=EPOCHS)
+                             epochs=EPOCHS, while_running=lambda: meanwhile.update(second=kiln(root, "--resume")))
+    assert meanwhile["second"].returncode == 2, meanwhile["second"].stdout[-2000:] + meanwhile["second"].stderr
+    assert "--resume: search kiln-test-" in meanwhile["second"].stderr
+    assert "is still running (pid " in meanwhile["second"].stderr
 
     plain = kiln(root, "--set", "train.num_workers=64")  # fails fast, after saying what it would do
     changed = kiln(root, "--resume", "--set", "train.batch_size=16")

@@ -95,15 +95,18 @@ def kill_with_children(pid: int) -> None:
             pass
 
 
-def kill_mid_search(command: list[str], *, epochs: int, env: dict[str, str] | None = None) -> str:
-    """Run a `kiln run` search until one trial has finished and the second is mid-way, then kill everything.
-    Returns what it printed."""
+def kill_mid_search(command: list[str], *, epochs: int, env: dict[str, str] | None = None,
+                    while_running=None) -> str:
+    """Run a `kiln run` search until one trial has finished and the second is mid-way, then kill everything
+    (calling `while_running()` first, while the search is alive). Returns what it printed."""
     driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, **(env or {})})
     before = []
     for line in driver.stdout:
         before.append(line.rstrip())
         if any(f"finished {epochs} epochs" in seen for seen in before) and " epoch 1: " in line and "_00001" in line:
+            if while_running is not None:
+                while_running()
             kill_with_children(driver.pid)
             break
     driver.wait(60)
