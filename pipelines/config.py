@@ -300,6 +300,15 @@ class KilnConfig(Section):
     serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="after")
+    def _asha_has_a_rung(self) -> KilnConfig:
+        scheduler = self.tune.scheduler
+        if scheduler.name == "asha" and self.tune.num_samples > 1 and scheduler.grace_period >= self.train.epochs:
+            raise ValueError(f"tune.scheduler.grace_period ({scheduler.grace_period}) must be below train.epochs "
+                             f"({self.train.epochs}): ASHA would have no rung at which to stop a trial, so every "
+                             "trial runs to the end; lower it, raise train.epochs, or use tune.scheduler.name: fifo")
+        return self
+
+    @model_validator(mode="after")
     def _fits_the_task(self) -> KilnConfig:
         task = self.data.task
         if task == "auto":

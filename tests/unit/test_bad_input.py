@@ -34,6 +34,7 @@ def write(folder, name, frame=None, raw: bytes | None = None) -> str:
 
 
 CONFIG_CASES = {
+    "no asha rung": (["tune.scheduler.grace_period=10"], "tune.scheduler.grace_period (10) must be below train.epochs"),
     "unknown key": (["train.foo=1"], "train.foo: unknown key"),
     "wrong type": (["train.epochs=ten"], "train.epochs: Input should be a valid integer"),
     "zero trials": (["tune.num_samples=0"], "tune.num_samples: Input should be greater than 0"),
