@@ -53,6 +53,11 @@ class RunRecord:
         tracking.end_run(self.cfg, self.run_id, run_status)
         ledger.save(self.cfg, self.state.with_status(ledger_status))
 
+    def search_done(self) -> None:
+        """Every trial ended: from here a failure is resumable from the finished search."""
+        self.state = self.state.with_search_done()
+        ledger.save(self.cfg, self.state)
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
         tracking.log_metrics(self.cfg, self.run_id, metrics)
 

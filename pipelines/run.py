@@ -66,6 +66,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             result = tuner.search(cfg, splits, search_name=record.name, resume=resume, callbacks=[
                 trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]), progress.progress_callback(
                     cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs)])
+        record.search_done()
         console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
         metrics, line = epochs.compare(result.epoch_times_s)
         record.log_metrics(metrics)
@@ -164,6 +165,9 @@ def check_resume(cfg: KilnConfig, resume: bool) -> ledger.SearchState | None:
         raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under "
                           f"{storage.shown(cfg.storage.root)}; "
                           "run without --resume to start one")
+    if previous.status == ledger.FAILED:
+        console.say(f"  search {previous.name} finished but a later stage failed; evaluating and registering "
+                    "from its trials")
     if previous.holder_alive():
         raise ConfigError(f"--resume: search {previous.name} is still running (pid {previous.pid} on "
                           f"{previous.host}); wait for it, or stop it with Ctrl-C and resume then")

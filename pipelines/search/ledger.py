@@ -27,6 +27,10 @@ class SearchState:
     started: float
     host: str = ""  # the lease: which process runs the search (empty in ledgers written before leases)
     pid: int = 0
+    searched: bool = False  # every trial ended: a later stage that failed can be resumed without training
+
+    def with_search_done(self) -> SearchState:
+        return replace(self, searched=True)
 
     def with_status(self, status: str) -> SearchState:
         return replace(self, status=status)
@@ -124,4 +128,6 @@ def new(cfg: KilnConfig, parent_run_id: str, name: str) -> SearchState:
 
 
 def unfinished(state: SearchState | None) -> bool:
-    return state is not None and state.status in (RUNNING, INTERRUPTED)
+    """What --resume continues: a search interrupted or killed, or one that ended whose evaluation or
+    registration then failed (it resumes from the finished trials)."""
+    return state is not None and (state.status in (RUNNING, INTERRUPTED) or (state.status == FAILED and state.searched))

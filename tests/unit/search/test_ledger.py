@@ -59,3 +59,12 @@ def test_a_running_search_is_leased_to_its_live_process():
         child.wait()
     assert not held.holder_alive()  # the driver died (a hard kill): the search may be resumed
     assert held.leased_here().pid == os.getpid()
+
+
+def test_a_search_whose_later_stage_failed_can_be_resumed_but_not_one_that_failed_searching():
+    cfg = load_config(None, ["name=late"])
+    state = ledger.new(cfg, "run", "late-20261202-101010")
+    assert ledger.unfinished(state) and ledger.unfinished(state.with_status(ledger.INTERRUPTED))
+    assert not ledger.unfinished(state.with_status(ledger.FAILED))  # the search itself failed
+    assert ledger.unfinished(state.with_search_done().with_status(ledger.FAILED))  # evaluate or register failed
+    assert not ledger.unfinished(state.with_search_done().with_status(ledger.FINISHED))
