@@ -64,7 +64,6 @@ def start(cfg: KilnConfig, *, verbose: bool = False, env: dict[str, str] | None 
     for key, value in SPEED_ENV.items():
         os.environ.setdefault(key, value)  # a local runtime's processes inherit the driver's environment
     common = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
-    _started["own_runtime"] = cfg.ray.address is None
     if cfg.ray.address:
         env_vars = {key: os.environ[key] for key in SPEED_ENV}
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, **common)
@@ -85,9 +84,8 @@ def own_dashboard() -> int:
     return port
 
 
-# What this process started, so that stopping touches nothing else: a runtime of its own (everything in it is
-# Kiln's), or on a cluster only the Serve applications it deployed.
-_started: dict = {"own_runtime": False, "apps": []}
+# The Serve applications this process deployed, so that stopping touches nothing else.
+_started: dict = {"apps": []}
 
 
 def started_app(name: str) -> None:
@@ -97,19 +95,18 @@ def started_app(name: str) -> None:
 
 
 def stop() -> None:
-    """Disconnect. A runtime Kiln started goes down whole (Serve's proxy and HAProxy with it); on a cluster only
-    the endpoints this process deployed are deleted: `serve.shutdown()` would delete every application on the
-    cluster, a colleague's endpoint included."""
+    """Disconnect, deleting only the endpoints this process deployed: `serve.shutdown()` would delete every
+    application on a cluster, a colleague's endpoint included. A runtime Kiln started then goes down whole with
+    ray.shutdown() (Serve's controller and proxies; HAProxy follows its actor, serving/haproxy-loopback.sh).
+    Deleting first lets the replicas drain (2 s, serving/ingress.py); serve.shutdown() on our own runtime took
+    about as long and printed a raylet error about its own controller on every Ctrl-C."""
     import ray
 
     try:
         from ray import serve
 
-        if _started["own_runtime"]:
-            serve.shutdown()
-        else:
-            for name in _started["apps"]:
-                serve.delete(name)
+        for name in _started["apps"]:
+            serve.delete(name)
     except Exception:  # Serve was never started, or the cluster is gone
         pass
     _started["apps"].clear()
