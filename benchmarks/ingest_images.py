@@ -63,7 +63,7 @@ def encode_in_ray_data(part: pd.DataFrame, prep: Preprocessing, features: list[s
 
 
 def _encode_batch(batch: pd.DataFrame, *, prep: Preprocessing, features: list[str], label: str) -> dict:
-    return {"x": prep.transform(batch[features]), "y": prep.encode(batch[label])}
+    return {"x": prep.transform(batch[features], allow_paths=True), "y": prep.encode(batch[label])}
 
 
 def write_jpegs(root: Path, count: int, side: int = 96) -> Path:
@@ -91,7 +91,7 @@ def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: 
             return len(paths)
 
         def __getitem__(self, i):
-            pixels = images.pixels(paths[i], size=encoder.size, channels=encoder.channels)
+            pixels = images.pixels(paths[i], size=encoder.size, channels=encoder.channels, allow_paths=True)
             return torch.from_numpy(((pixels - encoder.mean) / encoder.std).reshape(-1))
 
     started = time.perf_counter()
@@ -150,7 +150,7 @@ def main() -> None:
         encoder = prep.encoders[0]
 
         started = time.perf_counter()
-        prep.transform(frame[["image"]])
+        prep.transform(frame[["image"]], allow_paths=True)
         driver = len(frame) / (time.perf_counter() - started)
 
         cfg = load_config("configs/examples/digits_images.yaml", [f"storage.root={root}/runs"])

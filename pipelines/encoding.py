@@ -100,7 +100,7 @@ class Encoder:
             return [f"{self.name}[{i}]" for i in range(self.width)]
         return [f"{self.name}={v}" for v in self.levels] + [f"{self.name}={MISSING}", f"{self.name}={OTHER}"]
 
-    def encode(self, values: pd.Series) -> np.ndarray:
+    def encode(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
         if self.type == "number":
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
             missing = ~np.isfinite(numbers)
@@ -109,7 +109,7 @@ class Encoder:
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
             return text.token_ids(values, self.levels, max_length=self.max_length).astype(np.float64)
         if self.type == "image":
-            return self.encode_images(values)
+            return self.encode_images(values, allow_paths=allow_paths)
         names = [level(v) for v in values]
         if self.type == "binary":
             ones = np.array([n == self.levels[-1] for n in names], dtype=np.float64)
@@ -126,14 +126,17 @@ class Encoder:
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
                 "size": self.size, "channels": self.channels}
 
-    def encode_images(self, values: pd.Series, *, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
-        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode."""
+    def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
+        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. File
+        names are opened only with `allow_paths` (ingest); requests' pixel caps are checked before this
+        (serve.max_image_pixels), so here only PIL's own decompression-bomb limit applies."""
         out = np.zeros((len(values), self.width), dtype=np.float32)
         for row, value in enumerate(values):
-            if value is None or (isinstance(value, float) and np.isnan(value)):
+            if text.is_missing(value):
                 continue
             try:
-                decoded = images.pixels(value, size=self.size, channels=self.channels, max_pixels=max_pixels)
+                decoded = images.pixels(value, size=self.size, channels=self.channels, max_pixels=None,
+                                        allow_paths=allow_paths)
             except images.ImageError as err:
                 where = f" ({value})" if isinstance(value, str) else ""
                 raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
@@ -147,10 +150,12 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
     if kind == "text":
         return Encoder(name, kind, levels=text.fit_vocabulary(values, size=vocab_size), max_length=max_length)
     if kind == "image":
-        present = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        present = [v for v in values if not text.is_missing(v)]
         side, channels = images.describe(present)
         raw = Encoder(name, kind, size=image_size or min(side, 64), channels=channels)  # mean 0, std 1: 0..1
-        sample = raw.encode_images(pd.Series(present[:500], dtype=object))
+        if not present:  # no image in the train split: pixels as they are
+            return raw
+        sample = raw.encode_images(pd.Series(present[:500], dtype=object), allow_paths=True)
         std = float(sample.std())
         return dataclasses.replace(raw, mean=float(sample.mean()), std=std if std > 1e-6 else 1.0)
     if kind == "number":
@@ -218,13 +223,14 @@ class Preprocessing:
     def all_numeric(self) -> bool:
         return all(e.type == "number" for e in self.encoders)
 
-    def transform(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Raw rows (a frame with the feature columns, or a matrix in feature order) to float32."""
+    def transform(self, frame: pd.DataFrame | np.ndarray, *, allow_paths: bool = False) -> np.ndarray:
+        """Raw rows (a frame with the feature columns, or a matrix in feature order) to float32. An image column's
+        file names are opened only with `allow_paths` (ingest's tables; never a request or the pyfunc)."""
         if not isinstance(frame, pd.DataFrame):
             frame = pd.DataFrame(np.asarray(frame, dtype=object), columns=self.features)
         if not self.encoders:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.hstack([e.encode(frame[e.name]) for e in self.encoders]).astype(np.float32)
+        return np.hstack([e.encode(frame[e.name], allow_paths=allow_paths) for e in self.encoders]).astype(np.float32)
 
     def encode(self, labels: pd.Series) -> np.ndarray:
         """Label values as the network's targets: class indices (int64), or standardised values (float32)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders PIL may use: not EPS (Ghostscript), TIFF, PSD, ...
 DEFAULT_MAX_PIXELS = 16_000_000  # serve.max_image_pixels: a decompression bomb stops here
 
 
@@ -27,19 +28,22 @@ def is_image_cell(value) -> bool:
     return isinstance(value, str) and value.lower().endswith(SUFFIXES)
 
 
-def open_image(value, *, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """A PIL image from bytes or a path; ImageError for anything else, a corrupt file or too many pixels."""
+def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False):
+    """A PIL image from bytes, or from a path where `allow_paths` (a training table's file names: never a
+    request's); ImageError for anything else, a corrupt file, another format or too many pixels."""
     from PIL import Image
 
     if isinstance(value, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(value))
-    elif isinstance(value, str):
+    elif isinstance(value, str) and allow_paths:
         source = value
+    elif isinstance(value, str):
+        raise ImageError("a file name where image bytes are expected (only a training table may name files)")
     else:
         raise ImageError(f"expected image bytes, got {type(value).__name__}")
     try:
-        image = Image.open(source)
-        if image.width * image.height > max_pixels:
+        image = Image.open(source, formats=FORMATS)
+        if max_pixels is not None and image.width * image.height > max_pixels:
             raise ImageError(f"{image.width}x{image.height} is over {max_pixels:,} pixels")
         image.load()
     except ImageError:
@@ -51,11 +55,12 @@ def open_image(value, *, max_pixels: int = DEFAULT_MAX_PIXELS):
     return image
 
 
-def pixels(value, *, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def pixels(value, *, size: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+           allow_paths: bool = False) -> np.ndarray:
     """[channels, size, size] float32 in 0..1: grey (channels 1) or RGB (3), resized with bilinear filtering."""
     from PIL import Image
 
-    image = open_image(value, max_pixels=max_pixels).convert("L" if channels == 1 else "RGB")
+    image = open_image(value, max_pixels=max_pixels, allow_paths=allow_paths).convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 255.0
@@ -67,7 +72,7 @@ def describe(values, *, limit: int = 200) -> tuple[int, int]:
     sides, colour = [], False
     for value in list(values)[:limit]:
         try:
-            image = open_image(value)
+            image = open_image(value, allow_paths=True)
         except ImageError as err:
             raise ImageError(f"{value}: {err}" if isinstance(value, str) else str(err)) from None
         sides.append(max(image.size))
@@ -84,7 +89,10 @@ def class_folders(root: Path) -> list[tuple[str, str]]:
 
 
 def is_class_folder_tree(root: Path) -> bool:
-    """A folder of folders holding images, and no tables: data.source as an image set."""
+    """A folder of folders holding images, and no tables anywhere in it: data.source as an image set (a table
+    beside an images/ folder of the files it names is a table)."""
+    if any(p.suffix.lower() in (".csv", ".parquet", ".pq") for p in root.rglob("*")):
+        return False
     folders = [p for p in root.iterdir() if p.is_dir()]
     return bool(folders) and any(f.suffix.lower() in SUFFIXES for d in folders for f in d.iterdir())
 

@@ -106,7 +106,7 @@ def ingest(cfg: KilnConfig) -> Splits:
         # (benchmarks/ingest_images.py: 1296 images/s on one core against 806/s from map_batches on both).
         part = frame.iloc[idx].reset_index(drop=True)
         try:
-            return prep.transform(part[features]), prep.encode(part[label])
+            return prep.transform(part[features], allow_paths=True), prep.encode(part[label])
         except images.ImageError as err:
             raise DataError(f"data.source: {err}") from None
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
+import pandas as pd
 
 PAD, UNKNOWN, EMPTY = 0, 1, 2
 RESERVED = 3
@@ -25,9 +26,14 @@ MIN_COUNT = 2
 WORD = re.compile(r"[\w']+|[!?]")
 
 
+def is_missing(value) -> bool:
+    """None, NaN or pandas' NA: a missing cell, whatever the column's dtype."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
 def words(text) -> list[str]:
-    """A cell's words; a missing cell (None, NaN) has none."""
-    if text is None or (isinstance(text, float) and text != text):
+    """A cell's words; a missing cell has none."""
+    if is_missing(text):
         return []
     return WORD.findall(str(text).lower())
 
@@ -50,10 +56,12 @@ def token_ids(texts: Iterable, vocabulary: list[str], *, max_length: int) -> np.
 
 
 def looks_like_text(values) -> bool:
-    """Free-form strings rather than categories: a mean length over 30 characters and, among at least 20 cells,
-    mostly distinct values (schema.infer_type's rule)."""
+    """Free-form strings rather than categories or identifiers: among at least 20 cells, a mean length over 30
+    characters, at least 3 words a cell on average (a UUID, a URL or an e-mail address is one) and mostly
+    distinct values (schema.infer_type's rule)."""
     present = [str(v) for v in values]
     if len(present) < 20:
         return False
     mean_length = sum(map(len, present)) / len(present)
-    return mean_length > 30 and len(set(present)) >= 0.5 * len(present)
+    mean_words = sum(len(v.split()) for v in present) / len(present)
+    return mean_length > 30 and mean_words >= 3 and len(set(present)) >= 0.5 * len(present)

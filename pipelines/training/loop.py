@@ -38,6 +38,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     amp = autocast_dtype(train_cfg.precision, device)
+    scaler = grad_scaler(amp, device)
 
     node_ids = _node_ids(world_size)
     batch_size = max(1, train_cfg.batch_size // world_size)
@@ -58,7 +59,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, amp=amp, loss_fn=loss_fn, augment=augmented)
+                               device=device, amp=amp, loss_fn=loss_fn, augment=augmented,
+                               scaler=scaler)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
         outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
@@ -73,6 +75,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             **({"trial_startup_s": startup_s} if epoch == 0 else {}),
         }
         _report(reported, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+
+
+def grad_scaler(amp: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """fp16 needs its loss scaled so small gradients survive; with bf16 or fp32 the scaler passes through. One per
+    worker: the scale it learns carries over from epoch to epoch."""
+    return torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -111,13 +119,13 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
 
 
 def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
-                amp: torch.dtype | None = None, loss_fn=F.cross_entropy, augment=None) -> torch.Tensor:
+                amp: torch.dtype | None = None, loss_fn=F.cross_entropy, augment=None,
+                scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
     `amp` runs the forward under autocast to that type (fp16 with a gradient scaler); `augment(x)`, when given,
     changes each training batch."""
     model.train()
-    # fp16 needs its loss scaled so small gradients survive; with bf16 or fp32 the scaler passes through.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    scaler = scaler or grad_scaler(amp, device)
     loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in data.batches(batch_size, seed=seed):
         if augment is not None:

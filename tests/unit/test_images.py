@@ -46,6 +46,7 @@ def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
         tmp_path / "table.csv", index=False)
     checked = data.inspect(DataConfig(source=str(tmp_path / "table.csv")), tmp_path)
     assert checked.types == {"photo": "image"} and checked.frame["photo"][0] == str(tmp_path / "pics" / "0.png")
+    assert data.resolve_source(DataConfig(source=str(tmp_path)), tmp_path).format == "csv"  # not a class folder
 
 
 def test_image_encoding_travels_as_json_and_standardises_with_train_statistics():
@@ -66,7 +67,12 @@ def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
     bad.write_bytes(b"not a png at all")
     encoder = encoding.Encoder("photo", "image", size=4, channels=1)
     with pytest.raises(images.ImageError, match=r"column 'photo' row 1 \(.*broken.png\): not a PNG, JPEG or WebP"):
-        encoder.encode(pd.Series([png(np.zeros((4, 4))), str(bad)], dtype=object))
+        encoder.encode(pd.Series([png(np.zeros((4, 4))), str(bad)], dtype=object), allow_paths=True)
+    with pytest.raises(images.ImageError, match="a file name where image bytes are expected"):
+        encoder.encode(pd.Series([str(bad)], dtype=object))  # the pyfunc and requests never open files
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\n"
+    with pytest.raises(images.ImageError, match="not a PNG, JPEG or WebP"):
+        images.open_image(eps)  # formats PIL knows but Kiln does not take (EPS would run Ghostscript)
     with pytest.raises(images.ImageError, match="over 100 pixels"):
         images.open_image(png(np.zeros((20, 20))), max_pixels=100)
 

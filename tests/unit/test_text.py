@@ -79,6 +79,8 @@ def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path)
     ([f"the kettle number {i} arrived late and was noisy" for i in range(25)], "text"),
     (["the same long sentence that repeats over and over"] * 12 + ["short"] * 7 + ["a"] * 6, "category"),
     ([f"ref-{i}" for i in range(25)], None),  # short and distinct: an identifier
+    ([f"7f3c1e2a-9b4d-4c8e-a1f0-{i:012d}" for i in range(25)], None),  # a UUID is long, but one word
+    ([f"https://shop.example.com/products/kettle-{i}?ref=mail" for i in range(25)], None),
     ([f"a long sentence about kettle {i} that is text" for i in range(10)], "category"),  # under 20 rows
 ])
 def test_long_mostly_distinct_strings_are_text(values, kind):
@@ -88,3 +90,10 @@ def test_long_mostly_distinct_strings_are_text(values, kind):
 def test_a_model_that_takes_numbers_only_refuses_text_columns():
     with pytest.raises(ValueError, match="model.name: cnn takes numbers only"):
         build_model(ModelConfig(name="cnn"), input_dim=16, num_classes=2, slots=[(0, 8, 20)])
+
+
+def test_pandas_na_is_a_missing_text_as_none_is():
+    vocabulary = text.fit_vocabulary(pd.array(["good kettle", pd.NA, pd.NA, "good"], dtype="string"), size=10)
+    assert "na" not in vocabulary
+    ids = text.token_ids(pd.array([pd.NA, None], dtype="string"), vocabulary, max_length=2)
+    assert ids.tolist() == [[text.EMPTY, 0], [text.EMPTY, 0]]
