@@ -278,13 +278,20 @@ def _again(command: str, args) -> str:
 
 
 def json_rows(frame) -> list[list]:
-    """A frame's rows as JSON values: a missing cell is null (JSON has no NaN)."""
+    """A frame's rows as a request sends them: a missing cell is null (JSON has no NaN), an image's bytes
+    {"b64": ...}."""
+    import base64
+
     import pandas as pd
 
     from pipelines.encoding import plain
 
-    return [[None if pd.isna(value) else plain(value) for value in row]
-            for row in frame.itertuples(index=False, name=None)]
+    def cell(value):
+        if isinstance(value, bytes):
+            return {"b64": base64.b64encode(value).decode()}
+        return None if pd.isna(value) else plain(value)
+
+    return [[cell(value) for value in row] for row in frame.itertuples(index=False, name=None)]
 
 
 def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:

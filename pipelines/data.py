@@ -198,6 +198,17 @@ def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
     return frame
 
 
+def with_image_bytes(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` with each image column's file names replaced by the files' bytes."""
+    if not columns:
+        return frame
+    frame = frame.copy()
+    for name in columns:
+        frame[name] = pd.Series([Path(v).read_bytes() if isinstance(v, str) else v for v in frame[name]],
+                                index=frame.index, dtype=object)
+    return frame
+
+
 def fingerprint(source: Source) -> str:
     """sha256 of the local files' bytes (URIs: of their names), recorded on the model."""
     digest = hashlib.sha256()

@@ -119,7 +119,9 @@ def ingest(cfg: KilnConfig) -> Splits:
     num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
     fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
 
-    test = frame.iloc[test_idx]
+    # The test rows as a request or the pyfunc gives them: an image column's file names read as bytes (the
+    # model never opens a file after ingest), so evaluation, the registry's gate and the input example agree.
+    test = data.with_image_bytes(frame.iloc[test_idx], [n for n, kind in checked.types.items() if kind == "image"])
     # Data that fits goes to trials through the object store as plain arrays; only larger data streams
     # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
     return Splits(

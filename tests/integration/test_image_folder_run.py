@@ -47,6 +47,7 @@ def test_the_run_reads_the_folders_as_images_and_says_there_is_no_baseline(image
     _, run = image_run
     assert "1797 rows, 1 features (256 encoded), 10 classes" in run.output  # 16x16 grey
     assert "baseline: none: image columns have no cheap baseline" in run.output
+    assert "Sample answer (200)" in run.output  # the printed curl line sends the test rows' images as b64
     accuracy = float(run.output.split("test_accuracy=")[-1].split()[0].rstrip(","))
     assert accuracy > 0.6, run.output[-2000:]
 
