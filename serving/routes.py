@@ -160,7 +160,8 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
         body = await request.body()
         try:
             parsed = v2.parse_infer(body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH),
-                                    types=predictor.model.preprocessing.types)
+                                    types=predictor.model.preprocessing.types,
+                                    max_image_pixels=predictor.max_image_pixels)
         except v2.ProtocolError as err:
             return v2_error(400, str(err), predictor)
         if len(parsed.rows) > max_rows:

@@ -79,9 +79,11 @@ def error(message: str) -> dict[str, str]:
 
 
 def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None,
-                types: dict[str, str] | None = None) -> InferRequest:
+                types: dict[str, str] | None = None,
+                max_image_pixels: int = images.DEFAULT_MAX_PIXELS) -> InferRequest:
     """Validate an infer request against the model's features (and their `types`: a number column takes numbers
-    only); every message names the input, row or feature."""
+    only; an image column's images decode within `max_image_pixels`); every message names the input, row or
+    feature."""
     head, binary = _split(body, header_length)
     try:
         request = json.loads(head)
@@ -103,7 +105,7 @@ def parse_infer(body: bytes, features: list[str], *, header_length: str | None =
     if len(tensors) == 1 and tensors[0][1].ndim == 2:
         rows = _matrix(*tensors[0], features)
     else:
-        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"))
+        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"), max_image_pixels)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
@@ -234,7 +236,8 @@ def _matrix(name: str, array: np.ndarray, features: list[str]) -> np.ndarray:
     return array
 
 
-def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: dict[str, str]) -> np.ndarray:
+def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: dict[str, str],
+             max_image_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
     by_name: dict[str, np.ndarray] = {}
     for name, array in tensors:
         if name not in features:
@@ -255,7 +258,8 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
     for f in features:
         if types.get(f) == "image":
-            by_name[f] = np.array([_image(v, f, i) for i, v in enumerate(by_name[f])], dtype=object)
+            by_name[f] = np.array([_image(v, f, i, max_image_pixels) for i, v in enumerate(by_name[f])],
+                                  dtype=object)
             continue
         undecodable = [i for i, v in enumerate(by_name[f]) if isinstance(v, bytes)]
         if undecodable:
@@ -279,7 +283,7 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
     return rows
 
 
-def _image(value: Any, name: str, row: int) -> bytes | None:
+def _image(value: Any, name: str, row: int, max_pixels: int) -> bytes | None:
     """An image column's element: raw bytes (the binary extension), base64 in JSON, or null (a missing image)."""
     if value is None:
         return None
@@ -291,7 +295,7 @@ def _image(value: Any, name: str, row: int) -> bytes | None:
     if not isinstance(value, bytes):
         raise ProtocolError(f"input {name!r} row {row}: expected image bytes, got {value!r}")
     try:
-        images.open_image(value)
+        images.open_image(value, max_pixels=max_pixels)
     except images.ImageError as err:
         raise ProtocolError(f"input {name!r} row {row}: {err}") from None
     return value

@@ -115,3 +115,24 @@ def test_a_request_sends_images_as_base64_and_never_as_a_path(tmp_path):
                           "200x200 is over 10,000 pixels")]:
         with pytest.raises(RequestError, match=rf"instances\[1\]\[0\] \(image\): {message}"):
             predictor.rows([{"image": good}, {"image": bad}])
+
+
+def test_v2_takes_base64_or_raw_image_bytes_within_the_configured_pixel_cap():
+    import json as jsonlib
+
+    from serving import v2
+
+    small, large = png(np.zeros((4, 4))), png(np.zeros((200, 200)))
+
+    def infer(data, cap):
+        body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(data)], "data": data}]}
+        return v2.parse_infer(jsonlib.dumps(body).encode(), ["image"], types={"image": "image"},
+                              max_image_pixels=cap)
+
+    parsed = infer([base64.b64encode(small).decode(), None], 10_000)
+    assert parsed.rows[0][0] == small and parsed.rows[1][0] is None
+    with pytest.raises(v2.ProtocolError, match="input 'image' row 0: 200x200 is over 10,000 pixels"):
+        infer([base64.b64encode(large).decode()], 10_000)
+    assert infer([base64.b64encode(large).decode()], 50_000).rows[0][0] == large
+    with pytest.raises(v2.ProtocolError, match="row 0: an image in JSON data is base64 text"):
+        infer(["/etc/passwd"], 10_000)
