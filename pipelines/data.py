@@ -193,7 +193,7 @@ def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
     for name in frame.columns:
         present = frame[name].dropna()
         if not pd.api.types.is_numeric_dtype(frame[name]) and len(present) and all(
-                isinstance(v, str) and v.lower().endswith(images.SUFFIXES) for v in present):
+                isinstance(v, str) and images.is_image_cell(v) for v in present):
             frame[name] = [v if not isinstance(v, str) else str(folder / v) for v in frame[name]]
     return frame
 

@@ -36,7 +36,7 @@ def plain(value: Any) -> Any:
 
 def level(value: Any) -> str | None:
     """A category value as its level's name (3, 3.0 and "3" are one level); None when missing."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+    if text.is_missing(value):
         return None
     value = plain(value)
     if isinstance(value, bool):

@@ -85,13 +85,13 @@ def own_dashboard() -> int:
 
 
 # The Serve applications this process deployed, so that stopping touches nothing else.
-_started: dict = {"apps": []}
+_apps: list[str] = []
 
 
 def started_app(name: str) -> None:
     """Remember a Serve application this process deployed (deploy.start_serving)."""
-    if name not in _started["apps"]:
-        _started["apps"].append(name)
+    if name not in _apps:
+        _apps.append(name)
 
 
 def stop() -> None:
@@ -105,10 +105,10 @@ def stop() -> None:
     try:
         from ray import serve
 
-        for name in _started["apps"]:
+        for name in _apps:
             serve.delete(name)
     except Exception:  # Serve was never started, or the cluster is gone
         pass
-    _started["apps"].clear()
+    _apps.clear()
     ray.shutdown()
     os.environ.pop(API_SERVER_ENV, None)

@@ -102,9 +102,6 @@ class Predictor:
             raw = base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(f"{where}: b64 is not valid base64") from None
-        return self.checked_image(raw, where)
-
-    def checked_image(self, raw: bytes, where: str) -> bytes:
         try:
             images.open_image(raw, max_pixels=self.max_image_pixels)
         except images.ImageError as err:

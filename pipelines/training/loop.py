@@ -54,8 +54,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report({**restored_metrics, "node_ids": node_ids}, checkpoint=None)
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     shifts = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)  # each rank its own augmentations
-    images = [s for s in prep.slots if s.kind == "image"] if train_cfg.augment else []
-    augmented = (lambda x: augment(x, images, flip=train_cfg.flip, generator=shifts)) if images else None
+    has_images = train_cfg.augment and any(s.kind == "image" for s in prep.slots)
+    augmented = (lambda x: augment(x, prep.slots, flip=train_cfg.flip, generator=shifts)) if has_images else None
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
