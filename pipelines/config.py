@@ -163,6 +163,10 @@ class TrainConfig(Section):
     """DDP workers per trial; each gets 1/num_workers of every epoch."""
     cpus_per_worker: PositiveFloat = 0.5
     """Logical CPUs reserved per worker; fractions let several workers share a small machine."""
+    runner: Literal["auto", "ray_train"] = "auto"
+    """auto = a 1-worker trial trains inside its Tune trial actor, reused from trial to trial (no Train controller
+    or worker process to start: seconds less per trial); several workers always run as a Ray Train DDP run.
+    ray_train = every trial is a Ray Train run."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """The forward pass's autocast type: auto = bf16 on a GPU that supports it (fp16 with loss scaling on one that
     does not), fp32 on the CPU; bf16 works on the CPU too, fp16 needs a GPU. Weights and optimizer stay fp32."""

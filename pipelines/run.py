@@ -90,7 +90,8 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                 parent_run_id=record.run_id, test_value=test.value, data_fingerprint=splits.fingerprint,
                 lineage=registry.lineage(cfg.tune.metric, result.best))
             console.say(registered.describe(cfg.registry.alias))
-            freed = storage.prune_checkpoints(cfg, [t.trial_id for t in result.trials], keep=result.best.trial_id)
+            reported = {t.trial_id: [c.checkpoint for c in t.candidates] for t in result.trials}
+            freed = storage.prune_checkpoints(cfg, reported, keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
         record.set_tags({"kiln.best_trial_id": result.best.trial_id, "kiln.best_epoch": str(result.best.best_epoch),
                          "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees)})

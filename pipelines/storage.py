@@ -92,19 +92,22 @@ def checkpoint_exists(cfg: KilnConfig, path: str) -> bool:
         return False
 
 
-def prune_checkpoints(cfg: KilnConfig, trial_ids: list[str], *, keep: str) -> int:
-    """Delete every trial's checkpoints but `keep`'s (the registered model holds its own copy).
-    Returns the bytes freed."""
+def prune_checkpoints(cfg: KilnConfig, trials: dict[str, list[str]], *, keep: str) -> int:
+    """Delete every trial's checkpoints but `keep`'s (the registered model holds its own copy): its Train run's
+    folder, or (a trial trained in its Tune actor) the checkpoint folders it reported, given in `trials`
+    (trial id: paths). Returns the bytes freed."""
     import pyarrow.fs
 
     fs, root = filesystem(cfg)
     freed = 0
-    for trial_id in trial_ids:
-        path = f"{root}/ray/train-{trial_id}"  # the trial's Train run, named in tune.run_trial
-        if trial_id == keep or fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+    for trial_id, checkpoints in trials.items():
+        if trial_id == keep:
             continue
-        freed += tree_bytes(fs, path)
-        fs.delete_dir(path)
+        train_run = f"{root}/ray/train-{trial_id}"  # named in search.trial
+        for path in [train_run, *checkpoints]:
+            if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+                freed += tree_bytes(fs, path)
+                fs.delete_dir(path)
     return freed
 
 

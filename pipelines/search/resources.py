@@ -22,7 +22,23 @@ def resolve_use_gpu(cfg: KilnConfig, cluster_gpus: float) -> bool:
     return bool(cfg.train.use_gpu)
 
 
+def in_trial_actor(cfg: KilnConfig) -> bool:
+    """Whether every trial trains inside its Tune trial actor, reused from trial to trial (train.runner: auto,
+    one worker, not searched over): no Train controller, worker process or second torch import per trial."""
+    return (cfg.train.runner == "auto" and cfg.train.num_workers == 1
+            and "train.num_workers" not in cfg.tune.search_space)
+
+
+def trial_resources(cfg: KilnConfig, use_gpu: bool) -> dict[str, float]:
+    """What Tune reserves for a trial's actor: the worker's share when it trains there, a token otherwise."""
+    if in_trial_actor(cfg):
+        return {"cpu": cfg.train.cpus_per_worker, **({"gpu": 1} if use_gpu else {})}
+    return {"cpu": TRIAL_ACTOR_CPU}
+
+
 def trial_cpus(cfg: KilnConfig) -> float:
+    if in_trial_actor(cfg):
+        return cfg.train.cpus_per_worker
     return TRIAL_ACTOR_CPU + cfg.train.num_workers * cfg.train.cpus_per_worker
 
 

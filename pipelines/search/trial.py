@@ -1,4 +1,5 @@
-"""One trial: the Tune trainable that runs the sampled config as a Ray Train run and forwards its reports."""
+"""One trial: the Tune trainable that trains the sampled config, in its own actor (1 worker) or as a Ray Train run
+whose reports it forwards."""
 
 from __future__ import annotations
 
@@ -12,23 +13,32 @@ from ray.util.queue import Queue
 
 from pipelines.config import KilnConfig
 from pipelines.encoding import Preprocessing
+from pipelines.search import resources
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY
 
 
 def run_trial(sample: dict[str, Any], *, base: KilnConfig, preprocessing: Preprocessing,
               datasets: dict[str, Any], arrays: dict[str, Any] | None, use_gpu: bool) -> None:
-    """The Tune trainable: run the trial's config as a Train run, to the end or until ASHA stops it.
-    The run's reports reach Tune from this thread (`forward_reports`)."""
+    """The Tune trainable: run the trial's config to the end or until ASHA stops it. A 1-worker trial trains
+    right here (resources.in_trial_actor); otherwise as a Train run, whose reports reach Tune from this thread
+    (`forward_reports`)."""
     from ray import tune
 
-    from pipelines.training.launch import build_trainer
+    from pipelines.training.launch import build_trainer, loop_config
 
+    started_at = time.time()
     cfg = base.with_sample(sample)
+    if resources.in_trial_actor(base):
+        from pipelines.training import loop
+
+        config = loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at)
+        loop.train_loop_per_worker(config, loop.TrialActor(datasets, use_gpu))
+        return
     # Named after the trial, so a restarted trial resumes its own Train run.
     name = f"train-{tune.get_context().get_trial_id()}"
     reports = ReportQueue()
     trainer = build_trainer(cfg, datasets=datasets, preprocessing=preprocessing, name=name, use_gpu=use_gpu,
-                            callbacks=[reports], started_at=time.time(), arrays=arrays)
+                            callbacks=[reports], started_at=started_at, arrays=arrays)
     # why: Ray's TuneReportCallback hands reports to the trial actor's main thread, which deadlocked when the
     # last one arrived as this function returned (both put into Tune's one-slot result queue).
     forward_reports(trainer.fit, reports.queue, tune.report)

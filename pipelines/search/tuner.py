@@ -65,14 +65,16 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
         tune.with_parameters(run_trial, base=cfg, preprocessing=splits.preprocessing,
                              datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
                              use_gpu=use_gpu),
-        {"cpu": resources.TRIAL_ACTOR_CPU})
+        resources.trial_resources(cfg, use_gpu))
     if resume:
         where = storage.ray_storage(cfg)
         tuner = tune.Tuner.restore(f"{where['storage_path']}/{search_name}", trainable, resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=where["storage_filesystem"])
     else:
         tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
-    with OrphanReaper() if cfg.ray.address is None else contextlib.nullcontext():  # never others' groups
+    # Only Train runs leave worker groups behind, and only Kiln's own runtime's are Kiln's to remove.
+    reap = cfg.ray.address is None and not resources.in_trial_actor(cfg)
+    with OrphanReaper() if reap else contextlib.nullcontext():
         grid = tuner.fit()
     if grid.num_terminated + grid.num_errors < len(grid):
         raise SearchInterrupted(search_name)
@@ -93,14 +95,22 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
+    in_actor = resources.in_trial_actor(cfg)
+    # A trial trained in its actor checkpoints and restarts through Tune, as a Train run does through Train.
+    in_actor_run = dict(
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints,
+                                                checkpoint_score_attribute=cfg.tune.metric,
+                                                checkpoint_score_order=cfg.tune.mode),
+        failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)) if in_actor else {}
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler.build_scheduler(cfg),
-            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency,
+            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency, reuse_actors=in_actor,
             search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
-        run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks)),
+        run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks),
+                                  **in_actor_run),
     )
 
 
@@ -114,7 +124,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
     if frame is None or frame.empty or cfg.tune.metric not in frame:
         return TrialSummary(trial_id, sample, 0, None, None, False, error)
     epochs = frame["epoch"] if "epoch" in frame else frame["training_iteration"]
-    paths = frame[CHECKPOINT_PATH_KEY] if CHECKPOINT_PATH_KEY in frame else [None] * len(frame)
+    paths = checkpoint_paths(frame, result.path)
     candidates = rank((Candidate(int(epoch), float(value), path if isinstance(path, str) else None)
                        for epoch, value, path in zip(epochs, frame[cfg.tune.metric], paths, strict=True)
                        if value == value and isinstance(path, str)), cfg.tune.mode)
@@ -122,8 +132,7 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
     epochs_run = int(epochs.max())
     best_val_loss = math.inf
     if best is not None and "val_loss" in frame:
-        at_best = frame["val_loss"][(epochs == best.epoch).to_numpy() & (paths == best.checkpoint).to_numpy()
-                                    if CHECKPOINT_PATH_KEY in frame else (epochs == best.epoch).to_numpy()]
+        at_best = frame["val_loss"][(epochs == best.epoch).to_numpy() & (paths == best.checkpoint).to_numpy()]
         best_val_loss = float(at_best.iloc[-1]) if len(at_best) and at_best.iloc[-1] == at_best.iloc[-1] \
             else math.inf
     return TrialSummary(
@@ -138,6 +147,19 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
         candidates=tuple(candidates),
         best_val_loss=best_val_loss,
     )
+
+
+def checkpoint_paths(frame, trial_path: str | None):
+    """Each report's persisted checkpoint, or None: a Train run's path (trial.ReportQueue adds it), or a folder of
+    the trial's own (Tune's checkpoint_dir_name) when it trained in its actor."""
+    import pandas as pd
+
+    if CHECKPOINT_PATH_KEY in frame and frame[CHECKPOINT_PATH_KEY].map(lambda p: isinstance(p, str)).any():
+        return frame[CHECKPOINT_PATH_KEY]
+    if "checkpoint_dir_name" in frame and trial_path:
+        named = [f"{trial_path.rstrip('/')}/{n}" if isinstance(n, str) else None for n in frame["checkpoint_dir_name"]]
+        return pd.Series(named, index=frame.index, dtype=object)
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
 
 
 def trial_id_of(path: str | None) -> str:

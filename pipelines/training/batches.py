@@ -105,16 +105,15 @@ def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *,
 
 
 def open_split(name: str, *, arrays: dict | None, device: torch.device, rank: int, world_size: int,
-               input_dim: int, equal: bool) -> InMemory | Streaming:
+               input_dim: int, equal: bool, shard) -> InMemory | Streaming:
     """This worker's part of split `name`: from the object store when the driver handed out arrays, else
     Ray Data's shard. `equal` gives every rank the same number of rows (DDP steps in lockstep; at most
     world_size - 1 rows are left out of an epoch, as Ray Data's equal split does); otherwise the rows are
-    dealt out exactly (evaluation, whose sums are all-reduced)."""
+    dealt out exactly (evaluation, whose sums are all-reduced). `shard(name)` gives the Ray Data iterator."""
     import ray
-    import ray.train
 
     if arrays is None:
-        return Streaming(ray.train.get_dataset_shard(name), device, input_dim=input_dim)
+        return Streaming(shard(name), device, input_dim=input_dim)
     whole = InMemory.from_arrays(ray.get(arrays[name]), device)
     if not equal:
         return whole.part(rank, world_size)

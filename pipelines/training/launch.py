@@ -31,6 +31,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     loop.train_loop_per_worker(loop_config)
 
 
+def loop_config(cfg: KilnConfig, *, preprocessing: Preprocessing, arrays: dict[str, Any] | None,
+                started_at: float | None) -> dict[str, Any]:
+    """What the loop reads, typed: the train and model sections, not the whole config."""
+    return {"train": cfg.train, "model": cfg.model, "preprocessing": preprocessing, "arrays": arrays,
+            "started_at": started_at or time.time()}
+
+
 def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
                   name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None,
                   arrays: dict[str, Any] | None = None):
@@ -44,10 +51,7 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
     in_memory = arrays is not None
     return DataParallelTrainer(
         train_loop_per_worker,
-        # What the loop reads, typed: the train and model sections, not the whole config.
-        train_loop_config={"train": cfg.train, "model": cfg.model,
-                           "preprocessing": preprocessing, "arrays": arrays if in_memory else None,
-                           "started_at": started_at or time.time()},
+        train_loop_config=loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at),
         backend_config=DDPConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,

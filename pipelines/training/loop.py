@@ -1,5 +1,5 @@
-"""The training loop, on each Ray Train worker: DDP epochs, validation, a report and checkpoint per epoch.
-The run around it is built on the driver (training.launch)."""
+"""The training loop, on each Ray Train worker (or in a 1-worker trial's Tune actor): DDP epochs, validation, a
+report and checkpoint per epoch. The Train run around it is built on the driver (training.launch)."""
 
 from __future__ import annotations
 
@@ -19,24 +19,86 @@ from pipelines.models import augment, build_model
 from pipelines.training import batches
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Runs on every worker. Each epoch every rank reports; rank 0 attaches the checkpoint."""
-    import ray.train
-    import ray.train.torch
+class TrainWorker:
+    """The loop's view of a Ray Train worker: its rank, device, checkpoint, data shard and reports."""
 
+    def __init__(self):
+        import ray.train
+
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+
+    @property
+    def device(self) -> torch.device:
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)  # DDP over the ranks, on this worker's device
+
+    def restored(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def shard(self, name: str):
+        import ray.train
+
+        return ray.train.get_dataset_shard(name)
+
+    def report(self, metrics: dict[str, Any], folder: str | None = None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
+
+
+class TrialActor:
+    """The loop's view of Tune's trial actor, for a 1-worker trial trained there (train.runner: auto): rank 0 of 1,
+    reports and checkpoints straight to Tune, Ray Data splits read whole."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, datasets: dict[str, Any] | None, use_gpu: bool):
+        self.datasets = datasets or {}
+        # Ray hands the actor its GPU as the only visible one.
+        self.device = torch.device("cuda", 0) if use_gpu else torch.device("cpu")
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def restored(self):
+        from ray import tune
+
+        return tune.get_checkpoint()
+
+    def shard(self, name: str):
+        return self.datasets[name].iterator()
+
+    def report(self, metrics: dict[str, Any], folder: str | None = None) -> None:
+        from ray import tune
+
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | TrialActor | None = None) -> None:
+    """Runs on every worker (or in the trial actor). Each epoch every rank reports; rank 0 attaches the
+    checkpoint."""
+    worker = worker or TrainWorker()
     train_cfg: TrainConfig = loop_config["train"]
     model_cfg: ModelConfig = loop_config["model"]
     prep: Preprocessing = loop_config["preprocessing"]
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size = worker.rank, worker.world_size
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     loss_fn = loss_function(train_cfg.loss, prep.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    start_epoch, restored_metrics = _resume(model, optimizer)
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
+    start_epoch, restored_metrics = _resume(model, optimizer, worker.restored())
+    model = worker.prepare_model(model)
+    device = worker.device
     amp = autocast_dtype(train_cfg.precision, device)
     scaler = grad_scaler(amp, device)
 
@@ -44,14 +106,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     batch_size = max(1, train_cfg.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
-    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width)
+    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width,
+                 shard=worker.shard)
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
 
     if restored_metrics:
         # The restored epoch again, without a checkpoint: a driver killed between that checkpoint and logging
         # its metrics would otherwise leave a hole in the trial's MLflow history (the tracker skips repeats).
-        ray.train.report({**restored_metrics, "node_ids": node_ids}, checkpoint=None)
+        worker.report({**restored_metrics, "node_ids": node_ids})
     startup_s = time.time() - loop_config["started_at"]  # trial start to its first training step
     shifts = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)  # each rank its own augmentations
     has_images = train_cfg.augment and any(s.kind == "image" for s in prep.slots)
@@ -74,7 +137,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "node_ids": node_ids,
             **({"trial_startup_s": startup_s} if epoch == 0 else {}),
         }
-        _report(reported, rank=rank, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
+        _report(worker, reported, model=model, optimizer=optimizer, model_cfg=model_cfg, prep=prep)
 
 
 def grad_scaler(amp: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
@@ -161,11 +224,8 @@ def _node_ids(world_size: int) -> str:
     return ",".join(sorted(set(gathered)))
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, restored) -> tuple[int, dict[str, Any]]:
     """After a worker or driver failure, continue from the last reported checkpoint: (its epoch, its metrics)."""
-    import ray.train
-
-    restored = ray.train.get_checkpoint()
     if not restored:
         return 0, {}
     with restored.as_directory() as folder:
@@ -198,14 +258,12 @@ def gather_over_ranks(part: torch.Tensor) -> torch.Tensor:
     return torch.cat([g for g in gathered if g is not None and len(g)] or [part])
 
 
-def _report(metrics, *, rank, model, optimizer, model_cfg: ModelConfig, prep: Preprocessing) -> None:
-    import ray.train
-
-    if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
+def _report(worker, metrics, *, model, optimizer, model_cfg: ModelConfig, prep: Preprocessing) -> None:
+    if worker.rank != 0:
+        worker.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
         inner = model.module if hasattr(model, "module") else model
         checkpoint.save(folder, model=inner, optimizer=optimizer, model_cfg=model_cfg,
                         preprocessing=prep, epoch=metrics["epoch"], metrics=metrics)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        worker.report(metrics, folder)

@@ -46,8 +46,23 @@ def test_pruning_keeps_only_the_winner_and_counts_what_it_freed(tmp_path):
         folder = tmp_path / "ray" / f"train-{trial}" / "checkpoint_0"
         folder.mkdir(parents=True)
         (folder / "model.pt").write_bytes(b"x" * size)
-    assert storage.prune_checkpoints(cfg, ["a", "b", "c", "never-started"], keep="b") == 140
+    assert storage.prune_checkpoints(cfg, {"a": [], "b": [], "c": [], "never-started": []}, keep="b") == 140
     assert [p.name for p in (tmp_path / "ray").iterdir()] == ["train-b"]
+
+
+def test_pruning_a_search_trained_in_trial_actors_keeps_the_trials_records(tmp_path):
+    cfg = load_config(None, [f"storage.root={tmp_path}"])
+    trials = {}
+    for trial, size in (("a", 100), ("b", 250)):
+        folder = tmp_path / "ray" / "search" / f"run_trial_{trial}"
+        for n in (1, 2):
+            (folder / f"checkpoint_00000{n}").mkdir(parents=True)
+            (folder / f"checkpoint_00000{n}" / "model.pt").write_bytes(b"x" * size)
+        (folder / "result.json").write_text("{}")
+        trials[trial] = [str(folder / "checkpoint_000001"), str(folder / "checkpoint_000002")]
+    assert storage.prune_checkpoints(cfg, trials, keep="b") == 200
+    assert sorted(p.name for p in (tmp_path / "ray" / "search" / "run_trial_a").iterdir()) == ["result.json"]
+    assert len(list((tmp_path / "ray" / "search" / "run_trial_b").iterdir())) == 3
 
 
 def test_credentials_in_a_uri_never_reach_mlflow_params():

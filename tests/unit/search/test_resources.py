@@ -55,3 +55,17 @@ def test_a_group_that_gets_an_actor_again_starts_its_grace_over():
     orphaned_groups(groups, {"train"}, seen, now=30.0, grace_s=60)  # its workers started
     assert orphaned_groups(groups, set(), seen, now=70.0, grace_s=60) == []
     assert orphaned_groups(groups, set(), seen, now=130.0, grace_s=60) == ["train"]
+
+
+def test_a_one_worker_trial_trains_in_its_trial_actor_which_holds_the_workers_share():
+    from pipelines.search.resources import in_trial_actor, trial_resources
+
+    one = cfg("train.num_workers=1", "train.cpus_per_worker=1")
+    assert in_trial_actor(one) and trial_resources(one, use_gpu=False) == {"cpu": 1}
+    assert trial_resources(one, use_gpu=True) == {"cpu": 1, "gpu": 1}
+    assert max_concurrent_trials(one, cluster_cpus=4, cluster_gpus=0) == 3  # 3.75 CPUs left over Ray Data's share
+    ddp = cfg("train.num_workers=2")
+    assert not in_trial_actor(ddp) and trial_resources(ddp, use_gpu=True)["cpu"] < 0.1  # Train's workers hold it
+    assert not in_trial_actor(cfg("train.num_workers=1", "train.runner=ray_train"))
+    searched = cfg("train.num_workers=1", "tune.search_space={train.num_workers: {choice: [1, 2]}}")
+    assert not in_trial_actor(searched)  # one trainable's resources serve every trial
