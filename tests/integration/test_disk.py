@@ -19,9 +19,10 @@ def search_folder(root, num_samples: int) -> int:
          "--set", "tune.search_space={train.lr: {loguniform: [1.0e-4, 1.0e-2]}}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    with_checkpoints = [d for d in (root / "ray").glob("train-*") if any(d.rglob("model.pt"))]
-    assert len(with_checkpoints) == 1, "only the registered winner keeps checkpoints"
-    assert len(list(with_checkpoints[0].rglob("model.pt"))) <= 2  # train.keep_checkpoints
+    weights = list((root / "ray").rglob("model.pt"))  # <trial's folder>/checkpoint_*/model.pt
+    with_checkpoints = {w.parent.parent for w in weights}
+    assert len(with_checkpoints) == 1, f"only the registered winner keeps checkpoints: {sorted(with_checkpoints)}"
+    assert len(weights) <= 2  # train.keep_checkpoints
     return folder_bytes(root)
 
 
