@@ -106,8 +106,10 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
     if profile.cores:  # on shared cores, trials run side by side only as far as the cores go
         max_concurrent = min(max_concurrent, max(1, profile.cores // prediction.num_workers))
     compute = trial_epochs * prediction.epoch_time_s
-    between_epochs = trial_epochs * profile.per_report_s
-    wall = (compute + between_epochs + tune.num_samples * profile.trial_fixed_cost_s) / max_concurrent
+    in_actor = cfg.train.runner == "auto" and prediction.num_workers == 1  # as resources.in_trial_actor
+    per_report = profile.in_actor_per_report_s if in_actor else profile.per_report_s
+    per_trial = profile.in_actor_trial_fixed_cost_s if in_actor else profile.trial_fixed_cost_s
+    wall = (compute + trial_epochs * per_report + tune.num_samples * per_trial) / max_concurrent
     return {"num_workers": prediction.num_workers, "trial_epochs": trial_epochs,
             "compute_s": compute, "wall_time_s": wall}
 

@@ -30,6 +30,10 @@ class HardwareProfile:
     # Per DDP step, when the workers share the cores with Ray's own processes: a collective waits for a
     # descheduled peer. Measured, not derived; scaled by num_workers / cores.
     contended_sync_s: NonNegativeFloat = 0.0
+    # A 1-worker trial trained in its reused Tune trial actor (train.runner: auto): no Train run to start, reports
+    # straight to Tune. benchmarks/trial_cost.py: 1.6 s a trial outside its epochs, over 4.4 epochs a trial.
+    in_actor_trial_fixed_cost_s: NonNegativeFloat = 1.2
+    in_actor_per_report_s: NonNegativeFloat = 0.08
     notes: str = ""
 
 

@@ -17,7 +17,7 @@ def test_every_shipped_config_validates(path):
 def test_quickstart_is_the_documented_search():
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
     assert cfg.data.source == "builtin:digits"
-    assert (cfg.model.name, cfg.tune.num_samples, cfg.train.num_workers) == ("mlp", 8, 2)
+    assert (cfg.model.name, cfg.tune.num_samples, cfg.train.num_workers) == ("mlp", 8, 1)
     assert cfg.train.epochs == 10 and cfg.tune.scheduler.name == "asha"
     assert cfg.serve.host == "127.0.0.1"
 

@@ -118,12 +118,17 @@ def test_recommend_workers_takes_the_most_that_stay_efficient():
 
 def test_search_wall_time():
     one = dataclasses.replace(prediction(1, 1.0), epoch_time_s=2.0)
-    search = cost.predict_search(cfg(), flat_profile(), one, max_concurrent=2)  # 8, 1, 2, 10
+    train_run = cfg("train.runner=ray_train")
+    search = cost.predict_search(train_run, flat_profile(), one, max_concurrent=2)  # 8, 1, 2, 10
     assert search["trial_epochs"] == pytest.approx(21)
     assert search["compute_s"] == pytest.approx(42)
     assert search["wall_time_s"] == pytest.approx((42 + 8 * 10.0) / 2)
-    reporting = cost.predict_search(cfg(), flat_profile(per_report_s=0.1), one, max_concurrent=2)
+    reporting = cost.predict_search(train_run, flat_profile(per_report_s=0.1), one, max_concurrent=2)
     assert reporting["wall_time_s"] == pytest.approx((42 + 21 * 0.1 + 8 * 10.0) / 2)
+    # train.runner: auto trains a 1-worker trial in its trial actor, at that path's own costs
+    in_actor = cost.predict_search(cfg(), flat_profile(in_actor_trial_fixed_cost_s=1.0, in_actor_per_report_s=0.05),
+                                   one, max_concurrent=2)
+    assert in_actor["wall_time_s"] == pytest.approx((42 + 21 * 0.05 + 8 * 1.0) / 2)
     fifo = cost.predict_search(cfg("tune.scheduler.name=fifo"), flat_profile(), one, 2)
     assert fifo["trial_epochs"] == 8 * 10
     # two 2-worker trials cannot run side by side on 2 cores
