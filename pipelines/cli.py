@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         console.say("\ninterrupted; shutting down")
         _shutdown()
         return 130
+    except SystemExit as err:  # a library's sys.exit deep in a stage: never an exit without a reason
+        if err.code in (0, None):
+            raise
+        console.error(f"stopped by a library's sys.exit({err.code!r}); run again with --verbose for its logs")
+        _shutdown()
+        return err.code if isinstance(err.code, int) else EXIT_FAILED
     except Exception as err:
         console.error(f"{type(err).__name__}: {' '.join(str(err).split())[:400]}")
         if args.verbose:

@@ -23,7 +23,12 @@ def note(message: str) -> None:
 def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     say(f"» {name} ...")
     started = time.perf_counter()
-    yield
+    try:
+        yield
+    except BaseException as err:  # the error's own line follows (cli.main); this one names where it happened
+        what = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        say(f"✗ {name:<9} {what} after {time.perf_counter() - started:.1f} s")
+        raise
     timings[name] = time.perf_counter() - started
     say(f"✓ {name:<9} {timings[name]:6.1f} s")
 

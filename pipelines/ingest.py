@@ -80,15 +80,29 @@ def read(source: data.Source):
     return ray.data.read_csv(source.paths, convert_options=csv.ConvertOptions(strings_can_be_null=True))
 
 
-def ingest(cfg: KilnConfig) -> Splits:
-    """Read with Ray Data, split by seed, fit statistics on train only, materialise once for all trials."""
+def ingest(cfg: KilnConfig, *, say=print) -> Splits:
+    """Read with Ray Data, split by seed, fit statistics on train only, materialise once for all trials. Objects
+    lost on the way (a node gone, a spilled block unreadable) are retried once, from the source, saying so."""
+    from ray.exceptions import ObjectLostError
+
+    try:
+        return _ingest(cfg)
+    except ObjectLostError as err:
+        say(f"  ingest lost objects ({type(err).__name__}); reading the source again, once")
+        return _ingest(cfg)
+
+
+def _ingest(cfg: KilnConfig) -> Splits:
     import ray.data
     from ray.data.extensions import TensorArray
+    from ray.exceptions import ObjectLostError
 
     source = data.resolve_source(cfg.data, cfg.storage_root)
     try:
         frame = data.read_local(source) if source.format == "images" else \
             data.anchor_image_paths(read(source).to_pandas(), source)
+    except ObjectLostError:
+        raise  # the cluster's fault, not the data's
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)

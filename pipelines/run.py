@@ -55,7 +55,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
     with console.stage("runtime", timings):
         runtime.start(cfg, verbose=verbose, env=deploy.ingress_env(cfg))
     with console.stage("ingest", timings):
-        splits = ingest.ingest(cfg)
+        splits = ingest.ingest(cfg, say=console.say)
         console.say(ingest.describe(cfg, splits))
     epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
                                 train_rows=splits.num_rows["train"], slots=splits.preprocessing.slots)

@@ -12,3 +12,50 @@ def test_plan_json_is_json_alone_on_stdout(tmp_path, capsys):
     plan = json.loads(out)  # what `kiln plan --json | jq` reads
     assert [row["num_workers"] for row in plan["workers"]] == [1, 2]
     assert "calibrating" in err  # the progress note went to stderr
+
+
+def test_a_failing_stage_says_which_it_was_before_the_error_line(capsys):
+    import pytest
+
+    from pipelines import console
+
+    timings = {}
+    with pytest.raises(RuntimeError), console.stage("ingest", timings):
+        raise RuntimeError("Attempting to recover 3 lost objects")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "» ingest ..." and out[1].startswith("✗ ingest    failed after ") and timings == {}
+
+
+def test_a_librarys_sys_exit_inside_a_command_still_prints_a_reason(monkeypatch, capsys):
+    from pipelines import cli
+
+    def exits(args):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(cli, "cmd_run", exits)
+    monkeypatch.setattr(cli, "_shutdown", lambda: None)
+    assert main(["run", "configs/quickstart.yaml"]) == 1
+    assert "kiln: error: stopped by a library's sys.exit(1)" in capsys.readouterr().err
+
+
+def test_objects_lost_during_ingest_are_read_again_once(monkeypatch):
+    import pytest
+    from ray.exceptions import ObjectLostError
+
+    from pipelines import ingest
+    from pipelines.config import load_config
+
+    calls, said = [], []
+
+    def flaky(cfg):
+        calls.append(cfg)
+        if len(calls) < 3:
+            raise ObjectLostError("ab" * 14, None, "ingest")
+        return "splits"
+
+    monkeypatch.setattr(ingest, "_ingest", flaky)
+    cfg = load_config(None, [])
+    with pytest.raises(ObjectLostError):  # lost twice: the cluster's fault, reported as such
+        ingest.ingest(cfg, say=said.append)
+    assert len(calls) == 2 and said == ["  ingest lost objects (ObjectLostError); reading the source again, once"]
+    assert ingest.ingest(cfg, say=said.append) == "splits"  # lost once: read again
