@@ -191,11 +191,16 @@ class TrainConfig(Section):
 
 
 class SchedulerConfig(Section):
-    name: Literal["asha", "fifo"] = "asha"
-    """asha stops weak trials early; fifo runs every trial to the end."""
+    name: Literal["asha", "asha_promote", "fifo"] = "asha"
+    """asha stops weak trials early (Ray's ASHAScheduler); asha_promote pauses a trial at each rung with a
+    checkpoint and resumes it only once it ranks in the rung's top 1/reduction_factor (the paper's ASHA: the first
+    trials no longer pass every rung unchallenged); fifo runs every trial to the end."""
     grace_period: PositiveInt = 1
     """Epochs every trial runs before ASHA may stop it."""
     reduction_factor: float = Field(2, gt=1)
+    brackets: PositiveInt = 1
+    """Hyperband brackets: bracket s judges its trials first at grace_period * reduction_factor**s, so a grace period
+    too short for the task does not decide the whole search; trials are dealt to brackets in turn."""
 
 
 class TuneConfig(Section):
@@ -306,10 +311,19 @@ class KilnConfig(Section):
     @model_validator(mode="after")
     def _asha_has_a_rung(self) -> KilnConfig:
         scheduler = self.tune.scheduler
-        if scheduler.name == "asha" and self.tune.num_samples > 1 and scheduler.grace_period >= self.train.epochs:
+        if scheduler.name == "fifo" or self.tune.num_samples == 1:
+            return self
+        if scheduler.grace_period >= self.train.epochs:
             raise ValueError(f"tune.scheduler.grace_period ({scheduler.grace_period}) must be below train.epochs "
                              f"({self.train.epochs}): ASHA would have no rung at which to stop a trial, so every "
                              "trial runs to the end; lower it, raise train.epochs, or use tune.scheduler.name: fifo")
+        last = scheduler.grace_period * scheduler.reduction_factor ** (scheduler.brackets - 1)
+        if last >= self.train.epochs:
+            raise ValueError(
+                f"tune.scheduler.brackets ({scheduler.brackets}) with tune.scheduler.grace_period "
+                f"({scheduler.grace_period}) and tune.scheduler.reduction_factor ({scheduler.reduction_factor:g}): "
+                f"the last bracket's first rung is at epoch {last:g}, not below train.epochs ({self.train.epochs}), "
+                "so its trials would never be judged; use fewer brackets or raise train.epochs")
         return self
 
     @model_validator(mode="after")

@@ -66,6 +66,31 @@ def ray_storage(cfg: KilnConfig) -> dict:
     return {"storage_path": f"{path}/ray", "storage_filesystem": fs}
 
 
+def search_file(cfg: KilnConfig, search_name: str, name: str) -> str:
+    """A file Kiln keeps beside Tune's records of a search (in its experiment folder)."""
+    return f"{ray_storage(cfg)['storage_path']}/{search_name}/{name}"
+
+
+def write_text(cfg: KilnConfig, path: str, text: str) -> None:
+    """Write `text` at `path` in storage, replacing what was there (a local file is replaced atomically)."""
+    fs = filesystem(cfg)[0]
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    partial = f"{path}.partial"
+    with fs.open_output_stream(partial) as out:
+        out.write(text.encode())
+    fs.move(partial, path)
+
+
+def read_text(cfg: KilnConfig, path: str) -> str | None:
+    """The text at `path` in storage, or None when there is none."""
+    fs = filesystem(cfg)[0]
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read().decode()
+    except (FileNotFoundError, OSError):
+        return None
+
+
 def tree_bytes(fs, path: str) -> int:
     import pyarrow.fs
 

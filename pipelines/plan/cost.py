@@ -98,7 +98,7 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
                    max_concurrent: int) -> dict:
     """Trial-epochs of the configured search, their training time, and wall time."""
     tune, epochs = cfg.tune, cfg.train.epochs
-    if tune.scheduler.name == "asha":
+    if tune.scheduler.name in ("asha", "asha_promote"):  # promotion spends about what synchronous halving does
         trial_epochs = asha_trial_epochs(tune.num_samples, scheduler.grace_period(cfg),
                                          tune.scheduler.reduction_factor, epochs)
     else:

@@ -66,7 +66,7 @@ class ReportData:
     @property
     def rungs(self) -> list[int]:
         """The epochs at which ASHA judged trials (scheduler.asha_rungs, each at the first epoch past it)."""
-        if self.scheduler != "asha":
+        if self.scheduler not in ("asha", "asha_promote"):
             return []
         milestones = scheduler.asha_rungs(min(self.grace_period, self.max_epochs), self.reduction_factor,
                                           self.max_epochs)

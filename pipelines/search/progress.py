@@ -30,6 +30,9 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
             self.__dict__.update(state, view=None)
 
         def on_trial_start(self, iteration, trials, trial, **info):
+            if trial.trial_id in self.running:  # paused at a rung (tune.scheduler.name: asha_promote), now on again
+                self._event(f"trial {trial.trial_id} promoted: resumes after epoch {self.running[trial.trial_id]}")
+                return
             self.running[trial.trial_id] = 0
             self._event(f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "
                         f"{describe_sample(trial.config)}")

@@ -1,8 +1,15 @@
-"""The trial scheduler: ASHA (Ray's AsyncHyperBandScheduler) or FIFO, and where ASHA's rungs fall."""
+"""The trial scheduler: ASHA (Ray's AsyncHyperBandScheduler, which stops trials), promotion-based ASHA (pauses and
+promotes them: search.promotion) or FIFO, and where ASHA's rungs fall."""
 
 from __future__ import annotations
 
+import math
+
+from pipelines import storage
 from pipelines.config import KilnConfig
+from pipelines.search import promotion
+
+RUNGS_FILE = "kiln-rungs.json"  # promotion's records, beside Tune's own: Tune does not save a scheduler's state
 
 
 def asha_rungs(grace_period: float, reduction_factor: float, max_epochs: float) -> list[float]:
@@ -15,16 +22,96 @@ def asha_rungs(grace_period: float, reduction_factor: float, max_epochs: float) 
     return rungs
 
 
-def build_scheduler(cfg: KilnConfig):
+def build_scheduler(cfg: KilnConfig, search_name: str = "search"):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    if cfg.tune.scheduler.name == "asha_promote":
+        return promotion_scheduler(cfg, search_name)
     if cfg.tune.scheduler.name != "asha":
         return FIFOScheduler()
     # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
     return ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=grace_period(cfg),
-                         reduction_factor=cfg.tune.scheduler.reduction_factor)
+                         reduction_factor=cfg.tune.scheduler.reduction_factor, brackets=cfg.tune.scheduler.brackets)
+
+
+def bracket_milestones(cfg: KilnConfig) -> list[list[int]]:
+    """Each bracket's rungs as whole epochs (a rung is reached at the first epoch at or past it), lowest first."""
+    eta = cfg.tune.scheduler.reduction_factor
+    return [sorted({math.ceil(m - 1e-9) for m in asha_rungs(grace_period(cfg) * eta**s, eta, cfg.train.epochs)})
+            for s in range(cfg.tune.scheduler.brackets)]
 
 
 def grace_period(cfg: KilnConfig) -> int:
     """tune.scheduler.grace_period, clamped to train.epochs (a longer grace would judge no trial)."""
     return min(cfg.tune.scheduler.grace_period, cfg.train.epochs)
+
+
+def promotion_scheduler(cfg: KilnConfig, search_name: str):
+    """Tune's side of search.promotion: PAUSE at a rung, promoted paused trials chosen before new ones, records
+    written to storage at every change and read back on --resume."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    class PromotionScheduler(TrialScheduler):
+        _supports_buffered_results = False  # every epoch's report is judged as it comes
+
+        def __init__(self):
+            super().__init__()
+            self.path = storage.search_file(cfg, search_name, RUNGS_FILE)
+            self._rungs: promotion.Brackets | None = None
+
+        @property
+        def rungs(self) -> promotion.Brackets:
+            if self._rungs is None:  # read lazily: a restored search unpickles this object before it runs
+                saved = storage.read_text(cfg, self.path)
+                self._rungs = promotion.Brackets.from_json(saved) if saved else promotion.Brackets.build(
+                    bracket_milestones(cfg), cfg.tune.scheduler.reduction_factor, cfg.tune.mode)
+            return self._rungs
+
+        def __getstate__(self):
+            return {**self.__dict__, "_rungs": None}
+
+        def _save(self) -> None:
+            storage.write_text(cfg, self.path, self.rungs.to_json())
+
+        def on_trial_add(self, tune_controller, trial) -> None:
+            pass
+
+        def on_trial_error(self, tune_controller, trial) -> None:
+            pass
+
+        def on_trial_complete(self, tune_controller, trial, result) -> None:
+            pass
+
+        def on_trial_remove(self, tune_controller, trial) -> None:
+            pass
+
+        def on_trial_result(self, tune_controller, trial, result) -> str:
+            if "epoch" not in result or cfg.tune.metric not in result:
+                return TrialScheduler.CONTINUE
+            decision = self.rungs.on_result(trial.trial_id, int(result["epoch"]), float(result[cfg.tune.metric]))
+            self._save()
+            return TrialScheduler.PAUSE if decision == promotion.PAUSE else TrialScheduler.CONTINUE
+
+        def choose_trial_to_run(self, tune_controller):
+            trials = tune_controller.get_trials()
+            paused = {t.trial_id: t for t in trials if t.status == Trial.PAUSED}
+            promoted = self.rungs.next_promotion(set(paused))
+            if promoted is None:
+                pending = next((t for t in trials if t.status == Trial.PENDING), None)
+                if pending is not None:
+                    return pending
+                if any(t.status == Trial.RUNNING for t in trials):
+                    return None  # its next report may promote a paused trial
+                promoted = self.rungs.next_promotion(set(paused), final=True)
+                if promoted is None:
+                    for trial in paused.values():  # nothing will rank them again: the search is over
+                        tune_controller.stop_trial(trial)
+                    return None
+            self._save()
+            return paused[promoted]
+
+        def debug_string(self) -> str:
+            return f"promotion-based ASHA over rungs {self.rungs.milestones} (one list a bracket)"
+
+    return PromotionScheduler()

@@ -102,13 +102,16 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
                                                 checkpoint_score_attribute=cfg.tune.metric,
                                                 checkpoint_score_order=cfg.tune.mode),
         failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)) if in_actor else {}
+    # Tune counts a paused trial against a concurrency cap, so under promotion a cap of N with N trials paused
+    # would start nothing: there, the trials' resources alone decide how many run at once.
+    cap = None if cfg.tune.scheduler.name == "asha_promote" else concurrency
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler.build_scheduler(cfg),
-            num_samples=cfg.tune.num_samples, max_concurrent_trials=concurrency, reuse_actors=in_actor,
-            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=concurrency)),
+            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler.build_scheduler(cfg, search_name),
+            num_samples=cfg.tune.num_samples, max_concurrent_trials=cap, reuse_actors=in_actor,
+            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cap or 0)),
         run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks),
                                   **in_actor_run),
     )

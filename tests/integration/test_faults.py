@@ -31,7 +31,7 @@ def test_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(tmp_
         [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root}",
          "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
          "--set", f"train.epochs={epochs}", "--set", "registry.model_name=fault-test",
-         "--set", f"train.num_workers={workers}"],
+         "--set", f"train.num_workers={workers}", "--set", f"train.cpus_per_worker={1 / workers:g}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, killed, before, after = [], None, [], []
     for line in process.stdout:

@@ -89,7 +89,7 @@ def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):
     uri, local = bucket_uri(s3_endpoint, "resume"), tmp_path / "local"
     # 2 workers a trial, so trials run one after another and the kill lands mid-search.
     search = ["--set", "tune.scheduler.name=fifo", "--set", "registry.model_name=kiln-s3-resume",
-              "--set", "train.num_workers=2"]
+              "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5"]
     kill_mid_search(command(uri, local, *search), epochs=2, env=CREDENTIALS)
     assert not (local / "searches").exists(), "the ledger is in the bucket, not on this machine"
     resumed = kiln_run(uri, local, "--resume", *search)

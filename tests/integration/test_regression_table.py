@@ -33,7 +33,8 @@ def price_run(tmp_path_factory):
          "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
          "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
          "--set", "tune.search_space={train.lr: {choice: [3.0e-3, 1.0e-2]}}", "--set", "tune.scheduler.name=fifo",
-         "--set", "train.num_workers=2", "--set", f"train.epochs={EPOCHS}", "--set", "model.hidden=[64, 32]",
+         "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5",
+         "--set", f"train.epochs={EPOCHS}", "--set", "model.hidden=[64, 32]",
          "--set", "train.cache_shard_mb=0"],  # over the in-memory cache: Ray Data shards every epoch, DDP
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 SEARCH = ["--no-serve", "--set", "tune.num_samples=3", "--set", "tune.scheduler.name=fifo",
           "--set", 'tune.search_space={"train.lr": {"choice": [0.003, 0.01, 0.005]}}',
-          "--set", f"train.epochs={EPOCHS}", "--set", "registry.model_name=resume-test"]
+          "--set", f"train.epochs={EPOCHS}", "--set", "registry.model_name=resume-test",
+          # DDP trials (Ray Train runs), slow enough to kill mid-trial; test_faults covers the Tune-actor restore
+          "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5"]
 
 
 def kiln(root, *args, timeout=600):
