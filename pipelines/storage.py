@@ -87,7 +87,7 @@ def read_text(cfg: KilnConfig, path: str) -> str | None:
     try:
         with fs.open_input_stream(path) as stream:
             return stream.read().decode()
-    except (FileNotFoundError, OSError):
+    except OSError:  # not there (FileNotFoundError is one)
         return None
 
 

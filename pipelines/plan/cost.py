@@ -8,7 +8,7 @@ import math
 from pipelines.config import KilnConfig
 from pipelines.plan.flops import count_flops
 from pipelines.plan.hardware import HardwareProfile
-from pipelines.search import scheduler
+from pipelines.search import resources, scheduler
 
 
 def ring_allreduce_s(grad_bytes: float, num_workers: int, bandwidth: float,
@@ -106,7 +106,7 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
     if profile.cores:  # on shared cores, trials run side by side only as far as the cores go
         max_concurrent = min(max_concurrent, max(1, profile.cores // prediction.num_workers))
     compute = trial_epochs * prediction.epoch_time_s
-    in_actor = cfg.train.runner == "auto" and prediction.num_workers == 1  # as resources.in_trial_actor
+    in_actor = resources.in_trial_actor(cfg, prediction.num_workers)
     per_report = profile.in_actor_per_report_s if in_actor else profile.per_report_s
     per_trial = profile.in_actor_trial_fixed_cost_s if in_actor else profile.trial_fixed_cost_s
     wall = (compute + trial_epochs * per_report + tune.num_samples * per_trial) / max_concurrent

@@ -42,12 +42,8 @@ class Rungs:
         return PAUSE
 
     def rung_at(self, epoch: int) -> int | None:
-        """The rung a report at `epoch` is judged at: the highest milestone at or below it, reached at that epoch
-        exactly (a trial judged at a rung is not judged there again at a later epoch)."""
-        for rung in reversed(range(len(self.milestones))):
-            if epoch == self.milestones[rung]:
-                return rung
-        return None
+        """The rung a report at `epoch` is judged at: the one whose milestone it is (every epoch reports)."""
+        return self.milestones.index(epoch) if epoch in self.milestones else None
 
     def top(self, rung: int, *, final: bool) -> list[str]:
         """The trials ranked in the top 1/eta of those recorded at `rung`, best first (ties: the earlier
@@ -62,15 +58,12 @@ class Rungs:
         """The paused trial to resume, highest rung first, marked promoted; None when no paused trial ranks."""
         for rung in reversed(range(len(self.milestones))):
             for trial_id in self.top(rung, final=final):
-                if trial_id in paused and trial_id not in self.promoted[rung] and self.waits_at(trial_id) == rung:
+                # A trial recorded at a higher rung was promoted from this one, so an unpromoted paused trial
+                # waits here.
+                if trial_id in paused and trial_id not in self.promoted[rung]:
                     self.promoted[rung].append(trial_id)
                     return trial_id
         return None
-
-    def waits_at(self, trial_id: str) -> int | None:
-        """The rung a trial was last recorded at (where a paused trial waits)."""
-        rungs = [r for r in range(len(self.milestones)) if trial_id in self.recorded[r]]
-        return rungs[-1] if rungs else None
 
     @property
     def worst(self) -> float:
@@ -81,13 +74,12 @@ class Rungs:
         order = {trial_id: i for i, trial_id in enumerate(self.recorded[rung])}
         return lambda trial_id: (sign * self.recorded[rung][trial_id], order[trial_id])
 
-    def to_json(self) -> str:
-        return json.dumps({"milestones": self.milestones, "eta": self.eta, "mode": self.mode,
-                           "recorded": self.recorded, "promoted": self.promoted})
+    def to_dict(self) -> dict:
+        return {"milestones": self.milestones, "eta": self.eta, "mode": self.mode, "recorded": self.recorded,
+                "promoted": self.promoted}
 
     @classmethod
-    def from_json(cls, text: str) -> Rungs:
-        raw = json.loads(text)
+    def from_dict(cls, raw: dict) -> Rungs:
         return cls(list(raw["milestones"]), float(raw["eta"]), raw["mode"],
                    [dict(r) for r in raw["recorded"]], [list(p) for p in raw["promoted"]])
 
@@ -121,9 +113,9 @@ class Brackets:
         return [b.milestones for b in self.brackets]
 
     def to_json(self) -> str:
-        return json.dumps({"brackets": [json.loads(b.to_json()) for b in self.brackets], "assigned": self.assigned})
+        return json.dumps({"brackets": [b.to_dict() for b in self.brackets], "assigned": self.assigned})
 
     @classmethod
     def from_json(cls, text: str) -> Brackets:
         raw = json.loads(text)
-        return cls([Rungs.from_json(json.dumps(b)) for b in raw["brackets"]], dict(raw["assigned"]))
+        return cls([Rungs.from_dict(b) for b in raw["brackets"]], dict(raw["assigned"]))

@@ -22,11 +22,12 @@ def resolve_use_gpu(cfg: KilnConfig, cluster_gpus: float) -> bool:
     return bool(cfg.train.use_gpu)
 
 
-def in_trial_actor(cfg: KilnConfig) -> bool:
+def in_trial_actor(cfg: KilnConfig, num_workers: int | None = None) -> bool:
     """Whether every trial trains inside its Tune trial actor, reused from trial to trial (train.runner: auto,
-    one worker, not searched over): no Train controller, worker process or second torch import per trial."""
-    return (cfg.train.runner == "auto" and cfg.train.num_workers == 1
-            and "train.num_workers" not in cfg.tune.search_space)
+    one worker, not searched over): no Train controller, worker process or second torch import per trial.
+    `num_workers`: the same question for that many workers instead of train.num_workers (kiln plan's)."""
+    workers = cfg.train.num_workers if num_workers is None else num_workers
+    return cfg.train.runner == "auto" and workers == 1 and "train.num_workers" not in cfg.tune.search_space
 
 
 def trial_resources(cfg: KilnConfig, use_gpu: bool) -> dict[str, float]:

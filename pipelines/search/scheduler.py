@@ -22,7 +22,7 @@ def asha_rungs(grace_period: float, reduction_factor: float, max_epochs: float) 
     return rungs
 
 
-def build_scheduler(cfg: KilnConfig, search_name: str = "search"):
+def build_scheduler(cfg: KilnConfig, search_name: str):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if cfg.tune.scheduler.name == "asha_promote":
@@ -59,6 +59,7 @@ def promotion_scheduler(cfg: KilnConfig, search_name: str):
             super().__init__()
             self.path = storage.search_file(cfg, search_name, RUNGS_FILE)
             self._rungs: promotion.Brackets | None = None
+            self._saved: str | None = None  # the records as last written
 
         @property
         def rungs(self) -> promotion.Brackets:
@@ -69,10 +70,14 @@ def promotion_scheduler(cfg: KilnConfig, search_name: str):
             return self._rungs
 
         def __getstate__(self):
-            return {**self.__dict__, "_rungs": None}
+            return {**self.__dict__, "_rungs": None, "_saved": None}
 
         def _save(self) -> None:
-            storage.write_text(cfg, self.path, self.rungs.to_json())
+            """Write the records when a decision changed them (most reports fall between rungs)."""
+            text = self.rungs.to_json()
+            if text != self._saved:
+                storage.write_text(cfg, self.path, text)
+                self._saved = text
 
         def on_trial_add(self, tune_controller, trial) -> None:
             pass
