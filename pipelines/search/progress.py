@@ -18,7 +18,8 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
     class Progress(Callback):
         def __init__(self):
             self.started = time.perf_counter()
-            self.running: dict[str, int] = {}  # trial id -> epochs so far
+            self.running: dict[str, int] = {}  # trial id -> epochs so far (paused trials too)
+            self.paused: set[str] = set()  # paused at a rung, waiting for promotion (tune.scheduler.name: asha_promote)
             self.done, self.stopped_early, self.failed = 0, 0, 0
             self.best: tuple[float, str, str] | None = None  # value, trial id, config
             self.view = None
@@ -28,9 +29,11 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
 
         def __setstate__(self, state):  # a resumed search restores this callback from Tune's pickle
             self.__dict__.update(state, view=None)
+            self.__dict__.setdefault("paused", set())
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.running:  # paused at a rung (tune.scheduler.name: asha_promote), now on again
+                self.paused.discard(trial.trial_id)
                 self._event(f"trial {trial.trial_id} promoted: resumes after epoch {self.running[trial.trial_id]}")
                 return
             self.running[trial.trial_id] = 0
@@ -46,7 +49,16 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
                     self.best = (value, trial.trial_id, describe_sample(trial.config))
                 self._event(f"trial {trial.trial_id} epoch {epoch}: {metric}={value:.4f}")
 
+        def on_step_end(self, iteration, trials, **info):
+            # Tune has no pause hook: a trial the scheduler paused shows as PAUSED after the step that judged it.
+            for trial in trials:
+                if trial.status == "PAUSED" and trial.trial_id in self.running and trial.trial_id not in self.paused:
+                    self.paused.add(trial.trial_id)
+                    self._event(f"trial {trial.trial_id} paused after epoch {self.running[trial.trial_id]}: "
+                                "resumes if it ranks in its rung's top")
+
         def on_trial_complete(self, iteration, trials, trial, **info):
+            self.paused.discard(trial.trial_id)
             epochs = self.running.pop(trial.trial_id, 0)
             self.done += 1
             early = epochs < max_epochs
@@ -83,10 +95,12 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
 
             elapsed = time.perf_counter() - self.started
             table = Table.grid(padding=(0, 2))
-            table.add_row("trials", f"{len(self.running)} running, {self.done} finished "
+            running = len(self.running) - len(self.paused)
+            table.add_row("trials", f"{running} running, {len(self.paused)} paused, {self.done} finished "
                                     f"({self.stopped_early} stopped early), {self.failed} failed, of {num_samples}")
             for trial_id, epochs in sorted(self.running.items()):
-                table.add_row("", f"{trial_id}: epoch {epochs}/{max_epochs}")
+                table.add_row("", f"{trial_id}: epoch {epochs}/{max_epochs}" + (" (paused)" if trial_id in
+                                                                                  self.paused else ""))
             if self.best:
                 table.add_row(f"best {metric}", f"{self.best[0]:.4f}  ({self.best[1]}: {self.best[2]})")
             eta = elapsed / self._ended() * (num_samples - self._ended()) if self._ended() else None

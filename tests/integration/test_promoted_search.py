@@ -36,7 +36,9 @@ def test_a_paused_trial_is_promoted_and_resumes_from_its_checkpoint(promoted_sea
     assert resumed, output[-3000:]
     # A resumed trial's next report is the epoch after the one it paused at, not epoch 1 again.
     for trial_id, epoch in resumed:
-        after = output[output.index(f"trial {trial_id} promoted: resumes after epoch {epoch}"):]
+        promoted_at = output.index(f"trial {trial_id} promoted: resumes after epoch {epoch}")
+        assert f"trial {trial_id} paused after epoch {epoch}: " in output[:promoted_at]  # said when it paused
+        after = output[promoted_at:]
         assert re.search(rf"trial {trial_id} epoch {int(epoch) + 1}: ", after), after[:2000]
     saved = json.loads(next((root / "ray").glob("*/kiln-rungs.json")).read_text())["brackets"]
     assert len(saved) == 1 and saved[0]["milestones"] == [1, 2]

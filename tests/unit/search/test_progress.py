@@ -35,7 +35,7 @@ def test_live_panel_tracks_best_and_counts():
     console = Console(record=True, width=120)
     console.print(progress._panel())
     text = console.export_text()
-    assert "0 running, 2 finished (1 stopped early), 0 failed, of 3" in text
+    assert "0 running, 0 paused, 2 finished (1 stopped early), 0 failed, of 3" in text
     assert "0.9500  (t_00000: train.lr=0.01)" in text
     assert "to go" in text
     progress.on_experiment_end([])
@@ -51,3 +51,19 @@ def test_progress_survives_tunes_pickling():
     assert restored.done == 2
     restored.on_experiment_end([])
     progress.on_experiment_end([])
+
+
+def test_a_paused_trial_gets_one_line_then_its_promotion(capsys):
+    progress = progress_callback("val_accuracy", "max", 2, 4, live=False)
+    a = trial("t_00000", 0.01)
+    progress.on_trial_start(0, [], a)
+    progress.on_trial_result(0, [], a, {"val_accuracy": 0.9, "epoch": 1})
+    a.status = "PAUSED"
+    progress.on_step_end(0, [a])
+    progress.on_step_end(1, [a])  # still paused: no second line
+    a.status = "RUNNING"
+    progress.on_trial_start(2, [a], a)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines[2:]] == [
+        "trial t_00000 paused after epoch 1: resumes if it ranks in its rung's top",
+        "trial t_00000 promoted: resumes after epoch 1"]
