@@ -58,3 +58,53 @@ def write_classification(path: Path, *, rows: int, features: int, classes: int =
     columns = {f"f{i}": x[:, i] for i in range(features)} | {"label": labels}
     pq.write_table(pa.table(columns), path, row_group_size=64 * 1024)
     return path
+
+
+def bare_training(cfg, x, y, val_x, val_y, epochs: int):
+    """Kiln's model, optimizer, batch size and per-epoch validation in a bare PyTorch loop over in-memory arrays:
+    yields (the epoch's seconds, its val accuracy) after each epoch. The floor Kiln's loop is measured against,
+    and the loop the in-process peers (Optuna, plain random search) train with."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from pipelines.models import build_model
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, input_dim=x.shape[1], num_classes=int(y.max()) + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y)
+    size = cfg.train.batch_size
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(xt), size):
+            index = order[i:i + size]
+            loss = F.cross_entropy(model(xt[index]), yt[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.inference_mode():
+            correct = sum(int((model(vx[i:i + size]).argmax(1) == vy[i:i + size]).sum())
+                          for i in range(0, len(vx), size))
+        yield time.perf_counter() - started, correct / len(vy)
+
+
+def write_teacher_table(path: Path, *, rows: int, features: int = 32, classes: int = 10, seed: int = 0) -> Path:
+    """A table whose label is a random tanh network's argmax over noisy inputs: learnable, but only by a
+    nonlinear model and over several epochs (a wide MLP's epochs take seconds at 200k rows). Never downloaded."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features)).astype(np.float32)
+    hidden = np.tanh(x @ rng.normal(scale=1.5 / np.sqrt(features), size=(features, 64)))
+    logits = hidden @ rng.normal(size=(64, classes)) + rng.gumbel(scale=0.3, size=(rows, classes))
+    columns = {f"f{i}": x[:, i] for i in range(features)} | {"label": logits.argmax(1).astype(np.int64)}
+    pq.write_table(pa.table(columns), path, row_group_size=64 * 1024)
+    return path

@@ -1,0 +1,268 @@
+"""search_vs_peers: time and trial-epochs until a search reaches the best val accuracy of a 16-trial random search
+minus 0.5 points, side by side in one run, same search space, seeds and cores, for
+- Kiln (its tuner, ASHA as configured, 1-worker trials in their reused Tune actors),
+- Optuna with SuccessiveHalvingPruner in one process (n_jobs = cores, threads, RandomSampler(seed)),
+- the documented Ray Tune + Ray Train wiring: a Tune function trainable that runs a TorchTrainer (1 worker) with
+  Ray's TuneReportCallback, Ray's ASHAScheduler, the datasets handed to the trainer and read with
+  iter_torch_batches,
+on two workloads: the quickstart's (digits) and a compute-bound one (a wide MLP on 200k generated rows).
+
+The goal comes from a random search of 16 trials run to the end in one process (the bare loop Optuna's trials
+also use), over the same space (Optuna reseeds its sampler per thread when n_jobs > 1, so which configs each
+search draws differs: random search's own variance, as each system would meet it). Every system trains on the
+very arrays Kiln's ingest produced. Clocks start when each search starts: Ray's runtime start and Kiln's ingest
+are paid once and reported beside.
+
+    .venv/bin/python benchmarks/search_vs_peers.py [--seeds 1] [--samples 16] [--workloads small,large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pipelines import ingest, runtime
+from pipelines.config import load_config
+from pipelines.search import tuner
+from pipelines.search.space import parse_search_space
+
+from common import bare_training, median, pin_threads, record, write_teacher_table
+
+WORKLOADS = {
+    "small": {"epochs": 8, "overrides": [],
+              "space": {"train.lr": {"loguniform": [1e-5, 3e-1]},
+                        "model.hidden": {"choice": [[32], [128, 64], [256, 128]]},
+                        "train.batch_size": {"choice": [32, 64, 256]}}},
+    "large": {"epochs": 6, "rows": 200_000, "overrides": ["data.label=label"],
+              "space": {"train.lr": {"loguniform": [1e-4, 3e-2]},
+                        "model.hidden": {"choice": [[256, 256], [512, 256], [512, 512]]},
+                        "train.batch_size": {"choice": [256, 512, 1024]}}},
+}
+
+
+class Clock:
+    """(seconds since the search started, val accuracy) of every reported epoch, from any thread."""
+
+    def __init__(self):
+        self.started, self.points, self.lock = time.perf_counter(), [], threading.Lock()
+        self.ended: float | None = None
+
+    def stop(self) -> Clock:
+        self.ended = time.perf_counter()
+        return self
+
+    def __getstate__(self):  # Tune saves its callbacks with the experiment; the lock stays here
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, lock=threading.Lock())
+
+    def tick(self, accuracy: float) -> None:
+        with self.lock:
+            self.points.append((time.perf_counter() - self.started, float(accuracy)))
+
+    def summary(self, goal: float | None = None) -> dict:
+        reached = None if goal is None else next((i for i, (_, v) in enumerate(self.points) if v >= goal), None)
+        return {"wall_s": round(self.ended - self.started, 1), "trial_epochs": len(self.points),
+                "best": round(max(v for _, v in self.points), 4),
+                "s_to_goal": None if reached is None else round(self.points[reached][0], 1),
+                "epochs_to_goal": None if reached is None else reached + 1}
+
+
+def tune_log(clock: Clock):
+    from ray.tune import Callback
+
+    class Log(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "val_accuracy" in result:
+                clock.tick(result["val_accuracy"])
+
+    return Log()
+
+
+def suggest(trial, space: dict) -> dict:
+    """Optuna's sample of Kiln's search space (choices by index: Optuna's categoricals hold scalars only)."""
+    sample = {}
+    for key, (kind, args) in ((k, next(iter(v.items()))) for k, v in space.items()):
+        if kind == "choice":
+            sample[key] = args[trial.suggest_categorical(key, list(range(len(args))))]
+        else:
+            sample[key] = trial.suggest_float(key, *args, log=kind == "loguniform")
+    return sample
+
+
+def in_process(cfg, space: dict, data, *, seed: int, samples: int, prune: bool) -> dict:
+    """Optuna in this process: SuccessiveHalvingPruner at Kiln's grace period and reduction factor (prune), or no
+    pruner at all (the random search that sets the goal)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    clock = Clock()
+
+    def objective(trial):
+        accuracy = 0.0
+        for epoch, (_, accuracy) in enumerate(bare_training(cfg.with_sample(suggest(trial, space)), *data,
+                                                             cfg.train.epochs), start=1):
+            clock.tick(accuracy)
+            trial.report(accuracy, epoch)
+            if prune and trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy
+
+    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.tune.scheduler.grace_period,
+                                                     reduction_factor=int(cfg.tune.scheduler.reduction_factor))
+              if prune else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
+    study.optimize(objective, n_trials=samples, n_jobs=os.cpu_count())
+    return clock.stop()
+
+
+def kiln(cfg, splits, name: str) -> Clock:
+    clock = Clock()
+    tuner.search(cfg, splits, search_name=name, callbacks=[tune_log(clock)])
+    return clock.stop()
+
+
+def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
+    """Ray's documented wiring for tuning a Ray Train run (Train V2): the trial function builds a TorchTrainer
+    over Ray Datasets of Kiln's arrays."""
+    import pyarrow as pa
+    import ray.data
+    import ray.train
+    import torch
+    import torch.nn.functional as F
+    from ray import tune
+    from ray.data.extensions import ArrowTensorArray
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from pipelines.models import build_model
+
+    train_x, train_y, val_x, val_y = data
+    datasets = {part: ray.data.from_arrow(pa.table({"x": ArrowTensorArray.from_numpy(x), "y": y}))
+                for part, x, y in (("train", train_x, train_y), ("val", val_x, val_y))}
+    input_dim, classes, epochs = train_x.shape[1], int(train_y.max()) + 1, cfg.train.epochs
+
+    def train_loop(config):
+        trial_cfg = cfg.with_sample(config)
+        torch.manual_seed(trial_cfg.train.seed)
+        model = ray.train.torch.prepare_model(build_model(trial_cfg.model, input_dim=input_dim, num_classes=classes))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=trial_cfg.train.lr)
+        size = trial_cfg.train.batch_size
+        for epoch in range(1, epochs + 1):
+            model.train()
+            for batch in ray.train.get_dataset_shard("train").iter_torch_batches(batch_size=size):
+                loss = F.cross_entropy(model(batch["x"]), batch["y"])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            correct = total = 0
+            with torch.inference_mode():
+                for batch in ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=size):
+                    correct += int((model(batch["x"]).argmax(1) == batch["y"]).sum())
+                    total += len(batch["y"])
+            ray.train.report({"val_accuracy": correct / total, "epoch": epoch})
+
+    def trial(config):
+        trainer = TorchTrainer(train_loop, train_loop_config=config,
+                               scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                               run_config=ray.train.RunConfig(name=f"train-{tune.get_context().get_trial_id()}",
+                                                              storage_path=root, callbacks=[TuneReportCallback()]),
+                               datasets=datasets)
+        trainer.fit()
+
+    clock = Clock()
+    space = {key: tuner.to_tune_domain(domain) for key, domain in parse_search_space(cfg.tune.search_space).items()}
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                              grace_period=cfg.tune.scheduler.grace_period,
+                              reduction_factor=cfg.tune.scheduler.reduction_factor)
+    tune.Tuner(tune.with_resources(trial, {"cpu": 0.01}), param_space=space,
+               tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler,
+                                           num_samples=cfg.tune.num_samples, max_concurrent_trials=os.cpu_count(),
+                                           search_alg=BasicVariantGenerator(random_state=seed,
+                                                                            max_concurrent=os.cpu_count())),
+               run_config=tune.RunConfig(name=name, storage_path=root, callbacks=[tune_log(clock)])).fit()
+    return clock.stop()
+
+
+def workload_config(kind: str, root: str, samples: int, seed: int):
+    spec = WORKLOADS[kind]
+    source = "builtin:digits"
+    if kind == "large":
+        source = str(write_teacher_table(Path(root) / "teacher.parquet", rows=spec["rows"], seed=0))
+    overrides = [f"storage.root={root}", f"data.source={source}", f"tune.num_samples={samples}",
+                 f"train.epochs={spec['epochs']}", "train.num_workers=1", "train.cpus_per_worker=1",
+                 f"tune.search_space={json.dumps(spec['space'])}", f"tune.seed={seed}", f"train.seed={seed}",
+                 f"registry.model_name=peers-{kind}", *spec["overrides"]]
+    return load_config("configs/quickstart.yaml", overrides).for_task("classification")
+
+
+def one_workload(kind: str, seeds: int, samples: int) -> dict:
+    import ray
+
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        cfg = workload_config(kind, root, samples, 0)
+        started = time.perf_counter()
+        runtime.start(cfg)
+        runtime_s = time.perf_counter() - started
+        started = time.perf_counter()
+        splits = ingest.ingest(cfg)
+        ingest_s = time.perf_counter() - started
+        data = [a.copy() for part in ("train", "val") for a in ray.get(splits.arrays[part])]
+        for seed in range(seeds):
+            cfg = workload_config(kind, root, samples, seed)
+            reference = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples, prune=False)
+            goal = max(v for _, v in reference.points) - 0.005
+            searches = {"kiln": kiln(cfg, splits, f"kiln-{kind}-{seed}"),
+                        "optuna": in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples,
+                                             prune=True),
+                        "ray_docs": ray_docs(cfg, data, seed=seed, root=root, name=f"docs-{kind}-{seed}")}
+            row = {"seed": seed, "goal": round(goal, 4), "random_search": reference.summary(goal),
+                   **{system: clock.summary(goal) for system, clock in searches.items()}}
+            rows.append(row)
+            print(json.dumps({"workload": kind, **row}), flush=True)
+        runtime.stop()
+    return {"rows": rows, "runtime_start_s": round(runtime_s, 1), "ingest_s": round(ingest_s, 1),
+            "epoch_s": median([t for t, _ in bare_training(cfg, *data, 1)])}
+
+
+def time_to_goal(summary: dict) -> float:
+    """Seconds to the goal; a search that never reached it counts its whole wall time (a lower bound)."""
+    return summary["s_to_goal"] if summary["s_to_goal"] is not None else summary["wall_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--workloads", default="small,large")
+    args = parser.parse_args()
+    pin_threads(1)  # the in-process peers run one trial per core, as Kiln's trials do
+    figures = []
+    for kind in args.workloads.split(","):
+        result = one_workload(kind, args.seeds, args.samples)
+        rows = result["rows"]
+        baseline = (f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
+                    f"{args.seeds} seed(s), {os.cpu_count()} cores")
+        for peer, label in (("optuna", "Optuna + SuccessiveHalvingPruner, one process"),
+                            ("ray_docs", "Ray Tune + Ray Train, the documented wiring, ASHAScheduler")):
+            ratio = median([time_to_goal(r["kiln"]) / time_to_goal(r[peer]) for r in rows])
+            figures.append({"name": f"search_time_ratio_vs_{peer}_{kind}", "value": round(ratio, 3), "unit": "x",
+                            "target": {"optuna": {"large": 1.0}, "ray_docs": {"large": 0.6}}[peer].get(kind),
+                            "baseline": f"{label}; {baseline}",
+                            "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
+                            if peer == "optuna" else None})
+    record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
+
+
+if __name__ == "__main__":
+    main()
