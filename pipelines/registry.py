@@ -187,11 +187,19 @@ def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
     except Exception:
         raise ModelNotFound(f"no registered model {name!r} in {cfg.tracking_uri}") from None
     history = json.loads(model.tags.get(_history_key(alias), "[]"))
-    if len(history) < 2:
+    live = model.aliases.get(alias)
+    if live is None:
+        raise ModelNotFound(f"model {name!r} has no {alias} alias to roll back")
+    current = int(live)
+    # The live alias decides, not the history tag: an alias moved outside Kiln (the MLflow UI, another client)
+    # means the history's last entry is the champion before the current one.
+    if history and history[-1] == current:
+        history = history[:-1]
+    if not history:
         raise ModelNotFound(f"model {name!r} has no previous {alias} to roll back to")
-    current, previous = history[-1], history[-2]
+    previous = history[-1]
     load_check(cfg, name, previous, _example_of(cfg, name, previous))
-    mlflow_client.set_registered_model_tag(name, _history_key(alias), json.dumps(history[:-1]))
+    mlflow_client.set_registered_model_tag(name, _history_key(alias), json.dumps(history))
     mlflow_client.set_registered_model_alias(name, alias, str(previous))
     return current, previous
 

@@ -92,6 +92,18 @@ def test_promote_and_rollback_through_the_cli(store, capsys):
     assert champion(cfg) == 1
 
 
+def test_rollback_follows_the_live_alias_when_it_was_moved_outside_kiln(store, capsys):
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)
+    register(cfg, folders["weak"], test, promote="never")
+    register(cfg, folders["good"], test, promote="never")
+    tracking.client(cfg).set_registered_model_alias(NAME, "champion", "3")  # by hand, e.g. in the MLflow UI
+    store_args = ["--set", f"storage.root={cfg.storage.root}", "--set", f"registry.model_name={NAME}"]
+    assert main(["rollback", NAME, *store_args]) == 0
+    assert champion(cfg) == 1  # the champion before the live one, not the history's own previous entry
+    assert "v3 -> v1" in capsys.readouterr().out
+
+
 def test_resolve_reads_only_this_store(store):
     cfg, folders, test = store
     register(cfg, folders["good"], test)
