@@ -94,12 +94,34 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
     load_check(cfg, name, version, example, fresh=True)
-    promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
+    promote, reason = gate_and_move(cfg, mlflow_client, version, test_value, test_frame, test_labels)
     tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
                                            "kiln.model_version": str(version)})
-    if promote:
-        move_alias(cfg, name, version)
     return Registered(name, version, promote, reason)
+
+
+def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: float, test_frame: pd.DataFrame,
+                  test_labels: list, *, attempts: int = 3) -> tuple[bool, str]:
+    """The promotion gate, then the alias move, only if the alias still points where the gate looked: a run that
+    moved it meanwhile (two runs of one model finishing together) is compared against again."""
+    name, alias = cfg.registry.model_name, cfg.registry.alias
+    for _ in range(attempts):
+        seen = _alias_version(mlflow_client, name, alias)
+        promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
+        if not promote:
+            return False, reason
+        if _alias_version(mlflow_client, name, alias) == seen:
+            move_alias(cfg, name, version)
+            return True, reason
+    return False, (f"{alias} moved {attempts} times while this run compared against it: not moved "
+                   f"(kiln promote {name} {version} moves it by hand)")
+
+
+def _alias_version(mlflow_client, name: str, alias: str) -> str | None:
+    try:
+        return str(mlflow_client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # no such alias yet
+        return None
 
 
 CODE = Path(__file__).with_name("pyfunc_code.py")  # the registered model's code (models-from-code)

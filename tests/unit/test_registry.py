@@ -56,6 +56,30 @@ def test_if_better_gate_keeps_the_champion_against_a_weaker_model(store):
     assert third.promoted and champion(cfg) == third.version
 
 
+def test_if_better_compares_again_when_another_run_moved_the_alias_meanwhile(store, monkeypatch):
+    from pipelines.evaluate import test_report
+
+    cfg, folders, test = store
+    register(cfg, folders["weak"], test)  # v1, the champion
+    register(cfg, folders["good"], test, promote="never")  # v2: another run's model, better than ours
+    features, labels = test[["a", "b", "c", "d"]].to_numpy(), test["label"].to_numpy()
+    weak, good = (test_report(folders[k], features, labels).accuracy for k in ("weak", "good"))
+    assert weak < good
+    gate, moved = registry.should_promote, []
+
+    def another_run_finishes_meanwhile(cfg, client, *args):
+        verdict = gate(cfg, client, *args)
+        if not moved:  # after this run's gate passed against v1, another run moves the alias to its v2
+            client.set_registered_model_alias(NAME, "champion", "2")
+            moved.append(True)
+        return verdict
+
+    monkeypatch.setattr(registry, "should_promote", another_run_finishes_meanwhile)
+    ours, _ = register(cfg, folders["weak"], test, score=(weak + good) / 2)  # beats v1, not v2
+    assert moved and not ours.promoted and champion(cfg) == 2
+    assert "worse than champion v2" in ours.reason
+
+
 def test_always_and_never(store):
     cfg, folders, test = store
     register(cfg, folders["good"], test)
