@@ -14,6 +14,9 @@ very arrays Kiln's ingest produced. Clocks start when each search starts: Ray's 
 are paid once and reported beside.
 
     .venv/bin/python benchmarks/search_vs_peers.py [--seeds 1] [--samples 16] [--workloads small,large]
+
+On 2 cores it takes about an hour: the large workload's random search alone is ~8 minutes and Ray's documented
+wiring over 10 minutes per workload (every trial is a fresh Train run).
 """
 
 from __future__ import annotations
@@ -222,10 +225,17 @@ def one_workload(kind: str, seeds: int, samples: int) -> dict:
             cfg = workload_config(kind, root, samples, seed)
             reference = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples, prune=False)
             goal = max(v for _, v in reference.points) - 0.005
-            searches = {"kiln": kiln(cfg, splits, f"kiln-{kind}-{seed}"),
-                        "optuna": in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples,
-                                             prune=True),
-                        "ray_docs": ray_docs(cfg, data, seed=seed, root=root, name=f"docs-{kind}-{seed}")}
+            say(kind, seed, "random_search", reference.summary(goal))
+            searches = {}
+            for system in ("kiln", "optuna", "ray_docs"):  # each printed as it ends: an interrupted run keeps the rest
+                if system == "kiln":
+                    searches[system] = kiln(cfg, splits, f"kiln-{kind}-{seed}")
+                elif system == "optuna":
+                    searches[system] = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples,
+                                                  prune=True)
+                else:
+                    searches[system] = ray_docs(cfg, data, seed=seed, root=root, name=f"docs-{kind}-{seed}")
+                say(kind, seed, system, searches[system].summary(goal))
             row = {"seed": seed, "goal": round(goal, 4), "random_search": reference.summary(goal),
                    **{system: clock.summary(goal) for system, clock in searches.items()}}
             rows.append(row)
@@ -233,6 +243,10 @@ def one_workload(kind: str, seeds: int, samples: int) -> dict:
         runtime.stop()
     return {"rows": rows, "runtime_start_s": round(runtime_s, 1), "ingest_s": round(ingest_s, 1),
             "epoch_s": median([t for t, _ in bare_training(cfg, *data, 1)])}
+
+
+def say(kind: str, seed: int, system: str, summary: dict) -> None:
+    print(json.dumps({"workload": kind, "seed": seed, "system": system, **summary}), flush=True)
 
 
 def time_to_goal(summary: dict) -> float:
