@@ -157,19 +157,18 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame
     policy, alias = cfg.registry.promote, cfg.registry.alias
     if policy != "if_better":
         return policy == "always", f"registry.promote is {policy}"
-    try:
-        current = mlflow_client.get_model_version_by_alias(cfg.registry.model_name, alias)
-    except Exception:  # no such alias yet
+    current = _alias_version(mlflow_client, cfg.registry.model_name, alias)
+    if current is None:
         return True, f"no {alias} yet"
     try:
-        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current.version)
+        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current)
         previous = score(cfg.task, list(champion.predict(champion.feature_frame(test_frame))), test_labels)
     except Exception as err:  # e.g. trained on other features, for the other task, or its files changed
-        return True, f"{alias} v{current.version} cannot score this test split ({type(err).__name__})"
+        return True, f"{alias} v{current} cannot score this test split ({type(err).__name__})"
     metric = primary_metric(cfg.task)
     decision = test_value >= previous if metrics.mode_of(metric) == "max" else test_value <= previous
     verdict = "at least as good as" if decision else "worse than"
-    return decision, (f"{metric} {test_value:.4f} is {verdict} {alias} v{current.version} "
+    return decision, (f"{metric} {test_value:.4f} is {verdict} {alias} v{current} "
                       f"({previous:.4f} on the same test split)")
 
 
