@@ -95,7 +95,7 @@ def wait_until_up(url: str, body: bytes, timeout_s: float = 120) -> None:
         try:
             if requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{url} did not come up within {timeout_s} s")

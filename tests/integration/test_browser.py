@@ -51,9 +51,9 @@ def ui(live_run):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a server still starting may accept, then stall
             time.sleep(1)
     else:
         process.kill()
