@@ -261,8 +261,8 @@ def main() -> None:
     parser.add_argument("--workloads", default="small,large")
     args = parser.parse_args()
     pin_threads(1)  # the in-process peers run one trial per core, as Kiln's trials do
-    figures = []
-    for kind in args.workloads.split(","):
+    for kind in args.workloads.split(","):  # each workload's figures land as it ends: a late failure keeps them
+        figures = []
         result = one_workload(kind, args.seeds, args.samples)
         rows = result["rows"]
         baseline = (f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
@@ -275,7 +275,7 @@ def main() -> None:
                             "baseline": f"{label}; {baseline}",
                             "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
                             if peer == "optuna" else None})
-    record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
+        record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
 
 
 if __name__ == "__main__":
