@@ -19,6 +19,7 @@ class RunRecord:
     def __init__(self, cfg: KilnConfig, *, tags: dict[str, str], resume_from: ledger.SearchState | None = None):
         self.cfg, self.tags, self.resume_from = cfg, tags, resume_from
         self.state: ledger.SearchState | None = None
+        self.held: ledger.Held | None = None
 
     @property
     def name(self) -> str:
@@ -32,10 +33,12 @@ class RunRecord:
     def __enter__(self) -> RunRecord:
         cfg = self.cfg
         if self.resume_from is not None:
+            self.held = ledger.Held(cfg, self.resume_from.name)  # of two resumes racing, the second stops here
             self.state = self.resume_from.with_status(ledger.RUNNING).leased_here()
             tracking.reopen(cfg, self.state.parent_run_id)
         else:
             name = ledger.fresh_name(cfg)
+            self.held = ledger.Held(cfg, name)
             self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
         ledger.save(cfg, self.state)
         return self
@@ -50,8 +53,11 @@ class RunRecord:
             self._end("FAILED", ledger.FAILED)
 
     def _end(self, run_status: str, ledger_status: str) -> None:
-        tracking.end_run(self.cfg, self.run_id, run_status)
-        ledger.save(self.cfg, self.state.with_status(ledger_status))
+        try:
+            tracking.end_run(self.cfg, self.run_id, run_status)
+            ledger.save(self.cfg, self.state.with_status(ledger_status))
+        finally:
+            self.held.release()
 
     def search_done(self) -> None:
         """Every trial ended: from here a failure is resumable from the finished search."""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 from pipelines import storage
 from pipelines.config import KilnConfig
+from pipelines.errors import ConfigError
 
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 # A search's name: the config's name, when it started, and a count when two started in the same second.
@@ -28,6 +29,7 @@ class SearchState:
     host: str = ""  # the lease: which process runs the search (empty in ledgers written before leases)
     pid: int = 0
     searched: bool = False  # every trial ended: a later stage that failed can be resumed without training
+    pid_started: str = ""  # when that process started (/proc): a pid the kernel reused names another process
 
     def with_search_done(self) -> SearchState:
         return replace(self, searched=True)
@@ -37,7 +39,7 @@ class SearchState:
 
     def leased_here(self) -> SearchState:
         """This process takes the search over (a resume)."""
-        return replace(self, host=socket.gethostname(), pid=os.getpid())
+        return replace(self, host=socket.gethostname(), pid=os.getpid(), pid_started=process_started(os.getpid()))
 
     @property
     def config_name(self) -> str:
@@ -54,10 +56,52 @@ class SearchState:
             return False
         except PermissionError:  # alive, someone else's
             return True
+        if self.pid_started and process_started(self.pid) not in ("", self.pid_started):
+            return False  # the pid now names a process started after the search's driver died
         try:  # a zombie has exited; only its parent has not read its status yet
             return open(f"/proc/{self.pid}/stat").read().rsplit(") ", 1)[-1][0] != "Z"
         except OSError:
             return True
+
+
+def process_started(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/PID/stat, field 22); "" where unknown."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[-1].split()
+    except OSError:
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+class Held:
+    """An exclusive hold on a search for this process's lifetime, on a storage.root that is a local folder: a lock
+    the kernel releases when the process dies, however it dies. Two drivers racing to resume one search (both saw
+    its holder dead) meet here, and the second is refused. On an object store there is no such lock: the pid lease
+    in the ledger is the only guard there."""
+
+    def __init__(self, cfg: KilnConfig, name: str):
+        import fcntl
+
+        import pyarrow.fs
+
+        self.handle = None
+        fs, folder = _folder(cfg)
+        if not isinstance(fs, pyarrow.fs.LocalFileSystem):
+            return
+        fs.create_dir(folder, recursive=True)
+        handle = open(f"{folder}/{name}.lock", "a")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(f"search {name} is held by another live kiln process on this store "
+                              "(a run or --resume of it); wait for that one to end") from None
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def config_hash(cfg: KilnConfig) -> str:
@@ -115,16 +159,28 @@ def fresh_name(cfg: KilnConfig) -> str:
 
     taken = {info.base_name.removesuffix(".json")
              for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))}
+    local = isinstance(fs, pyarrow.fs.LocalFileSystem)
     count, name = 1, stamp
-    while name in taken:
+    while name in taken or (local and not _claimed(f"{folder}/{name}.json")):
         count += 1
         name = f"{stamp}-{count}"
     return name
 
 
+def _claimed(path: str) -> bool:
+    """Create the ledger file, empty, unless it exists: of two runs starting in the same second, one gets the name
+    (an exclusive create is atomic on a local filesystem; `latest` skips an entry not yet written)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
 def new(cfg: KilnConfig, parent_run_id: str, name: str) -> SearchState:
     return SearchState(name, config_hash(cfg), parent_run_id, RUNNING, time.time(), socket.gethostname(),
-                       os.getpid())
+                       os.getpid(), pid_started=process_started(os.getpid()))
 
 
 def unfinished(state: SearchState | None) -> bool:

@@ -50,7 +50,8 @@ def test_a_running_search_is_leased_to_its_live_process():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         state = ledger.new(cfg, "run", "lease-20261202-101010")
-        held = ledger.SearchState(**{**state.__dict__, "pid": child.pid})
+        held = ledger.SearchState(**{**state.__dict__, "pid": child.pid,
+                                     "pid_started": ledger.process_started(child.pid)})
         assert held.holder_alive() and not held.with_status(ledger.INTERRUPTED).holder_alive()
         assert not state.holder_alive()  # this process: a resume of its own search is not refused
         assert not ledger.SearchState(**{**state.__dict__, "host": "elsewhere", "pid": child.pid}).holder_alive()
@@ -68,3 +69,54 @@ def test_a_search_whose_later_stage_failed_can_be_resumed_but_not_one_that_faile
     assert not ledger.unfinished(state.with_status(ledger.FAILED))  # the search itself failed
     assert ledger.unfinished(state.with_search_done().with_status(ledger.FAILED))  # evaluate or register failed
     assert not ledger.unfinished(state.with_search_done().with_status(ledger.FINISHED))
+
+
+def test_two_runs_that_pick_a_name_before_either_saves_still_get_different_names(tmp_path, monkeypatch):
+    cfg = load_config(None, [f"storage.root={tmp_path}", "name=race"])
+    monkeypatch.setattr(ledger.time, "strftime", lambda _: "20261202-101010")
+    first, second = ledger.fresh_name(cfg), ledger.fresh_name(cfg)  # nothing saved in between
+    assert (first, second) == ("race-20261202-101010", "race-20261202-101010-2")
+    assert ledger.latest(cfg) is None  # a claimed name not yet written is no search
+
+
+def test_a_lease_whose_pid_now_names_another_process_does_not_hold_the_search():
+    import subprocess
+    import sys
+
+    cfg = load_config(None, ["name=reuse"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        state = ledger.new(cfg, "run", "reuse-20261202-101010")
+        started = ledger.process_started(child.pid)
+        assert started
+        assert ledger.SearchState(**{**state.__dict__, "pid": child.pid, "pid_started": started}).holder_alive()
+        reused = ledger.SearchState(**{**state.__dict__, "pid": child.pid, "pid_started": str(int(started) - 1)})
+        assert not reused.holder_alive()  # same pid, another process: the driver that held it is gone
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = load_config(None, [f"storage.root={tmp_path}", "name=held"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pipelines.config import load_config\n"
+         "from pipelines.search import ledger\n"
+         f"hold = ledger.Held(load_config(None, ['storage.root={tmp_path}', 'name=held']), 'held-1')\n"
+         "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ledger.ConfigError, match="search held-1 is held by another live kiln process"):
+            ledger.Held(cfg, "held-1")
+        ledger.Held(cfg, "held-2").release()  # another search is free
+    finally:
+        holder.kill()  # SIGKILL: no chance to release; the kernel does
+        holder.wait()
+    mine = ledger.Held(cfg, "held-1")
+    with pytest.raises(ledger.ConfigError):
+        ledger.Held(cfg, "held-1")  # held by this process now, even against itself
+    mine.release()
+    ledger.Held(cfg, "held-1").release()
