@@ -19,7 +19,7 @@ class RunRecord:
     def __init__(self, cfg: KilnConfig, *, tags: dict[str, str], resume_from: ledger.SearchState | None = None):
         self.cfg, self.tags, self.resume_from = cfg, tags, resume_from
         self.state: ledger.SearchState | None = None
-        self.held: ledger.Held | None = None
+        self.held = None
 
     @property
     def name(self) -> str:
@@ -33,12 +33,12 @@ class RunRecord:
     def __enter__(self) -> RunRecord:
         cfg = self.cfg
         if self.resume_from is not None:
-            self.held = ledger.Held(cfg, self.resume_from.name)  # of two resumes racing, the second stops here
+            self.held = ledger.hold(cfg, self.resume_from.name)  # of two resumes racing, the second stops here
             self.state = self.resume_from.with_status(ledger.RUNNING).leased_here()
             tracking.reopen(cfg, self.state.parent_run_id)
         else:
             name = ledger.fresh_name(cfg)
-            self.held = ledger.Held(cfg, name)
+            self.held = ledger.hold(cfg, name)
             self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
         ledger.save(cfg, self.state)
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import integrity, metrics, storage, store, tracking
+from pipelines import integrity, locks, metrics, storage, store, tracking
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
 from pipelines.evaluate import primary_metric, score
@@ -110,11 +111,24 @@ def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: floa
         promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
         if not promote:
             return False, reason
-        if _alias_version(mlflow_client, name, alias) == seen:
-            move_alias(cfg, name, version)
-            return True, reason
+        with alias_lock(cfg, name, alias):  # the recheck and the move, with no other Kiln move between them
+            if _alias_version(mlflow_client, name, alias) == seen:
+                move_alias(cfg, name, version)
+                return True, reason
     return False, (f"{alias} moved {attempts} times while this run compared against it: not moved "
                    f"(kiln promote {name} {version} moves it by hand)")
+
+
+ALIAS_WAIT_S = 60.0
+
+
+def alias_lock(cfg: KilnConfig, name: str, alias: str):
+    """Held while Kiln reads and moves an alias (a run's gate, promote, rollback), so two moves never interleave;
+    on a local storage.root only (locks.py): with an object store the recheck in gate_and_move is the guard."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}.{alias}")
+    return locks.held(cfg, f"registry/{safe}.lock", wait_s=ALIAS_WAIT_S,
+                      busy=f"the {alias} alias of {name} stayed locked by another kiln process for "
+                           f"{ALIAS_WAIT_S:g} s: not moved")
 
 
 def _alias_version(mlflow_client, name: str, alias: str) -> str | None:
@@ -196,7 +210,8 @@ def promote(cfg: KilnConfig, name: str, version: int) -> None:
     except Exception:
         raise ModelNotFound(f"model {name!r} has no version {version} in {cfg.tracking_uri}") from None
     load_check(cfg, name, version, _example_of(cfg, name, version))
-    move_alias(cfg, name, version)
+    with alias_lock(cfg, name, cfg.registry.alias):
+        move_alias(cfg, name, version)
 
 
 def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
@@ -204,9 +219,15 @@ def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
     mlflow_client = tracking.client(cfg)
     alias = cfg.registry.alias
     try:
-        model = mlflow_client.get_registered_model(name)
+        mlflow_client.get_registered_model(name)
     except Exception:
         raise ModelNotFound(f"no registered model {name!r} in {cfg.tracking_uri}") from None
+    with alias_lock(cfg, name, alias):
+        return _roll_back(cfg, mlflow_client, mlflow_client.get_registered_model(name), alias)
+
+
+def _roll_back(cfg: KilnConfig, mlflow_client, model, alias: str) -> tuple[int, int]:
+    name = model.name
     history = json.loads(model.tags.get(_history_key(alias), "[]"))
     live = model.aliases.get(alias)
     if live is None:

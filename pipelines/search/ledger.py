@@ -10,7 +10,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, replace
 
-from pipelines import storage
+from pipelines import locks, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 
@@ -73,35 +73,15 @@ def process_started(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-class Held:
-    """An exclusive hold on a search for this process's lifetime, on a storage.root that is a local folder: a lock
-    the kernel releases when the process dies, however it dies. Two drivers racing to resume one search (both saw
-    its holder dead) meet here, and the second is refused. On an object store there is no such lock: the pid lease
-    in the ledger is the only guard there."""
-
-    def __init__(self, cfg: KilnConfig, name: str):
-        import fcntl
-
-        import pyarrow.fs
-
-        self.handle = None
-        fs, folder = _folder(cfg)
-        if not isinstance(fs, pyarrow.fs.LocalFileSystem):
-            return
-        fs.create_dir(folder, recursive=True)
-        handle = open(f"{folder}/{name}.lock", "a")  # noqa: SIM115 (held until release)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ConfigError(f"search {name} is held by another live kiln process on this store "
-                              "(a run or --resume of it); wait for that one to end") from None
-        self.handle = handle
-
-    def release(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+def hold(cfg: KilnConfig, name: str):
+    """An exclusive hold on search `name` for this process's lifetime (release() ends it sooner), on a storage.root
+    that is a local folder: two drivers racing to resume one search (both saw its holder dead) meet here, and the
+    second is refused. On an object store the pid lease in the ledger is the only guard."""
+    lock = locks.Lock(cfg, f"searches/{name}.lock")
+    if not lock.taken:
+        raise ConfigError(f"search {name} is held by another live kiln process on this store "
+                          "(a run or --resume of it); wait for that one to end")
+    return lock
 
 
 def config_hash(cfg: KilnConfig) -> str:

@@ -170,3 +170,34 @@ def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refuse
         stores.load_verified(cfg.tracking_uri, NAME, registered.version)
     code = main(["serve", "--model", f"{NAME}/1", "--set", f"storage.root={cfg.storage_root}"])
     assert code == 2 and "its files changed since registration" in capsys.readouterr().err
+
+
+def test_an_alias_move_waits_for_another_kiln_process_moving_it_and_gives_up_after_a_while(store, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    cfg, folders, test = store
+    register(cfg, folders["good"], test)  # v1, the champion
+    register(cfg, folders["good"], test, promote="never")  # v2
+    holder = subprocess.Popen(  # another kiln process in the middle of a move: it holds the alias's lock
+        [sys.executable, "-c", "import sys, time\nfrom pipelines import registry\nfrom pipelines.config import "
+         f"load_config\ncfg = load_config(None, ['storage.root={cfg.storage.root}'])\n"
+         f"with registry.alias_lock(cfg, '{NAME}', 'champion'):\n"
+         "    print('held', flush=True); time.sleep(float(sys.stdin.readline()))\nprint(time.time(), flush=True)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(registry, "ALIAS_WAIT_S", 0.5)
+        with pytest.raises(RuntimeError, match="champion alias of gate-test stayed locked by another kiln process"):
+            registry.promote(cfg, NAME, 2)
+        assert champion(cfg) == 1  # refused, not moved
+        monkeypatch.setattr(registry, "ALIAS_WAIT_S", 30.0)
+        holder.stdin.write("2\n")
+        holder.stdin.flush()
+        registry.promote(cfg, NAME, 2)  # waits for the other move to end, then moves
+        moved_at = time.time()
+        assert float(holder.stdout.readline()) <= moved_at and champion(cfg) == 2
+    finally:
+        holder.kill()
+        holder.wait()

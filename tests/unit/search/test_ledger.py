@@ -105,18 +105,18 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pipelines.config import load_config\n"
          "from pipelines.search import ledger\n"
-         f"hold = ledger.Held(load_config(None, ['storage.root={tmp_path}', 'name=held']), 'held-1')\n"
+         f"hold = ledger.hold(load_config(None, ['storage.root={tmp_path}', 'name=held']), 'held-1')\n"
          "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ledger.ConfigError, match="search held-1 is held by another live kiln process"):
-            ledger.Held(cfg, "held-1")
-        ledger.Held(cfg, "held-2").release()  # another search is free
+            ledger.hold(cfg, "held-1")
+        ledger.hold(cfg, "held-2").release()  # another search is free
     finally:
         holder.kill()  # SIGKILL: no chance to release; the kernel does
         holder.wait()
-    mine = ledger.Held(cfg, "held-1")
+    mine = ledger.hold(cfg, "held-1")
     with pytest.raises(ledger.ConfigError):
-        ledger.Held(cfg, "held-1")  # held by this process now, even against itself
+        ledger.hold(cfg, "held-1")  # held by this process now, even against itself
     mine.release()
-    ledger.Held(cfg, "held-1").release()
+    ledger.hold(cfg, "held-1").release()
