@@ -11,7 +11,7 @@ import sys
 import traceback
 
 from pipelines import console
-from pipelines.config import KilnConfig, load_config
+from pipelines.config import KilnConfig, check_column_encoders, load_config
 from pipelines.errors import ConfigError, DataError, ModelNotFound, SearchInterrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -167,6 +167,7 @@ def cmd_validate(args) -> int:
     run.preflight(cfg)
     checked = data.inspect(cfg.data, cfg.storage_root)
     cfg = _for_task(cfg, checked.task)
+    check_column_encoders(cfg.model, checked.types)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
     target = (f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification"
               else "regression")

@@ -123,6 +123,19 @@ class DataConfig(Section):
     split: SplitConfig = SplitConfig()
 
 
+class ColumnEncoderConfig(Section):
+    """One text or image column's encoder settings, where they differ from the model's (null = the model's)."""
+
+    text_encoder: Literal["bag", "transformer"] | None = None
+    embedding_dim: PositiveInt | None = None
+    text_layers: PositiveInt | None = None
+    text_heads: PositiveInt | None = None
+    image_channels: list[PositiveInt] | None = Field(None, min_length=1)
+
+
+ENCODER_KEYS = tuple(ColumnEncoderConfig.model_fields)
+
+
 class ModelConfig(Section):
     name: str = "mlp"
     """mlp, cnn, or "package.module:factory" (called as factory(input_dim, num_classes, cfg))."""
@@ -142,11 +155,35 @@ class ModelConfig(Section):
     """An image column's CNN: one residual block per entry, of that many channels; each block after the first
     halves the side (so its length is the depth, its values the width)."""
 
+    columns: dict[str, ColumnEncoderConfig] = {}
+    """Per text or image column, encoder settings that differ from the ones above, e.g.
+    `columns: {review: {text_encoder: transformer}, photo: {image_channels: [32, 64, 128]}}` (searchable as
+    `model.columns.review.text_encoder`)."""
+
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
-        if self.text_encoder == "transformer" and self.embedding_dim % self.text_heads:
-            raise ValueError(f"text_heads ({self.text_heads}) must divide embedding_dim ({self.embedding_dim})")
+        for where, cfg in [("", self), *((f"columns.{n}: ", self.for_column(n)) for n in self.columns)]:
+            if cfg.text_encoder == "transformer" and cfg.embedding_dim % cfg.text_heads:
+                raise ValueError(f"{where}text_heads ({cfg.text_heads}) must divide embedding_dim "
+                                 f"({cfg.embedding_dim})")
         return self
+
+    def for_column(self, name: str) -> ModelConfig:
+        """The encoder settings column `name` gets: the model's, with that column's overrides."""
+        override = self.columns.get(name)
+        if override is None:
+            return self
+        return self.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+
+
+def check_column_encoders(model: ModelConfig, types: dict[str, str]) -> None:
+    """Every `model.columns` entry names a text or image feature column of the data."""
+    encoded = [name for name, kind in types.items() if kind in ("text", "image")]
+    for name in model.columns:
+        if name not in encoded:
+            what = f"a {types[name]} column" if name in types else "not a feature column of the data"
+            raise ConfigError(f"model.columns.{name}: {what}; encoder settings apply to text and image columns ("
+                              + (", ".join(encoded) if encoded else "this data has none") + ")")
 
 
 class TrainConfig(Section):
@@ -414,7 +451,9 @@ def check_search_space(cfg: KilnConfig) -> None:
     base = cfg.model_dump()
     base["tune"].update(search_space={}, num_samples=1)  # a probe is one trial of a fixed config
     for key, domain in domains.items():
-        if key.startswith("tune.") or not _has_path(base, key):
+        column_key = key.split(".")  # model.columns.<column>.<setting>: a column need not be declared first
+        per_column = len(column_key) == 4 and column_key[:2] == ["model", "columns"] and column_key[3] in ENCODER_KEYS
+        if key.startswith("tune.") or not (_has_path(base, key) or per_column):
             raise ValueError(f"tune.search_space.{key}: not a key of this config")
         for value in domain.examples():
             raw = copy.deepcopy(base)

@@ -55,6 +55,7 @@ class Slot(NamedTuple):
     vocabulary: int = 0  # text: ids the embedding needs
     channels: int = 0  # image
     size: int = 0
+    column: str = ""  # the column's name (its encoder's settings: model.columns)
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ class Preprocessing:
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
-                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size))
+                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size, column=e.name))
             elif e.type == "image":
-                slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size))
+                slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
             start += e.width
         return slots
 

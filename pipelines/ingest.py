@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import data, encoding, images
-from pipelines.config import KilnConfig
+from pipelines.config import KilnConfig, check_column_encoders
 from pipelines.encoding import Preprocessing, plain
 from pipelines.errors import DataError, one_line
 from pipelines.training import batches
@@ -106,6 +106,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)
+    check_column_encoders(cfg.model, checked.types)
     frame, features = checked.frame, checked.features
     label = cfg.data.label
     train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)

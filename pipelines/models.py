@@ -202,6 +202,7 @@ class Combined(nn.Module):
 
     @staticmethod
     def _encoder(slot: Slot, cfg: ModelConfig) -> nn.Module:
+        cfg = cfg.for_column(slot.column)
         if slot.kind == "image":
             return ImageCNN(slot.channels, cfg.image_channels)
         if cfg.text_encoder == "bag":

@@ -66,7 +66,9 @@ def mixed_run(tmp_path_factory):
         "--set", "data.split={val: 0.05, test: 0.1, seed: 0}", "--set", f"registry.model_name={MODEL}",
         "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
         "--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}",
-        "--set", "train.lr=1.0e-2", "--set", "train.keep_checkpoints=1")
+        "--set", "train.lr=1.0e-2", "--set", "train.keep_checkpoints=1",
+        # the text column gets its own encoder (the model's default is the bag of words)
+        "--set", "model.columns.note={text_encoder: transformer, embedding_dim: 16, text_heads: 2, text_layers: 1}")
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield folder, table, run
@@ -88,6 +90,19 @@ def test_the_run_registers_the_checkpoint_ray_kept(mixed_run):
     assert f"epoch {EPOCHS}: val_accuracy=1.0000" in run.output
     row = next(line for line in run.lines if line.startswith("* "))
     assert row.split()[2:4] == [str(EPOCHS), str(EPOCHS)], row  # the trials table: epochs run, best epoch
+
+
+def test_the_text_column_trains_and_serves_with_its_own_encoder(mixed_run):
+    import torch
+
+    _, _, run = mixed_run
+    checkpoint = Path(store_client(run.tracking_uri).get_model_version_by_alias(MODEL, "champion").tags["checkpoint"])
+    assert json.loads((checkpoint / "kiln.json").read_text())["model"]["columns"]["note"]["text_encoder"] == \
+        "transformer"
+    weights = torch.load(checkpoint / "model.pt", weights_only=True)
+    assert any(".encoder.layers.0.self_attn." in key for key in weights)  # a Transformer, 16 wide
+    assert weights["encoders.0.words.weight"].shape[1] == 16
+    # the endpoint rebuilt it from the version's files (test_the_endpoint_takes_strings... sends it text)
 
 
 def test_the_id_column_is_left_out_and_said(mixed_run):
@@ -145,6 +160,12 @@ def test_validate_prints_the_schema_it_inferred(mixed_run):
     assert rows["customer_id"] == ["-", "0"] and rows["town"][0] == "category" and rows["smoker"][0] == "binary"
     assert rows["noise"][0] == "number" and int(rows["noise"][1]) > 0 and rows["answer"][0] == "-"
     assert rows["note"][0] == "text" and int(rows["note"][1]) > 0  # free-form strings, a tenth missing
+    wrong = subprocess.run([KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'table.csv'}",
+                            "--set", "data.label=answer", "--set", "model.columns.town.text_encoder=transformer"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2
+    assert "model.columns.town: a category column; encoder settings apply to text and image columns (note)" in \
+        wrong.stderr
 
 
 def test_v2_takes_a_text_column_as_bytes(mixed_run):

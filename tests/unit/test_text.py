@@ -2,6 +2,7 @@
 text task in-process, the text baseline, and the inference rule that calls a column text."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
                           "label": ["p", "n", "n", "p"] * 5})
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
-    assert again == prep and prep.width == 5 and prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0)]
+    assert again == prep and prep.width == 5
+    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note")]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
 
 
@@ -97,3 +99,32 @@ def test_pandas_na_is_a_missing_text_as_none_is():
     assert "na" not in vocabulary
     ids = text.token_ids(pd.array([pd.NA, None], dtype="string"), vocabulary, max_length=2)
     assert ids.tolist() == [[text.EMPTY, 0], [text.EMPTY, 0]]
+
+
+def test_each_text_column_can_have_its_own_encoder():
+    from pipelines.config import check_column_encoders, load_config
+    from pipelines.errors import ConfigError
+    from pipelines.models import TextBag, TextTransformer
+
+    frame = pd.DataFrame({"title": ["good lamp", "bad lamp"] * 10, "body": ["it is not bad", "it is bad"] * 10,
+                          "town": ["a", "b"] * 10, "label": ["p", "n"] * 10})
+    types = {"title": "text", "body": "text", "town": "category"}
+    prep = encoding.fit(frame, types, frame["label"], max_categories=5, max_length=6)
+    cfg = load_config(None, ["model.columns.body={text_encoder: transformer, embedding_dim: 8, text_heads: 2}"]).model
+    check_column_encoders(cfg, types)
+    model = build_model(cfg, input_dim=prep.width, num_classes=2, slots=prep.slots)
+    title, body = model.encoders
+    assert isinstance(title, TextBag) and title.out_dim == 64  # the model's settings
+    assert isinstance(body, TextTransformer) and body.out_dim == 8  # the column's own
+    assert model(torch.tensor(prep.transform(frame[["title", "body", "town"]]))).shape == (20, 2)
+    for column, said in (("town", "model.columns.town: a category column; encoder settings apply to text and "
+                                  "image columns (title, body)"),
+                         ("colour", "model.columns.colour: not a feature column of the data")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            check_column_encoders(load_config(None, [f"model.columns.{column}.embedding_dim=8"]).model, types)
+    with pytest.raises(ConfigError, match=r"model: columns.body: text_heads \(3\) must divide embedding_dim \(64\)"):
+        load_config(None, ["model.columns.body={text_encoder: transformer, text_heads: 3}"])
+    space = 'tune.search_space={"model.columns.body.text_encoder": {"choice": [bag, transformer]}}'
+    spaced = load_config(None, [space])
+    assert spaced.with_sample({"model.columns.body.text_encoder": "transformer"}).model.for_column(
+        "body").text_encoder == "transformer"
