@@ -8,8 +8,8 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
             level and an "other" level, which every rarer or unseen value shares
   text      data.max_length word ids over the train split's vocabulary (pipelines/text.py); the model embeds
             them (models.TextBag, models.TextTransformer)
-  image     channels x size x size pixels (pipelines/images.py), standardised with the train split's pixel mean
-            and std; a missing cell is the mean image (zeros); the model's CNN reads them (models.ImageCNN)
+  image     channels x size x size pixels (pipelines/images.py), standardised per channel with the train split's
+            mean and std; a missing cell is the mean image (zeros); the model's CNN reads them (models.ImageCNN)
 Nothing here refuses a row: a missing or unseen value has a column of its own.
 The label: classification, the index of its value among every value seen; regression, the value standardised
 with the train split's mean and standard deviation (`decode` maps the network's output back).
@@ -73,6 +73,8 @@ class Encoder:
     max_length: int = 0  # text: word ids per row
     size: int = 0  # image: side in pixels
     channels: int = 0  # image: 1 (grey) or 3 (RGB)
+    channel_mean: list[float] = field(default_factory=list)  # image: per channel, from the train split (empty in
+    channel_std: list[float] = field(default_factory=list)  # models saved before: then mean and std, all channels)
 
     @property
     def width(self) -> int:
@@ -125,13 +127,17 @@ class Encoder:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
-                "size": self.size, "channels": self.channels}
+                "size": self.size, "channels": self.channels, "channel_mean": self.channel_mean,
+                "channel_std": self.channel_std}
 
     def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
         """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. File
         names are opened only with `allow_paths` (ingest); requests' pixel caps are checked before this
         (serve.max_image_pixels), so here only PIL's own decompression-bomb limit applies."""
         out = np.zeros((len(values), self.width), dtype=np.float32)
+        per_channel = len(self.channel_mean) == self.channels
+        mean = np.asarray(self.channel_mean, np.float32)[:, None, None] if per_channel else self.mean
+        std = np.asarray(self.channel_std, np.float32)[:, None, None] if per_channel else self.std
         for row, value in enumerate(values):
             if text.is_missing(value):
                 continue
@@ -141,7 +147,7 @@ class Encoder:
             except images.ImageError as err:
                 where = f" ({value})" if isinstance(value, str) else ""
                 raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
-            out[row] = ((decoded - self.mean) / self.std).reshape(-1)
+            out[row] = ((decoded - mean) / std).reshape(-1)
         return out
 
 
@@ -157,8 +163,10 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
         if not present:  # no image in the train split: pixels as they are
             return raw
         sample = raw.encode_images(pd.Series(present[:500], dtype=object), allow_paths=True)
-        std = float(sample.std())
-        return dataclasses.replace(raw, mean=float(sample.mean()), std=std if std > 1e-6 else 1.0)
+        per_channel = sample.reshape(len(sample), channels, -1)  # each channel its own statistics, as torchvision's
+        std = [float(s) if s > 1e-6 else 1.0 for s in per_channel.std(axis=(0, 2))]  # Normalize takes them
+        return dataclasses.replace(raw, channel_mean=[float(m) for m in per_channel.mean(axis=(0, 2))],
+                                   channel_std=std)
     if kind == "number":
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         present = numbers[np.isfinite(numbers)]

@@ -62,6 +62,20 @@ def test_image_encoding_travels_as_json_and_standardises_with_train_statistics()
     assert (colour.size, colour.channels) == (16, 3)
 
 
+def test_each_channel_is_standardised_with_its_own_train_statistics():
+    rng = np.random.default_rng(0)  # red bright and varied, green constant, blue dark
+    cells = pd.Series([png(np.stack([rng.integers(150, 255, (8, 8)), np.full((8, 8), 90),
+                                     rng.integers(0, 40, (8, 8))], axis=-1)) for _ in range(6)], dtype=object)
+    encoder = encoding.fit_encoder("photo", "image", cells, max_categories=5)
+    encoded = encoder.encode(cells).reshape(6, 3, -1)
+    np.testing.assert_allclose(encoded.mean(axis=(0, 2)), 0.0, atol=1e-5)  # every channel centred
+    np.testing.assert_allclose(encoded[:, [0, 2]].std(axis=(0, 2)), 1.0, atol=1e-4)  # and scaled
+    assert np.allclose(encoded[:, 1], 0.0, atol=1e-6) and encoder.channel_std[1] == 1.0  # constant: kept
+    saved_before = {k: v for k, v in encoder.to_dict().items() if not k.startswith("channel_")}
+    old = encoding.Encoder(**saved_before)  # a model saved before per-channel statistics still encodes
+    assert old.encode(cells).shape == (6, 3 * 64)
+
+
 def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png at all")
