@@ -86,13 +86,18 @@ def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: 
 
     from pipelines import images
 
+    import numpy as np
+
+    mean = np.asarray(encoder.channel_mean, np.float32)[:, None, None]
+    std = np.asarray(encoder.channel_std, np.float32)[:, None, None]
+
     class Decoded(Dataset):
         def __len__(self):
             return len(paths)
 
         def __getitem__(self, i):
             pixels = images.pixels(paths[i], size=encoder.size, channels=encoder.channels, allow_paths=True)
-            return torch.from_numpy(((pixels - encoder.mean) / encoder.std).reshape(-1))
+            return torch.from_numpy(((pixels - mean) / std).reshape(-1))  # per channel, as Kiln's encoding
 
     started = time.perf_counter()
     for _ in DataLoader(Decoded(), batch_size=batch, num_workers=workers):

@@ -167,7 +167,7 @@ def cmd_validate(args) -> int:
     run.preflight(cfg)
     checked = data.inspect(cfg.data, cfg.storage_root)
     cfg = _for_task(cfg, checked.task)
-    check_column_encoders(cfg.model, checked.types)
+    check_column_encoders(cfg, checked.types)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
     target = (f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification"
               else "regression")
@@ -198,6 +198,7 @@ def cmd_plan(args) -> int:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
     checked = data.inspect(cfg.data, cfg.storage_root)
     cfg = _for_task(cfg, checked.task)
+    check_column_encoders(cfg, checked.types)
     frame = checked.frame
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]

@@ -162,7 +162,8 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
-        for where, cfg in [("", self), *((f"columns.{n}: ", self.for_column(n)) for n in self.columns)]:
+        for where, cfg in [("", self), *((f"columns.{n}: ", self.for_column(n)) for n, c in self.columns.items()
+                                         if c.image_channels is None)]:
             if cfg.text_encoder == "transformer" and cfg.embedding_dim % cfg.text_heads:
                 raise ValueError(f"{where}text_heads ({cfg.text_heads}) must divide embedding_dim "
                                  f"({cfg.embedding_dim})")
@@ -176,14 +177,25 @@ class ModelConfig(Section):
         return self.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
-def check_column_encoders(model: ModelConfig, types: dict[str, str]) -> None:
-    """Every `model.columns` entry names a text or image feature column of the data."""
+IMAGE_KEYS = ("image_channels",)
+
+
+def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
+    """Every `model.columns` entry, set or searched, names a text or image feature column of the data, with
+    settings of its kind (image_channels for an image column, the others for a text column)."""
     encoded = [name for name, kind in types.items() if kind in ("text", "image")]
-    for name in model.columns:
+    named = [(f"model.columns.{name}", name, [k for k, v in override.model_dump().items() if v is not None])
+             for name, override in cfg.model.columns.items()]
+    named += [(f"tune.search_space.{key}", key.split(".")[2], [key.split(".")[3]])
+              for key in cfg.tune.search_space if key.startswith("model.columns.") and len(key.split(".")) == 4]
+    for where, name, keys in named:
         if name not in encoded:
             what = f"a {types[name]} column" if name in types else "not a feature column of the data"
-            raise ConfigError(f"model.columns.{name}: {what}; encoder settings apply to text and image columns ("
+            raise ConfigError(f"{where}: {what}; encoder settings apply to text and image columns ("
                               + (", ".join(encoded) if encoded else "this data has none") + ")")
+        wrong = [k for k in keys if (k in IMAGE_KEYS) != (types[name] == "image")]
+        if wrong:
+            raise ConfigError(f"{where}: {wrong[0]} does not apply to {types[name]} column {name!r}")
 
 
 class TrainConfig(Section):

@@ -106,7 +106,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)
-    check_column_encoders(cfg.model, checked.types)
+    check_column_encoders(cfg, checked.types)
     frame, features = checked.frame, checked.features
     label = cfg.data.label
     train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)

@@ -37,6 +37,9 @@ class Lock:
                     self.taken = False
                     return
                 time.sleep(0.1)
+            except OSError:  # a filesystem without flock (some network mounts): no lock, as on an object store
+                handle.close()
+                return
         self.handle = handle
 
     def release(self) -> None:
@@ -46,11 +49,11 @@ class Lock:
 
 
 @contextmanager
-def held(cfg: KilnConfig, relative: str, wait_s: float, busy: str):
-    """The lock for the block's duration; RuntimeError(busy) when another process keeps it past `wait_s`."""
+def held(cfg: KilnConfig, relative: str, wait_s: float, busy: str, error: type[Exception] = RuntimeError):
+    """The lock for the block's duration; error(busy) when another process keeps it past `wait_s`."""
     lock = Lock(cfg, relative, wait_s)
     if not lock.taken:
-        raise RuntimeError(busy)
+        raise error(busy)
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipelines import tracking
 from pipelines.config import KilnConfig
-from pipelines.errors import SearchInterrupted
+from pipelines.errors import ConfigError, SearchInterrupted
 from pipelines.search import ledger
 
 
@@ -32,15 +32,22 @@ class RunRecord:
 
     def __enter__(self) -> RunRecord:
         cfg = self.cfg
-        if self.resume_from is not None:
-            self.held = ledger.hold(cfg, self.resume_from.name)  # of two resumes racing, the second stops here
-            self.state = self.resume_from.with_status(ledger.RUNNING).leased_here()
-            tracking.reopen(cfg, self.state.parent_run_id)
-        else:
-            name = ledger.fresh_name(cfg)
-            self.held = ledger.hold(cfg, name)
-            self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
-        ledger.save(cfg, self.state)
+        name = self.resume_from.name if self.resume_from is not None else ledger.fresh_name(cfg)
+        self.held = ledger.hold(cfg, name)  # of two resumes racing, the second stops here
+        try:
+            if self.resume_from is not None:
+                now = ledger.latest(cfg)  # read again under the hold: a racing resume may have finished it
+                if now is None or now.name != name or not ledger.unfinished(now):
+                    raise ConfigError(f"--resume: search {name} was resumed and ended by another kiln process "
+                                      "meanwhile; nothing left to resume")
+                self.state = now.with_status(ledger.RUNNING).leased_here()
+                tracking.reopen(cfg, self.state.parent_run_id)
+            else:
+                self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
+            ledger.save(cfg, self.state)
+        except BaseException:
+            self.held.release()
+            raise
         return self
 
     def __exit__(self, kind, error, trace) -> None:

@@ -111,10 +111,13 @@ def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: floa
         promote, reason = should_promote(cfg, mlflow_client, test_value, test_frame, test_labels)
         if not promote:
             return False, reason
-        with alias_lock(cfg, name, alias):  # the recheck and the move, with no other Kiln move between them
-            if _alias_version(mlflow_client, name, alias) == seen:
-                move_alias(cfg, name, version)
-                return True, reason
+        try:
+            with alias_lock(cfg, name, alias):  # the recheck and the move, with no other Kiln move between them
+                if _alias_version(mlflow_client, name, alias) == seen:
+                    move_alias(cfg, name, version)
+                    return True, reason
+        except AliasBusy as err:
+            return False, f"{err} (kiln promote {name} {version} moves it by hand)"
     return False, (f"{alias} moved {attempts} times while this run compared against it: not moved "
                    f"(kiln promote {name} {version} moves it by hand)")
 
@@ -122,11 +125,15 @@ def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: floa
 ALIAS_WAIT_S = 60.0
 
 
+class AliasBusy(RuntimeError):
+    """Another Kiln process kept the alias's lock past ALIAS_WAIT_S."""
+
+
 def alias_lock(cfg: KilnConfig, name: str, alias: str):
     """Held while Kiln reads and moves an alias (a run's gate, promote, rollback), so two moves never interleave;
     on a local storage.root only (locks.py): with an object store the recheck in gate_and_move is the guard."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}.{alias}")
-    return locks.held(cfg, f"registry/{safe}.lock", wait_s=ALIAS_WAIT_S,
+    return locks.held(cfg, f"registry/{safe}.lock", wait_s=ALIAS_WAIT_S, error=AliasBusy,
                       busy=f"the {alias} alias of {name} stayed locked by another kiln process for "
                            f"{ALIAS_WAIT_S:g} s: not moved")
 

@@ -6,6 +6,7 @@ through a Tune callback (driver side) instead of being logged from the workers.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -90,10 +91,14 @@ def log_inputs(cfg: KilnConfig, run_id: str, inputs: list) -> None:
         client(cfg).log_inputs(run_id, datasets=inputs)
 
 
+PARAM_KEY_OTHER = re.compile(r"[^/\w.\- :]")  # characters MLflow refuses in a param key
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys, as MLflow takes them for params: a column name's other characters become "_"."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        path = f"{prefix}{key}"
+        path = prefix + PARAM_KEY_OTHER.sub("_", str(key))
         if isinstance(value, dict) and value:
             flat.update(flatten(value, path + "."))
         else:

@@ -39,8 +39,9 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
         if e.type == "image":
             return 0
         if e.type == "text":  # its word embeddings (a bag adds its hashed pairs' table)
-            pairs = pair_buckets(e.vocabulary_size) if cfg.model.text_encoder == "bag" and e.width > 1 else 0
-            return (e.vocabulary_size + pairs) * cfg.model.embedding_dim
+            own = cfg.model.for_column(e.name)
+            pairs = pair_buckets(e.vocabulary_size) if own.text_encoder == "bag" and e.width > 1 else 0
+            return (e.vocabulary_size + pairs) * own.embedding_dim
         return e.width * first if e.type != "number" else 0
 
     return [{"column": e.name, "type": e.type, "encoded": e.width, "table_params": table(e),

@@ -87,6 +87,8 @@ def hold(cfg: KilnConfig, name: str):
 def config_hash(cfg: KilnConfig) -> str:
     """What must match to resume: the search itself, not where it is served or tracked."""
     relevant = cfg.model_dump(include={"name", "data", "model", "train", "tune"})
+    if not relevant["model"]["columns"]:  # searches saved before model.columns existed stay resumable
+        del relevant["model"]["columns"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -192,6 +192,8 @@ def test_an_alias_move_waits_for_another_kiln_process_moving_it_and_gives_up_aft
         with pytest.raises(RuntimeError, match="champion alias of gate-test stayed locked by another kiln process"):
             registry.promote(cfg, NAME, 2)
         assert champion(cfg) == 1  # refused, not moved
+        ours, _ = register(cfg, folders["good"], test)  # a run's gate: registered, not moved, and says why
+        assert not ours.promoted and "stayed locked by another kiln process" in ours.reason and champion(cfg) == 1
         monkeypatch.setattr(registry, "ALIAS_WAIT_S", 30.0)
         holder.stdin.write("2\n")
         holder.stdin.flush()

@@ -111,7 +111,7 @@ def test_each_text_column_can_have_its_own_encoder():
     types = {"title": "text", "body": "text", "town": "category"}
     prep = encoding.fit(frame, types, frame["label"], max_categories=5, max_length=6)
     cfg = load_config(None, ["model.columns.body={text_encoder: transformer, embedding_dim: 8, text_heads: 2}"]).model
-    check_column_encoders(cfg, types)
+    check_column_encoders(load_config(None, ["model.columns.body.text_encoder=transformer"]), types)
     model = build_model(cfg, input_dim=prep.width, num_classes=2, slots=prep.slots)
     title, body = model.encoders
     assert isinstance(title, TextBag) and title.out_dim == 64  # the model's settings
@@ -121,7 +121,12 @@ def test_each_text_column_can_have_its_own_encoder():
                                   "image columns (title, body)"),
                          ("colour", "model.columns.colour: not a feature column of the data")):
         with pytest.raises(ConfigError, match=re.escape(said)):
-            check_column_encoders(load_config(None, [f"model.columns.{column}.embedding_dim=8"]).model, types)
+            check_column_encoders(load_config(None, [f"model.columns.{column}.embedding_dim=8"]), types)
+    searched = 'tune.search_space={"model.columns.titel.text_encoder": {"choice": [bag, transformer]}}'
+    with pytest.raises(ConfigError, match=r"tune.search_space.model.columns.titel.text_encoder: not a feature column"):
+        check_column_encoders(load_config(None, [searched]), types)  # a typo in a searched key is no silent no-op
+    with pytest.raises(ConfigError, match="model.columns.body: image_channels does not apply to text column 'body'"):
+        check_column_encoders(load_config(None, ["model.columns.body.image_channels=[8]"]), types)
     with pytest.raises(ConfigError, match=r"model: columns.body: text_heads \(3\) must divide embedding_dim \(64\)"):
         load_config(None, ["model.columns.body={text_encoder: transformer, text_heads: 3}"])
     space = 'tune.search_space={"model.columns.body.text_encoder": {"choice": [bag, transformer]}}'

@@ -1,5 +1,7 @@
 """The search ledger: what `kiln run --resume` continues, kept beside Tune's state under storage.root."""
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.config import load_config
@@ -120,3 +122,12 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
         ledger.hold(cfg, "held-1")  # held by this process now, even against itself
     mine.release()
     ledger.hold(cfg, "held-1").release()
+
+
+def test_a_config_hashes_as_it_did_before_model_columns_existed():
+    """--resume compares this hash: a search started before an upgrade must stay resumable after it. These values
+    are what the version before model.columns computed; a new config key with a default must keep them."""
+    assert ledger.config_hash(load_config(None, ["name=hash"])) == "8de0f4511f458552"
+    assert ledger.config_hash(load_config(Path(__file__).parents[3] / "configs" / "quickstart.yaml", [])) == "c4c6d200223da96b"
+    assert ledger.config_hash(load_config(None, ["name=hash", "model.columns.note.embedding_dim=8"])) != \
+        "8de0f4511f458552"
