@@ -81,12 +81,11 @@ def write_jpegs(root: Path, count: int, side: int = 96) -> Path:
 
 
 def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: int = 64) -> float:
+    import numpy as np
     import torch
     from torch.utils.data import DataLoader, Dataset
 
     from pipelines import images
-
-    import numpy as np
 
     mean = np.asarray(encoder.channel_mean, np.float32)[:, None, None]
     std = np.asarray(encoder.channel_std, np.float32)[:, None, None]

@@ -128,6 +128,7 @@ def test_a_config_hashes_as_it_did_before_model_columns_existed():
     """--resume compares this hash: a search started before an upgrade must stay resumable after it. These values
     are what the version before model.columns computed; a new config key with a default must keep them."""
     assert ledger.config_hash(load_config(None, ["name=hash"])) == "8de0f4511f458552"
-    assert ledger.config_hash(load_config(Path(__file__).parents[3] / "configs" / "quickstart.yaml", [])) == "c4c6d200223da96b"
+    quickstart = Path(__file__).parents[3] / "configs" / "quickstart.yaml"
+    assert ledger.config_hash(load_config(quickstart, [])) == "c4c6d200223da96b"
     assert ledger.config_hash(load_config(None, ["name=hash", "model.columns.note.embedding_dim=8"])) != \
         "8de0f4511f458552"
