@@ -1,7 +1,9 @@
 """`builtin:reviews`: generated product reviews, free text beside a category, a price and a yes/no answer.
 
 Is a review positive? The words say most of it, and their order matters: "not great" and "never broke" turn a
-word's meaning around, so a bag of single words falls short of one that sees word pairs. A few cells are
+word's meaning around, so a bag of single words falls short of one that sees word pairs; and in "it is not, to be
+fair, flimsy" the "not" is words away from what it turns around, which no word pair sees: a linear model over
+words and pairs (the TF-IDF baseline) cannot add "not" and "flimsy" into "good", a network can. A few cells are
 missing and about 5% of labels disagree with the text, as in real reviews. Deterministic for a seed; nothing is
 downloaded.
 """
@@ -21,7 +23,10 @@ FILLER = ["I bought it for my {who} last {when}.", "It arrived on {day} in a pla
 SENTENCES = [  # (template, what it says about the product); "not" and "never" turn a word around
     ("The {product} is {good}.", 1.0), ("The {product} is {bad}.", -1.0), ("Honestly it is not {good}.", -1.0),
     ("It {broke} after a {when}.", -1.5), ("It never {broke} and is not {bad}.", 1.5),
+    ("It is not, {hedge}, {good}.", -1.0), ("It is not, {hedge}, {bad}.", 1.0),  # "not" words away
+    ("It is, {hedge}, {good}.", 1.0), ("It is, {hedge}, {bad}.", -1.0),
 ] + [(filler, 0.0) for filler in FILLER]
+HEDGES = ["to be fair", "as far as I can tell", "whatever the box says", "after a few weeks of use", "honestly"]
 WHO = ["sister", "son", "partner", "office", "father", "flatmate"]
 WHEN = ["week", "month", "spring", "winter", "morning", "weekend"]
 DAYS = ["Monday", "Tuesday", "Friday", "Saturday"]
@@ -41,7 +46,7 @@ def reviews(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
             sentence, delta = SENTENCES[rng.integers(len(SENTENCES))]
             sentences.append(sentence.format(product=product, good=pick(GOOD), bad=pick(BAD), broke=pick(BROKE),
                                              who=pick(WHO), when=pick(WHEN), day=pick(DAYS), colour=pick(COLOURS),
-                                             n=rng.integers(2, 9)))
+                                             n=rng.integers(2, 9), hedge=pick(HEDGES)))
             score += delta
         texts.append((product, " ".join(sentences)))
         scores.append(score)
