@@ -61,8 +61,9 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             step = int(result.get("epoch", result.get("training_iteration", 0)))
             if step <= self.logged.get(trial.trial_id, 0):
                 return  # an epoch reported again after a restore, or recomputed after a worker failure
-            metrics = {k: result[k] for k in tracking.LOGGED_METRICS if isinstance(result.get(k), int | float)
-                       and math.isfinite(result[k])}
+            # tune.metric first: MLflow's compare page plots the first metric a run logged against the parameters
+            metrics = {k: result[k] for k in (cfg.tune.metric, *tracking.LOGGED_METRICS)
+                       if isinstance(result.get(k), int | float) and math.isfinite(result[k])}
             tracking.log_metrics(cfg, run_id, metrics, step=step)
             self.logged[trial.trial_id] = step
 

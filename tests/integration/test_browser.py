@@ -124,6 +124,9 @@ def test_the_printed_link_opens_the_trials_side_by_side_in_the_training_view(bro
                           and "Parallel Coordinates" in t)
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare-trials.png"))
     assert "train.lr" in text
+    axes = browser.execute_script(  # the parallel-coordinates plot's axes: the searched parameter and tune.metric
+        "return Array.from(document.querySelectorAll('text.axis-title')).map(e => e.textContent)")
+    assert axes == ["train.lr", "val_accuracy"], axes
     # The printed runs link opens the experiment's training runs, not the GenAI overview it lands on otherwise.
     runs_link = re.search(r"runs: (http://127\.0\.0\.1:5000/\S+)", live_run.output).group(1).replace(
         "http://127.0.0.1:5000", ui)
