@@ -32,7 +32,7 @@ from common import record  # noqa: E402
 from tests_support import KILN, free_port, kill_with_children, store_client  # noqa: E402
 
 NAME = "chaos-mlp"
-EPOCHS, TRIALS = 4, 3
+EPOCHS, TRIALS = 30, 3  # a DDP epoch of digits is ~0.1-0.3 s here: enough of them to be killed mid-trial
 RETRY_S, REQUEST_TIMEOUT_S = 20.0, 10.0
 # The search being killed: DDP trials (2 workers, so there is a Ray Train worker to kill), run to the end (fifo),
 # so every trial's metric history must hold every epoch once it is resumed.
@@ -170,10 +170,16 @@ def main() -> None:
         for pid in replicas:
             os.kill(pid, signal.SIGKILL)
         kills["replica"] = time.monotonic() - load.started
-        search.wait_for(lambda line: " epoch 2: " in line, 300, "a second epoch")
-        workers = pids("RayTrainWorker")
-        if not workers:
-            raise SystemExit("chaos: no Ray Train worker process found")
+        workers: list[int] = []
+        deadline = time.monotonic() + 120
+        while not workers:  # a worker mid-trial: after a trial's third epoch (it has checkpoints to resume from)
+            seen = len(search.lines)
+            search.wait_for(lambda line: EPOCH_LINE.search(line) and int(EPOCH_LINE.search(line).group(2)) >= 3,
+                            120, "a third epoch", after=seen)
+            workers = pids("RayTrainWorker")
+            if not workers and time.monotonic() > deadline:
+                raise SystemExit("chaos: no Ray Train worker process found; the search printed:\n"
+                                 + "\n".join(search.lines[-20:]))
         os.kill(workers[-1], signal.SIGKILL)
         kills["train_worker"] = time.monotonic() - load.started
         # the driver dies once a trial has finished and another is under way, as in tests/integration/test_resume.py
