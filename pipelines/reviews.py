@@ -3,9 +3,9 @@
 Is a review positive? The words say most of it, and their order matters: "not great" and "never broke" turn a
 word's meaning around, so a bag of single words falls short of one that sees word pairs; and in "it is not, to be
 fair, flimsy" the "not" is words away from what it turns around, which no word pair sees: a linear model over
-words and pairs (the TF-IDF baseline) cannot add "not" and "flimsy" into "good", a network can. A few cells are
-missing and about 5% of labels disagree with the text, as in real reviews. Deterministic for a seed; nothing is
-downloaded.
+words and pairs (the TF-IDF baseline) cannot add "not" and "flimsy" into "good", a network can, given enough rows
+(8000 by default; on 2000 it does not yet beat the baseline). A few cells are missing and about 5% of labels
+disagree with the text, as in real reviews. Deterministic for a seed; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DAYS = ["Monday", "Tuesday", "Friday", "Saturday"]
 COLOURS = ["black", "grey", "green", "white", "red"]
 
 
-def reviews(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
+def reviews(rows: int = 8000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
 
     def pick(options):
