@@ -17,7 +17,8 @@ def table(results: dict) -> str:
     lines = [f"Measured on: {results.get('machine', '?')}", "",
              "| figure | value | target | baseline |", "| --- | --- | --- | --- |"]
     for figure in results.get("figures", []):
-        lines.append(f"| `{figure['name']}` | {figure['value']} {figure.get('unit', '')} | {figure.get('target', '-')} "
+        target = "-" if figure.get("target") is None else figure["target"]
+        lines.append(f"| `{figure['name']}` | {figure['value']} {figure.get('unit', '')} | {target} "
                      f"| {figure.get('baseline', '-')} |")
     return "\n".join(lines)
 
