@@ -86,11 +86,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workloads", default="small,large", help="small: the quickstart's; large: compute-bound")
+    parser.add_argument("--large-pairs", type=int, default=3)
+    parser.add_argument("--large-epochs", type=int, default=4, help="the first of each side is warm-up")
     args = parser.parse_args()
     pin_threads(1)
     figures = []
     for kind in args.workloads.split(","):
-        pairs, epochs = (args.pairs, args.epochs) if kind == "small" else (2, 3)
+        pairs, epochs = (args.pairs, args.epochs) if kind == "small" else (args.large_pairs, args.large_epochs)
         detail = one_workload(kind, pairs, epochs)
         figures.append({"name": "train_overhead_ratio" + ("_large" if kind == "large" else ""),
                         "value": round(detail["kiln_epoch_s"] / detail["bare_epoch_s"], 3), "unit": "x",
