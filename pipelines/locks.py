@@ -48,12 +48,18 @@ class Lock:
             self.handle = None
 
 
-@contextmanager
-def held(cfg: KilnConfig, relative: str, wait_s: float, busy: str, error: type[Exception] = RuntimeError):
-    """The lock for the block's duration; error(busy) when another process keeps it past `wait_s`."""
+def take(cfg: KilnConfig, relative: str, wait_s: float, busy: str, error: type[Exception] = RuntimeError) -> Lock:
+    """The lock, held until its release(); error(busy) when another process keeps it past `wait_s`."""
     lock = Lock(cfg, relative, wait_s)
     if not lock.taken:
         raise error(busy)
+    return lock
+
+
+@contextmanager
+def held(cfg: KilnConfig, relative: str, wait_s: float, busy: str, error: type[Exception] = RuntimeError):
+    """The lock for the block's duration; error(busy) when another process keeps it past `wait_s`."""
+    lock = take(cfg, relative, wait_s, busy, error)
     try:
         yield
     finally:

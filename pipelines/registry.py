@@ -225,12 +225,12 @@ def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
     """`kiln rollback NAME`: the alias goes back to the champion before the current one."""
     mlflow_client = tracking.client(cfg)
     alias = cfg.registry.alias
-    try:
-        mlflow_client.get_registered_model(name)
-    except Exception:
-        raise ModelNotFound(f"no registered model {name!r} in {cfg.tracking_uri}") from None
-    with alias_lock(cfg, name, alias):
-        return _roll_back(cfg, mlflow_client, mlflow_client.get_registered_model(name), alias)
+    with alias_lock(cfg, name, alias):  # read and moved with no other Kiln move between
+        try:
+            model = mlflow_client.get_registered_model(name)
+        except Exception:
+            raise ModelNotFound(f"no registered model {name!r} in {cfg.tracking_uri}") from None
+        return _roll_back(cfg, mlflow_client, model, alias)
 
 
 def _roll_back(cfg: KilnConfig, mlflow_client, model, alias: str) -> tuple[int, int]:

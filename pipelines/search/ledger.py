@@ -77,11 +77,9 @@ def hold(cfg: KilnConfig, name: str):
     """An exclusive hold on search `name` for this process's lifetime (release() ends it sooner), on a storage.root
     that is a local folder: two drivers racing to resume one search (both saw its holder dead) meet here, and the
     second is refused. On an object store the pid lease in the ledger is the only guard."""
-    lock = locks.Lock(cfg, f"searches/{name}.lock")
-    if not lock.taken:
-        raise ConfigError(f"search {name} is held by another live kiln process on this store "
-                          "(a run or --resume of it); wait for that one to end")
-    return lock
+    return locks.take(cfg, f"searches/{name}.lock", 0.0, error=ConfigError,
+                      busy=f"search {name} is held by another live kiln process on this store (a run or --resume "
+                           "of it); wait for that one to end")
 
 
 def config_hash(cfg: KilnConfig) -> str:
