@@ -186,7 +186,7 @@ def _for_task(cfg, task: str):
 
 def cmd_plan(args) -> int:
     from pipelines import data, encoding, runtime
-    from pipelines.plan import calibrate, cost, flops, hardware, show
+    from pipelines.plan import calibrate, cost, flops, hardware, shapes, show
     from pipelines.search import resources
 
     cfg = _config(args)
@@ -206,15 +206,20 @@ def cmd_plan(args) -> int:
     prep = encoding.fit(frame, checked.types, frame[cfg.data.label], **encoding.sizes(cfg.data),
                         task=cfg.task, train_labels=frame[cfg.data.label])
     width = prep.width
-    if args.hardware == "local":
-        console.note("calibrating this machine on the model's own shapes (a few seconds) ...")
+    local = args.hardware == "local"
+    samples = [s for s in shapes.shape_samples(cfg) if s]
+    if local:
+        more = f", then the search's {len(samples)} model shapes" if samples else ""
+        console.note(f"calibrating this machine on the model's own shapes{more} (a few seconds each) ...")
         profile = calibrate.calibrate_local(cfg, width, num_classes, slots=prep.slots)
     else:
         profile = hardware.load_profile(args.hardware)
+    priced = [(s, calibrate.for_shape(profile, cfg.with_sample(s), width, num_classes, slots=prep.slots)
+               if local else profile) for s in samples]
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
     result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
                        num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency,
-                       slots=prep.slots)
+                       slots=prep.slots, shapes=priced)
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:

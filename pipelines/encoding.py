@@ -56,6 +56,7 @@ class Slot(NamedTuple):
     channels: int = 0  # image
     size: int = 0
     column: str = ""  # the column's name (its encoder's settings: model.columns)
+    length: int = 0  # text: the words a batch's longest text has, about (0: width)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Encoder:
     # text: the vocabulary
     indicator: bool = False  # number: a "was missing" column follows
     max_length: int = 0  # text: word ids per row
+    typical_length: int = 0  # text: the words a batch's longest train text has, about (kiln plan prices it)
     size: int = 0  # image: side in pixels
     channels: int = 0  # image: 1 (grey) or 3 (RGB)
     channel_mean: list[float] = field(default_factory=list)  # image: per channel, from the train split (empty in
@@ -127,8 +129,8 @@ class Encoder:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
-                "size": self.size, "channels": self.channels, "channel_mean": self.channel_mean,
-                "channel_std": self.channel_std}
+                "typical_length": self.typical_length, "size": self.size, "channels": self.channels,
+                "channel_mean": self.channel_mean, "channel_std": self.channel_std}
 
     def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
         """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. File
@@ -155,7 +157,10 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
                 vocab_size: int = 20000, image_size: int | None = None) -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
-        return Encoder(name, kind, levels=text.fit_vocabulary(values, size=vocab_size), max_length=max_length)
+        vocabulary = text.fit_vocabulary(values, size=vocab_size)
+        lengths = (text.token_ids(values, vocabulary, max_length=max_length) > 0).sum(axis=1)
+        typical = int(np.quantile(lengths, 0.98)) if len(lengths) else max_length  # near a batch of 64's longest
+        return Encoder(name, kind, levels=vocabulary, max_length=max_length, typical_length=typical)
     if kind == "image":
         present = [v for v in values if not text.is_missing(v)]
         side, channels = images.describe(present)
@@ -222,7 +227,8 @@ class Preprocessing:
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
-                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size, column=e.name))
+                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size, column=e.name,
+                                  length=e.typical_length or e.width))
             elif e.type == "image":
                 slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
             start += e.width

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines import text
 from pipelines.config import ModelConfig
 from pipelines.encoding import Slot
 
@@ -79,8 +80,11 @@ def sample_input(input_dim: int, slots: list[Slot], batch: int) -> torch.Tensor:
     """A batch the model accepts: random values, and valid word ids in text columns (kiln plan's FLOP count)."""
     x = torch.randn(batch, input_dim)
     for slot in slots:
-        if slot.kind == "text":
-            x[:, slot.start:slot.start + slot.width] = torch.randint(0, slot.vocabulary, (batch, slot.width)).float()
+        if slot.kind == "text":  # words as long as the data's texts run, then padding (the Transformer trims it)
+            words = min(slot.length or slot.width, slot.width)
+            x[:, slot.start:slot.start + slot.width] = 0.0
+            x[:, slot.start:slot.start + words] = torch.randint(text.RESERVED, max(slot.vocabulary, text.RESERVED + 1),
+                                                                (batch, words)).float()
     return x
 
 
@@ -146,6 +150,9 @@ class TextTransformer(nn.Module):
         self.out_dim = dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # Ids are left-aligned, padding after: attend over the batch's longest text, not data.max_length (the
+        # masked positions change nothing, and attention's cost grows with the square of the length).
+        ids = ids[:, :max(1, int((ids > 0).sum(1).max()))]
         present = ids > 0  # text.EMPTY stands in for an empty text, so no row is all padding
         positions = torch.arange(ids.shape[1], device=ids.device)
         hidden = self.encoder(self.words(ids) + self.positions(positions), src_key_padding_mask=~present)

@@ -31,22 +31,14 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
                     seconds: float = 2.0) -> HardwareProfile:
     """Measure this machine: step FLOP/s and fixed cost, copy bandwidth, loopback all-reduce."""
     flops = count_flops(cfg, input_dim, num_classes, slots=slots)
-    batch = max(1, cfg.train.batch_size // cfg.train.num_workers)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray gives each worker one thread here
     try:
-        small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, slots)
-        large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, slots)
+        flops_per_s, overhead, step_note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
         mem_bandwidth = _copy_bandwidth()
     finally:
         torch.set_num_threads(threads)
-    # Fit t(b) = overhead + b * flops_per_sample / flops_per_s through the two batch sizes; when
-    # noise swamps the slope, charge the whole step to compute.
-    per_sample_s = (large - small) / (7 * batch)
-    fits = 0 < per_sample_s * batch < small
-    flops_per_s = flops["flops_per_sample"] / (per_sample_s if fits else small / batch)
-    overhead = small - per_sample_s * batch if fits else 0.0
-    notes = [f"step {small * 1e3:.3f} ms at batch {batch}, {large * 1e3:.3f} ms at {8 * batch}"]
+    notes = [step_note]
     try:
         latency, bandwidth = _loopback_allreduce(flops["grad_bytes"])
         notes.append(f"gloo all-reduce {latency * 1e6:.0f} us + bytes / {bandwidth / 1e9:.2f} GB/s")
@@ -54,13 +46,41 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
         latency, bandwidth = LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH
         notes.append(f"all-reduce not measured ({type(err).__name__}: {err}); default used")
         warnings.warn(notes[-1], stacklevel=2)
-    # Measured here: the same loop ran 1.10x slower in a Ray Train worker than in a plain process (Ray's
-    # threads in the worker and its processes beside it), and the calibration runs in a plain process.
-    flops_per_s, overhead = flops_per_s / IN_WORKER_SLOWDOWN, overhead * IN_WORKER_SLOWDOWN
     return dataclasses.replace(
         LOCAL, flops_per_s=flops_per_s, mem_bandwidth_bytes_per_s=mem_bandwidth,
         interconnect_bandwidth_bytes_per_s=bandwidth, allreduce_latency_s=latency,
         per_step_overhead_s=overhead, cores=local_cores(), notes="; ".join(notes))
+
+
+def for_shape(profile: HardwareProfile, cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(),
+              seconds: float = 1.0) -> HardwareProfile:
+    """`profile` with the step speed of `cfg`'s model measured afresh: a Transformer's FLOPs run far slower
+    than an MLP's on the same cores, so each shape of a search gets its own. The rest is the machine's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        flops_per_s, overhead, note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
+    finally:
+        torch.set_num_threads(threads)
+    return dataclasses.replace(profile, flops_per_s=flops_per_s, per_step_overhead_s=overhead, notes=note)
+
+
+def _step_speed(cfg, input_dim, num_classes, slots, seconds) -> tuple[float, float, str]:
+    """FLOP/s and per-step overhead of cfg's model on one thread, as a Ray Train worker would run it."""
+    flops = count_flops(cfg, input_dim, num_classes, slots=slots)
+    batch = max(1, cfg.train.batch_size // cfg.train.num_workers)
+    small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, slots)
+    large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, slots)
+    # Fit t(b) = overhead + b * flops_per_sample / flops_per_s through the two batch sizes; when
+    # noise swamps the slope, charge the whole step to compute.
+    per_sample_s = (large - small) / (7 * batch)
+    fits = 0 < per_sample_s * batch < small
+    flops_per_s = flops["flops_per_sample"] / (per_sample_s if fits else small / batch)
+    overhead = small - per_sample_s * batch if fits else 0.0
+    note = f"step {small * 1e3:.3f} ms at batch {batch}, {large * 1e3:.3f} ms at {8 * batch}"
+    # Measured here: the same loop ran 1.10x slower in a Ray Train worker than in a plain process (Ray's
+    # threads in the worker and its processes beside it), and the calibration runs in a plain process.
+    return flops_per_s / IN_WORKER_SLOWDOWN, overhead * IN_WORKER_SLOWDOWN, note
 
 
 def _step_time(cfg, input_dim, num_classes, batch, budget_s, slots=()) -> float:

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 
 from pipelines.config import KilnConfig
-from pipelines.plan import cost, flops, hardware
+from pipelines.plan import cost, hardware, shapes
 
 
 @dataclass(frozen=True)
@@ -16,11 +16,13 @@ class EpochCheck:
     @classmethod
     def predict(cls, cfg: KilnConfig, *, input_dim: int, num_classes: int, train_rows: int,
                 slots=()) -> EpochCheck:
-        """The recorded local profile's prediction (no calibration: it would cost the run seconds)."""
-        counted = flops.count_flops(cfg, input_dim, num_classes, slots=slots)
-        prediction = cost.predict(cfg, hardware.load_profile("local"), counted, num_workers=cfg.train.num_workers,
-                                  train_rows=train_rows)
-        return cls(prediction.epoch_time_s)
+        """The recorded local profile's prediction (no calibration: it would cost the run seconds), at the mean
+        of the search's model shapes, as kiln plan prices the search."""
+        profile = hardware.load_profile("local")
+        epochs = [cost.shape_epoch(cfg, sample, profile, input_dim=input_dim, num_classes=num_classes,
+                                   train_rows=train_rows, slots=slots)["epoch_time_s"]
+                  for sample in shapes.shape_samples(cfg)]
+        return cls(sum(epochs) / len(epochs))
 
     @property
     def tags(self) -> dict[str, str]:

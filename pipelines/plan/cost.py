@@ -115,8 +115,10 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
 
 
 def plan(cfg: KilnConfig, *, profile: HardwareProfile, workers: list[int], input_dim: int,
-         num_classes: int, train_rows: int, max_concurrent: int, slots=()) -> dict:
-    """Each worker count's prediction, the recommendation, and the search as configured."""
+         num_classes: int, train_rows: int, max_concurrent: int, slots=(),
+         shapes: list[tuple[dict, HardwareProfile]] = ()) -> dict:
+    """Each worker count's prediction, the recommendation, and the search as configured. `shapes`: the
+    search's model shapes (plan.shapes), each with its profile; the search is priced at their mean epoch."""
     flops = count_flops(cfg, input_dim, num_classes, slots=slots)
 
     def at(n: int) -> WorkerPrediction:
@@ -124,7 +126,23 @@ def plan(cfg: KilnConfig, *, profile: HardwareProfile, workers: list[int], input
 
     predictions = [at(n) for n in workers]
     extra = {"flops_per_sample": flops["flops_per_sample"], "param_bytes": flops["param_bytes"]}
+    searched = at(cfg.train.num_workers)
+    priced = [shape_epoch(cfg, sample, shape_profile, input_dim=input_dim, num_classes=num_classes,
+                          train_rows=train_rows, slots=slots) for sample, shape_profile in shapes]
+    if priced:
+        searched = dataclasses.replace(searched, epoch_time_s=sum(p["epoch_time_s"] for p in priced) / len(priced))
+    search = predict_search(cfg, profile, searched, max_concurrent)
+    if priced:
+        search["shapes"] = priced
     return {"workers": [{**dataclasses.asdict(p), **extra} for p in predictions],
             "recommended_workers": recommend_workers(predictions),
-            "search": predict_search(cfg, profile, at(cfg.train.num_workers), max_concurrent),
-            "model": flops, "hardware": profile.name}
+            "search": search, "model": flops, "hardware": profile.name}
+
+
+def shape_epoch(cfg: KilnConfig, sample: dict, profile: HardwareProfile, *, input_dim: int, num_classes: int,
+                train_rows: int, slots=()) -> dict:
+    """One shape's epoch at the configured worker count."""
+    shaped = cfg.with_sample(sample)
+    counted = count_flops(shaped, input_dim, num_classes, slots=slots)
+    epoch = predict(shaped, profile, counted, num_workers=shaped.train.num_workers, train_rows=train_rows)
+    return {"sample": sample, "epoch_time_s": epoch.epoch_time_s, "flops_per_sample": counted["flops_per_sample"]}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.plan.shapes import describe
+
 
 def plan_table(plan_dict: dict) -> str:
     """The plan as a terminal table: one row per worker count, the recommendation and the search."""
@@ -31,6 +33,10 @@ def plan_table(plan_dict: dict) -> str:
                      + ("; text embeddings: " + ", ".join(
                          f"{i['column']} {i['vocabulary']:,} words x {i['encoded']} per row = {i['table_params']:,}"
                          for i in texts) + " parameters" if texts else ""))
+    if search.get("shapes"):
+        lines.append(f"the search's model shapes, epoch at {search['num_workers']} workers: " + ", ".join(
+            f"{describe(s['sample'])} {s['epoch_time_s']:.3f} s" for s in search["shapes"])
+            + "; the search is priced at their mean")
     lines.append(f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
                  f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "
                  f"trial-epochs, {search['compute_s']:.1f} s training, "

@@ -29,7 +29,7 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
-    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note")]
+    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4)]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
 
 
@@ -63,6 +63,24 @@ def test_each_text_encoder_learns_a_task_word_order_decides(encoder):
     with torch.no_grad():
         predicted = model(torch.tensor(prep.transform(val[["review"]]))).argmax(1).numpy()
     assert np.mean(predicted == prep.encode(val["label"])) > 0.95
+
+
+def test_the_transformer_reads_a_batch_as_long_as_its_longest_text_whatever_max_length():
+    """Its forward trims the padding after the batch's longest text: the same texts padded to 8 or to 40 ids
+    give the same outputs, so data.max_length costs nothing on short texts."""
+    texts = ["good kettle", "the kettle broke on the second day", None, "good"]
+    vocabulary = text.fit_vocabulary(texts * 2, size=20)
+    torch.manual_seed(0)
+    from pipelines.models import TextTransformer
+
+    encoder = TextTransformer(len(vocabulary) + text.RESERVED, 40, dim=16, layers=1, heads=2, dropout=0.0).eval()
+    short, long = (torch.tensor(text.token_ids(texts, vocabulary, max_length=n)) for n in (8, 40))
+    assert (long[:, 8:] == 0).all() and long.shape == (4, 40)
+    seen = []
+    encoder.encoder.layers[0].register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(short), encoder(long))
+    assert seen == [7, 7]  # the longest text's 7 words, not 8 or 40 positions
 
 
 def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path):
