@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -31,13 +32,9 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
                     seconds: float = 2.0) -> HardwareProfile:
     """Measure this machine: step FLOP/s and fixed cost, copy bandwidth, loopback all-reduce."""
     flops = count_flops(cfg, input_dim, num_classes, slots=slots)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # Ray gives each worker one thread here
-    try:
+    with _one_thread():
         flops_per_s, overhead, step_note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
         mem_bandwidth = _copy_bandwidth()
-    finally:
-        torch.set_num_threads(threads)
     notes = [step_note]
     try:
         latency, bandwidth = _loopback_allreduce(flops["grad_bytes"])
@@ -56,13 +53,20 @@ def for_shape(profile: HardwareProfile, cfg: KilnConfig, input_dim: int, num_cla
               seconds: float = 1.0) -> HardwareProfile:
     """`profile` with the step speed of `cfg`'s model measured afresh: a Transformer's FLOPs run far slower
     than an MLP's on the same cores, so each shape of a search gets its own. The rest is the machine's."""
+    with _one_thread():
+        flops_per_s, overhead, note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
+    return dataclasses.replace(profile, flops_per_s=flops_per_s, per_step_overhead_s=overhead, notes=note)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Ray gives each worker one thread here; calibrate as it will run."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        flops_per_s, overhead, note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
+        yield
     finally:
         torch.set_num_threads(threads)
-    return dataclasses.replace(profile, flops_per_s=flops_per_s, per_step_overhead_s=overhead, notes=note)
 
 
 def _step_speed(cfg, input_dim, num_classes, slots, seconds) -> tuple[float, float, str]:
