@@ -58,7 +58,8 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         splits = ingest.ingest(cfg, say=console.say)
         console.say(ingest.describe(cfg, splits))
     epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
-                                train_rows=splits.num_rows["train"], slots=splits.preprocessing.slots)
+                                train_rows=splits.num_rows["train"], slots=splits.preprocessing.slots,
+                                say=console.say)
     with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
                    resume_from=previous if resume else None) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
