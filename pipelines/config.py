@@ -235,7 +235,9 @@ class TrainConfig(Section):
     cache_shard_mb: NonNegativeInt = 512
     """When the train and val splits together fit in this many MiB, ingest puts them in the object store once
     and every worker keeps them as tensors (epochs then cost what a bare PyTorch loop costs); larger data
-    streams through Ray Data every epoch. 0 = always stream."""
+    streams through Ray Data every epoch, and an image set whose decoded pixels are larger is decoded in Ray
+    Data tasks every epoch (only its file names or encoded bytes are held), so it may exceed memory. The sizes
+    are decoded float32. 0 = always stream."""
     seed: NonNegativeInt = 0
 
 

@@ -140,7 +140,7 @@ class Encoder:
         per_channel = len(self.channel_mean) == self.channels
         mean = np.asarray(self.channel_mean, np.float32)[:, None, None] if per_channel else self.mean
         std = np.asarray(self.channel_std, np.float32)[:, None, None] if per_channel else self.std
-        for row, value in enumerate(values):
+        for at, (row, value) in enumerate(zip(values.index, values, strict=True)):  # row: the table's own
             if text.is_missing(value):
                 continue
             try:
@@ -149,7 +149,7 @@ class Encoder:
             except images.ImageError as err:
                 where = f" ({value})" if isinstance(value, str) else ""
                 raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
-            out[row] = ((decoded - mean) / std).reshape(-1)
+            out[at] = ((decoded - mean) / std).reshape(-1)
         return out
 
 

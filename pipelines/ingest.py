@@ -58,9 +58,10 @@ class Splits:
 
 def describe(cfg: KilnConfig, splits: Splits) -> str:
     """What ingest found, and how trials will read it."""
+    decoded = any(slot.kind == "image" for slot in splits.preprocessing.slots)
     where = ("  trials keep train and val in memory" if splits.arrays is not None else
-             "  train and val stream through Ray Data each epoch "
-             f"(over train.cache_shard_mb={cfg.train.cache_shard_mb})")
+             "  train and val stream through Ray Data each epoch" + (", images decoded in its tasks" if decoded else "")
+             + f" (over train.cache_shard_mb={cfg.train.cache_shard_mb} decoded)")
     features = len(splits.preprocessing.features)
     target = "regression" if splits.preprocessing.regression else f"{splits.num_classes} classes"
     return "\n".join([*(f"  {n}" for n in splits.notes),
@@ -119,7 +120,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Images are decoded here, in the driver, once for every trial: on 2 cores that beat Ray Data tasks
         # (benchmarks/ingest_images.py: 1296 images/s on one core against 806/s from map_batches on both).
-        part = frame.iloc[idx].reset_index(drop=True)
+        part = frame.iloc[idx]  # its index: the table's rows, which an image error names
         try:
             return prep.transform(part[features], allow_paths=True), prep.encode(part[label])
         except images.ImageError as err:
@@ -130,27 +131,97 @@ def _ingest(cfg: KilnConfig) -> Splits:
         # Materialised once here, so each trial reads blocks instead of re-running the pipeline.
         return ray.data.from_pandas(pd.DataFrame({"x": TensorArray(x), "y": y})).materialize()
 
-    train, val = arrays_of(train_idx), arrays_of(val_idx)
     num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
     fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
+    image_columns = [n for n, kind in checked.types.items() if kind == "image"]
+    # Data that fits goes to trials through the object store as plain arrays; only larger data streams
+    # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
+    if fits:
+        arrays = {"train": ray.put(arrays_of(train_idx)), "val": ray.put(arrays_of(val_idx))}
+        train_ds = val_ds = None
+    elif image_columns:  # decoded, they would not fit: Ray Data decodes them afresh every epoch, streamed
+        arrays = None
+        train_ds, val_ds = (decoding(frame.iloc[idx], prep, features, label, seed=cfg.data.split.seed, split=name)
+                            for name, idx in (("train", train_idx), ("val", val_idx)))
+    else:
+        arrays, train_ds, val_ds = None, to_dataset(arrays_of(train_idx)), to_dataset(arrays_of(val_idx))
 
     # The test rows as a request or the pyfunc gives them: an image column's file names read as bytes (the
     # model never opens a file after ingest), so evaluation, the registry's gate and the input example agree.
-    test = data.with_image_bytes(frame.iloc[test_idx], [n for n, kind in checked.types.items() if kind == "image"])
-    # Data that fits goes to trials through the object store as plain arrays; only larger data streams
-    # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
+    test = data.with_image_bytes(frame.iloc[test_idx], image_columns)
+    if image_columns:
+        check_images(test[features], prep)  # evaluation decodes them after the search: fail now instead
     return Splits(
-        train=None if fits else to_dataset(train),
-        val=None if fits else to_dataset(val),
+        train=train_ds,
+        val=val_ds,
         test_frame=test[features].reset_index(drop=True),
         test_y=test[cfg.data.label].to_numpy(),
         example=test[features].head(4).reset_index(drop=True),
         preprocessing=prep,
         fingerprint=data.fingerprint(source),
         num_rows=num_rows,
-        arrays={"train": ray.put(train), "val": ray.put(val)} if fits else None,
+        arrays=arrays,
         train_frame=frame.iloc[train_idx][[*features, cfg.data.label]].reset_index(drop=True),
         val_frame=frame.iloc[val_idx][[*features, cfg.data.label]].reset_index(drop=True),
         source=source.paths[0] if len(source.paths) == 1 else str(Path(source.paths[0]).parent),
         notes=tuple(data.describe(checked, cfg.data)),
     )
+
+
+ROW = "__kiln_row__"
+DECODE_CPUS = 0.25  # a decode task's share: what the search leaves free beside its trials (RESERVED_CPU)
+# Rows a decode task takes: a task's start costs about what 200 small JPEGs do on 2 busy cores
+# (benchmarks/ingest_images.py: 472 images/s in tasks of 256 rows, 1514/s of 1000), so tasks are large, up to
+# 64 MiB of decoded pixels; a few are in flight at a time.
+DECODE_BLOCK_BYTES, MIN_DECODE_ROWS, MAX_DECODE_ROWS = 64 << 20, 256, 2048
+
+
+def decoding(part: pd.DataFrame, prep: Preprocessing, features: list[str], label: str, *, seed: int, split: str):
+    """A lazy Ray Data pipeline from a split's rows (image cells: file names or encoded bytes, small) to the
+    (x, y) the training loop streams: each epoch's pass decodes, resizes and standardises in Ray Data tasks,
+    so no more than a few blocks of decoded pixels exist at a time. The rows are shuffled once here (a class
+    folder lists one class after another), and the loop shuffles again within each chunk it reads.
+
+    Before any trial starts, one pass decodes every image and keeps none: an image that does not decode is a
+    data error now, naming its row and file, not a failed trial at hour 30."""
+    import ray.data
+
+    rows = part[[*features, label]].sample(frac=1.0, random_state=seed)
+    rows = rows.assign(**{ROW: rows.index}).reset_index(drop=True)
+    per_block = min(max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // batches.shard_bytes(1, prep.width)), MAX_DECODE_ROWS)
+    blocks = ray.data.from_pandas([rows.iloc[start:start + per_block] for start in range(0, len(rows), per_block)])
+    checked = blocks.map_batches(_Decode(prep, features, label, check=True), batch_format="pandas",
+                                 batch_size=per_block, num_cpus=DECODE_CPUS)
+    failed = next((e for batch in checked.iter_batches(batch_size=None) for e in batch["error"] if e), None)
+    if failed:
+        raise DataError(f"data.source: {split} split: {failed}")
+    return blocks.map_batches(_Decode(prep, features, label), batch_format="pandas", batch_size=per_block,
+                              num_cpus=DECODE_CPUS)
+
+
+class _Decode:
+    """One block of raw rows to x (float32 pixels and the other columns) and y (the label's targets); with
+    `check`, to the first image error's message instead ("" when every image decodes)."""
+
+    def __init__(self, prep: Preprocessing, features: list[str], label: str, *, check: bool = False):
+        self.prep, self.features, self.label, self.check = prep, features, label, check
+
+    def __call__(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        rows = rows.set_index(ROW)  # the table's own row numbers, for an image error to name
+        if self.check:
+            try:
+                self.prep.transform(rows[self.features], allow_paths=True)
+            except images.ImageError as err:
+                return {"error": np.array([str(err)])}
+            return {"error": np.array([""])}
+        x = self.prep.transform(rows[self.features], allow_paths=True)
+        return {"x": x, "y": self.prep.encode(rows[self.label])}
+
+
+def check_images(features: pd.DataFrame, prep: Preprocessing, *, rows: int = 256) -> None:
+    """Decode `features`' images a few hundred rows at a time, keeping none: an ImageError is a data error."""
+    try:
+        for start in range(0, len(features), rows):
+            prep.transform(features.iloc[start:start + rows])
+    except images.ImageError as err:
+        raise DataError(f"data.source: test split: {err}") from None

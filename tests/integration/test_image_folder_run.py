@@ -1,10 +1,12 @@
 """An image set in class folders (builtin:digits-images) through `kiln run` to the endpoint: base64 PNGs in JSON
-rows and v2 BYTES, a corrupt image refused naming its row, and the pyfunc taking bytes; one shared run."""
+rows and v2 BYTES, a corrupt image refused naming its row, and the pyfunc taking bytes; one shared run. The run
+streams (train.cache_shard_mb=0): Ray Data decodes the images every epoch, as it does for a set larger than memory."""
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests_support import start_run
+from pipelines import images
+
+from tests_support import KILN, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +30,8 @@ def image_run(tmp_path_factory):
     run = start_run(
         "configs/examples/digits_images.yaml", root,
         "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=1", "--set", "tune.search_space={}",
-        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=3", "--set", "model.image_channels=[16, 32]")
+        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=5", "--set", "model.image_channels=[16, 32]",
+        "--set", "train.cache_shard_mb=0")
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield root, run
@@ -46,6 +51,7 @@ def pngs(root: Path, per_class: int) -> tuple[list[bytes], list[str]]:
 def test_the_run_reads_the_folders_as_images_and_says_there_is_no_baseline(image_run):
     _, run = image_run
     assert "1797 rows, 1 features (256 encoded), 10 classes" in run.output  # 16x16 grey
+    assert "stream through Ray Data each epoch, images decoded in its tasks" in run.output
     assert "baseline: none: image columns have no cheap baseline" in run.output
     assert "Sample answer (200)" in run.output  # the printed curl line sends the test rows' images as b64
     accuracy = float(run.output.split("test_accuracy=")[-1].split()[0].rstrip(","))
@@ -86,3 +92,17 @@ def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) > 0.6
+
+
+def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming_the_file(tmp_path):
+    folder = images.write_digits(tmp_path / "digits")
+    shutil.rmtree(folder / "3")  # a smaller set: a quicker check
+    (folder / "9" / "9999.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
+    refused = subprocess.run(
+        [KILN, "run", "configs/examples/digits_images.yaml", "--no-serve", "--set", f"data.source={folder}",
+         "--set", f"storage.root={tmp_path / 'runs'}", "--set", "train.cache_shard_mb=0",
+         "--set", "registry.model_name=never-registered"], capture_output=True, text=True, timeout=600)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 2, said[-3000:]
+    assert "9999.png" in said and "column 'image' row" in said, said[-3000:]
+    assert "✗ ingest" in refused.stdout and "» search" not in refused.stdout and "registered" not in said
