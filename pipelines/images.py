@@ -81,10 +81,12 @@ def describe(values, *, limit: int = 200) -> tuple[int, int]:
 
 
 def class_folders(root: Path) -> list[tuple[str, str]]:
-    """(path, label) of every image in `root/<label>/<file>` (torchvision's ImageFolder layout), sorted."""
+    """(path, label) of every image in `root/<label>/<file>` (torchvision's ImageFolder layout), sorted. Hidden
+    names are skipped: a `.ipynb_checkpoints` folder is no class, and macOS's `._photo.jpg` is no image."""
     found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        found += [(str(f), folder.name) for f in sorted(folder.iterdir()) if f.suffix.lower() in SUFFIXES]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found += [(str(f), folder.name) for f in sorted(folder.iterdir())
+                  if f.suffix.lower() in SUFFIXES and not f.name.startswith(".")]
     return found
 
 

@@ -38,6 +38,15 @@ def test_builtin_digits_images_is_a_class_folder_tree_read_as_image_and_label(tm
         data.label_column(DataConfig(source="builtin:digits-images", label="digit"), tmp_path)
 
 
+def test_hidden_folders_and_files_in_a_class_folder_tree_are_not_classes_or_images(tmp_path):
+    for folder in ("cat", "dog", ".ipynb_checkpoints"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.png").write_bytes(png(np.zeros((4, 4))))
+    (tmp_path / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what macOS copies beside
+    assert images.class_folders(tmp_path) == [(str(tmp_path / "cat" / "a.png"), "cat"),
+                                              (str(tmp_path / "dog" / "a.png"), "dog")]
+
+
 def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
     (tmp_path / "pics").mkdir()
     for i in range(4):
