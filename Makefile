@@ -27,7 +27,7 @@ test: install
 # Ratios measured side by side on this machine; each script merges its figures into benchmarks/results.json.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]' 2>&1 | $(QUIET_PIP)
-	for script in train_overhead ingest ingest_images scaling plan_accuracy asha_vs_random trial_cost search_vs_peers quickstart serve chaos; do \
+	for script in train_overhead ingest ingest_images tokenizers_vs_words scaling plan_accuracy asha_vs_random trial_cost search_vs_peers quickstart serve chaos; do \
 		echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 	$(BIN)/python benchmarks/readme_table.py
 
