@@ -1,5 +1,6 @@
-"""tokenizers_vs_words: Kiln's word vocabulary against a BPE vocabulary trained by the `tokenizers` library, side by
-side in one run on the same reviews (builtin:reviews, 8000 rows), the same split, encoder and training loop:
+"""tokenizers_vs_words: Kiln's two tokenizers (data.tokenizer: words, and bpe: a vocabulary trained by the
+`tokenizers` library), side by side in one run on the same reviews (builtin:reviews, 8000 rows), the same split,
+encoder and training loop:
 
 - fit: seconds to fit each vocabulary on the train split's texts; encode: texts a second to ids;
 - test accuracy of the bag encoder (models.TextBag: words plus hashed pairs of ids) under a linear head, trained
@@ -48,21 +49,11 @@ class BPE:
     name = "bpe"
 
     def fit(self, texts: list[str]) -> None:
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-        tokenizer.normalizer = normalizers.Lowercase()
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.BpeTrainer(vocab_size=VOCAB, min_frequency=text.MIN_COUNT, special_tokens=["[UNK]"])
-        tokenizer.train_from_iterator(texts, trainer)
-        self.tokenizer, self.size = tokenizer, tokenizer.get_vocab_size() + text.RESERVED
+        self.saved = text.fit_bpe(texts, size=VOCAB)  # data.tokenizer: bpe
+        self.size = text.bpe_size(self.saved) + text.RESERVED
 
     def ids(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), MAX_LENGTH), dtype=np.int64)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            found = [i + text.RESERVED for i in encoding.ids[:MAX_LENGTH]] or [text.EMPTY]
-            out[row, :len(found)] = found
-        return out
+        return text.bpe_ids(texts, self.saved, max_length=MAX_LENGTH)
 
 
 def typos(texts: list[str], seed: int, share: float = 0.15) -> list[str]:

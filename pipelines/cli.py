@@ -19,6 +19,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # MLflow draws a progress bar for every artifact download (the report reads one back): noise between stages.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
     except ModelNotFound as err:

@@ -73,6 +73,7 @@ class Encoder:
     indicator: bool = False  # number: a "was missing" column follows
     max_length: int = 0  # text: word ids per row
     typical_length: int = 0  # text: the words a batch's longest train text has, about (kiln plan prices it)
+    tokenizer: str = ""  # text: data.tokenizer bpe's vocabulary as the tokenizers library's JSON ("": words)
     size: int = 0  # image: side in pixels
     channels: int = 0  # image: 1 (grey) or 3 (RGB)
     channel_mean: list[float] = field(default_factory=list)  # image: per channel, from the train split (empty in
@@ -93,7 +94,7 @@ class Encoder:
     @property
     def vocabulary_size(self) -> int:
         """text: the ids an embedding table needs (the vocabulary and the reserved ids)."""
-        return len(self.levels) + text.RESERVED
+        return (text.bpe_size(self.tokenizer) if self.tokenizer else len(self.levels)) + text.RESERVED
 
     @property
     def names(self) -> list[str]:
@@ -112,7 +113,7 @@ class Encoder:
             scaled = (np.where(missing, self.median, numbers) - self.mean) / self.std
             return np.column_stack([scaled, missing] if self.indicator else [scaled])
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
-            return text.token_ids(values, self.levels, max_length=self.max_length).astype(np.float64)
+            return self.token_ids(values).astype(np.float64)
         if self.type == "image":
             return self.encode_images(values, allow_paths=allow_paths)
         names = [level(v) for v in values]
@@ -129,8 +130,14 @@ class Encoder:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
-                "typical_length": self.typical_length, "size": self.size, "channels": self.channels,
+                "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
+                "channels": self.channels,
                 "channel_mean": self.channel_mean, "channel_std": self.channel_std}
+
+    def token_ids(self, values) -> np.ndarray:
+        if self.tokenizer:
+            return text.bpe_ids(values, self.tokenizer, max_length=self.max_length)
+        return text.token_ids(values, self.levels, max_length=self.max_length)
 
     def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
         """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. File
@@ -154,13 +161,15 @@ class Encoder:
 
 
 def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
-                vocab_size: int = 20000, image_size: int | None = None) -> Encoder:
+                vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words") -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
-        vocabulary = text.fit_vocabulary(values, size=vocab_size)
-        lengths = (text.token_ids(values, vocabulary, max_length=max_length) > 0).sum(axis=1)
+        fitted = Encoder(name, kind, max_length=max_length, **(
+            {"tokenizer": text.fit_bpe(values, size=vocab_size)} if tokenizer == "bpe" else
+            {"levels": text.fit_vocabulary(values, size=vocab_size)}))
+        lengths = (fitted.token_ids(values) > 0).sum(axis=1)
         typical = int(np.quantile(lengths, 0.98)) if len(lengths) else max_length  # near a batch of 64's longest
-        return Encoder(name, kind, levels=vocabulary, max_length=max_length, typical_length=typical)
+        return dataclasses.replace(fitted, typical_length=typical)
     if kind == "image":
         present = [v for v in values if not text.is_missing(v)]
         side, channels = images.describe(present)
@@ -274,16 +283,17 @@ class Preprocessing:
 def sizes(data_cfg) -> dict[str, int]:
     """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
     return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
-            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size}
+            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size, "tokenizer": data_cfg.tokenizer}
 
 
 def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
         task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
-        vocab_size: int = 20000, image_size: int | None = None) -> Preprocessing:
+        vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words") -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
-                            vocab_size=vocab_size, image_size=image_size) for name, kind in types.items()]
+                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer)
+                for name, kind in types.items()]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)
         std = float(target.std())

@@ -32,11 +32,14 @@ class Registered:
         return f"  {self.name} v{self.version} registered; {moved} ({self.reason})"
 
 
-def _requirements() -> list[str]:
+def _requirements(cfg: KilnConfig) -> list[str]:
     # Explicit, so MLflow does not spend a subprocess inferring them.
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "torch", "pandas", "numpy", "pydantic", "pyyaml")]
+    packages = ["mlflow", "torch", "pandas", "numpy", "pydantic", "pyyaml"]
+    if cfg.data.tokenizer == "bpe":
+        packages.append("tokenizers")
+    return [f"{pkg}=={version(pkg)}" for pkg in packages]
 
 
 def signature(example: pd.DataFrame):
@@ -79,7 +82,7 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
                 contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(CODE), artifacts={"checkpoint": servable(checkpoint_dir, staging)},
-                signature=signature(example), input_example=example, pip_requirements=_requirements(),
+                signature=signature(example), input_example=example, pip_requirements=_requirements(cfg),
                 registered_model_name=name)
     except Exception as err:
         raise RuntimeError(f"{name}: the new model failed its load check, alias not moved: "

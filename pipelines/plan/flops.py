@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipelines import text
 from pipelines.config import KilnConfig
 from pipelines.models import build_model, pair_buckets, sample_input
 
@@ -45,4 +46,4 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
         return e.width * first if e.type != "number" else 0
 
     return [{"column": e.name, "type": e.type, "encoded": e.width, "table_params": table(e),
-             **({"vocabulary": len(e.levels)} if e.type == "text" else {})} for e in encoders]
+             **({"vocabulary": e.vocabulary_size - text.RESERVED} if e.type == "text" else {})} for e in encoders]

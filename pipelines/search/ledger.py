@@ -82,11 +82,16 @@ def hold(cfg: KilnConfig, name: str):
                            "of it); wait for that one to end")
 
 
+# Config keys added after searches were saved, with their defaults: left at the default, a key is not hashed.
+ADDED_LATER = (("model", "columns", {}), ("data", "tokenizer", "words"))
+
+
 def config_hash(cfg: KilnConfig) -> str:
     """What must match to resume: the search itself, not where it is served or tracked."""
     relevant = cfg.model_dump(include={"name", "data", "model", "train", "tune"})
-    if not relevant["model"]["columns"]:  # searches saved before model.columns existed stay resumable
-        del relevant["model"]["columns"]
+    for section, key, default in ADDED_LATER:  # searches saved before these keys existed stay resumable
+        if relevant[section][key] == default:
+            del relevant[section][key]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

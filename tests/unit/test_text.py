@@ -33,6 +33,23 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
 
 
+def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pieces_it_knows():
+    frame = pd.DataFrame({"note": ["the kettle works well", "the kettle broke", None, "works well again"] * 10,
+                          "label": ["p", "n", "n", "p"] * 10})
+    prep = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8, vocab_size=60,
+                        tokenizer="bpe")
+    (encoder,) = prep.encoders
+    assert encoder.tokenizer and encoder.levels == [] and 3 < encoder.vocabulary_size <= 60 + text.RESERVED
+    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert again == prep
+    ids = again.transform(pd.DataFrame({"note": ["the ketle works", "", None, "zzz qqq"]})).astype(int)
+    assert (ids[0] > text.UNKNOWN).sum() >= 3  # "ketle": pieces of "kettle", not one unknown word
+    assert ids[1].tolist() == ids[2].tolist() == [text.EMPTY] + [0] * 7
+    assert ids[3][0] == text.UNKNOWN  # letters never seen in training
+    words = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8)
+    assert words.transform(pd.DataFrame({"note": ["the ketle works"]}))[0, 1] == text.UNKNOWN
+
+
 def negation_task(rows: int, seed: int) -> pd.DataFrame:
     """Positive when the product is good or "not bad": word order decides, one word at a time does not."""
     rng = np.random.default_rng(seed)
@@ -44,10 +61,11 @@ def negation_task(rows: int, seed: int) -> pd.DataFrame:
                          "label": np.where((kind == 0) | (kind == 3), "pos", "neg")})
 
 
-@pytest.mark.parametrize("encoder", ["bag", "transformer"])
-def test_each_text_encoder_learns_a_task_word_order_decides(encoder):
+@pytest.mark.parametrize("encoder, tokenizer", [("bag", "words"), ("transformer", "words"), ("bag", "bpe")])
+def test_each_text_encoder_learns_a_task_word_order_decides(encoder, tokenizer):
     train, val = negation_task(800, 0), negation_task(200, 1)
-    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=12)
+    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=16,
+                        tokenizer=tokenizer)
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1,
                                     text_heads=2, dropout=0.0),

@@ -130,5 +130,5 @@ def test_a_config_hashes_as_it_did_before_model_columns_existed():
     assert ledger.config_hash(load_config(None, ["name=hash"])) == "8de0f4511f458552"
     quickstart = Path(__file__).parents[3] / "configs" / "quickstart.yaml"
     assert ledger.config_hash(load_config(quickstart, [])) == "c4c6d200223da96b"
-    assert ledger.config_hash(load_config(None, ["name=hash", "model.columns.note.embedding_dim=8"])) != \
-        "8de0f4511f458552"
+    for changed in ("model.columns.note.embedding_dim=8", "data.tokenizer=bpe"):
+        assert ledger.config_hash(load_config(None, ["name=hash", changed])) != "8de0f4511f458552"
