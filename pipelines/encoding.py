@@ -131,8 +131,7 @@ class Encoder:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
                 "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
-                "channels": self.channels,
-                "channel_mean": self.channel_mean, "channel_std": self.channel_std}
+                "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std}
 
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:

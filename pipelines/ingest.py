@@ -118,8 +118,8 @@ def _ingest(cfg: KilnConfig) -> Splits:
         raise DataError(f"data.source: {err}") from None
 
     def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Images are decoded here, in the driver, once for every trial: on 2 cores that beat Ray Data tasks
-        # (benchmarks/ingest_images.py: 1296 images/s on one core against 806/s from map_batches on both).
+        # Images that fit are decoded here, in the driver, once for every trial: on 2 cores that beat Ray Data
+        # tasks (benchmarks/ingest_images.py: 1297 images/s on one core against 411/s a core from map_batches).
         part = frame.iloc[idx]  # its index: the table's rows, which an image error names
         try:
             return prep.transform(part[features], allow_paths=True), prep.encode(part[label])
