@@ -5,7 +5,9 @@ recorded at that rung so far; otherwise it pauses (with a checkpoint) and waits.
 a paused trial that now ranks in its rung's top 1/eta is promoted first, from the highest rung down; only then
 does a new trial start. With a finite number of trials, once nothing is running or waiting to start, a rung's
 best unpromoted trial is promoted when no trial of that rung has been yet (so the search's best reaches the last
-epoch), and the trials left paused are stopped. Ray's own ASHAScheduler only stops trials: the first trials pass
+epoch), and the trials left paused are stopped. Trials level on the metric at a rung (on a small val split
+accuracy moves in steps of one row) are ranked by their val_loss there, lower first, as the search's own best
+trial is chosen (search.tuner.ranked); then the earlier recorded goes first. Ray's own ASHAScheduler only stops trials: the first trials pass
 every rung unchallenged and train to the end. The Tune side is scheduler.PromotionScheduler.
 """
 
@@ -25,17 +27,22 @@ class Rungs:
     mode: str  # "max" or "min": which way tune.metric is better
     recorded: list[dict[str, float]] = field(default_factory=list)  # per rung: trial id -> metric there
     promoted: list[list[str]] = field(default_factory=list)  # per rung: trials that went on past it
+    tiebreak: list[dict[str, float]] = field(default_factory=list)  # per rung: trial id -> val_loss there
 
     def __post_init__(self):
         self.recorded = self.recorded or [{} for _ in self.milestones]
         self.promoted = self.promoted or [[] for _ in self.milestones]
+        self.tiebreak = self.tiebreak or [{} for _ in self.milestones]  # records saved before it had none
 
-    def on_result(self, trial_id: str, epoch: int, value: float) -> str:
-        """A trial reported `value` after `epoch`: CONTINUE, or PAUSE at the rung it just reached."""
+    def on_result(self, trial_id: str, epoch: int, value: float, tiebreak: float = math.nan) -> str:
+        """A trial reported `value` (and `tiebreak`, its val_loss: lower is better) after `epoch`: CONTINUE, or
+        PAUSE at the rung it just reached."""
         rung = self.rung_at(epoch)
         if rung is None or trial_id in self.promoted[rung]:
             return CONTINUE  # between rungs, past the last one, or a report repeated after promotion
-        self.recorded[rung].setdefault(trial_id, value if value == value else self.worst)
+        if trial_id not in self.recorded[rung]:
+            self.recorded[rung][trial_id] = value if value == value else self.worst
+            self.tiebreak[rung][trial_id] = tiebreak if tiebreak == tiebreak else math.inf
         if trial_id in self.top(rung, final=False):
             self.promoted[rung].append(trial_id)
             return CONTINUE
@@ -46,8 +53,8 @@ class Rungs:
         return self.milestones.index(epoch) if epoch in self.milestones else None
 
     def top(self, rung: int, *, final: bool) -> list[str]:
-        """The trials ranked in the top 1/eta of those recorded at `rung`, best first (ties: the earlier
-        recorded). `final`: nothing else can run, so a rung with no promotion yet promotes its best."""
+        """The trials ranked in the top 1/eta of those recorded at `rung`, best first (ties: the lower val_loss,
+        then the earlier recorded). `final`: nothing else can run, so a rung with no promotion yet promotes its best."""
         ranked = sorted(self.recorded[rung], key=self._order(rung))
         count = math.floor(len(ranked) / self.eta + 1e-9)
         if final and not self.promoted[rung]:
@@ -72,16 +79,18 @@ class Rungs:
     def _order(self, rung: int):
         sign = -1.0 if self.mode == "max" else 1.0
         order = {trial_id: i for i, trial_id in enumerate(self.recorded[rung])}
-        return lambda trial_id: (sign * self.recorded[rung][trial_id], order[trial_id])
+        tiebreak = self.tiebreak[rung]
+        return lambda trial_id: (sign * self.recorded[rung][trial_id], tiebreak.get(trial_id, math.inf),
+                                 order[trial_id])
 
     def to_dict(self) -> dict:
         return {"milestones": self.milestones, "eta": self.eta, "mode": self.mode, "recorded": self.recorded,
-                "promoted": self.promoted}
+                "promoted": self.promoted, "tiebreak": self.tiebreak}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Rungs:
-        return cls(list(raw["milestones"]), float(raw["eta"]), raw["mode"],
-                   [dict(r) for r in raw["recorded"]], [list(p) for p in raw["promoted"]])
+        return cls(list(raw["milestones"]), float(raw["eta"]), raw["mode"], [dict(r) for r in raw["recorded"]],
+                   [list(p) for p in raw["promoted"]], [dict(t) for t in raw.get("tiebreak", [])])
 
 
 @dataclass
@@ -96,10 +105,10 @@ class Brackets:
     def build(cls, milestones: list[list[int]], eta: float, mode: str) -> Brackets:
         return cls([Rungs(list(m), eta, mode) for m in milestones])
 
-    def on_result(self, trial_id: str, epoch: int, value: float) -> str:
+    def on_result(self, trial_id: str, epoch: int, value: float, tiebreak: float = math.nan) -> str:
         if trial_id not in self.assigned:
             self.assigned[trial_id] = len(self.assigned) % len(self.brackets)
-        return self.brackets[self.assigned[trial_id]].on_result(trial_id, epoch, value)
+        return self.brackets[self.assigned[trial_id]].on_result(trial_id, epoch, value, tiebreak)
 
     def next_promotion(self, paused: set[str], *, final: bool = False) -> str | None:
         for index, rungs in enumerate(self.brackets):

@@ -54,6 +54,20 @@ def test_a_missing_metric_ranks_last_and_the_records_survive_a_round_trip():
     assert again == rungs and again.rung_at(1) == 0 and again.rung_at(5) is None
 
 
+def test_trials_level_on_the_metric_go_on_by_the_lower_val_loss_and_old_records_still_load():
+    rungs = Rungs([1], eta=2, mode="max")
+    assert rungs.on_result("A", 1, 0.98, 0.09) == PAUSE
+    assert rungs.on_result("B", 1, 0.98, 0.05) == CONTINUE  # level with A on accuracy, lower loss: B goes on
+    assert rungs.on_result("C", 1, 0.98) == PAUSE  # no loss reported ranks last among the level
+    assert rungs.on_result("D", 1, 0.97, 0.01) == PAUSE  # a lower loss does not lift it over a better accuracy
+    assert rungs.top(0, final=False) == ["B", "A"]
+    assert rungs.next_promotion({"A", "C", "D"}) == "A"
+    saved = rungs.to_dict()
+    del saved["tiebreak"]  # records written before losses were kept
+    old = Rungs.from_dict(saved)
+    assert old.top(0, final=False) == ["A", "B"]  # level trials fall back to the order they were recorded
+
+
 def test_brackets_start_judging_later_each_and_share_the_trials_out_in_turn():
     from pipelines.config import load_config
     from pipelines.search.promotion import Brackets
