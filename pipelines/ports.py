@@ -1,16 +1,49 @@
-"""Free loopback ports, for what Kiln starts on this machine (a dashboard, Serve's side listeners, a probe)."""
+"""Free loopback ports, for what Kiln starts on this machine (a dashboard, Serve's side listeners, a probe).
+
+A port is picked now and bound later (Serve's HAProxy opens its side listeners a minute after the runtime starts),
+so it is drawn from below the kernel's ephemeral range: a port from that range, free when picked, can become the
+local end of any outgoing connection meanwhile, and Ray's processes open many. That happened once in a `make test`:
+HAProxy's metrics listener found its port taken ("cannot bind socket (Address already in use)") and the endpoint
+never started. Ray's workers bind 10002-19999 by default, so the draw starts above them.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
+
+RAY_WORKER_PORTS_END = 19999  # Ray's default max_worker_port
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DRAWS = 200
+
+
+def ephemeral_start() -> int:
+    """The first port the kernel hands out for outgoing connections (Linux's file; 32768 where there is none,
+    below every other system's range)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports nothing listens on right now (held open together, so never the same)."""
-    sockets = [socket.socket() for _ in range(count)]
+    """`count` distinct loopback ports nothing listens on right now, between Ray's worker ports and the ephemeral
+    range (held open together, so never the same); from the ephemeral range where that gap is too small."""
+    low, high = RAY_WORKER_PORTS_END + 1, ephemeral_start() - 1
+    candidates = random.sample(range(low, high + 1), min(DRAWS, high - low + 1)) if high - low >= DRAWS else []
+    sockets: list[socket.socket] = []
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
+        for port in [*candidates, *[0] * count]:  # port 0: the kernel picks, if the gap had too few free
+            if len(sockets) == count:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
