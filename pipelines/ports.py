@@ -29,25 +29,28 @@ def ephemeral_start() -> int:
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct loopback ports nothing listens on right now, between Ray's worker ports and the ephemeral
-    range (held open together, so never the same); from the ephemeral range where that gap is too small."""
-    low, high = RAY_WORKER_PORTS_END + 1, ephemeral_start() - 1
-    candidates = random.sample(range(low, high + 1), min(DRAWS, high - low + 1)) if high - low >= DRAWS else []
+    range (held open together, so never the same); the kernel's pick where that gap is too small."""
+    gap = range(RAY_WORKER_PORTS_END + 1, ephemeral_start())
+    candidates = random.sample(gap, DRAWS) if len(gap) > DRAWS else []
     sockets: list[socket.socket] = []
     try:
-        for port in [*candidates, *[0] * count]:  # port 0: the kernel picks, if the gap had too few free
-            if len(sockets) == count:
-                break
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            sockets.append(s)
+        for port in [*candidates, *[0] * count]:  # port 0: the kernel picks, once the gap's draws run out
+            if len(sockets) < count and (held := _bound(port)) is not None:
+                sockets.append(held)
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
             s.close()
+
+
+def _bound(port: int) -> socket.socket | None:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    return s
 
 
 def free_port() -> int:

@@ -7,8 +7,9 @@ does a new trial start. With a finite number of trials, once nothing is running 
 best unpromoted trial is promoted when no trial of that rung has been yet (so the search's best reaches the last
 epoch), and the trials left paused are stopped. Trials level on the metric at a rung (on a small val split
 accuracy moves in steps of one row) are ranked by their val_loss there, lower first, as the search's own best
-trial is chosen (search.tuner.ranked); then the earlier recorded goes first. Ray's own ASHAScheduler only stops trials: the first trials pass
-every rung unchallenged and train to the end. The Tune side is scheduler.PromotionScheduler.
+trial is chosen (search.tuner.pick_best); then the earlier recorded goes first. Ray's own ASHAScheduler only
+stops trials: the first trials pass every rung unchallenged and train to the end. The Tune side is
+scheduler.PromotionScheduler.
 """
 
 from __future__ import annotations

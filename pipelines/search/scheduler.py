@@ -94,9 +94,8 @@ def promotion_scheduler(cfg: KilnConfig, search_name: str):
         def on_trial_result(self, tune_controller, trial, result) -> str:
             if "epoch" not in result or cfg.tune.metric not in result:
                 return TrialScheduler.CONTINUE
-            tiebreak = float(result.get("val_loss", math.nan)) if cfg.tune.metric != "val_loss" else math.nan
             decision = self.rungs.on_result(trial.trial_id, int(result["epoch"]), float(result[cfg.tune.metric]),
-                                            tiebreak)
+                                            float(result.get("val_loss", math.nan)))
             self._save()
             return TrialScheduler.PAUSE if decision == promotion.PAUSE else TrialScheduler.CONTINUE
 
