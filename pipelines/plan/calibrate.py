@@ -23,6 +23,7 @@ from pipelines.plan.hardware import (
     LOOPBACK_BANDWIDTH,
     LOOPBACK_LATENCY_S,
     HardwareProfile,
+    at_speed,
     local_cores,
 )
 from pipelines.ports import free_port
@@ -35,7 +36,9 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
     with _one_thread():
         flops_per_s, overhead, step_note = _step_speed(cfg, input_dim, num_classes, slots, seconds)
         mem_bandwidth = _copy_bandwidth()
-    notes = [step_note]
+        probe_s = speed_probe()
+    machine, factor = at_speed(LOCAL, probe_s)
+    notes = [step_note, f"speed probe {probe_s:.2f} s: trial start-up costs x{factor:.2f} of the recorded"]
     try:
         latency, bandwidth = _loopback_allreduce(flops["grad_bytes"])
         notes.append(f"gloo all-reduce {latency * 1e6:.0f} us + bytes / {bandwidth / 1e9:.2f} GB/s")
@@ -44,7 +47,7 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
         notes.append(f"all-reduce not measured ({type(err).__name__}: {err}); default used")
         warnings.warn(notes[-1], stacklevel=2)
     return dataclasses.replace(
-        LOCAL, flops_per_s=flops_per_s, mem_bandwidth_bytes_per_s=mem_bandwidth,
+        machine, flops_per_s=flops_per_s, mem_bandwidth_bytes_per_s=mem_bandwidth,
         interconnect_bandwidth_bytes_per_s=bandwidth, allreduce_latency_s=latency,
         per_step_overhead_s=overhead, cores=local_cores(), notes="; ".join(notes))
 
@@ -101,6 +104,26 @@ def _step_time(cfg, input_dim, num_classes, batch, budget_s, slots=()) -> float:
             optimizer.step()
         chunks.append((time.perf_counter() - started) / 10)
     return statistics.median(chunks[1:])  # the first chunk warms up
+
+
+def speed_probe(steps: int = 400, repeats: int = 3) -> float:
+    """Seconds for a fixed workload as small and Python-bound as a trial's start-up: `steps` AdamW steps of a
+    64-128-64-10 MLP at batch 64 on the calling thread, the fastest of `repeats`. Fixed, not cfg's model, so
+    that hardware.REFERENCE_PROBE_S, its time on the day LOCAL's costs were measured, stays comparable."""
+    generator = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
+                                torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(64, 64, generator=generator), torch.randint(0, 10, (64,), generator=generator)
+
+    def run() -> None:
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+    run()  # warm-up: the first steps allocate
+    return min(timeit.repeat(run, number=1, repeat=repeats))
 
 
 def _copy_bandwidth(num_bytes: int = 64 << 20) -> float:

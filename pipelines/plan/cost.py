@@ -111,7 +111,7 @@ def predict_search(cfg: KilnConfig, profile: HardwareProfile, prediction: Worker
     per_trial = profile.in_actor_trial_fixed_cost_s if in_actor else profile.trial_fixed_cost_s
     wall = (compute + trial_epochs * per_report + tune.num_samples * per_trial) / max_concurrent
     return {"num_workers": prediction.num_workers, "trial_epochs": trial_epochs,
-            "compute_s": compute, "wall_time_s": wall}
+            "compute_s": compute, "trial_start_s": per_trial, "wall_time_s": wall}
 
 
 def plan(cfg: KilnConfig, *, profile: HardwareProfile, workers: list[int], input_dim: int,

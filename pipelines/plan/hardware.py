@@ -58,10 +58,10 @@ BUILTIN = {"h100": H100, "a100": A100, "l4": L4}
 
 # Fallbacks for a machine like this one (2 shared cores, one torch thread per worker) from
 # calibrate_local on the quickstart MLP, and the measured costs Kiln adds around the steps
-# (benchmarks/quickstart.py and plan_accuracy.py): ~8 s from a trial's start to its first step plus
-# ~2 s teardown; 0.1 s between epochs for Train's report poll; an epoch's own fixed cost is small now
-# that small data stays in memory. At 2 DDP workers a step took ~2 ms where compute and an idle
-# loopback all-reduce account for ~0.5 ms: the rest is the contended sync.
+# (benchmarks/trial_cost.py, an idle day, 2026-12-04): a Ray Train DDP trial 9.4 s outside its 3.75 epochs, a
+# 1-worker trial in its reused actor 0.57 s outside its 4.4; 0.1 s between epochs for Train's report poll; an
+# epoch's own fixed cost is small now that small data stays in memory. At 2 DDP workers a step took ~2 ms
+# where compute and an idle loopback all-reduce account for ~0.5 ms: the rest is the contended sync.
 LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH = 150e-6, 1.5e9
 
 
@@ -69,8 +69,27 @@ IN_WORKER_SLOWDOWN = 1.10
 
 
 LOCAL = HardwareProfile("local", 4e10, 4e10, LOOPBACK_BANDWIDTH, LOOPBACK_LATENCY_S,
-                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.002, trial_fixed_cost_s=10.0,
-                        per_report_s=0.12, contended_sync_s=1.5e-3)
+                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.002, trial_fixed_cost_s=8.9,
+                        per_report_s=0.12, contended_sync_s=1.5e-3, in_actor_trial_fixed_cost_s=0.44,
+                        in_actor_per_report_s=0.03)
+
+
+# Those costs are process starts, imports and Python bookkeeping: they follow the speed of the cores, and shared
+# cores change speed from day to day. On a day this machine imported torch and ray.train in 5.46 s (1.91 s on
+# the day LOCAL's costs were measured) a trial cost 2.9x as much outside its epochs and a small-MLP step 2.8x:
+# calibrate_local times speed_probe and scales the costs by its time against the time it took that day.
+REFERENCE_PROBE_S = 0.18  # s, on that day (torch + ray.train imported in 1.9 s)
+CPU_BOUND_COSTS = ("trial_fixed_cost_s", "in_actor_trial_fixed_cost_s", "in_actor_per_report_s")
+SPEED_FACTOR_RANGE = (0.25, 4.0)  # a probe disturbed past this says more about the disturbance than the cores
+
+
+def at_speed(profile: HardwareProfile, probe_s: float) -> tuple[HardwareProfile, float]:
+    """`profile` with its CPU-bound costs scaled to cores on which speed_probe took `probe_s`, and the factor
+    (clamped to SPEED_FACTOR_RANGE). Train's report poll (per_report_s) is a fixed interval and stays."""
+    low, high = SPEED_FACTOR_RANGE
+    factor = min(high, max(low, probe_s / REFERENCE_PROBE_S))
+    scaled = {name: getattr(profile, name) * factor for name in CPU_BOUND_COSTS}
+    return dataclasses.replace(profile, **scaled), factor
 
 
 def local_cores() -> int:

@@ -40,7 +40,7 @@ def plan_table(plan_dict: dict) -> str:
     lines.append(f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
                  f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "
                  f"trial-epochs, {search['compute_s']:.1f} s training, "
-                 f"~{search['wall_time_s']:.0f} s wall")
+                 f"~{search['wall_time_s']:.0f} s wall ({search['trial_start_s']:.2f} s a trial to start and stop)")
     return "\n".join(lines)
 
 

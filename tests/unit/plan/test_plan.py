@@ -193,13 +193,31 @@ def test_plan_shape_table_and_png(tmp_path):
         "allreduce_s", "data_s", "overhead_s"}
     assert result["workers"][0]["flops_per_sample"] == 896
     assert result["workers"][0]["param_bytes"] == 848
-    assert set(result["search"]) == {"num_workers", "trial_epochs", "compute_s", "wall_time_s"}
+    assert set(result["search"]) == {"num_workers", "trial_epochs", "compute_s", "trial_start_s", "wall_time_s"}
     assert result["search"]["num_workers"] == 2  # the config's own worker count
     assert result["hardware"] == "H100" and result["recommended_workers"] in (1, 2, 4)
     table = show.plan_table(result)
     assert len(table.splitlines()) == 2 + 3 + 1 and "recommended workers" in table
     show.save_png(result, tmp_path / "plan.png")
     assert (tmp_path / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_start_up_costs_follow_the_speed_of_the_cores():
+    """A probe twice the reference's time doubles the CPU-bound costs; Train's report poll stays; a wild probe
+    is clamped rather than believed."""
+    slow, factor = hardware.at_speed(hardware.LOCAL, 2 * hardware.REFERENCE_PROBE_S)
+    assert factor == pytest.approx(2.0)
+    assert slow.trial_fixed_cost_s == pytest.approx(2 * hardware.LOCAL.trial_fixed_cost_s)
+    assert slow.in_actor_trial_fixed_cost_s == pytest.approx(2 * hardware.LOCAL.in_actor_trial_fixed_cost_s)
+    assert slow.in_actor_per_report_s == pytest.approx(2 * hardware.LOCAL.in_actor_per_report_s)
+    assert slow.per_report_s == hardware.LOCAL.per_report_s and slow.flops_per_s == hardware.LOCAL.flops_per_s
+    assert hardware.at_speed(hardware.LOCAL, 100 * hardware.REFERENCE_PROBE_S)[1] == hardware.SPEED_FACTOR_RANGE[1]
+    assert hardware.at_speed(hardware.LOCAL, 0.0)[1] == hardware.SPEED_FACTOR_RANGE[0]
+    # the search's predicted wall time moves with them: at 1 trial at a time, the start-ups are most of it
+    one = dataclasses.replace(prediction(1, 1.0), epoch_time_s=0.01)
+    fast_s = cost.predict_search(cfg(), hardware.LOCAL, one, max_concurrent=1)["wall_time_s"]
+    slow_s = cost.predict_search(cfg(), slow, one, max_concurrent=1)["wall_time_s"]
+    assert 1.8 * fast_s < slow_s < 2 * fast_s
 
 
 def test_calibration_falls_back_when_all_reduce_fails(monkeypatch):
@@ -212,6 +230,11 @@ def test_calibration_falls_back_when_all_reduce_fails(monkeypatch):
     assert profile.allreduce_latency_s == hardware.LOOPBACK_LATENCY_S
     assert profile.flops_per_s > 0 and profile.mem_bandwidth_bytes_per_s > 0
     assert profile.cores == hardware.local_cores() and "default used" in profile.notes
+    # the start-up costs are the recorded ones at this machine's speed now, said in the notes
+    factor = profile.in_actor_trial_fixed_cost_s / hardware.LOCAL.in_actor_trial_fixed_cost_s
+    low, high = hardware.SPEED_FACTOR_RANGE
+    assert low <= factor <= high and f"x{factor:.2f}" in profile.notes
+    assert profile.trial_fixed_cost_s == pytest.approx(factor * hardware.LOCAL.trial_fixed_cost_s)
 
 
 def test_calibration_measures_loopback_all_reduce():
