@@ -31,7 +31,7 @@ class HardwareProfile:
     # descheduled peer. Measured, not derived; scaled by num_workers / cores.
     contended_sync_s: NonNegativeFloat = 0.0
     # A 1-worker trial trained in its reused Tune trial actor (train.runner: auto): no Train run to start, reports
-    # straight to Tune. These defaults, for profiles that do not say (LOCAL does), are from a slow day of
+    # straight to Tune. These defaults, for profiles that do not say (LOCAL does), are from an earlier run of
     # benchmarks/trial_cost.py on 2 cores: 1.6 s a trial outside its epochs, over 4.4 epochs a trial.
     in_actor_trial_fixed_cost_s: NonNegativeFloat = 1.2
     in_actor_per_report_s: NonNegativeFloat = 0.08
