@@ -1,6 +1,7 @@
 """search_vs_peers: time and trial-epochs until a search reaches the best val accuracy of a 16-trial random search
 minus 0.5 points, side by side in one run, same search space, seeds and cores, for
-- Kiln (its tuner, ASHA as configured, 1-worker trials in their reused Tune actors),
+- Kiln (its tuner, ASHA as configured, 1-worker trials in their reused Tune actors), and Kiln with
+  `tune.scheduler.name: asha_promote` (`kiln_promote`: paused trials, promoted from rungs),
 - Optuna with SuccessiveHalvingPruner in one process (n_jobs = cores, threads, RandomSampler(seed)),
 - the documented Ray Tune + Ray Train wiring: a Tune function trainable that runs a TorchTrainer (1 worker) with
   Ray's TuneReportCallback, Ray's ASHAScheduler, the datasets handed to the trainer and read with
@@ -46,6 +47,9 @@ WORKLOADS = {
                         "model.hidden": {"choice": [[256, 256], [512, 256], [512, 512]]},
                         "train.batch_size": {"choice": [256, 512, 1024]}}},
 }
+
+
+SYSTEMS = ("kiln", "kiln_promote", "optuna", "ray_docs")
 
 
 class Clock:
@@ -196,7 +200,7 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
     return clock.stop()
 
 
-def workload_config(kind: str, root: str, samples: int, seed: int):
+def workload_config(kind: str, root: str, samples: int, seed: int, extra: tuple[str, ...] = ()):
     spec = WORKLOADS[kind]
     source = "builtin:digits"
     if kind == "large":
@@ -204,7 +208,7 @@ def workload_config(kind: str, root: str, samples: int, seed: int):
     overrides = [f"storage.root={root}", f"data.source={source}", f"tune.num_samples={samples}",
                  f"train.epochs={spec['epochs']}", "train.num_workers=1", "train.cpus_per_worker=1",
                  f"tune.search_space={json.dumps(spec['space'])}", f"tune.seed={seed}", f"train.seed={seed}",
-                 f"registry.model_name=peers-{kind}", *spec["overrides"]]
+                 f"registry.model_name=peers-{kind}", *spec["overrides"], *extra]
     return load_config("configs/quickstart.yaml", overrides).for_task("classification")
 
 
@@ -227,9 +231,12 @@ def one_workload(kind: str, seeds: int, samples: int) -> dict:
             goal = max(v for _, v in reference.points) - 0.005
             say(kind, seed, "random_search", reference.summary(goal))
             searches = {}
-            for system in ("kiln", "optuna", "ray_docs"):  # each printed as it ends: an interrupted run keeps the rest
+            for system in SYSTEMS:  # each printed as it ends: an interrupted run keeps the rest
                 if system == "kiln":
                     searches[system] = kiln(cfg, splits, f"kiln-{kind}-{seed}")
+                elif system == "kiln_promote":
+                    promoted = workload_config(kind, root, samples, seed, ("tune.scheduler.name=asha_promote",))
+                    searches[system] = kiln(promoted, splits, f"kiln-promote-{kind}-{seed}")
                 elif system == "optuna":
                     searches[system] = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples,
                                                   prune=True)
@@ -275,6 +282,10 @@ def main() -> None:
                             "baseline": f"{label}; {baseline}",
                             "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
                             if peer == "optuna" else None})
+        promoted = median([time_to_goal(r["kiln_promote"]) / time_to_goal(r["optuna"]) for r in rows])
+        figures.append({"name": f"search_time_ratio_promote_vs_optuna_{kind}", "value": round(promoted, 3),
+                        "unit": "x", "target": None,
+                        "baseline": f"Kiln with tune.scheduler.name: asha_promote against Optuna; {baseline}"})
         record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
 
 
