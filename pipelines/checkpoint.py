@@ -33,11 +33,16 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / META_FILE).read_text())
 
 
+def saved_model_config(saved: dict[str, Any]) -> ModelConfig:
+    """A checkpoint's model section as a config; one saved before model.image_pool pooled globally."""
+    return ModelConfig.model_validate({"image_pool": 1, **saved})
+
+
 def load_model(folder: str | Path) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
     """Rebuild the model from a checkpoint folder, in eval mode on the CPU."""
     meta = read_meta(folder)
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    model = build_model(ModelConfig.model_validate(meta["model"]),
+    model = build_model(saved_model_config(meta["model"]),
                         input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

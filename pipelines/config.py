@@ -115,6 +115,10 @@ class DataConfig(Section):
     unknown id) or bpe (byte-pair pieces trained on the train split by the tokenizers library: a misspelt or
     unseen word still reads as pieces it knows; 1.2 points better on clean reviews and 2.8 with typos in
     benchmarks/tokenizers_vs_words.py, at half the encoding speed)."""
+    char_ngrams: NonNegativeInt = 256
+    """A text column's hashed character 3- to 5-gram ids kept per row (the first distinct ones), beside its words:
+    the bag encoder averages their embeddings too, which catches misspellings, handles, URLs and casing that a
+    word vocabulary drops. 0 = words only."""
     image_size: PositiveInt | None = None
     """Side in pixels every image is resized to; null = the median side of the train images, at most 64."""
     baseline: bool = True
@@ -137,6 +141,8 @@ class ColumnEncoderConfig(Section):
     text_layers: PositiveInt | None = None
     text_heads: PositiveInt | None = None
     image_channels: list[PositiveInt] | None = Field(None, min_length=1)
+    image_pool: PositiveInt | None = None
+    image_standardize: Literal["dataset", "per_image"] | None = None
 
 
 ENCODER_KEYS = tuple(ColumnEncoderConfig.model_fields)
@@ -160,6 +166,13 @@ class ModelConfig(Section):
     image_channels: list[PositiveInt] = Field([16, 32], min_length=1)
     """An image column's CNN: one residual block per entry, of that many channels; each block after the first
     halves the side (so its length is the depth, its values the width)."""
+    image_pool: PositiveInt = 4
+    """The CNN's last feature map is averaged to at most image_pool x image_pool cells and flattened into the
+    head (1 = global average pooling, what models saved before this key had)."""
+    image_standardize: Literal["dataset", "per_image"] = "dataset"
+    """dataset = pixels standardised with the train split's per-channel mean and std only; per_image = each image
+    also by its own mean and spread, inside the model (for colours or lighting that vary from image to image; it
+    discards a colour that carries the class)."""
 
     columns: dict[str, ColumnEncoderConfig] = {}
     """Per text or image column, encoder settings that differ from the ones above, e.g.
@@ -183,7 +196,7 @@ class ModelConfig(Section):
         return self.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
-IMAGE_KEYS = ("image_channels",)
+IMAGE_KEYS = ("image_channels", "image_pool", "image_standardize")
 
 
 def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
@@ -213,7 +226,21 @@ class TrainConfig(Section):
     """auto = cross_entropy for classification, mse for regression (on the target standardised on train);
     huber is less swayed by outliers."""
     lr: PositiveFloat = 1e-3
-    weight_decay: float = Field(0.0, ge=0)
+    """Peak learning rate, reached after the warm-up."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW's decoupled weight decay on weight matrices, convolutions and embeddings (never biases or norms).
+    0.01: PyTorch's AdamW default."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """After the warm-up: cosine decay to zero at the last step of train.epochs (Loshchilov & Hutter's SGDR without
+    restarts, timm's default), or constant. Stepped per batch; a resumed or promoted trial continues it."""
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    """Share of all steps (train.epochs x batches an epoch) over which the learning rate rises linearly from
+    near zero. 0.05: within the 3-10% that BERT's and timm's recipes use."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Gradient norm clipped to this before each step (0 = off). 1.0: Hugging Face Trainer's max_grad_norm."""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """Classification: the cross-entropy target puts this much mass on the other classes (Szegedy et al. 2016;
+    0.1 is timm's default). Training loss only: val_loss and the metrics use the plain targets."""
     num_workers: PositiveInt = 2
     """DDP workers per trial; each gets 1/num_workers of every epoch."""
     cpus_per_worker: PositiveFloat = 0.5

@@ -6,8 +6,9 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
   binary    the two training values as 0 and 1; a missing or unseen value sets its "missing" column
   category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
             level and an "other" level, which every rarer or unseen value shares
-  text      data.max_length word ids over the train split's vocabulary (pipelines/text.py); the model embeds
-            them (models.TextBag, models.TextTransformer)
+  text      data.max_length word ids over the train split's vocabulary (pipelines/text.py), then
+            data.char_ngrams hashed character n-gram ids; the model embeds them (models.TextBag,
+            models.TextTransformer)
   image     channels x size x size pixels (pipelines/images.py), standardised per channel with the train split's
             mean and std; a missing cell is the mean image (zeros); the model's CNN reads them (models.ImageCNN)
 Nothing here refuses a row: a missing or unseen value has a column of its own.
@@ -57,6 +58,7 @@ class Slot(NamedTuple):
     size: int = 0
     column: str = ""  # the column's name (its encoder's settings: model.columns)
     length: int = 0  # text: the words a batch's longest text has, about (0: width)
+    chars: int = 0  # text: hashed character n-gram ids at the slot's end (text.char_ngram_ids), after the words
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Encoder:
     channels: int = 0  # image: 1 (grey) or 3 (RGB)
     channel_mean: list[float] = field(default_factory=list)  # image: per channel, from the train split (empty in
     channel_std: list[float] = field(default_factory=list)  # models saved before: then mean and std, all channels)
+    char_ngrams: int = 0  # text: hashed character n-gram ids per row after the word ids (0: none, as saved before)
 
     @property
     def width(self) -> int:
@@ -86,7 +89,7 @@ class Encoder:
         if self.type == "binary":
             return 2
         if self.type == "text":
-            return self.max_length
+            return self.max_length + self.char_ngrams
         if self.type == "image":
             return self.channels * self.size * self.size
         return len(self.levels) + 2
@@ -113,7 +116,10 @@ class Encoder:
             scaled = (np.where(missing, self.median, numbers) - self.mean) / self.std
             return np.column_stack([scaled, missing] if self.indicator else [scaled])
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
-            return self.token_ids(values).astype(np.float64)
+            ids = self.token_ids(values)
+            if self.char_ngrams:
+                ids = np.hstack([ids, text.char_ngram_ids(values, count=self.char_ngrams)])
+            return ids.astype(np.float64)
         if self.type == "image":
             return self.encode_images(values, allow_paths=allow_paths)
         names = [level(v) for v in values]
@@ -131,7 +137,8 @@ class Encoder:
         return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
                 "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
-                "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std}
+                "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std,
+                "char_ngrams": self.char_ngrams}
 
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:
@@ -160,10 +167,11 @@ class Encoder:
 
 
 def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
-                vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words") -> Encoder:
+                vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
+                char_ngrams: int = 0) -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
-        fitted = Encoder(name, kind, max_length=max_length, **(
+        fitted = Encoder(name, kind, max_length=max_length, char_ngrams=char_ngrams, **(
             {"tokenizer": text.fit_bpe(values, size=vocab_size)} if tokenizer == "bpe" else
             {"levels": text.fit_vocabulary(values, size=vocab_size)}))
         lengths = (fitted.token_ids(values) > 0).sum(axis=1)
@@ -236,7 +244,7 @@ class Preprocessing:
         for e in self.encoders:
             if e.type == "text":
                 slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size, column=e.name,
-                                  length=e.typical_length or e.width))
+                                  length=e.typical_length or e.max_length, chars=e.char_ngrams))
             elif e.type == "image":
                 slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
             start += e.width
@@ -282,16 +290,18 @@ class Preprocessing:
 def sizes(data_cfg) -> dict[str, int]:
     """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
     return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
-            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size, "tokenizer": data_cfg.tokenizer}
+            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size, "tokenizer": data_cfg.tokenizer,
+            "char_ngrams": data_cfg.char_ngrams}
 
 
 def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
         task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
-        vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words") -> Preprocessing:
+        vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
+        char_ngrams: int = 0) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
-                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer)
+                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer, char_ngrams=char_ngrams)
                 for name, kind in types.items()]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)

@@ -119,18 +119,24 @@ def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class TextBag(nn.Module):
     """A bag of n-grams: the mean embedding of a text's words plus the mean embedding of its word pairs, each
-    pair hashed into `pair_buckets` rows (so "not good" differs from "good" without a pair vocabulary)."""
+    pair hashed into `pair_buckets` rows (so "not good" differs from "good" without a pair vocabulary), plus the
+    mean embedding of its hashed character n-grams when the encoding has them (`chars` ids after the words)."""
 
-    def __init__(self, vocabulary: int, length: int, dim: int):
+    def __init__(self, vocabulary: int, length: int, dim: int, chars: int = 0):
         super().__init__()
         self.words = nn.Embedding(vocabulary, dim, padding_idx=0)
         self.buckets = pair_buckets(vocabulary)
         self.pairs = nn.Embedding(self.buckets, dim, padding_idx=0) if length > 1 else None  # DDP: no idle weights
+        self.length = length
+        self.chars = nn.Embedding(text.CHAR_BUCKETS, dim, padding_idx=0) if chars else None
         self.out_dim = dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids, grams = ids[:, :self.length], ids[:, self.length:]
         present = ids > 0
         pooled = masked_mean(self.words(ids), present)
+        if self.chars is not None:
+            pooled = pooled + masked_mean(self.chars(grams), grams > 0)
         if self.pairs is None:
             return pooled
         pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % (self.buckets - 1) + 1
@@ -145,6 +151,7 @@ class TextTransformer(nn.Module):
         super().__init__()
         self.words = nn.Embedding(vocabulary, dim, padding_idx=0)
         self.positions = nn.Embedding(length, dim)
+        self.length = length
         layer = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.out_dim = dim
@@ -152,6 +159,7 @@ class TextTransformer(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Ids are left-aligned, padding after: attend over the batch's longest text, not data.max_length (the
         # masked positions change nothing, and attention's cost grows with the square of the length).
+        ids = ids[:, :self.length]  # the words; hashed character n-grams, if any, follow them
         ids = ids[:, :max(1, int((ids > 0).sum(1).max()))]
         present = ids > 0  # text.EMPTY stands in for an empty text, so no row is all padding
         positions = torch.arange(ids.shape[1], device=ids.device)
@@ -161,11 +169,16 @@ class TextTransformer(nn.Module):
 
 class ImageCNN(nn.Module):
     """A small ResNet-style encoder: a stem convolution, then per width in model.image_channels a residual block
-    (two 3x3 convolutions with batch norm; the first of each block after the first halves the side), global
-    average pooling."""
+    (two 3x3 convolutions with batch norm; the first of each block after the first halves the side), then average
+    pooling to a grid of at most `pool` x `pool` cells, flattened: the head sees where in the image each feature
+    is (a digit's stroke at the top differs from one at the bottom). Global average pooling (`pool` 1) leaves the
+    head a bag of patches: on 32-64 px digits that trained to 0.46-0.80 where a 4x4 grid reaches 0.96-0.98.
+    `per_image` standardises each image by its own mean and spread first (colours and lighting that vary from
+    image to image, which the set's per-channel statistics do not remove)."""
 
-    def __init__(self, channels_in: int, widths: list[int]):
+    def __init__(self, channels_in: int, widths: list[int], *, size: int, pool: int = 4, per_image: bool = False):
         super().__init__()
+        self.per_image = per_image
         self.stem = nn.Sequential(nn.Conv2d(channels_in, widths[0], 3, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU())
         blocks, width = [], widths[0]
@@ -173,10 +186,19 @@ class ImageCNN(nn.Module):
             blocks.append(Residual(width, out, stride=1 if i == 0 else 2))
             width = out
         self.blocks = nn.Sequential(*blocks)
-        self.out_dim = width
+        side = size
+        for _ in widths[1:]:
+            side = (side + 1) // 2
+        self.grid = max(1, min(pool, side))
+        self.pool = nn.AdaptiveAvgPool2d(self.grid)
+        self.out_dim = width * self.grid * self.grid
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(images)).mean(dim=(2, 3))
+        if self.per_image:
+            flat = images.flatten(1)
+            mean, std = flat.mean(1), flat.std(1).clamp(min=1e-3)
+            images = (images - mean[:, None, None, None]) / std[:, None, None, None]
+        return self.pool(self.blocks(self.stem(images))).flatten(1)
 
 
 class Residual(nn.Module):
@@ -211,10 +233,12 @@ class Combined(nn.Module):
     def _encoder(slot: Slot, cfg: ModelConfig) -> nn.Module:
         cfg = cfg.for_column(slot.column)
         if slot.kind == "image":
-            return ImageCNN(slot.channels, cfg.image_channels)
+            return ImageCNN(slot.channels, cfg.image_channels, size=slot.size, pool=cfg.image_pool,
+                            per_image=cfg.image_standardize == "per_image")
+        words = slot.width - slot.chars
         if cfg.text_encoder == "bag":
-            return TextBag(slot.vocabulary, slot.width, cfg.embedding_dim)
-        return TextTransformer(slot.vocabulary, slot.width, cfg.embedding_dim, cfg.text_layers, cfg.text_heads,
+            return TextBag(slot.vocabulary, words, cfg.embedding_dim, slot.chars)
+        return TextTransformer(slot.vocabulary, words, cfg.embedding_dim, cfg.text_layers, cfg.text_heads,
                                cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -109,3 +110,30 @@ def looks_like_text(values) -> bool:
     mean_length = sum(map(len, present)) / len(present)
     mean_words = sum(len(v.split()) for v in present) / len(present)
     return mean_length > 30 and mean_words >= 3 and len(set(present)) >= 0.5 * len(present)
+
+
+CHAR_BUCKETS = 1 << 15  # hashed character n-gram ids: the rows of a TextBag's character table
+CHAR_SIZES = (3, 4, 5)
+
+
+def char_ngram_ids(texts: Iterable, *, count: int, buckets: int = CHAR_BUCKETS) -> np.ndarray:
+    """[rows, count] hashed ids (1..buckets-1; 0 pads) of each text's character 3- to 5-grams, case kept, over
+    the text with a space at each end (so a word's first and last letters make n-grams of their own): the
+    first `count` distinct ones, by position. They catch what a word vocabulary drops: misspellings, handles,
+    URLs, casing, numbers (fastText's subwords, Bojanowski et al. 2017). crc32 is stable across processes,
+    unlike Python's salted hash()."""
+    found = []
+    for value in texts:
+        string = "" if is_missing(value) else f" {' '.join(str(value).split())} "
+        seen: dict[int, None] = {}
+        for start in range(len(string)):
+            for n in CHAR_SIZES:
+                if start + n <= len(string):
+                    seen.setdefault(zlib.crc32(string[start:start + n].encode()) % (buckets - 1) + 1)
+            if len(seen) >= count:
+                break
+        found.append(list(seen)[:count])
+    rows = np.zeros((len(found), count), dtype=np.int64)
+    for row, ids in enumerate(found):
+        rows[row, :len(ids)] = ids
+    return rows

@@ -83,13 +83,18 @@ def hold(cfg: KilnConfig, name: str):
 
 
 # Config keys added after searches were saved, with their defaults: left at the default, a key is not hashed.
-ADDED_LATER = (("model", "columns", {}), ("data", "tokenizer", "words"))
+# Keys added since searches were first saved, each with the value that trains as Kiln did before it existed: a
+# search saved then hashes the same only when the config still trains that way (the recipe's new defaults don't).
+ADDED_LATER = (("model", "columns", {}), ("data", "tokenizer", "words"), ("data", "char_ngrams", 0),
+               ("model", "image_pool", 1), ("model", "image_standardize", "dataset"),
+               ("train", "schedule", "constant"), ("train", "warmup_fraction", 0.0), ("train", "grad_clip", 0.0),
+               ("train", "label_smoothing", 0.0))
 
 
 def config_hash(cfg: KilnConfig) -> str:
     """What must match to resume: the search itself, not where it is served or tracked."""
     relevant = cfg.model_dump(include={"name", "data", "model", "train", "tune"})
-    for section, key, default in ADDED_LATER:  # searches saved before these keys existed stay resumable
+    for section, key, default in ADDED_LATER:
         if relevant[section][key] == default:
             del relevant[section][key]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -64,7 +64,7 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=cfg, preprocessing=splits.preprocessing,
                              datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
-                             use_gpu=use_gpu),
+                             use_gpu=use_gpu, train_rows=splits.num_rows["train"]),
         resources.trial_resources(cfg, use_gpu))
     if resume:
         where = storage.ray_storage(cfg)

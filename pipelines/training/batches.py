@@ -114,7 +114,8 @@ def open_split(name: str, *, arrays: dict | None, device: torch.device, rank: in
 
     if arrays is None:
         return Streaming(shard(name), device, input_dim=input_dim)
-    whole = InMemory.from_arrays(ray.get(arrays[name]), device)
+    held = arrays[name]  # an object ref, or (x, y) themselves when training in this process (training.local)
+    whole = InMemory.from_arrays(held if isinstance(held, tuple) else ray.get(held), device)
     if not equal:
         return whole.part(rank, world_size)
     per_rank = len(whole) // world_size

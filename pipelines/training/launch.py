@@ -32,15 +32,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def loop_config(cfg: KilnConfig, *, preprocessing: Preprocessing, arrays: dict[str, Any] | None,
-                started_at: float | None) -> dict[str, Any]:
-    """What the loop reads, typed: the train and model sections, not the whole config."""
+                started_at: float | None, train_rows: int | None = None) -> dict[str, Any]:
+    """What the loop reads, typed: the train and model sections, not the whole config; `train_rows` sizes the
+    learning-rate schedule when the data streams (in memory, the loop counts its rows)."""
     return {"train": cfg.train, "model": cfg.model, "preprocessing": preprocessing, "arrays": arrays,
-            "started_at": started_at or time.time()}
+            "started_at": started_at or time.time(), "train_rows": train_rows}
 
 
 def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
                   name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None,
-                  arrays: dict[str, Any] | None = None):
+                  arrays: dict[str, Any] | None = None, train_rows: int | None = None):
     """A Train run of `cfg`: DDP over train.num_workers workers. Data that fits train.cache_shard_mb comes
     as `arrays` (object refs of (x, y), see ingest); else Ray Data `datasets`."""
     import ray.train
@@ -51,7 +52,8 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
     in_memory = arrays is not None
     return DataParallelTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at),
+        train_loop_config=loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at,
+                                      train_rows=train_rows),
         backend_config=DDPConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,

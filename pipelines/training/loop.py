@@ -3,6 +3,7 @@ report and checkpoint per epoch. The Train run around it is built on the driver 
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pipelines import checkpoint, metrics
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.encoding import Preprocessing
 from pipelines.models import augment, build_model
-from pipelines.training import batches
+from pipelines.training import batches, recipe
 
 
 class TrainWorker:
@@ -95,14 +96,15 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     loss_fn = loss_function(train_cfg.loss, prep.task)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    train_loss_fn = loss_function(train_cfg.loss, prep.task, label_smoothing=train_cfg.label_smoothing)
+    optimizer = recipe.optimizer(model, train_cfg)
     start_epoch, restored_metrics = _resume(model, optimizer, worker.restored())
     model = worker.prepare_model(model)
     device = worker.device
     amp = autocast_dtype(train_cfg.precision, device)
     scaler = grad_scaler(amp, device)
 
-    node_ids = _node_ids(world_size)
+    node_ids = worker.node_ids() if hasattr(worker, "node_ids") else _node_ids(world_size)
     batch_size = max(1, train_cfg.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
@@ -110,6 +112,9 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
                  shard=worker.shard)
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
+    train_rows = len(train_data) if cached else (loop_config.get("train_rows") or 0) // world_size
+    schedule = recipe.Schedule(optimizer, train_cfg, steps_per_epoch=math.ceil(max(train_rows, 1) / batch_size),
+                               start_epoch=start_epoch)
 
     if restored_metrics:
         # The restored epoch again, without a checkpoint: a driver killed between that checkpoint and logging
@@ -122,10 +127,11 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
         loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, amp=amp, loss_fn=loss_fn, augment=augmented,
-                               scaler=scaler)
+                               device=device, amp=amp, loss_fn=train_loss_fn, augment=augmented,
+                               scaler=scaler, schedule=schedule, grad_clip=train_cfg.grad_clip)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
+        recalibrate(model, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch)
         outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
         if cached and world_size > 1:  # each rank evaluated its part of the val rows
             outputs, targets = gather_over_ranks(outputs), gather_over_ranks(targets)
@@ -158,11 +164,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def loss_function(loss: str, task: str):
-    """train.loss (auto: the task's own) on the network's outputs and the targets."""
+def loss_function(loss: str, task: str, *, label_smoothing: float = 0.0):
+    """train.loss (auto: the task's own) on the network's outputs and the targets; `label_smoothing` applies to
+    cross-entropy (the training loss; evaluation takes the plain one)."""
     if loss == "auto":
         loss = "mse" if task == metrics.REGRESSION else "cross_entropy"
     if loss == "cross_entropy":
+        if label_smoothing:
+            return lambda outputs, y, **kw: F.cross_entropy(outputs, y, label_smoothing=label_smoothing, **kw)
         return F.cross_entropy
     base = F.mse_loss if loss == "mse" else F.huber_loss
     return lambda outputs, y, **kw: base(outputs.reshape(-1), y.to(outputs.dtype), **kw)
@@ -183,10 +192,12 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
 
 def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
                 amp: torch.dtype | None = None, loss_fn=F.cross_entropy, augment=None,
-                scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+                scaler: torch.amp.GradScaler | None = None, schedule: recipe.Schedule | None = None,
+                grad_clip: float = 0.0) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
     `amp` runs the forward under autocast to that type (fp16 with a gradient scaler); `augment(x)`, when given,
-    changes each training batch."""
+    changes each training batch; `schedule` sets the learning rate before each step; `grad_clip` > 0 clips the
+    gradients' norm."""
     model.train()
     scaler = scaler or grad_scaler(amp, device)
     loss_total, rows = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -197,12 +208,25 @@ def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: t
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if schedule is not None:
+            schedule.before_step()
         scaler.step(optimizer)
         scaler.update()
         # .item() would sync with the device every step; accumulate on the device instead.
         loss_total += loss.detach().double() * len(y)
         rows += len(y)
     return torch.stack([loss_total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
+
+
+def recalibrate(model, data, *, batch_size: int, seed: int) -> None:
+    """Batch-norm statistics from this rank's unaugmented training rows, before validation and the checkpoint
+    (recipe.recalibrate_batch_norm). The unwrapped module: a forward of DDP's own would sync buffers."""
+    inner = model.module if hasattr(model, "module") else model
+    if recipe.has_batch_norm(inner):
+        recipe.recalibrate_batch_norm(inner, (x for x, _ in data.batches(batch_size, seed=seed)))
 
 
 def sum_over_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:

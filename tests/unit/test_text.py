@@ -29,8 +29,38 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
-    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4)]
+    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0)]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
+
+
+def test_character_ngrams_catch_what_the_word_vocabulary_drops_and_are_stable():
+    ids = text.char_ngram_ids(["Great phone", "great phone", "graet phone", None, "@kiln_dev http://x.io"], count=64)
+    assert ids.shape == (5, 64) and ids.dtype == np.int64
+    assert ((ids >= 0) & (ids < text.CHAR_BUCKETS)).all()
+    grams = [set(row[row > 0].tolist()) for row in ids]
+    assert grams[0] != grams[1], "case is kept"
+    shared = len(grams[1] & grams[2]) / len(grams[1] | grams[2])
+    assert 0.3 < shared < 1, "a misspelling still shares most of its n-grams"
+    assert grams[3] == set(), "a missing text has none"
+    assert len(grams[4]) > 20
+    # Same ids in another process: crc32, not Python's salted hash().
+    assert text.char_ngram_ids(["Great phone"], count=64).tolist() == ids[:1].tolist()
+    assert text.char_ngram_ids(["abcdefghij" * 10], count=8).shape == (1, 8)
+
+
+def test_a_text_column_with_character_ngrams_round_trips_and_feeds_the_bag():
+    from pipelines.config import ModelConfig
+    from pipelines.models import build_model
+
+    frame = pd.DataFrame({"note": ["a very good day", "a bad day", None, "good good"] * 5,
+                          "label": ["p", "n", "n", "p"] * 5})
+    prep = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=4, char_ngrams=16)
+    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    assert again == prep and prep.width == 4 + 16 and prep.slots[0].chars == 16
+    x = prep.transform(frame[["note"]])
+    assert (x[:, 4:] > 0).sum() > 0
+    model = build_model(ModelConfig(), input_dim=prep.width, num_classes=2, slots=prep.slots)
+    assert model(torch.as_tensor(x)).shape == (20, 2)
 
 
 def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pieces_it_knows():
