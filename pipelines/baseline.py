@@ -34,6 +34,25 @@ class Baseline:
         return self.metrics.get("test_accuracy")
 
 
+def verdict(primary: str, network: float, baseline: Baseline | None) -> str | None:
+    """One line when the baseline scored better than the network on the test split: by how much, and what to
+    try; None when the network is at least as good (or there is no baseline)."""
+    from pipelines import metrics
+
+    theirs = baseline.metrics.get(primary) if baseline else None
+    if theirs is None:
+        return None
+    higher = metrics.mode_of(primary) == "max"
+    if (network >= theirs) if higher else (network <= theirs):
+        return None
+    by = f"{theirs - network:.4f}" if higher else f"{network / theirs:.3f}x"
+    text = baseline.name != NAME
+    advice = ("try model.text_encoder: transformer, more data.char_ngrams or a larger tune.num_samples" if text else
+              "try a larger tune.num_samples and train.epochs, or keep the trees for this table")
+    return (f"the baseline wins: {baseline.name} {primary}={theirs:.4f} against the network's {network:.4f} "
+            f"({'by ' + by if higher else by + ' the error'}); {advice}")
+
+
 def as_trees_see_it(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """Numbers as floats (NaN stays missing); category and binary columns as pandas categoricals over the
     train split's values (an unseen value becomes missing)."""

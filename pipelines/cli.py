@@ -168,7 +168,7 @@ def cmd_validate(args) -> int:
     cfg = _config(args)
     run.preflight(cfg)
     checked = data.inspect(cfg.data, cfg.storage_root)
-    cfg = _for_task(cfg, checked.task)
+    cfg = run.decide_space(_for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
     target = (f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification"
@@ -187,7 +187,7 @@ def _for_task(cfg, task: str):
 
 
 def cmd_plan(args) -> int:
-    from pipelines import data, encoding, runtime
+    from pipelines import data, encoding, run, runtime
     from pipelines.plan import calibrate, cost, flops, hardware, shapes, show
     from pipelines.search import resources
 
@@ -199,7 +199,7 @@ def cmd_plan(args) -> int:
     if not workers or workers[0] < 1:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
     checked = data.inspect(cfg.data, cfg.storage_root)
-    cfg = _for_task(cfg, checked.task)
+    cfg = run.decide_space(_for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
     frame = checked.frame
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
@@ -245,6 +245,11 @@ def cmd_run(args) -> int:
     beside = f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
     console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
                 f"{test.primary}={test.value:.4f}{beside} ({timings})")
+    from pipelines import baseline
+
+    loss = baseline.verdict(test.primary, test.value, result.baseline)
+    if loss:
+        console.say(f"Note: {loss}")
     links = tracking.ui_links(cfg, "http://127.0.0.1:5000")
     console.say(f"MLflow UI: {_again('ui', args)}" + (", then:" if links else ""), *(f"  {link}" for link in links))
     if result.endpoint is None:

@@ -21,6 +21,7 @@ from pydantic import (
 
 from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
+from pipelines.search import auto
 from pipelines.search.space import parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary", "text", "image")
@@ -206,7 +207,8 @@ def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
     named = [(f"model.columns.{name}", name, [k for k, v in override.model_dump().items() if v is not None])
              for name, override in cfg.model.columns.items()]
     named += [(f"tune.search_space.{key}", key.split(".")[2], [key.split(".")[3]])
-              for key in cfg.tune.search_space if key.startswith("model.columns.") and len(key.split(".")) == 4]
+              for key in auto.written(cfg.tune.search_space)
+              if key.startswith("model.columns.") and len(key.split(".")) == 4]
     for where, name, keys in named:
         if name not in encoded:
             what = f"a {types[name]} column" if name in types else "not a feature column of the data"
@@ -295,16 +297,17 @@ class TuneConfig(Section):
     mode: Literal["min", "max"] | None = None
     """null = the metric's own direction (max for accuracy, f1, auc, r2; min for losses and errors)."""
     scheduler: SchedulerConfig = SchedulerConfig()
-    search_space: dict[str, dict[str, Any]] = {"train.lr": {"loguniform": [1e-4, 1e-2]}}
+    search_space: Literal["auto"] | dict[str, dict[str, Any] | bool] = {"train.lr": {"loguniform": [1e-4, 1e-2]}}
     """Dotted config paths to domains: {choice: [...]}, {uniform: [lo, hi]},
-    {loguniform: [lo, hi]}, {randint: [lo, hi)}."""
+    {loguniform: [lo, hi]}, {randint: [lo, hi)}. `auto` builds the space from the data (search/auto.py; kiln
+    validate prints it); `{auto: true, train.lr: {...}}` builds it and keeps the keys written beside it."""
     max_concurrent_trials: PositiveInt | None = None
     """null = as many as the cluster's CPUs fit."""
     seed: NonNegativeInt = 0
 
     @model_validator(mode="after")
     def _something_to_search(self) -> TuneConfig:
-        if not self.search_space and self.num_samples > 1:
+        if not auto.is_auto(self.search_space) and not self.search_space and self.num_samples > 1:
             raise ValueError(f"tune.search_space: empty, so all {self.num_samples} trials would train the same "
                              "config; add a domain or set tune.num_samples: 1")
         return self
@@ -432,6 +435,16 @@ class KilnConfig(Section):
             raise RuntimeError("the task is not decided yet: call task.resolve first")
         return self.data.task
 
+    def with_space(self, types: dict[str, str], *, rows: int, colour: bool = False) -> KilnConfig:
+        """This config with `tune.search_space: auto` built for data of these column kinds and rows (the task
+        decided first); a written space is returned as it is, once checked against the data."""
+        space = auto.resolve(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour)
+        if space is self.tune.search_space:
+            return self
+        raw = self.model_dump()
+        raw["tune"]["search_space"] = space
+        return validate(raw, "tune.search_space: auto")
+
     def with_sample(self, sample: dict[str, Any]) -> KilnConfig:
         """One trial's config: this one with each sampled dotted path set."""
         raw = self.model_dump()
@@ -494,7 +507,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
 
 def check_search_space(cfg: KilnConfig) -> None:
     """Every key names a real config value and every edge of its domain validates."""
-    domains = parse_search_space(cfg.tune.search_space)
+    domains = parse_search_space(auto.written(cfg.tune.search_space))
     base = cfg.model_dump()
     base["tune"].update(search_space={}, num_samples=1)  # a probe is one trial of a fixed config
     for key, domain in domains.items():
@@ -531,8 +544,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
-        set_dotted(raw, key.strip(), value)
+        key = key.strip()
+        if key.startswith(SPACE_PREFIX):  # a domain's key is itself dotted: tune.search_space.train.lr={...}
+            tune = raw.setdefault("tune", {})
+            space = tune.get("search_space")
+            space = {"auto": True} if space == "auto" else dict(space or {})
+            space[key.removeprefix(SPACE_PREFIX)] = value
+            tune["search_space"] = space
+        else:
+            set_dotted(raw, key, value)
     return raw
+
+
+SPACE_PREFIX = "tune.search_space."
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

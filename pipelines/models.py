@@ -167,6 +167,10 @@ class TextTransformer(nn.Module):
         return masked_mean(hidden, present)
 
 
+STRIDED_STEM_FROM = 48  # px: 64 px grey digits scored 0.948 with a full-size stem, 0.970 with a strided one, in a
+# quarter of the time
+
+
 class ImageCNN(nn.Module):
     """A small ResNet-style encoder: a stem convolution, then per width in model.image_channels a residual block
     (two 3x3 convolutions with batch norm; the first of each block after the first halves the side), then average
@@ -179,14 +183,15 @@ class ImageCNN(nn.Module):
     def __init__(self, channels_in: int, widths: list[int], *, size: int, pool: int = 4, per_image: bool = False):
         super().__init__()
         self.per_image = per_image
-        self.stem = nn.Sequential(nn.Conv2d(channels_in, widths[0], 3, padding=1, bias=False),
+        stride = 2 if size >= STRIDED_STEM_FROM else 1  # large images: the stem halves the side (ResNet's does)
+        self.stem = nn.Sequential(nn.Conv2d(channels_in, widths[0], 3, stride=stride, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU())
         blocks, width = [], widths[0]
         for i, out in enumerate(widths):
             blocks.append(Residual(width, out, stride=1 if i == 0 else 2))
             width = out
         self.blocks = nn.Sequential(*blocks)
-        side = size
+        side = (size + 1) // 2 if stride == 2 else size
         for _ in widths[1:]:
             side = (side + 1) // 2
         self.grid = max(1, min(pool, side))

@@ -13,6 +13,7 @@ from pipelines import (
     data,
     deploy,
     evaluate,
+    images,
     ingest,
     registry,
     runtime,
@@ -25,7 +26,7 @@ from pipelines.errors import ConfigError
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
 from pipelines.report import tables
-from pipelines.search import ledger, progress, resources, trial_runs, tuner
+from pipelines.search import auto, ledger, progress, resources, trial_runs, tuner
 
 
 @dataclass
@@ -48,7 +49,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
     storage.check_reachable(cfg)  # the ledger check_resume reads lives there
     if serve and cfg.serve.enabled:
         auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
-    cfg = decide_task(cfg)
+    cfg = decide_space(decide_task(cfg))
     previous = check_resume(cfg, resume)
     preflight(cfg)
     timings: dict[str, float] = {}
@@ -147,6 +148,23 @@ def decide_task(cfg: KilnConfig) -> KilnConfig:
     if note:
         console.say(f"  {note}")
     return resolved
+
+
+def decide_space(cfg: KilnConfig, checked: data.Checked | None = None) -> KilnConfig:
+    """`tune.search_space: auto` built from the data's columns (read without Ray, before anything starts), said
+    in one line; a written space passes as it is."""
+    if not auto.is_auto(cfg.tune.search_space):
+        return cfg
+    checked = checked or data.inspect(cfg.data, cfg.storage_root)
+    resolved = cfg.with_space(checked.types, rows=len(checked.frame), colour=has_colour(checked))
+    console.say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
+    return resolved
+
+
+def has_colour(checked: data.Checked) -> bool:
+    """Any image column holding colour images, from its first files."""
+    columns = [name for name, kind in checked.types.items() if kind == "image"]
+    return any(images.describe(checked.frame[name].dropna())[1] == 3 for name in columns)
 
 
 def preflight(cfg: KilnConfig) -> None:

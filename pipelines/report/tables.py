@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pipelines import console, tracking
+from pipelines import baseline, console, tracking
 from pipelines.config import KilnConfig
 from pipelines.console import describe_sample
 
@@ -82,5 +82,6 @@ def search_note(cfg: KilnConfig, result, test, registered, trees=None) -> str:
             f"{cfg.tune.metric}={result.best.best_metric:.4f}, "
             f"{describe_sample(result.best.sample)}; {test.primary}={test.value:.4f}"
             + (f" ({trees.name} on the same splits: {trees.metrics[test.primary]:.4f})" if trees else "") + ".\n"
-            f"Registered {registered.name} v{registered.version}; "
+            + (f"Note: {loss}.\n" if (loss := baseline.verdict(test.primary, test.value, trees)) else "")
+            + f"Registered {registered.name} v{registered.version}; "
             f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}.")

@@ -1,6 +1,8 @@
-"""An image set in class folders (builtin:digits-images) through `kiln run` to the endpoint: base64 PNGs in JSON
-rows and v2 BYTES, a corrupt image refused naming its row, and the pyfunc taking bytes; one shared run. The run
-streams (train.cache_shard_mb=0): Ray Data decodes the images every epoch, as it does for a set larger than memory."""
+"""An image set in class folders through `kiln run` to the endpoint: scikit-learn's digits as 32 px grey PNGs
+(0.47 over HTTP before the CNN pooled to a grid; colour and other sizes: tests/unit/training), base64 images in
+JSON rows and v2 BYTES, a corrupt image refused naming its row, and the pyfunc taking bytes; one shared run, which
+must reach 0.95 test accuracy. The run streams (train.cache_shard_mb=0): Ray Data decodes the images every epoch,
+as it does for a set larger than memory."""
 
 from __future__ import annotations
 
@@ -27,11 +29,12 @@ MODEL = "digits-cnn-test"
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("images") / "runs"
+    folder = images.write_digits(root.parent / "digits-32", side=32)
     run = start_run(
-        "configs/examples/digits_images.yaml", root,
+        "configs/examples/digits_images.yaml", root, "--set", f"data.source={folder}",
         "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=1", "--set", "tune.search_space={}",
-        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=5", "--set", "model.image_channels=[16, 32]",
-        "--set", "train.cache_shard_mb=0")
+        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=10", "--set", "model.image_channels=[16, 32]",
+        "--set", "train.lr=3e-3", "--set", "train.cache_shard_mb=0")
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield root, run
@@ -41,7 +44,7 @@ def image_run(tmp_path_factory):
 def pngs(root: Path, per_class: int) -> tuple[list[bytes], list[str]]:
     """The last files of each class folder (mostly the test split's; they are a sample, not a score)."""
     found, labels = [], []
-    for folder in sorted((root / "datasets" / "digits-images").iterdir()):
+    for folder in sorted((root.parent / "digits-32").iterdir()):
         for path in sorted(folder.iterdir())[-per_class:]:
             found.append(path.read_bytes())
             labels.append(folder.name)
@@ -50,12 +53,12 @@ def pngs(root: Path, per_class: int) -> tuple[list[bytes], list[str]]:
 
 def test_the_run_reads_the_folders_as_images_and_says_there_is_no_baseline(image_run):
     _, run = image_run
-    assert "1797 rows, 1 features (256 encoded), 10 classes" in run.output  # 16x16 grey
+    assert "1797 rows, 1 features (1024 encoded), 10 classes" in run.output  # 32x32 grey
     assert "stream through Ray Data each epoch, images decoded in its tasks" in run.output
     assert "baseline: none: image columns have no cheap baseline" in run.output
     assert "Sample answer (200)" in run.output  # the printed curl line sends the test rows' images as b64
     accuracy = float(run.output.split("test_accuracy=")[-1].split()[0].rstrip(","))
-    assert accuracy > 0.6, run.output[-2000:]
+    assert accuracy >= 0.95, run.output[-2000:]
 
 
 def test_the_endpoint_takes_base64_images_and_refuses_a_corrupt_one_by_row(image_run):
@@ -64,7 +67,7 @@ def test_the_endpoint_takes_base64_images_and_refuses_a_corrupt_one_by_row(image
     rows = [{"image": {"b64": base64.b64encode(b).decode()}} for b in images]
     answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
     assert answer.status_code == 200, answer.text
-    assert np.mean(np.array(answer.json()["predictions"]) == np.array(labels)) > 0.6
+    assert np.mean(np.array(answer.json()["predictions"]) == np.array(labels)) >= 0.9
     assert requests.get(f"{run.url}/model", timeout=10).json()["types"] == {"image": "image"}
     corrupt = [rows[0], {"image": {"b64": base64.b64encode(b"GIF89a not really").decode()}}]
     refused = requests.post(f"{run.url}/predict", json={"instances": corrupt}, timeout=60)
@@ -91,7 +94,7 @@ def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
                             capture_output=True, text=True, timeout=300, cwd="/")
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
-    assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) > 0.6
+    assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) >= 0.9
 
 
 def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming_the_file(tmp_path):

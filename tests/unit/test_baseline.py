@@ -30,3 +30,13 @@ def test_trees_regress_the_generated_houses_table_in_the_labels_units():
     assert set(trees.metrics) == {"test_rmse", "test_mae", "test_r2"}
     spread = float(test["price"].std())
     assert trees.metrics["test_r2"] > 0.7 and trees.metrics["test_rmse"] < 0.6 * spread, trees.metrics
+
+
+def test_a_loss_to_the_baseline_is_said_with_its_size_and_what_to_try():
+    trees = baseline.Baseline({"test_accuracy": 0.98, "test_rmse": 2.0}, 1.0)
+    said = baseline.verdict("test_accuracy", 0.947, trees)
+    assert "0.9800" in said and "0.9470" in said and "by 0.0330" in said and "try" in said
+    assert baseline.verdict("test_accuracy", 0.99, trees) is None
+    assert "1.250x the error" in baseline.verdict("test_rmse", 2.5, trees)
+    assert baseline.verdict("test_rmse", 1.5, trees) is None
+    assert baseline.verdict("test_accuracy", 0.5, None) is None
