@@ -36,7 +36,8 @@ def test_written_keys_win_and_a_key_the_data_cannot_use_is_refused():
 
 
 def test_the_quickstart_searches_an_auto_space_that_validates_as_a_written_one():
-    cfg = load_config(Path(__file__).parents[3] / "configs" / "quickstart.yaml", ["tune.search_space.train.lr={loguniform: [0.001, 0.002]}"])
+    quickstart = Path(__file__).parents[3] / "configs" / "quickstart.yaml"
+    cfg = load_config(quickstart, ["tune.search_space.train.lr={loguniform: [0.001, 0.002]}"])
     assert cfg.tune.search_space["auto"] is True
     resolved = cfg.for_task("classification").with_space({f"p{i}": "number" for i in range(64)}, rows=1797)
     assert resolved.tune.search_space["train.lr"] == {"loguniform": [0.001, 0.002]}
