@@ -199,7 +199,7 @@ def cmd_plan(args) -> int:
     if not workers or workers[0] < 1:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
     checked = data.inspect(cfg.data, cfg.storage_root)
-    cfg = run.decide_space(_for_task(cfg, checked.task), checked)
+    cfg = run.decide_space(_for_task(cfg, checked.task), checked, say=console.note if args.json else console.say)
     check_column_encoders(cfg, checked.types)
     frame = checked.frame
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width

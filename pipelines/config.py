@@ -21,7 +21,8 @@ from pydantic import (
 
 from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
-from pipelines.search import auto
+from pipelines.search.auto import is_auto, written
+from pipelines.search.auto import resolve as resolve_space
 from pipelines.search.space import parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary", "text", "image")
@@ -106,8 +107,10 @@ class DataConfig(Section):
     max_categories: PositiveInt = 50
     """Most frequent values of a category column kept as their own level (from the train split); rarer ones,
     and values never seen in training, share an "other" level."""
-    max_length: PositiveInt = 64
-    """A text column's words kept per row (the first ones); longer texts are cut."""
+    max_length: PositiveInt = 256
+    """A text column's words kept per row (the first ones); longer texts are cut. 256: product reviews (median 51
+    words, a long tail) scored 2.3 points higher than at 64 in benchmarks/quality.py's direct runs; the Transformer
+    reads only as far as a batch's longest text, so short texts cost no more."""
     vocab_size: PositiveInt = 20000
     """A text column's vocabulary: its most frequent words in the train split (seen at least twice), or with
     tokenizer bpe its pieces."""
@@ -116,6 +119,10 @@ class DataConfig(Section):
     unknown id) or bpe (byte-pair pieces trained on the train split by the tokenizers library: a misspelt or
     unseen word still reads as pieces it knows; 1.2 points better on clean reviews and 2.8 with typos in
     benchmarks/tokenizers_vs_words.py, at half the encoding speed)."""
+    numbers: Literal["standard", "quantile"] = "standard"
+    """How a number column reaches the network: standard = (x - mean) / std of the train split; quantile = its
+    rank among the train split's values as a normal score (heavy tails and skew flattened; scikit-learn's
+    QuantileTransformer)."""
     char_ngrams: NonNegativeInt = 256
     """A text column's hashed character 3- to 5-gram ids kept per row (the first distinct ones), beside its words:
     the bag encoder averages their embeddings too, which catches misspellings, handles, URLs and casing that a
@@ -207,7 +214,7 @@ def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
     named = [(f"model.columns.{name}", name, [k for k, v in override.model_dump().items() if v is not None])
              for name, override in cfg.model.columns.items()]
     named += [(f"tune.search_space.{key}", key.split(".")[2], [key.split(".")[3]])
-              for key in auto.written(cfg.tune.search_space)
+              for key in written(cfg.tune.search_space)
               if key.startswith("model.columns.") and len(key.split(".")) == 4]
     for where, name, keys in named:
         if name not in encoded:
@@ -307,7 +314,7 @@ class TuneConfig(Section):
 
     @model_validator(mode="after")
     def _something_to_search(self) -> TuneConfig:
-        if not auto.is_auto(self.search_space) and not self.search_space and self.num_samples > 1:
+        if not is_auto(self.search_space) and not self.search_space and self.num_samples > 1:
             raise ValueError(f"tune.search_space: empty, so all {self.num_samples} trials would train the same "
                              "config; add a domain or set tune.num_samples: 1")
         return self
@@ -438,7 +445,7 @@ class KilnConfig(Section):
     def with_space(self, types: dict[str, str], *, rows: int, colour: bool = False) -> KilnConfig:
         """This config with `tune.search_space: auto` built for data of these column kinds and rows (the task
         decided first); a written space is returned as it is, once checked against the data."""
-        space = auto.resolve(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour)
+        space = resolve_space(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour)
         if space is self.tune.search_space:
             return self
         raw = self.model_dump()
@@ -507,7 +514,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
 
 def check_search_space(cfg: KilnConfig) -> None:
     """Every key names a real config value and every edge of its domain validates."""
-    domains = parse_search_space(auto.written(cfg.tune.search_space))
+    domains = parse_search_space(written(cfg.tune.search_space))
     base = cfg.model_dump()
     base["tune"].update(search_space={}, num_samples=1)  # a probe is one trial of a fixed config
     for key, domain in domains.items():

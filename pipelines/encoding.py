@@ -81,6 +81,8 @@ class Encoder:
     channel_mean: list[float] = field(default_factory=list)  # image: per channel, from the train split (empty in
     channel_std: list[float] = field(default_factory=list)  # models saved before: then mean and std, all channels)
     char_ngrams: int = 0  # text: hashed character n-gram ids per row after the word ids (0: none, as saved before)
+    quantiles: list[float] = field(default_factory=list)  # number, data.numbers quantile: the train split's values
+    # at evenly spaced ranks; a value maps to its rank's normal score (empty: (x - mean) / std)
 
     @property
     def width(self) -> int:
@@ -113,7 +115,8 @@ class Encoder:
         if self.type == "number":
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
             missing = ~np.isfinite(numbers)
-            scaled = (np.where(missing, self.median, numbers) - self.mean) / self.std
+            filled = np.where(missing, self.median, numbers)
+            scaled = normal_scores(filled, self.quantiles) if self.quantiles else (filled - self.mean) / self.std
             return np.column_stack([scaled, missing] if self.indicator else [scaled])
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
             ids = self.token_ids(values)
@@ -138,7 +141,7 @@ class Encoder:
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
                 "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
                 "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std,
-                "char_ngrams": self.char_ngrams}
+                "char_ngrams": self.char_ngrams, "quantiles": self.quantiles}
 
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:
@@ -166,9 +169,23 @@ class Encoder:
         return out
 
 
+QUANTILES = 101  # ranks kept per number column with data.numbers: quantile (scikit-learn's default is 1000)
+
+
+def normal_scores(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """Each value's rank among the train split's (interpolated between the kept quantiles) as a standard normal
+    score, clipped at +-3: what scikit-learn's QuantileTransformer(output_distribution="normal") gives."""
+    from scipy.special import ndtri
+
+    q, p = np.asarray(quantiles), np.linspace(0.0, 1.0, len(quantiles))
+    # Repeated quantiles (a value many rows share) take the middle of their ranks: interpolated from both ends.
+    ranks = 0.5 * (np.interp(values, q, p) - np.interp(-values, -q[::-1], -p[::-1]))
+    return ndtri(np.clip(ranks, 0.00135, 0.99865))
+
+
 def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
                 vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
-                char_ngrams: int = 0) -> Encoder:
+                char_ngrams: int = 0, numbers: str = "standard") -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
         fitted = Encoder(name, kind, max_length=max_length, char_ngrams=char_ngrams, **(
@@ -189,13 +206,15 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
         return dataclasses.replace(raw, channel_mean=[float(m) for m in per_channel.mean(axis=(0, 2))],
                                    channel_std=std)
     if kind == "number":
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-        present = numbers[np.isfinite(numbers)]
+        column = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        present = column[np.isfinite(column)]
         median = float(np.median(present)) if len(present) else 0.0
-        filled = np.where(np.isfinite(numbers), numbers, median)
+        filled = np.where(np.isfinite(column), column, median)
         std = float(filled.std())
+        ranked = numbers == "quantile" and len(np.unique(filled)) > 2  # two values: standardising says it all
+        quantiles = np.quantile(filled, np.linspace(0, 1, QUANTILES)) if ranked else []
         return Encoder(name, kind, median=median, mean=float(filled.mean()), std=std if std > 1e-12 else 1.0,
-                       indicator=bool(len(present) < len(numbers)))
+                       indicator=bool(len(present) < len(column)), quantiles=[float(q) for q in quantiles])
     counts = pd.Series([level(v) for v in values]).dropna().value_counts()
     if kind == "binary":
         return Encoder(name, kind, levels=sorted(counts.index)[:2])
@@ -291,17 +310,18 @@ def sizes(data_cfg) -> dict[str, int]:
     """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
     return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
             "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size, "tokenizer": data_cfg.tokenizer,
-            "char_ngrams": data_cfg.char_ngrams}
+            "char_ngrams": data_cfg.char_ngrams, "numbers": data_cfg.numbers}
 
 
 def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
         task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
         vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
-        char_ngrams: int = 0) -> Preprocessing:
+        char_ngrams: int = 0, numbers: str = "standard") -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
-                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer, char_ngrams=char_ngrams)
+                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer, char_ngrams=char_ngrams,
+                            numbers=numbers)
                 for name, kind in types.items()]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)

@@ -150,14 +150,14 @@ def decide_task(cfg: KilnConfig) -> KilnConfig:
     return resolved
 
 
-def decide_space(cfg: KilnConfig, checked: data.Checked | None = None) -> KilnConfig:
+def decide_space(cfg: KilnConfig, checked: data.Checked | None = None, *, say=console.say) -> KilnConfig:
     """`tune.search_space: auto` built from the data's columns (read without Ray, before anything starts), said
     in one line; a written space passes as it is."""
     if not auto.is_auto(cfg.tune.search_space):
         return cfg
     checked = checked or data.inspect(cfg.data, cfg.storage_root)
     resolved = cfg.with_space(checked.types, rows=len(checked.frame), colour=has_colour(checked))
-    console.say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
+    say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
     return resolved
 
 

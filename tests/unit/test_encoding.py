@@ -100,3 +100,24 @@ def test_a_regression_target_is_standardised_on_train_and_decoded_back_after_jso
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again.regression and again.output_dim == 1 and again.labels == []
     assert np.allclose(again.decode(targets), train["price"])
+
+
+def test_quantile_numbers_become_normal_scores_of_their_train_rank_and_travel_as_json():
+    import json
+
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    skewed = pd.Series(np.exp(rng.normal(size=2000)))  # log-normal: standardising leaves a long tail
+    encoder = encoding.fit_encoder("x", "number", skewed, max_categories=5, numbers="quantile")
+    z = encoder.encode(skewed)[:, 0]
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05 and z.max() <= 3.0
+    assert encoder.encode(pd.Series([float(np.median(skewed))]))[0, 0] == pytest.approx(0.0, abs=0.05)
+    assert encoder.encode(pd.Series([1e9]))[0, 0] == pytest.approx(norm.ppf(0.99865), abs=1e-3), "clipped"
+    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(again.encode(skewed), encoder.encode(skewed))
+    many_ties = pd.Series([0.0] * 900 + [1.0, 2.0, 3.0] * 34)
+    tied = encoding.fit_encoder("t", "number", many_ties, max_categories=5, numbers="quantile")
+    assert tied.encode(pd.Series([0.0]))[0, 0] == pytest.approx(norm.ppf(0.45), abs=0.05), "ties rank mid-way"
+    two = encoding.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="quantile")
+    assert two.quantiles == [], "two values are standardised"

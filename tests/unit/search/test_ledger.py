@@ -126,7 +126,7 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
 
 # The training recipe before its keys existed: a search saved then resumes only under it.
 OLD_RECIPE = ["train.weight_decay=0", "train.schedule=constant", "train.warmup_fraction=0", "train.grad_clip=0",
-              "train.label_smoothing=0", "data.char_ngrams=0", "model.image_pool=1"]
+              "train.label_smoothing=0", "data.char_ngrams=0", "model.image_pool=1", "data.max_length=64"]
 
 
 def test_a_config_hashes_as_it_did_before_model_columns_existed():
@@ -135,7 +135,8 @@ def test_a_config_hashes_as_it_did_before_model_columns_existed():
     the value that trains as before must keep them, and the new recipe's defaults must not."""
     assert ledger.config_hash(load_config(None, ["name=hash", *OLD_RECIPE])) == "8de0f4511f458552"
     quickstart = Path(__file__).parents[3] / "configs" / "quickstart.yaml"
-    assert ledger.config_hash(load_config(quickstart, OLD_RECIPE)) == "c4c6d200223da96b"
+    old_space = "tune.search_space={train.lr: {loguniform: [1.0e-4, 1.0e-2]}, model.hidden: {choice: [[64], [128, 64]]}}"
+    assert ledger.config_hash(load_config(quickstart, [*OLD_RECIPE, old_space])) == "c4c6d200223da96b"
     for changed in ("model.columns.note.embedding_dim=8", "data.tokenizer=bpe", "train.schedule=cosine"):
         assert ledger.config_hash(load_config(None, ["name=hash", *OLD_RECIPE, changed])) != "8de0f4511f458552"
     assert ledger.config_hash(load_config(None, ["name=hash"])) != "8de0f4511f458552"
