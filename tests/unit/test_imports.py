@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipelines", "serving")
 
-CORE = {"pipelines.errors", "pipelines.config", "pipelines.search.space", "pipelines.search.auto", "pipelines.ports", "pipelines.console",
+CORE = {"pipelines.errors", "pipelines.config", "pipelines.search.space", "pipelines.search.auto", "pipelines.ports",
+        "pipelines.console",
         "pipelines.store", "pipelines.models", "pipelines.data", "pipelines.checkpoint", "pipelines.inference",
         "pipelines.pyfunc_model", "pipelines.storage", "pipelines.schema", "pipelines.encoding",
         "pipelines.metrics", "pipelines.task", "pipelines.integrity", "pipelines.pyfunc_code",
