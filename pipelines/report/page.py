@@ -215,6 +215,18 @@ def plot_regression(test: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def baseline_verdict(data: ReportData) -> str | None:
+    """baseline.verdict on the report's figures: said when the baseline scored better on the test split."""
+    if not (data.test and data.baseline):
+        return None
+    network = test_metrics(data.test)
+    primary = next((m for m in ("test_accuracy", "test_rmse") if m in network and m in data.baseline), None)
+    if primary is None:
+        return None
+    scored = baseline.Baseline(data.baseline, 0.0, data.baseline_name)
+    return baseline.verdict(primary, network[primary], scored)
+
+
 def test_metrics(test: dict[str, Any]) -> dict[str, float]:
     """A test_report.json's metrics (reports from before regression held only the accuracy)."""
     return test.get("metrics") or {"test_accuracy": test["accuracy"]}
@@ -252,6 +264,7 @@ def render_html(data: ReportData) -> str:
         ("baseline", f"{data.baseline_name} on the same splits: "
          + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items()) if data.baseline
          else data.baseline_name if data.baseline_name == baseline.NO_IMAGE_BASELINE else "-"),
+        *([("the baseline wins", loss)] if (loss := baseline_verdict(data)) else []),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),
         ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "

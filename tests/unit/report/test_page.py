@@ -48,3 +48,13 @@ def test_terminal_table_aligns_columns():
 
     assert table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
         "a    long name", "---  ---------", "xyz  1", "q    22"]
+
+
+def test_the_report_says_when_the_baseline_wins_and_by_how_much():
+    import dataclasses
+
+    losing = dataclasses.replace(data(), baseline={"test_accuracy": 0.95}, baseline_name="gradient-boosted trees")
+    page = render_html(losing)
+    assert "the baseline wins" in page and "0.9500" in page and "by 0.0500" in page
+    winning = dataclasses.replace(data(), baseline={"test_accuracy": 0.85})
+    assert "the baseline wins" not in render_html(winning)
