@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
 PLAN_BEGIN, PLAN_END = "<!-- plan:begin -->", "<!-- plan:end -->"
+QUALITY_BEGIN, QUALITY_END = "<!-- quality:begin -->", "<!-- quality:end -->"
 
 
 def table(results: dict) -> str:
@@ -32,6 +33,22 @@ def plan_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def quality_table(results: dict) -> str:
+    """quality.py's rows: the network against the baseline on each public set, and the image folders."""
+    rows = next((f["detail"] for f in results.get("figures", []) if f["name"] == "quality_sets_at_or_above_baseline"),
+                {})
+    lines = ["| set | metric | network | baseline | gap | within tolerance |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        if "error" in row:
+            lines.append(f"| {name} | - | failed: {row['error']} | - | - | - |")
+            continue
+        baseline = row.get("baseline", row.get("target", "-"))
+        gap = f"{row['gap']:+.4f}" if "gap" in row else "-"
+        lines.append(f"| {name} | test_{row['metric']} | {row['network']} | {baseline} | {gap} "
+                     f"| {'yes' if row.get('at_or_above') else 'no'} |")
+    return "\n".join(lines)
+
+
 def replace_between(text: str, begin: str, end: str, body: str) -> str:
     before, found, rest = text.partition(begin)
     if not found:
@@ -44,7 +61,8 @@ def main() -> None:
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
     readme = ROOT / "README.md"
     text = replace_between(readme.read_text(), BEGIN, END, table(results))
-    readme.write_text(replace_between(text, PLAN_BEGIN, PLAN_END, plan_table(results)))
+    text = replace_between(text, PLAN_BEGIN, PLAN_END, plan_table(results))
+    readme.write_text(replace_between(text, QUALITY_BEGIN, QUALITY_END, quality_table(results)))
     print(table(results))
     print(plan_table(results))
 

@@ -131,7 +131,8 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
                                scaler=scaler, schedule=schedule, grad_clip=train_cfg.grad_clip)
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
-        recalibrate(model, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch)
+        if cached or world_size == 1:  # why: a streamed DDP shard's passes must stay in step across ranks
+            recalibrate(model, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch)
         outputs, targets = validate(model, val_data, batch_size=train_cfg.batch_size)
         if cached and world_size > 1:  # each rank evaluated its part of the val rows
             outputs, targets = gather_over_ranks(outputs), gather_over_ranks(targets)

@@ -9,7 +9,6 @@ not the first (deleted: train.keep_checkpoints=1).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests_support import KILN, ROOT, descendants, start_run, store_client
+from tests_support import KILN, ROOT, alive, descendants, start_run, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -190,13 +189,3 @@ def test_ctrl_c_stops_the_run_and_everything_it_started(mixed_run):
     time.sleep(2)
     assert not [pid for pid in members if alive(pid)], "processes of the run outlived it"
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie has exited; only its parent has not read its status yet
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False

@@ -86,6 +86,17 @@ def descendants(pid: int) -> list[int]:
     return [d for c in map(int, children) for d in (c, *descendants(c))]
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie has exited; only its parent has not read its status yet
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
 def kill_with_children(pid: int) -> None:
     """SIGKILL the driver and the local Ray runtime it started, like a machine going down."""
     for member in [pid, *descendants(pid)]:
