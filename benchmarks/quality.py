@@ -16,6 +16,7 @@ RMSE ratio above 1), quality_images_min_accuracy; per set in their details.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import subprocess
@@ -85,7 +86,7 @@ def main() -> None:
         for name in filter(None, args.sets.split(",")):
             frame, label, drop = quality_sets.SETS[name]()
             source = tmp / f"{name}.csv"
-            frame.to_csv(source, index=False)
+            frame.to_csv(source, index=False, quoting=csv.QUOTE_NONNUMERIC)  # a lone \r in a tweet, quoted
             rows[name] = judge(kiln_run(source, label, name.replace("_", "-"), drop, tmp / name, args.set))
             print(name, rows[name], flush=True)
         for side in (int(s) for s in filter(None, args.images.split(","))):

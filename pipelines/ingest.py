@@ -81,6 +81,21 @@ def read(source: data.Source):
     return ray.data.read_csv(source.paths, convert_options=csv.ConvertOptions(strings_can_be_null=True))
 
 
+def read_error(source: data.Source, err: Exception) -> str:
+    """Why the source did not read, in the reader's own words: Ray Data wraps a CSV parse error in its retry
+    messages ("Failed to apply UDF transform"), so a local CSV is parsed again here for the line that names the
+    row (pyarrow's "Expected 2 columns, got 1: ...")."""
+    if source.format == "csv" and "://" not in source.paths[0]:
+        from pyarrow import csv
+
+        for path in source.paths:
+            try:
+                csv.read_csv(path)
+            except Exception as parse_error:  # pyarrow.lib.ArrowInvalid and kin
+                return f"{Path(path).name}: {one_line(parse_error)}"
+    return one_line(err)
+
+
 def ingest(cfg: KilnConfig, *, say=print) -> Splits:
     """Read with Ray Data, split by seed, fit statistics on train only, materialise once for all trials. Objects
     lost on the way (a node gone, a spilled block unreadable) are retried once, from the source, saying so."""
@@ -105,7 +120,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
     except ObjectLostError:
         raise  # the cluster's fault, not the data's
     except Exception as err:  # Ray wraps reader errors in its own types
-        raise DataError(f"data.source: cannot read {source.paths[0]}: {one_line(err)[:200]}") from None
+        raise DataError(f"data.source: cannot read {source.paths[0]}: {read_error(source, err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)
     check_column_encoders(cfg, checked.types)
     frame, features = checked.frame, checked.features
