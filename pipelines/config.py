@@ -442,10 +442,11 @@ class KilnConfig(Section):
             raise RuntimeError("the task is not decided yet: call task.resolve first")
         return self.data.task
 
-    def with_space(self, types: dict[str, str], *, rows: int, colour: bool = False) -> KilnConfig:
+    def with_space(self, types: dict[str, str], *, rows: int, colour: bool = False, text_words: int = 0) -> KilnConfig:
         """This config with `tune.search_space: auto` built for data of these column kinds and rows (the task
         decided first); a written space is returned as it is, once checked against the data."""
-        space = resolve_space(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour)
+        space = resolve_space(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour,
+                              text_words=text_words)
         if space is self.tune.search_space:
             return self
         raw = self.model_dump()

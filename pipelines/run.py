@@ -156,9 +156,17 @@ def decide_space(cfg: KilnConfig, checked: data.Checked | None = None, *, say=co
     if not auto.is_auto(cfg.tune.search_space):
         return cfg
     checked = checked or data.inspect(cfg.data, cfg.storage_root)
-    resolved = cfg.with_space(checked.types, rows=len(checked.frame), colour=has_colour(checked))
+    resolved = cfg.with_space(checked.types, rows=len(checked.frame), colour=has_colour(checked),
+                              text_words=text_words(checked))
     say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
     return resolved
+
+
+def text_words(checked: data.Checked) -> int:
+    """The 90th-percentile word count of the longest text column (0 without text)."""
+    columns = [name for name, kind in checked.types.items() if kind == "text"]
+    counts = [checked.frame[name].dropna().astype(str).str.split().str.len().quantile(0.9) for name in columns]
+    return int(max((c for c in counts if c == c), default=0))
 
 
 def has_colour(checked: data.Checked) -> bool:

@@ -77,33 +77,42 @@ def _step_speed(cfg, input_dim, num_classes, slots, seconds) -> tuple[float, flo
     flops = count_flops(cfg, input_dim, num_classes, slots=slots)
     batch = max(1, cfg.train.batch_size // cfg.train.num_workers)
     small = _step_time(cfg, input_dim, num_classes, batch, seconds / 2, slots)
-    large = _step_time(cfg, input_dim, num_classes, 8 * batch, seconds / 2, slots)
+    times = 8 if 8 * small < seconds else 2  # a slow step (long texts through attention) is timed at 2x only
+    large = _step_time(cfg, input_dim, num_classes, times * batch, seconds / 2, slots)
     # Fit t(b) = overhead + b * flops_per_sample / flops_per_s through the two batch sizes; when
     # noise swamps the slope, charge the whole step to compute.
-    per_sample_s = (large - small) / (7 * batch)
+    per_sample_s = (large - small) / ((times - 1) * batch)
     fits = 0 < per_sample_s * batch < small
     flops_per_s = flops["flops_per_sample"] / (per_sample_s if fits else small / batch)
     overhead = small - per_sample_s * batch if fits else 0.0
-    note = f"step {small * 1e3:.3f} ms at batch {batch}, {large * 1e3:.3f} ms at {8 * batch}"
+    note = f"step {small * 1e3:.3f} ms at batch {batch}, {large * 1e3:.3f} ms at {times * batch}"
     # Measured here: the same loop ran 1.10x slower in a Ray Train worker than in a plain process (Ray's
     # threads in the worker and its processes beside it), and the calibration runs in a plain process.
     return flops_per_s / IN_WORKER_SLOWDOWN, overhead * IN_WORKER_SLOWDOWN, note
 
 
 def _step_time(cfg, input_dim, num_classes, batch, budget_s, slots=()) -> float:
-    """Median time of one forward+backward+AdamW step over chunks of 10 steps."""
+    """Median time of one forward+backward+AdamW step over chunks of up to 10 steps, after one step of warm-up:
+    within about `budget_s`, however slow a step is (at least three chunks)."""
     model = build_model(cfg.model, input_dim=input_dim, num_classes=num_classes, slots=slots).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     x, y = sample_input(input_dim, slots, batch), torch.randint(0, num_classes, (batch,))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    started = time.perf_counter()
+    step()
+    steps = max(1, min(10, int(budget_s / 4 / max(time.perf_counter() - started, 1e-9))))
     chunks, deadline = [], time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(chunks) < 4:
+    while time.perf_counter() < deadline or len(chunks) < 3:
         started = time.perf_counter()
-        for _ in range(10):
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-        chunks.append((time.perf_counter() - started) / 10)
-    return statistics.median(chunks[1:])  # the first chunk warms up
+        for _ in range(steps):
+            step()
+        chunks.append((time.perf_counter() - started) / steps)
+    return statistics.median(chunks)
 
 
 def speed_probe(steps: int = 400, repeats: int = 3) -> float:

@@ -29,8 +29,13 @@ def written(space: Any) -> dict[str, Any]:
     return {} if space == AUTO else {k: v for k, v in space.items() if k != AUTO}
 
 
-def build(types: dict[str, str], *, rows: int, task: str, colour: bool = False) -> dict[str, dict[str, Any]]:
-    """The space for data with these feature column kinds and row count."""
+TRANSFORMER_WORDS = 64  # texts longer than this (90th percentile) search the bag alone
+
+
+def build(types: dict[str, str], *, rows: int, task: str, colour: bool = False,
+          text_words: int = 0) -> dict[str, dict[str, Any]]:
+    """The space for data with these feature column kinds and row count; `text_words`: the longest text column's
+    90th-percentile word count (a Transformer over long texts costs minutes an epoch on a few CPU cores)."""
     kinds = set(types.values())
     images, texts = "image" in kinds, "text" in kinds
     train_rows = int(rows * 0.7)
@@ -52,12 +57,14 @@ def build(types: dict[str, str], *, rows: int, task: str, colour: bool = False) 
         if colour:
             space["model.image_standardize"] = {"choice": ["dataset", "per_image"]}
     if texts:
-        space["model.text_encoder"] = {"choice": ["bag", "transformer"]}
+        if text_words <= TRANSFORMER_WORDS:
+            space["model.text_encoder"] = {"choice": ["bag", "transformer"]}
         space["model.embedding_dim"] = {"choice": [64, 128]}
     return space
 
 
-def resolve(space: Any, types: dict[str, str], *, rows: int, task: str, colour: bool = False) -> dict[str, Any]:
+def resolve(space: Any, types: dict[str, str], *, rows: int, task: str, colour: bool = False,
+            text_words: int = 0) -> dict[str, Any]:
     """`tune.search_space` with `auto` filled in for this data; the user's own keys win. ConfigError naming the
     key when a key the user wrote cannot apply to this data (image settings without an image column...)."""
     mine = written(space)
@@ -69,7 +76,7 @@ def resolve(space: Any, types: dict[str, str], *, rows: int, task: str, colour: 
             raise ConfigError(f"tune.search_space.{key}: this data has no text column")
     if not is_auto(space):
         return space
-    return {**build(types, rows=rows, task=task, colour=colour), **mine}
+    return {**build(types, rows=rows, task=task, colour=colour, text_words=text_words), **mine}
 
 
 def describe(space: dict[str, Any]) -> list[str]:

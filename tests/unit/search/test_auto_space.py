@@ -42,3 +42,10 @@ def test_the_quickstart_searches_an_auto_space_that_validates_as_a_written_one()
     resolved = cfg.for_task("classification").with_space({f"p{i}": "number" for i in range(64)}, rows=1797)
     assert resolved.tune.search_space["train.lr"] == {"loguniform": [0.001, 0.002]}
     assert "auto" not in resolved.tune.search_space and "model.dropout" in resolved.tune.search_space
+
+
+def test_long_texts_search_the_bag_alone():
+    short = auto.build({"tweet": "text"}, rows=5000, task="classification", text_words=30)
+    long = auto.build({"review": "text"}, rows=5000, task="classification", text_words=200)
+    assert short["model.text_encoder"] == {"choice": ["bag", "transformer"]}
+    assert "model.text_encoder" not in long and "model.embedding_dim" in long
