@@ -35,6 +35,9 @@ class TrainWorker:
 
         return ray.train.torch.get_device()
 
+    def node_ids(self) -> str:
+        return _node_ids(self.world_size)
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
 
@@ -66,6 +69,9 @@ class TrialActor:
         self.datasets = datasets or {}
         # Ray hands the actor its GPU as the only visible one.
         self.device = torch.device("cuda", 0) if use_gpu else torch.device("cpu")
+
+    def node_ids(self) -> str:
+        return _node_ids(1)
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device)
@@ -104,7 +110,7 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     amp = autocast_dtype(train_cfg.precision, device)
     scaler = grad_scaler(amp, device)
 
-    node_ids = worker.node_ids() if hasattr(worker, "node_ids") else _node_ids(world_size)
+    node_ids = worker.node_ids()
     batch_size = max(1, train_cfg.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
