@@ -32,7 +32,9 @@ def price_run(tmp_path_factory):
         [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={folder / 'runs'}",
          "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
          "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
-         "--set", "tune.search_space={train.lr: {choice: [3.0e-3, 1.0e-2]}}", "--set", "tune.scheduler.name=fifo",
+         # the auto space (weight decay, head, dropout, batch size from the data) with the learning rates written
+         "--set", "tune.search_space={auto: true, train.lr: {choice: [3.0e-3, 1.0e-2]}}",
+         "--set", "tune.scheduler.name=fifo",
          "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5",
          "--set", f"train.epochs={EPOCHS}", "--set", "model.hidden=[64, 32]",
          "--set", "train.cache_shard_mb=0"],  # over the in-memory cache: Ray Data shards every epoch, DDP
@@ -49,6 +51,7 @@ def price_run(tmp_path_factory):
 def test_the_task_is_picked_from_the_label_and_said(price_run):
     *_, printed = price_run
     assert "note: task regression (data.task: auto; label 'price':" in printed
+    assert "search space (auto): train.lr {'choice': [0.003, 0.01]}; train.weight_decay" in printed
     assert "regression; split" in printed and "stream through Ray Data each epoch" in printed
     assert "val_rmse=" in printed and "test_rmse: network" in printed
 
