@@ -119,10 +119,12 @@ class DataConfig(Section):
     unknown id) or bpe (byte-pair pieces trained on the train split by the tokenizers library: a misspelt or
     unseen word still reads as pieces it knows; 1.2 points better on clean reviews and 2.8 with typos in
     benchmarks/tokenizers_vs_words.py, at half the encoding speed)."""
-    numbers: Literal["standard", "quantile"] = "standard"
+    numbers: Literal["auto", "standard", "quantile", "ple"] = "auto"
     """How a number column reaches the network: standard = (x - mean) / std of the train split; quantile = its
     rank among the train split's values as a normal score (heavy tails and skew flattened; scikit-learn's
-    QuantileTransformer)."""
+    QuantileTransformer); ple = the standardised value plus a piecewise-linear encoding over 16 bins at the train
+    split's quantiles (Gorishniy et al. 2022: a step or kink a tree finds, the MLP now reads off a linear layer);
+    auto = ple from 10,000 train rows, standard below (where ple overfit in benchmarks/quality.py)."""
     char_ngrams: NonNegativeInt = 256
     """A text column's hashed character 3- to 5-gram ids kept per row (the first distinct ones), beside its words:
     the bag encoder averages their embeddings too, which catches misspellings, handles, URLs and casing that a

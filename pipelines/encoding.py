@@ -83,11 +83,13 @@ class Encoder:
     char_ngrams: int = 0  # text: hashed character n-gram ids per row after the word ids (0: none, as saved before)
     quantiles: list[float] = field(default_factory=list)  # number, data.numbers quantile: the train split's values
     # at evenly spaced ranks; a value maps to its rank's normal score (empty: (x - mean) / std)
+    bins: list[float] = field(default_factory=list)  # number, data.numbers ple: the bins' edges (train quantiles);
+    # a piecewise-linear column per bin follows the standardised value (empty: none)
 
     @property
     def width(self) -> int:
         if self.type == "number":
-            return 1 + self.indicator
+            return 1 + max(len(self.bins) - 1, 0) + self.indicator
         if self.type == "binary":
             return 2
         if self.type == "text":
@@ -104,7 +106,8 @@ class Encoder:
     @property
     def names(self) -> list[str]:
         if self.type == "number":
-            return [self.name] + ([f"{self.name}={MISSING}"] if self.indicator else [])
+            pieces = [f"{self.name}<={edge:g}" for edge in self.bins[1:]]
+            return [self.name] + pieces + ([f"{self.name}={MISSING}"] if self.indicator else [])
         if self.type == "binary":
             return [f"{self.name}={self.levels[-1]}", f"{self.name}={MISSING}"]
         if self.type in ("text", "image"):
@@ -117,7 +120,8 @@ class Encoder:
             missing = ~np.isfinite(numbers)
             filled = np.where(missing, self.median, numbers)
             scaled = normal_scores(filled, self.quantiles) if self.quantiles else (filled - self.mean) / self.std
-            return np.column_stack([scaled, missing] if self.indicator else [scaled])
+            pieces = [piecewise_linear(filled, self.bins)] if self.bins else []
+            return np.column_stack([scaled, *pieces, missing] if self.indicator else [scaled, *pieces])
         if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
             ids = self.token_ids(values)
             if self.char_ngrams:
@@ -141,7 +145,7 @@ class Encoder:
                 "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
                 "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
                 "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std,
-                "char_ngrams": self.char_ngrams, "quantiles": self.quantiles}
+                "char_ngrams": self.char_ngrams, "quantiles": self.quantiles, "bins": self.bins}
 
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:
@@ -183,6 +187,19 @@ def normal_scores(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
     return ndtri(np.clip(ranks, 0.00135, 0.99865))
 
 
+PLE_BINS = 16  # bins per number column with data.numbers: ple (Gorishniy et al. 2022 search 2-256; 16 is cheap)
+PLE_FROM_ROWS = 10_000  # data.numbers auto: ple from this many train rows, standard below (benchmarks/quality.py:
+# ple won on randhie's 14k train rows and seattle_weather's 1k, lost on the small tables, where it overfits)
+
+
+def piecewise_linear(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Piecewise-linear encoding (Gorishniy et al., "On Embeddings for Numerical Features in Tabular Deep
+    Learning", 2022): [rows, bins], 1 for each bin wholly below the value, its fraction of the bin it falls in,
+    0 above. With bins at the train split's quantiles a linear layer over it is any monotone-piecewise function."""
+    low, high = np.asarray(edges[:-1]), np.asarray(edges[1:])
+    return np.clip((values[:, None] - low) / (high - low), 0.0, 1.0)
+
+
 def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
                 vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
                 char_ngrams: int = 0, numbers: str = "standard") -> Encoder:
@@ -211,10 +228,12 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
         median = float(np.median(present)) if len(present) else 0.0
         filled = np.where(np.isfinite(column), column, median)
         std = float(filled.std())
-        ranked = numbers == "quantile" and len(np.unique(filled)) > 2  # two values: standardising says it all
-        quantiles = np.quantile(filled, np.linspace(0, 1, QUANTILES)) if ranked else []
+        distinct = len(np.unique(filled))  # two values: standardising says it all
+        quantiles = np.quantile(filled, np.linspace(0, 1, QUANTILES)) if numbers == "quantile" and distinct > 2 else []
+        edges = np.unique(np.quantile(filled, np.linspace(0, 1, PLE_BINS + 1))) if numbers == "ple" else []
         return Encoder(name, kind, median=median, mean=float(filled.mean()), std=std if std > 1e-12 else 1.0,
-                       indicator=bool(len(present) < len(column)), quantiles=[float(q) for q in quantiles])
+                       indicator=bool(len(present) < len(column)), quantiles=[float(q) for q in quantiles],
+                       bins=[float(e) for e in edges] if distinct > 2 else [])
     counts = pd.Series([level(v) for v in values]).dropna().value_counts()
     if kind == "binary":
         return Encoder(name, kind, levels=sorted(counts.index)[:2])
@@ -319,6 +338,8 @@ def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, ma
         char_ngrams: int = 0, numbers: str = "standard") -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
+    if numbers == "auto":
+        numbers = "ple" if len(train) >= PLE_FROM_ROWS else "standard"
     encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
                             vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer, char_ngrams=char_ngrams,
                             numbers=numbers)

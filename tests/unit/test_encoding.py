@@ -121,3 +121,36 @@ def test_quantile_numbers_become_normal_scores_of_their_train_rank_and_travel_as
     assert tied.encode(pd.Series([0.0]))[0, 0] == pytest.approx(norm.ppf(0.45), abs=0.05), "ties rank mid-way"
     two = encoding.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="quantile")
     assert two.quantiles == [], "two values are standardised"
+
+
+def test_ple_numbers_add_a_piecewise_linear_column_per_train_quantile_bin_and_travel_as_json():
+    import json
+
+    rng = np.random.default_rng(0)
+    values = pd.Series(rng.exponential(size=1000))
+    values[3] = np.nan
+    encoder = encoding.fit_encoder("x", "number", values, max_categories=5, numbers="ple")
+    bins = len(encoder.bins) - 1
+    assert bins == encoding.PLE_BINS and encoder.width == 1 + bins + 1, "value, one column per bin, missing"
+    encoded = encoder.encode(pd.Series([encoder.bins[0] - 1.0, encoder.bins[5], 1e9, np.nan]))
+    assert encoded.shape == (4, encoder.width) and len(encoder.names) == encoder.width
+    pieces = encoded[:, 1:-1]
+    assert (pieces[0] == 0).all(), "below the first edge: every bin empty"
+    assert (pieces[1, :5] == 1).all() and (pieces[1, 5:] == 0).all(), "at the 5th bin's top: five bins full"
+    assert (pieces[2] == 1).all(), "above the last edge: every bin full"
+    assert encoded[3, -1] == 1 and encoded[3, 0] == pytest.approx((encoder.median - encoder.mean) / encoder.std)
+    middle = (encoder.bins[2] + encoder.bins[3]) / 2
+    assert encoder.encode(pd.Series([middle]))[0, 1 + 2] == pytest.approx(0.5), "halfway through bin 3"
+    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(again.encode(values), encoder.encode(values))
+    two = encoding.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="ple")
+    assert two.bins == [] and two.width == 1, "two values are standardised only"
+
+
+def test_auto_numbers_are_ple_on_large_train_splits_only():
+    rng = np.random.default_rng(1)
+    for rows, has_bins in ((encoding.PLE_FROM_ROWS - 1, False), (encoding.PLE_FROM_ROWS, True)):
+        train = pd.DataFrame({"x": rng.normal(size=rows)})
+        prep = encoding.fit(train, {"x": "number"}, pd.Series([0, 1] * (rows // 2 + 1)), max_categories=5,
+                            numbers="auto")
+        assert bool(prep.encoders[0].bins) == has_bins, rows

@@ -126,7 +126,8 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
 
 # The training recipe before its keys existed: a search saved then resumes only under it.
 OLD_RECIPE = ["train.weight_decay=0", "train.schedule=constant", "train.warmup_fraction=0", "train.grad_clip=0",
-              "train.label_smoothing=0", "data.char_ngrams=0", "model.image_pool=1", "data.max_length=64"]
+              "train.label_smoothing=0", "data.char_ngrams=0", "model.image_pool=1", "data.max_length=64",
+              "data.numbers=standard"]
 
 
 def test_a_config_hashes_as_it_did_before_model_columns_existed():
