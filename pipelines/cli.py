@@ -6,11 +6,10 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
 import traceback
 
-from pipelines import console
+from pipelines import console, signals
 from pipelines.config import KilnConfig, check_column_encoders, load_config
 from pipelines.errors import ConfigError, DataError, ModelNotFound, SearchInterrupted
 
@@ -18,6 +17,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    signals.install()
     args = parser().parse_args(argv)
     # MLflow draws a progress bar for every artifact download (the report reads one back): noise between stages.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.say("\ninterrupted; shutting down")
         _shutdown()
-        return 130
+        return signals.exit_code()
     except SystemExit as err:  # a library's sys.exit deep in a stage: never an exit without a reason
         if err.code in (0, None):
             raise
@@ -238,8 +238,9 @@ def cmd_run(args) -> int:
         result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose, resume=args.resume)
     except SearchInterrupted as stopped:
         _shutdown()
-        console.error(f"search {stopped} interrupted; continue it with: {_again('run', args)} --resume")
-        return 130
+        again = _again("run", args, every_override=True)
+        console.error(f"search {stopped} interrupted; continue it with: {again} --resume")
+        return signals.exit_code()
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     test = result.test
     beside = f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
@@ -291,9 +292,11 @@ def cmd_ui(args) -> int:
     os.execv(command[0], command)  # the UI takes this process over: signals reach it directly
 
 
-def _again(command: str, args) -> str:
+def _again(command: str, args, *, every_override: bool = False) -> str:
+    """The command line to run `command` on the same store (with every --set: the same search)."""
     parts = ["kiln", command] + ([args.config] if args.config else [])
-    parts += [f"--set {shlex.quote(o)}" for o in args.overrides if o.startswith(("storage.", "tracking."))]
+    parts += [f"--set {shlex.quote(o)}" for o in args.overrides
+              if every_override or o.startswith(("storage.", "tracking."))]
     return " ".join(parts)
 
 
@@ -335,19 +338,13 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
 
 
 def _serve_until_interrupted() -> int:
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    # Tune leaves its own SIGINT handler behind after a search; take Ctrl-C back.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signals.install()  # Tune leaves its own SIGINT handler behind after a search; take Ctrl-C back
     try:
-        while True:
-            signal.pause()
+        signals.wait_forever()
     except KeyboardInterrupt:
         console.say("\nshutting down the endpoint")
         _shutdown()
-        return EXIT_OK
+        return signals.exit_code()
 
 
 def _shutdown() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 
+from pipelines import signals
 from pipelines.config import KilnConfig
 from pipelines.ports import free_port
 
@@ -72,6 +74,8 @@ def start(cfg: KilnConfig, *, verbose: bool = False, env: dict[str, str] | None 
         port = own_dashboard()
         ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=port, **common)
+    if threading.current_thread() is threading.main_thread():
+        signals.install()  # ray.init's SIGTERM handler calls sys.exit(15) wherever the driver happens to be
 
 
 def own_dashboard() -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipelines import storage
+from pipelines import signals, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import SearchInterrupted
 from pipelines.search import resources, scheduler
@@ -74,9 +75,18 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
         tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
     # Only Train runs leave worker groups behind, and only Kiln's own runtime's are Kiln's to remove.
     reap = cfg.ray.address is None and not resources.in_trial_actor(cfg)
-    with OrphanReaper() if reap else contextlib.nullcontext():
-        grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(grid):
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        signals.install()  # what Tune's SIGINT handler puts back when it fires
+    try:
+        with OrphanReaper() if reap else contextlib.nullcontext():
+            grid = tuner.fit()
+        # Tune ends an interrupted search gracefully: its trials may all read as ended, the rest never started.
+        stopped = main_thread and signals.stop_requested()
+    finally:
+        if main_thread:
+            signals.install()  # Tune leaves its SIGINT handler behind, and a later Ctrl-C would only set its flag
+    if stopped or grid.num_terminated + grid.num_errors < len(grid):
         raise SearchInterrupted(search_name)
     trials = [summarize(result, cfg) for result in grid]
     finished = [t for t in trials if t.best_checkpoint is not None]

@@ -25,7 +25,7 @@ def cluster_run(tmp_path_factory):
     run = start_run("configs/cluster.yaml", tmp_path_factory.mktemp("cluster") / "storage",
                     "--set", "tune.num_samples=2", "--set", "train.epochs=2", "--set", f"registry.model_name={MODEL}")
     yield run
-    assert run.stop() == 0
+    assert run.stop() == 130
 
 
 def test_trials_ran_on_two_nodes(cluster_run):

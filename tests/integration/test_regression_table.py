@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import requests
 
 from pipelines import data
 
-from tests_support import KILN, ROOT, start_run, store_client
+from tests_support import KILN, ROOT, alive, descendants, start_run, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +42,16 @@ def price_run(tmp_path_factory):
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "Endpoint:" not in trained.stdout  # --no-serve stops after registering
-    run = start_run("tests/configs/tiny.yaml", folder / "runs", "--model", f"{MODEL}@champion", command_name="serve")
+    # Started as a non-interactive shell's `cmd &` starts it (SIGINT ignored), stopped by SIGINT to it alone.
+    run = start_run("tests/configs/tiny.yaml", folder / "runs", "--model", f"{MODEL}@champion", command_name="serve",
+                    sigint_ignored=True)
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln serve exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield folder, table, run, trained.stdout
-    assert run.stop() == 0, run.output[-3000:]
+    members = [run.process.pid, *descendants(run.process.pid)]
+    assert run.stop(group=False) == 130, run.output[-3000:]
+    time.sleep(2)
+    assert not [pid for pid in members if alive(pid)], "a process kiln serve started outlived it"
 
 
 def test_the_task_is_picked_from_the_label_and_said(price_run):

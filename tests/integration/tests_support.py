@@ -42,10 +42,11 @@ class LiveRun:
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
-    def stop(self, timeout_s: float = 120) -> int:
-        """Ctrl-C as a terminal sends it: SIGINT to the whole process group (the run is its session's leader)."""
+    def stop(self, timeout_s: float = 120, *, signum: int = signal.SIGINT, group: bool = True) -> int:
+        """By default Ctrl-C as a terminal sends it: SIGINT to the whole process group (the run is its session's
+        leader); `group=False` signals kiln alone, as a supervisor (systemd, a Python parent) does."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
+            os.killpg(self.process.pid, signum) if group else self.process.send_signal(signum)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -54,12 +55,19 @@ class LiveRun:
         return self.process.returncode
 
 
-def start_run(config: str, root: Path, *extra: str, command_name: str = "run") -> LiveRun:
+def ignore_sigint() -> None:
+    """What a non-interactive shell does to a command it starts with `&`: Python then never installs its own
+    Ctrl-C handler, so only one that kiln installs itself can stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_run(config: str, root: Path, *extra: str, command_name: str = "run", sigint_ignored: bool = False) -> LiveRun:
     """`kiln run` (or `kiln serve`, with command_name) until it serves; its output lands in `lines`."""
     port = free_port()
     command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                               preexec_fn=ignore_sigint if sigint_ignored else None)
     run = LiveRun(root, port, process)
     ready = threading.Event()
 
