@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ MATRIX_INPUT = "input-0"
 PLATFORM = "kiln_pytorch"
 DATATYPES = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4")}
 BYTES = "BYTES"
+# A tensor's shape is the client's claim: it is checked against the bytes or values that came with it before
+# anything is allocated, so a request costs the server no more than its size. Each dimension must also fit
+# numpy's (and Triton's) 32-bit-safe range, or reshaping an empty tensor fails.
+MAX_DIMENSION = 2**31 - 1
 INPUT_DATATYPES = (*DATATYPES, BYTES)
 _OUTPUT_DTYPES = {"INT64": np.dtype("<i8"), "FP64": np.dtype("<f8"), "BOOL": np.dtype("?")}
 
@@ -155,7 +160,9 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
     if datatype not in INPUT_DATATYPES:
         raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not supported; use one of "
                             f"{', '.join(INPUT_DATATYPES)}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python's integers: no overflow to a small or negative count
+    if any(d > MAX_DIMENSION for d in shape):
+        raise ProtocolError(f"input {name!r}: shape {shape} has a dimension over {MAX_DIMENSION}")
     parameters = spec.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError(f"input {name!r}: 'parameters' must be an object")
@@ -165,6 +172,9 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
             raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes "
                                 "after the JSON header")
         if datatype == BYTES:
+            if count * 4 > size:  # before allocating anything: every element carries a 4-byte length
+                raise ProtocolError(f"input {name!r}: shape {shape} of BYTES needs at least {count * 4} bytes "
+                                    f"(a 4-byte length per element), got {size}")
             return name, _binary_strings(name, binary[offset:offset + size], count).reshape(shape), offset + size
         if size != count * DATATYPES[datatype].itemsize:
             raise ProtocolError(f"input {name!r}: shape {shape} of {datatype} needs "

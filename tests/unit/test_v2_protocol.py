@@ -206,3 +206,24 @@ def test_a_batch_is_one_forward_pass_per_model_and_splits_back_in_order():
     items = [(old, np.array([[1.0], [2.0]])), (new, np.array([[3.0]])), (old, np.array([[4.0]]))]
     assert [list(r) for r in predict_batches(items)] == [["old1", "old2"], ["new3"], ["old4"]]
     assert old.calls == [3] and new.calls == [1]
+
+
+@pytest.mark.parametrize("shape", [[1073741824], [2**32, 2**32], [2**64], [0, 2**62]])
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_a_claimed_shape_costs_no_more_than_the_bytes_sent(shape, binary):
+    """The shape is the client's claim: a 118-byte request declaring [2**30] BYTES once held a replica for 20 s
+    and 3.4 GiB; [2**64] or [2**32, 2**32] gave a 500. Each is one ProtocolError (a 400), answered at once."""
+    import tracemalloc
+
+    raw = struct.pack("<I", 1) + b"x"
+    if binary:
+        spec = [{"name": "town", "shape": shape, "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}]
+        payload, header = body(*spec) + raw, str(len(body(*spec)))
+    else:
+        payload, header = body(tensor(name="town", shape=shape, datatype="BYTES", data=["x"])), None
+    tracemalloc.start()
+    with pytest.raises(ProtocolError, match="shape"):
+        v2.parse_infer(payload, ["town"], types={"town": "category"}, header_length=header)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated for a {len(payload)}-byte request"
