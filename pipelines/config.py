@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,19 @@ COLUMN_TYPES = ("number", "category", "binary", "text", "image")
 REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOSSES = {"cross_entropy": metrics.CLASSIFICATION, "mse": metrics.REGRESSION, "huber": metrics.REGRESSION}
+
+
+def _file_safe(value: str) -> str:
+    """A name that becomes part of file and application names (reports/<run>.html, checkpoints/<name>/...,
+    the Serve application): letters, digits, '.', '_', '-'; no '/' or '..' to climb out of Kiln's folders."""
+    if not value or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value) or ".." in value \
+            or value[0] in ".-":
+        raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' (not first), no '..' (it becomes a "
+                         "file name)")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_file_safe)]
 
 
 class Section(BaseModel):
@@ -330,7 +344,7 @@ class TuneConfig(Section):
 
 
 class RegistryConfig(Section):
-    model_name: str = Field("kiln-model", min_length=1)
+    model_name: Name = "kiln-model"
     alias: str = Field("champion", min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     promote: Literal["if_better", "always", "never"] = "if_better"
     """if_better moves the alias only when the new test metric is at least the current one's."""
@@ -393,7 +407,7 @@ class ServeConfig(Section):
 
 
 class KilnConfig(Section):
-    name: str = Field("kiln", min_length=1)
+    name: Name = "kiln"
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()

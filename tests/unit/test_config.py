@@ -58,6 +58,10 @@ def test_yaml_exponent_without_dot_is_coerced(tmp_path):
     ("data.split.val=0.8", "data.split: val + test must leave"),
     ("serve.port=70000", "serve.port: Input should be less than or equal to 65535"),
     ("registry.promote=sometimes", "registry.promote: Input should be"),
+    ("registry.model_name=../../etc/x", "registry.model_name: '../../etc/x': use letters"),
+    ("registry.model_name=a/b", "registry.model_name: 'a/b': use letters"),
+    ("name=..", "name: '..': use letters"),
+    ("name=.hidden", "name: '.hidden': use letters"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
