@@ -11,7 +11,7 @@ from torch import nn
 
 from pipelines.config import ModelConfig
 from pipelines.encoding import Preprocessing
-from pipelines.models import build_model
+from pipelines.models import BUILDERS, build_model
 
 META_FILE = "kiln.json"
 WEIGHTS_FILE = "model.pt"
@@ -38,12 +38,30 @@ def saved_model_config(saved: dict[str, Any]) -> ModelConfig:
     return ModelConfig.model_validate({"image_pool": 1, **saved})
 
 
-def load_model(folder: str | Path) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
-    """Rebuild the model from a checkpoint folder, in eval mode on the CPU."""
+class UntrustedModel(ValueError):
+    """A checkpoint names code outside Kiln that the config loading it does not trust."""
+
+
+def trusted_factory(cfg: ModelConfig, *, own_run: bool = False) -> str | None:
+    """The one user factory a checkpoint may name and be built from: the config's own model.name, for this run's
+    own trials (`own_run`) or with model.trust_code for a registered version; None: Kiln's builders only."""
+    return cfg.name if ":" in cfg.name and (own_run or cfg.trust_code) else None
+
+
+def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
+    """Rebuild the model from a checkpoint folder, in eval mode on the CPU. kiln.json's model.name decides what
+    is built, and the folder may come from a shared store: a name outside Kiln's builders is imported only when
+    it is `factory` (trusted_factory), and a failure inside it, SystemExit included, is an error, not an exit."""
     meta = read_meta(folder)
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    model = build_model(saved_model_config(meta["model"]),
-                        input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
+    saved = saved_model_config(meta["model"])
+    if saved.name not in BUILDERS and saved.name != factory:
+        raise UntrustedModel(f"{folder}: its model.name {saved.name!r} is code outside Kiln; it is built only where "
+                             f"the loading config says model.name: {saved.name!r} and model.trust_code: true")
+    try:
+        model = build_model(saved, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
+    except (Exception, SystemExit) as err:
+        raise ValueError(f"{folder}: building {saved.name!r} failed: {type(err).__name__}: {err}") from None
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), prep, meta

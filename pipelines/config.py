@@ -175,6 +175,10 @@ ENCODER_KEYS = tuple(ColumnEncoderConfig.model_fields)
 class ModelConfig(Section):
     name: str = "mlp"
     """mlp, cnn, or "package.module:factory" (called as factory(input_dim, num_classes, cfg))."""
+    trust_code: bool = False
+    """Build a registered version whose model is a factory by importing it: only when this config's model.name
+    names that same factory too. Off, only Kiln's own builders (mlp, cnn) are built from what a store holds, so
+    a version whose kiln.json names `os:system` runs nothing."""
     hidden: list[PositiveInt] = [128, 64]
     """Hidden layer widths (mlp) or channel counts (cnn)."""
     dropout: float = Field(0.1, ge=0, lt=1)

@@ -67,8 +67,10 @@ def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]
     return matrix.tolist()
 
 
-def test_report(checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarray) -> TestReport:
-    model = InferenceModel(checkpoint_dir)
+def test_report(checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarray, *,
+                factory: str | None = None) -> TestReport:
+    """`factory`: the user factory this run trains, if any (checkpoint.trusted_factory)."""
+    model = InferenceModel(checkpoint_dir, factory=factory)
     outputs = model.outputs(test_frame)
     prep = model.preprocessing
     if prep.regression:

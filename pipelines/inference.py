@@ -16,8 +16,9 @@ class InferenceModel:
     """A trained model with its preprocessing; takes raw feature rows, returns label values (classification)
     or numbers in the label's units (regression)."""
 
-    def __init__(self, folder: str | Path):
-        self.model, self.preprocessing, self.meta = checkpoint.load_model(folder)
+    def __init__(self, folder: str | Path, *, factory: str | None = None):
+        """`factory`: the user factory the checkpoint may name (checkpoint.trusted_factory); None: Kiln's only."""
+        self.model, self.preprocessing, self.meta = checkpoint.load_model(folder, factory=factory)
         self.device = torch.device("cpu")
 
     def to(self, device: str | torch.device) -> InferenceModel:

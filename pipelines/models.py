@@ -20,6 +20,9 @@ def pair_buckets(vocabulary: int) -> int:
     return min(MAX_PAIR_BUCKETS, max(1024, 4 * vocabulary))
 
 
+BUILDERS = ("mlp", "cnn")  # Kiln's own; any other model.name is a user factory (package.module:function)
+
+
 def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: list[Slot] = ()) -> nn.Module:
     """`mlp`, `cnn`, or a user factory `package.module:function(input_dim, num_classes, cfg)`. With text or image
     columns an mlp is the head of a concat combiner: each such column's encoder beside the other columns' values."""

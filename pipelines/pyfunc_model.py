@@ -7,6 +7,7 @@ from __future__ import annotations
 import mlflow.pyfunc
 import pandas as pd
 
+from pipelines import checkpoint
 from pipelines.inference import InferenceModel
 
 
@@ -14,7 +15,10 @@ class KilnPyfunc(mlflow.pyfunc.PythonModel):
     """What the registry holds: `mlflow.pyfunc.load_model(uri).predict(frame)` returns label values."""
 
     def load_context(self, context):
-        self.model = InferenceModel(context.artifacts["checkpoint"])
+        # mlflow.pyfunc.load_model runs this version's stored code (models-from-code) by design: whoever calls it
+        # trusts the version, so a factory its checkpoint names is built too. Kiln's own loads never come here.
+        folder = context.artifacts["checkpoint"]
+        self.model = InferenceModel(folder, factory=checkpoint.read_meta(folder)["model"]["name"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import integrity, locks, metrics, storage, store, tracking
+from pipelines import checkpoint, integrity, locks, metrics, storage, store, tracking
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
 from pipelines.evaluate import primary_metric, score
@@ -166,7 +166,8 @@ def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, 
     checked, the checkpoint loaded without running stored code) and, for a version just logged (`fresh`), the
     way a user's mlflow.pyfunc.load_model will."""
     try:
-        store.load_verified(cfg.tracking_uri, name, version).predict(example)
+        store.load_verified(cfg.tracking_uri, name, version,
+                            factory=checkpoint.trusted_factory(cfg.model)).predict(example)
         if fresh:
             store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
     except Exception as err:
@@ -185,7 +186,8 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame
     if current is None:
         return True, f"no {alias} yet"
     try:
-        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current)
+        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current,
+                                       factory=checkpoint.trusted_factory(cfg.model))
         previous = score(cfg.task, list(champion.predict(champion.feature_frame(test_frame))), test_labels)
     except Exception as err:  # e.g. trained on other features, for the other task, or its files changed
         return True, f"{alias} v{current} cannot score this test split ({type(err).__name__})"

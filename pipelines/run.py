@@ -9,6 +9,7 @@ import pandas as pd
 from pipelines import (
     auth,
     baseline,
+    checkpoint,
     console,
     data,
     deploy,
@@ -76,7 +77,8 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 
         with console.stage("evaluate", timings):
             best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
-            test = evaluate.test_report(best_checkpoint, splits.test_frame, splits.test_y)
+            test = evaluate.test_report(best_checkpoint, splits.test_frame, splits.test_y,
+                                       factory=checkpoint.trusted_factory(cfg.model, own_run=True))
             record.log_dict(test.to_dict(), "test_report.json")
             record.log_metrics({**test.metrics, f"best_{cfg.tune.metric}": result.best.best_metric})
             console.say(f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "

@@ -39,10 +39,11 @@ def load_pyfunc(uri: str, name: str, version: int | str):
     return mlflow.pyfunc.load_model(version_folder(uri, name, version))
 
 
-def load_verified(uri: str, name: str, version: int | str):
+def load_verified(uri: str, name: str, version: int | str, *, factory: str | None = None):
     """Version VERSION of model NAME as an InferenceModel, built from its checkpoint (JSON and a weights-only
     state dict) after its files' sha256 matches the one recorded at registration: no code or pickle from the
-    store runs. Raises integrity.IntegrityError naming the version otherwise."""
+    store runs. Raises integrity.IntegrityError naming the version otherwise. A checkpoint naming a user factory
+    is built only when it is `factory` (checkpoint.trusted_factory of the config that loads it)."""
     from mlflow.models import Model
 
     from pipelines import integrity
@@ -58,7 +59,7 @@ def load_verified(uri: str, name: str, version: int | str):
         raise integrity.IntegrityError(f"{name} v{version}: its files changed since registration (sha256 "
                                        f"{found[:12]}..., registered {recorded[:12]}...); refusing to load it")
     artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
-    return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]))
+    return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from ray import serve
 
-from pipelines import auth, registry
+from pipelines import auth, checkpoint, registry
 from pipelines.config import KilnConfig, ServeConfig
 from pipelines.errors import ConfigError
 from serving.metrics import Metrics
@@ -35,8 +35,9 @@ class ModelEndpoint:
     """Serves `models:/NAME@ALIAS` (following the alias) or a pinned `models:/NAME/VERSION`, of one store."""
 
     def __init__(self, *, tracking_uri: str, name: str, alias: str | None, version: int | None,
-                 serve_config: dict[str, Any], token_sha256: str | None = None):
+                 serve_config: dict[str, Any], token_sha256: str | None = None, factory: str | None = None):
         self.cfg = ServeConfig.model_validate(serve_config)
+        self.factory = factory  # the user factory the serving config trusts (checkpoint.trusted_factory), if any
         self.token_sha256 = token_sha256
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
@@ -60,7 +61,7 @@ class ModelEndpoint:
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
-        predictor = Predictor.from_registry(self.tracking_uri, self.name, version,
+        predictor = Predictor.from_registry(self.tracking_uri, self.name, version, factory=self.factory,
                                            max_image_pixels=self.cfg.max_image_pixels, gpu=self.cfg.num_gpus > 0)
         predictor.model.predict(pd.DataFrame([[None] * len(predictor.features)], columns=predictor.features))
         return predictor
@@ -148,7 +149,7 @@ def bind(cfg: KilnConfig, *, name: str, alias: str | None, version: int | None):
     token = auth.read_token(cfg.serve)  # the replicas get its sha256 only
     return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
         tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=cfg.serve.model_dump(),
-        token_sha256=auth.digest(token) if token else None)
+        token_sha256=auth.digest(token) if token else None, factory=checkpoint.trusted_factory(cfg.model))
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:

@@ -86,7 +86,7 @@ def hold(cfg: KilnConfig, name: str):
 # Keys added since searches were first saved, each with the value that trains as Kiln did before it existed: a
 # search saved then hashes the same only when the config still trains that way (the recipe's new defaults don't).
 ADDED_LATER = (("model", "columns", {}), ("data", "tokenizer", "words"), ("data", "char_ngrams", 0),
-               ("data", "numbers", "standard"),
+               ("data", "numbers", "standard"), ("model", "trust_code", False),
                ("model", "image_pool", 1), ("model", "image_standardize", "dataset"),
                ("train", "schedule", "constant"), ("train", "warmup_fraction", 0.0), ("train", "grad_clip", 0.0),
                ("train", "label_smoothing", 0.0))

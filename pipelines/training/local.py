@@ -80,7 +80,7 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         train_loop_per_worker({"train": cfg.train, "model": cfg.model, "preprocessing": prep,
                                "arrays": {"train": arrays(train_idx), "val": arrays(val_idx)},
                                "started_at": time.time()}, worker)
-        model, prep, _ = checkpoint.load_model(folder)
+        model, prep, _ = checkpoint.load_model(folder, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
         x_test, y_test = arrays(test_idx)
         with torch.inference_mode():
             outputs = model(torch.as_tensor(x_test)).double().numpy()
