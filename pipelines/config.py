@@ -397,6 +397,10 @@ class ServeConfig(Section):
     request_timeout_s: PositiveFloat = 30.0
     max_ongoing_requests: PositiveInt = 64
     """Requests a replica works on at once."""
+    allowed_hosts: list[str] = []
+    """Host header names the endpoint answers besides loopback's (127.0.0.1, localhost, ::1), e.g. its DNS name
+    behind a load balancer. Bound to loopback, any other Host is refused (421): a DNS-rebinding page cannot reach
+    it. Bound elsewhere with this empty, any Host is answered (the token guards it)."""
     max_queued_requests: int = Field(256, ge=-1)
     """Requests waiting for a replica beyond which clients get 503 (-1 = unbounded)."""
     reload_interval_s: PositiveFloat = 2.0

@@ -15,6 +15,7 @@ from ray import serve
 from pipelines import auth, checkpoint, registry
 from pipelines.config import KilnConfig, ServeConfig
 from pipelines.errors import ConfigError
+from serving.limits import answered_hosts
 from serving.metrics import Metrics
 from serving.predictor import Predictor, alias_version, predict_batches
 from serving.routes import build_api
@@ -57,7 +58,8 @@ class ModelEndpoint:
 
     def __serve_build_asgi_app__(self):
         return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s,
-                         token_sha256=self.token_sha256, max_rows=self.cfg.max_rows)
+                         token_sha256=self.token_sha256, max_rows=self.cfg.max_rows,
+                         hosts=answered_hosts(self.cfg.host, self.cfg.allowed_hosts))
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""

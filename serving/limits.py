@@ -24,6 +24,42 @@ DRAIN_BYTES = 64 << 20
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})  # the metrics' method label
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Bodies a POST may carry: JSON, or the v2 binary tensor extension. A browser sends text/plain, a form or a
+# multipart body from any page without asking first; each is refused (415) before it is read. No Content-Type
+# at all is taken: tritonclient sends none (the Host check, not this, is what stops a DNS-rebinding page).
+BODY_TYPES = ("", "application/json", "application/octet-stream", "application/vnd.kserve.binary")
+
+
+def answered_hosts(bind_host: str, allowed: list[str]) -> frozenset[str] | None:
+    """The Host names an endpoint bound to `bind_host` answers (None: any)."""
+    if allowed:
+        return LOOPBACK_HOSTS | {h.lower() for h in allowed}
+    return LOOPBACK_HOSTS if bind_host in LOOPBACK_HOSTS else None
+
+
+def host_name(header: str) -> str:
+    """A Host header's name without its port: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:8000" -> "::1"."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0].lower()
+    return header.rpartition(":")[0].lower() if header.count(":") == 1 else header.lower()
+
+
+def refusal(scope: Scope, hosts: frozenset[str] | None) -> tuple[int, str] | None:
+    """Why a request is refused before it reaches a route: a Host this endpoint does not answer, or a POST body
+    that is neither JSON nor v2's binary extension."""
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    host = headers.get(b"host", b"").decode("latin-1")
+    if hosts is not None and host_name(host) not in hosts:
+        return 421, f"Host {host!r} is not one this endpoint answers (serve.allowed_hosts)"
+    if scope["method"] == "POST":
+        kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if kind not in BODY_TYPES:
+            return 415, (f"Content-Type {kind}: send application/json (or v2's binary extension, "
+                         "application/octet-stream)")
+    return None
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int, size: int | None = None):
         got = f"{size} bytes" if size is not None else "more"
@@ -37,9 +73,9 @@ def error_body(path: str, status: int, message: str) -> bytes:
 
 class Guard:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float, metrics: Metrics,
-                 version: Callable[[], int], routes: list):
+                 version: Callable[[], int], routes: list, hosts: frozenset[str] | None = LOOPBACK_HOSTS):
         self.app, self.max_body_bytes, self.timeout_s = app, max_body_bytes, timeout_s
-        self.metrics, self.version, self.routes = metrics, version, routes
+        self.metrics, self.version, self.routes, self.hosts = metrics, version, routes, hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +104,9 @@ class Guard:
             return message
 
         try:
+            refused = refusal(scope, self.hosts)
+            if refused is not None:  # before any of the body is read
+                return await self._refuse(scope, send_with_version, state, *refused)
             declared = _content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
                 raise BodyTooLarge(self.max_body_bytes, declared)  # refused without handing any of it on

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from pipelines import auth
 from serving import protocol, v2
-from serving.limits import VERSION_HEADER, BodyTooLarge, Guard, error_body
+from serving.limits import LOOPBACK_HOSTS, VERSION_HEADER, BodyTooLarge, Guard, error_body
 from serving.metrics import Metrics
 from serving.predictor import Predictor, RequestError
 
@@ -47,14 +47,14 @@ def wants_probabilities(parameters: dict[str, Any] | None, predictor: Predictor)
 
 
 def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, token_sha256: str | None = None,
-              max_rows: int = 10_000) -> FastAPI:
+              max_rows: int = 10_000, hosts: frozenset[str] | None = LOOPBACK_HOSTS) -> FastAPI:
     """The endpoint's routes; with `token_sha256` (serve.auth: token) every route but the health checks needs
-    the bearer token."""
+    the bearer token. `hosts`: the Host names it answers (limits.answered_hosts; None: any)."""
     api = FastAPI(title="Kiln model endpoint", version=KILN_VERSION,
                   description="Predictions from a model in Kiln's MLflow registry: Kiln's `/predict` and the "
                               "Open Inference Protocol (KServe v2) under `/v2`.")
     api.add_middleware(Guard, max_body_bytes=max_body_bytes, timeout_s=timeout_s, metrics=endpoint.metrics,
-                       version=lambda: endpoint.predictor.version, routes=api.routes)
+                       version=lambda: endpoint.predictor.version, routes=api.routes, hosts=hosts)
     if token_sha256:
         @api.middleware("http")  # added last: runs first, before a body is read
         async def bearer_token(request: Request, call_next):

@@ -19,6 +19,7 @@ from serving.routes import build_api
 
 MAX_BODY_BYTES = 4096
 TIMEOUT_S = 1.0
+JSON = {"Content-Type": "application/json"}
 
 
 class StandIn:
@@ -71,7 +72,7 @@ def test_bad_rows_422_and_v2_errors_400(served):
     bad = requests.post(f"{url}/predict", json={"instances": [[1, 2, 3]]}, timeout=10)
     assert bad.status_code == 422 and bad.json()["detail"] == "instances[0]: expected 4 features, got 3"
     assert bad.headers["X-Model-Version"] == "1"
-    bad = requests.post(f"{url}/v2/models/tiny/infer", data=b"{oops", timeout=10)
+    bad = requests.post(f"{url}/v2/models/tiny/infer", data=b"{oops", headers=JSON, timeout=10)
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
     missing = requests.post(f"{url}/v2/models/other/infer", json={"inputs": []}, timeout=10)
     assert missing.status_code == 404 and "unknown model 'other'" in missing.json()["error"]
@@ -97,7 +98,7 @@ def test_body_over_the_limit_413_by_header_and_by_stream(served):
     answer = requests.post(f"{url}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=10)
     assert answer.status_code == 413 and "serve.max_body_bytes" in answer.json()["detail"]
     chunked = requests.post(f"{url}/v2/models/tiny/infer", data=(big[i:i + 1000] for i in range(0, len(big), 1000)),
-                            timeout=10)  # a generator body is sent chunked: no Content-Length
+                            headers=JSON, timeout=10)  # a generator body is sent chunked: no Content-Length
     assert chunked.status_code == 413 and "limit is 4096 bytes" in chunked.json()["error"]
     assert requests.post(f"{url}/predict", json={"instances": rows(frame)}, timeout=10).status_code == 200
 
@@ -144,7 +145,7 @@ def test_metrics_by_route_template_status_and_version(served):
     url, _, frame = served
     requests.post(f"{url}/v2/models/tiny/infer", json={"inputs": [
         {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": rows(frame, 1)}]}, timeout=10)
-    requests.post(f"{url}/predict", data=b"x" * (MAX_BODY_BYTES + 1), timeout=10)
+    requests.post(f"{url}/predict", data=b"x" * (MAX_BODY_BYTES + 1), headers=JSON, timeout=10)
     text = requests.get(f"{url}/metrics", timeout=10).text
     assert ('kiln_requests_total{method="POST",model_version="1",replica="r1",route="/v2/models/{name}/infer",'
             'status="200"}') in text
@@ -330,7 +331,7 @@ def test_rows_over_the_cap_413_and_deep_json_400(tiny_endpoint):
         deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         kiln = requests.post(f"{url}/predict", data=deep, headers={"Content-Type": "application/json"}, timeout=10)
         assert kiln.status_code == 400 and "error parsing the body" in kiln.json()["detail"]  # FastAPI's own
-        v2_deep = requests.post(f"{url}/v2/models/tiny/infer", data=deep, timeout=10)
+        v2_deep = requests.post(f"{url}/v2/models/tiny/infer", data=deep, headers=JSON, timeout=10)
         assert v2_deep.status_code == 400 and "nested too deeply" in v2_deep.json()["error"]
 
 
@@ -378,3 +379,34 @@ def test_an_endpoint_beyond_loopback_needs_a_token():
     with pytest.raises(ConfigError, match="serve.host: 0.0.0.0 is reachable from other machines; set serve.auth"):
         load_config(None, ["serve.host=0.0.0.0"])
     assert load_config(None, ["serve.host=0.0.0.0", "serve.auth=token"]).serve.auth == "token"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          "text/plain; charset=utf-8"])
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/tiny/infer"])
+def test_a_body_a_browser_could_send_from_any_page_is_refused_415(served, path, content_type):
+    """text/plain, a form or a multipart body go out from any web page without a CORS preflight."""
+    url, _, frame = served
+    body = json.dumps({"instances": rows(frame)}).encode()
+    answer = requests.post(f"{url}{path}", data=body, headers={"Content-Type": content_type}, timeout=10)
+    assert answer.status_code == 415, answer.text
+    assert "send application/json" in answer.text
+    assert requests.post(f"{url}{path}", data=body, timeout=10).status_code != 415, "none at all: tritonclient's"
+
+
+@pytest.mark.parametrize("host, status", [("evil.example:8000", 421), ("127.0.0.1.evil.example", 421),
+                                          ("localhost:1234", 200), ("[::1]:8000", 200), ("127.0.0.1", 200)])
+def test_a_loopback_endpoint_answers_only_loopback_host_names(served, host, status):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: its Host header gives it away."""
+    url, _, frame = served
+    answer = requests.post(f"{url}/predict", json={"instances": rows(frame)}, headers={"Host": host}, timeout=10)
+    assert answer.status_code == status, answer.text
+
+
+def test_answered_hosts_follow_the_bind_address_and_serve_allowed_hosts():
+    from serving.limits import LOOPBACK_HOSTS, answered_hosts, host_name
+
+    assert answered_hosts("127.0.0.1", []) == LOOPBACK_HOSTS
+    assert answered_hosts("0.0.0.0", []) is None, "bound for the network with no list: the token guards it"
+    assert answered_hosts("0.0.0.0", ["Models.Example.com"]) == LOOPBACK_HOSTS | {"models.example.com"}
+    assert [host_name(h) for h in ("a.b:80", "[::1]:8000", "::1", "A.B")] == ["a.b", "::1", "::1", "a.b"]
