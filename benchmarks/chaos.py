@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import record  # noqa: E402
-from tests_support import KILN, free_port, kill_with_children, store_client  # noqa: E402
+from tests_support import KILN, descendants_named, free_port, kill_with_children, store_client  # noqa: E402
 
 NAME = "chaos-mlp"
 EPOCHS, TRIALS = 30, 3  # a DDP epoch of digits is ~0.1-0.3 s here: enough of them to be killed mid-trial
@@ -67,9 +67,9 @@ class Process:
             time.sleep(0.2)
 
 
-def pids(pattern: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in found]
+def pids(root: Process, pattern: str) -> list[int]:
+    """The processes `root` started whose command line matches: a kiln process's own runtime is under it."""
+    return descendants_named(root.popen.pid, pattern)
 
 
 class Load:
@@ -157,7 +157,7 @@ def main() -> None:
     search = None
     try:
         endpoint.wait_for(lambda line: line.startswith("Endpoint:"), 300, "the endpoint")
-        replicas = pids("ServeReplica:")
+        replicas = pids(endpoint, "ServeReplica:")
         if not replicas:
             raise SystemExit("chaos: no Serve replica process found")
         search = Process(["run", config, *store, *SEARCH])
@@ -176,7 +176,7 @@ def main() -> None:
             seen = len(search.lines)
             search.wait_for(lambda line: EPOCH_LINE.search(line) and int(EPOCH_LINE.search(line).group(2)) >= 3,
                             120, "a third epoch", after=seen)
-            workers = pids("RayTrainWorker")
+            workers = pids(search, "RayTrainWorker")
             if not workers and time.monotonic() > deadline:
                 raise SystemExit("chaos: no Ray Train worker process found; the search printed:\n"
                                  + "\n".join(search.lines[-20:]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests_support import KILN, ROOT, free_port, store_client
+from tests_support import KILN, ROOT, alive, descendants, free_port, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,11 @@ def ui(live_run):
         process.kill()
         pytest.fail("kiln ui did not answer within 90 s")
     yield url
+    members = [process.pid, *descendants(process.pid)]
     os.killpg(process.pid, signal.SIGTERM)  # the UI server and the workers it started
     process.wait(30)
     time.sleep(2)
-    leftovers = subprocess.run(["pgrep", "-f", f"mlflow.*--port {port}|huey_consumer"], capture_output=True, text=True)
-    assert leftovers.stdout == "", "an MLflow UI process outlived the test"
+    assert not [pid for pid in members if alive(pid)], "an MLflow UI process outlived the test"
 
 
 def body_text_when(driver, predicate, timeout_s: float = 45) -> str:

@@ -10,16 +10,15 @@ import time
 
 import pytest
 
-from tests_support import KILN, ROOT, store_client
+from tests_support import KILN, ROOT, descendants_named, store_client
 
 pytestmark = pytest.mark.slow
 
 
 
 
-def train_worker_pids(process_name: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", process_name], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def train_worker_pids(driver: int, process_name: str) -> list[int]:
+    return descendants_named(driver, process_name)  # the run's own runtime: under its driver
 
 
 # A 1-worker trial's epoch on digits takes milliseconds: it gets enough of them to be killed mid-run.
@@ -37,13 +36,13 @@ def test_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(tmp_
     for line in process.stdout:
         lines.append(line.rstrip())
         if killed is None and " epoch 2: " in line:
-            before = train_worker_pids(process_name)
+            before = train_worker_pids(process.pid, process_name)
             assert before, f"no {process_name} process found"
             killed = before[-1]
             os.kill(killed, signal.SIGKILL)
             kill_time = time.monotonic()
         elif killed is not None and not after and " epoch " in line:
-            after = train_worker_pids(process_name)  # the first report after the kill comes from the new group
+            after = train_worker_pids(process.pid, process_name)  # the first report after the kill: the new group
     process.wait(300)
     output = "\n".join(lines)
     assert process.returncode == 0, output[-3000:]

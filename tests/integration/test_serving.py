@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import pytest
 import requests
 from serving_support import FEATURES, tiny_store
 
-from tests_support import ROOT, free_port
+from tests_support import ROOT, descendants_named, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own pydantic v1-style fields
 
@@ -263,8 +262,8 @@ def test_promote_and_rollback_switch_the_live_endpoint_with_zero_failed_requests
 
 
 def replica_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "ServeReplica:kiln"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+    """This test's replicas: its Ray runtime was started by this very process."""
+    return set(descendants_named(os.getpid(), "ServeReplica:kiln"))
 
 
 def test_a_killed_replica_is_replaced_and_retrying_clients_barely_notice(live):

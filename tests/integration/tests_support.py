@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +93,20 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run", s
 def descendants(pid: int) -> list[int]:
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [d for c in map(int, children) for d in (c, *descendants(c))]
+
+
+def descendants_named(root: int, pattern: str) -> list[int]:
+    """The processes under `root` (one this test or benchmark started, or itself) whose command line matches
+    `pattern`: never a process by name alone, which could be anyone's on a shared machine."""
+    found = []
+    for pid in descendants(root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone already
+            continue
+        if re.search(pattern, command):
+            found.append(pid)
+    return found
 
 
 def alive(pid: int) -> bool:
