@@ -186,16 +186,30 @@ def inspect(cfg: DataConfig, storage_root: Path) -> Checked:
 
 
 def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
-    """A column of image file names is read relative to the table's own folder, as a user writes it."""
+    """A column of image file names is read relative to the table's own folder, as a user writes it. Only
+    regular files under that folder: a table cannot make Kiln read /etc/shadow, climb out with ../ or a
+    symlink, or hang on a FIFO named x.png (DataError naming the column and row)."""
     if "://" in source.paths[0]:
         return frame
-    folder = Path(source.paths[0]).parent
+    folder = Path(source.paths[0]).parent.resolve()
     for name in frame.columns:
         present = frame[name].dropna()
         if not pd.api.types.is_numeric_dtype(frame[name]) and len(present) and all(
                 isinstance(v, str) and images.is_image_cell(v) for v in present):
-            frame[name] = [v if not isinstance(v, str) else str(folder / v) for v in frame[name]]
+            frame[name] = [v if not isinstance(v, str) else image_file(folder, v, name, row)
+                           for row, v in zip(frame.index, frame[name], strict=True)]
     return frame
+
+
+def image_file(folder: Path, name: str, column: str, row) -> str:
+    """`name` under `folder` (resolved: symlinks followed) when it is a regular file there."""
+    path = (folder / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(folder):
+        raise DataError(f"column {column!r} row {row}: {name!r} is outside the table's folder {folder}; image "
+                        "file names are relative to it")
+    if not path.is_file():  # is_file: a regular file (a FIFO, device or folder is not)
+        raise DataError(f"column {column!r} row {row}: {name!r} is not a file under {folder}")
+    return str(path)
 
 
 def with_image_bytes(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -85,8 +85,14 @@ def class_folders(root: Path) -> list[tuple[str, str]]:
     names are skipped: a `.ipynb_checkpoints` folder is no class, and macOS's `._photo.jpg` is no image."""
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found += [(str(f), folder.name) for f in sorted(folder.iterdir())
-                  if f.suffix.lower() in SUFFIXES and not f.name.startswith(".")]
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in SUFFIXES or file.name.startswith("."):
+                continue
+            # The user named this folder, so a link to their own files elsewhere is theirs to make; a FIFO or a
+            # device named like an image would hang or flood ingest.
+            if not file.is_file():
+                raise ImageError(f"{file}: not a regular file (a FIFO, a device or a folder named like an image)")
+            found.append((str(file), folder.name))
     return found
 
 

@@ -117,8 +117,8 @@ def _ingest(cfg: KilnConfig) -> Splits:
     try:
         frame = data.read_local(source) if source.format == "images" else \
             data.anchor_image_paths(read(source).to_pandas(), source)
-    except ObjectLostError:
-        raise  # the cluster's fault, not the data's
+    except (ObjectLostError, DataError):
+        raise  # the cluster's fault, not the data's; or the data's, already named
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {read_error(source, err)[:200]}") from None
     checked = data.check_frame(frame, cfg.data)

@@ -33,6 +33,25 @@ def write(folder, name, frame=None, raw: bytes | None = None) -> str:
     return str(path)
 
 
+def image_table(folder, bad: str) -> str:
+    """A table of 30 image file names beside it, one of them (row 7) `bad`: which names a file elsewhere."""
+    import io
+    import os
+
+    from PIL import Image
+
+    (folder / "pics").mkdir()
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="PNG")
+    (folder / "pics" / "ok.png").write_bytes(buffer.getvalue())
+    (folder.parent / "secret.png").write_bytes(buffer.getvalue())  # a readable image outside the table's folder
+    os.symlink(folder.parent / "secret.png", folder / "pics" / "link.png")
+    os.mkfifo(folder / "pics" / "fifo.png")  # reading it would block forever
+    names = ["pics/ok.png"] * 30
+    names[7] = bad.replace("SECRET", str(folder.parent / "secret.png"))
+    return write(folder, "x.csv", pd.DataFrame({"photo": names, "label": list("ab") * 15}))
+
+
 CONFIG_CASES = {
     "no asha rung": (["tune.scheduler.grace_period=10"], "tune.scheduler.grace_period (10) must be below train.epochs"),
     "unknown key": (["train.foo=1"], "train.foo: unknown key"),
@@ -70,6 +89,13 @@ DATA_CASES = {
                               "data: no feature columns left besides the label"),
     "missing feature": (lambda d: write(d, "x.parquet", digits_like()), ["data.features=[a, z]"],
                         "data.features: column 'z' not in data"),
+    "image path climbing out": (lambda d: image_table(d, "../secret.png"), [],
+                                "column 'photo' row 7: '../secret.png' is outside the table's folder"),
+    "absolute image path": (lambda d: image_table(d, "SECRET"), [], "column 'photo' row 7: '/"),
+    "image symlink out": (lambda d: image_table(d, "pics/link.png"), [],
+                          "column 'photo' row 7: 'pics/link.png' is outside the table's folder"),
+    "image path to a FIFO": (lambda d: image_table(d, "pics/fifo.png"), [],
+                             "column 'photo' row 7: 'pics/fifo.png' is not a file under"),
 }
 
 

@@ -159,3 +159,18 @@ def test_v2_takes_base64_or_raw_image_bytes_within_the_configured_pixel_cap():
     assert infer([base64.b64encode(large).decode()], 50_000).rows[0][0] == large
     with pytest.raises(v2.ProtocolError, match="row 0: an image in JSON data is base64 text"):
         infer(["/etc/passwd"], 10_000)
+
+
+def test_a_class_folder_refuses_a_fifo_named_like_an_image_and_follows_the_users_links(tmp_path):
+    import os
+
+    root = tmp_path / "set"
+    for label in "ab":
+        (root / label).mkdir(parents=True)
+        (root / label / "0.png").write_bytes(png(np.zeros((4, 4))))
+    (tmp_path / "elsewhere.png").write_bytes(png(np.zeros((4, 4))))
+    os.symlink(tmp_path / "elsewhere.png", root / "a" / "1.png")  # the user's own folder: a link is theirs
+    assert len(images.class_folders(root)) == 3
+    os.mkfifo(root / "b" / "1.png")  # reading it would block ingest forever
+    with pytest.raises(images.ImageError, match="1.png: not a regular file"):
+        images.class_folders(root)
