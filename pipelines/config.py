@@ -394,6 +394,9 @@ class ServeConfig(Section):
     """Rows one request may hold (413 beyond); a merged batch runs its forward pass this many rows at a time."""
     max_image_pixels: PositiveInt = 16_000_000
     """An image in a request with more pixels than this (width x height) is refused with 422 before decoding."""
+    max_request_pixels: PositiveInt = 64_000_000
+    """All the images of one request together (422 beyond, checked from each image's header before it is
+    decoded): a 10 MiB body of small, highly compressed, huge images cannot hold a replica for long."""
     request_timeout_s: PositiveFloat = 30.0
     max_ongoing_requests: PositiveInt = 64
     """Requests a replica works on at once."""

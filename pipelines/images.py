@@ -28,9 +28,25 @@ def is_image_cell(value) -> bool:
     return isinstance(value, str) and value.lower().endswith(SUFFIXES)
 
 
-def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False):
+class PixelBudget:
+    """The pixels one request may decode in all (serve.max_request_pixels), spent from each image's header
+    before it is decoded: a small body of highly compressed, huge images costs no more than this."""
+
+    def __init__(self, limit: int):
+        self.limit, self.spent = limit, 0
+
+    def spend(self, width: int, height: int) -> None:
+        self.spent += width * height
+        if self.spent > self.limit:
+            raise ImageError(f"the request's images hold over {self.limit:,} pixels in all "
+                             "(serve.max_request_pixels): send them in parts")
+
+
+def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False,
+               budget: PixelBudget | None = None):
     """A PIL image from bytes, or from a path where `allow_paths` (a training table's file names: never a
-    request's); ImageError for anything else, a corrupt file, another format or too many pixels."""
+    request's); ImageError for anything else, a corrupt file, another format, too many pixels, or more than
+    the request's `budget` has left."""
     from PIL import Image
 
     if isinstance(value, bytes | bytearray | memoryview):
@@ -45,6 +61,8 @@ def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_path
         image = Image.open(source, formats=FORMATS)
         if max_pixels is not None and image.width * image.height > max_pixels:
             raise ImageError(f"{image.width}x{image.height} is over {max_pixels:,} pixels")
+        if budget is not None:
+            budget.spend(image.width, image.height)
         image.load()
     except ImageError:
         raise

@@ -64,7 +64,8 @@ class ModelEndpoint:
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
         predictor = Predictor.from_registry(self.tracking_uri, self.name, version, factory=self.factory,
-                                           max_image_pixels=self.cfg.max_image_pixels, gpu=self.cfg.num_gpus > 0)
+                                           max_image_pixels=self.cfg.max_image_pixels, gpu=self.cfg.num_gpus > 0,
+                                           max_request_pixels=self.cfg.max_request_pixels)
         predictor.model.predict(pd.DataFrame([[None] * len(predictor.features)], columns=predictor.features))
         return predictor
 

@@ -20,9 +20,14 @@ class RequestError(ValueError):
 
 class Predictor:
     def __init__(self, model: InferenceModel, *, name: str, version: int,
-                 max_image_pixels: int = images.DEFAULT_MAX_PIXELS):
+                 max_image_pixels: int = images.DEFAULT_MAX_PIXELS, max_request_pixels: int = 64_000_000):
         self.model, self.name, self.version = model, name, version
-        self.max_image_pixels = max_image_pixels
+        self.max_image_pixels, self.max_request_pixels = max_image_pixels, max_request_pixels
+
+    @property
+    def has_images(self) -> bool:
+        """Validating a request decodes its images: the routes do it off the event loop."""
+        return "image" in self.model.preprocessing.types.values()
 
     @classmethod
     def from_registry(cls, tracking_uri: str, name: str, version: int, **options) -> Predictor:
@@ -60,6 +65,7 @@ class Predictor:
         if not isinstance(instances, list) or not instances:
             raise RequestError("instances: expected a non-empty list of rows")
         width, types = len(self.features), self.model.preprocessing.types
+        budget = images.PixelBudget(self.max_request_pixels)
         table: list[list[Any]] = []
         for i, row in enumerate(instances):
             if isinstance(row, dict):
@@ -80,7 +86,7 @@ class Predictor:
                 if value is None:
                     continue
                 if types[self.features[j]] == "image":
-                    row[j] = self.image_bytes(value, where)
+                    row[j] = self.image_bytes(value, where, budget)
                 elif types[self.features[j]] == "number":
                     if isinstance(value, bool) or not isinstance(value, int | float):
                         raise RequestError(f"{where}: expected a number, got {value!r}")
@@ -91,7 +97,7 @@ class Predictor:
             table.append(list(row))
         return pd.DataFrame(table, columns=self.features, dtype=object)
 
-    def image_bytes(self, value: Any, where: str) -> bytes:
+    def image_bytes(self, value: Any, where: str, budget: images.PixelBudget | None = None) -> bytes:
         """An image cell of a request: {"b64": "<base64 PNG, JPEG or WebP>"} (the TensorFlow Serving / KServe v1
         convention), checked to decode within serve.max_image_pixels. Never a path: that would read the
         server's files."""
@@ -103,7 +109,7 @@ class Predictor:
         except (binascii.Error, ValueError):
             raise RequestError(f"{where}: b64 is not valid base64") from None
         try:
-            images.open_image(raw, max_pixels=self.max_image_pixels)
+            images.open_image(raw, max_pixels=self.max_image_pixels, budget=budget)
         except images.ImageError as err:
             raise RequestError(f"{where}: {err}") from None
         return raw

@@ -6,6 +6,7 @@ mixes two models in one answer, and the version in the response is the one that 
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
 import asyncio
+import functools
 from typing import Any, Protocol
 
 import numpy as np
@@ -83,7 +84,7 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
         if len(body.instances) > max_rows:
             return versioned({"detail": too_many(len(body.instances))}, predictor, 413)
         try:
-            if len(body.instances) > INLINE_VALIDATION_ROWS:
+            if len(body.instances) > INLINE_VALIDATION_ROWS or predictor.has_images:  # never block the loop
                 rows = await asyncio.to_thread(predictor.rows, body.instances)
             else:
                 rows = predictor.rows(body.instances)
@@ -159,9 +160,13 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
                             predictor)
         body = await request.body()
         try:
-            parsed = v2.parse_infer(body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH),
-                                    types=predictor.model.preprocessing.types,
-                                    max_image_pixels=predictor.max_image_pixels)
+            parse = functools.partial(
+                v2.parse_infer, body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH),
+                types=predictor.model.preprocessing.types, max_image_pixels=predictor.max_image_pixels,
+                max_request_pixels=predictor.max_request_pixels)
+            # Images decode while they are checked, and a large body parses for a while: off the event loop,
+            # so health checks and other requests go on meanwhile.
+            parsed = await asyncio.to_thread(parse) if predictor.has_images or len(body) > 1 << 20 else parse()
         except v2.ProtocolError as err:
             return v2_error(400, str(err), predictor)
         if len(parsed.rows) > max_rows:

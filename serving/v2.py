@@ -84,8 +84,8 @@ def error(message: str) -> dict[str, str]:
 
 
 def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None,
-                types: dict[str, str] | None = None,
-                max_image_pixels: int = images.DEFAULT_MAX_PIXELS) -> InferRequest:
+                types: dict[str, str] | None = None, max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
+                max_request_pixels: int = 64_000_000) -> InferRequest:
     """Validate an infer request against the model's features (and their `types`: a number column takes numbers
     only; an image column's images decode within `max_image_pixels`); every message names the input, row or
     feature."""
@@ -110,7 +110,8 @@ def parse_infer(body: bytes, features: list[str], *, header_length: str | None =
     if len(tensors) == 1 and tensors[0][1].ndim == 2:
         rows = _matrix(*tensors[0], features)
     else:
-        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"), max_image_pixels)
+        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"), max_image_pixels,
+                        images.PixelBudget(max_request_pixels))
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
@@ -247,7 +248,7 @@ def _matrix(name: str, array: np.ndarray, features: list[str]) -> np.ndarray:
 
 
 def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: dict[str, str],
-             max_image_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
+             max_image_pixels: int = images.DEFAULT_MAX_PIXELS, budget: images.PixelBudget | None = None) -> np.ndarray:
     by_name: dict[str, np.ndarray] = {}
     for name, array in tensors:
         if name not in features:
@@ -268,7 +269,7 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
     for f in features:
         if types.get(f) == "image":
-            by_name[f] = np.array([_image(v, f, i, max_image_pixels) for i, v in enumerate(by_name[f])],
+            by_name[f] = np.array([_image(v, f, i, max_image_pixels, budget) for i, v in enumerate(by_name[f])],
                                   dtype=object)
             continue
         undecodable = [i for i, v in enumerate(by_name[f]) if isinstance(v, bytes)]
@@ -293,7 +294,7 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
     return rows
 
 
-def _image(value: Any, name: str, row: int, max_pixels: int) -> bytes | None:
+def _image(value: Any, name: str, row: int, max_pixels: int, budget: images.PixelBudget | None) -> bytes | None:
     """An image column's element: raw bytes (the binary extension), base64 in JSON, or null (a missing image)."""
     if value is None:
         return None
@@ -305,7 +306,7 @@ def _image(value: Any, name: str, row: int, max_pixels: int) -> bytes | None:
     if not isinstance(value, bytes):
         raise ProtocolError(f"input {name!r} row {row}: expected image bytes, got {value!r}")
     try:
-        images.open_image(value, max_pixels=max_pixels)
+        images.open_image(value, max_pixels=max_pixels, budget=budget)
     except images.ImageError as err:
         raise ProtocolError(f"input {name!r} row {row}: {err}") from None
     return value

@@ -174,3 +174,24 @@ def test_a_class_folder_refuses_a_fifo_named_like_an_image_and_follows_the_users
     os.mkfifo(root / "b" / "1.png")  # reading it would block ingest forever
     with pytest.raises(images.ImageError, match="1.png: not a regular file"):
         images.class_folders(root)
+
+
+def test_one_requests_images_together_stay_within_serve_max_request_pixels(tmp_path):
+    """A 10 MiB body of small-but-huge PNGs once held a replica for tens of seconds: the request's pixels in all
+    are counted from each image's header, and the one that goes over is refused before it is decoded."""
+    import json as jsonlib
+
+    from serving import v2
+
+    blank = png(np.zeros((300, 300)))  # 90,000 pixels in a few hundred bytes
+    cell = {"b64": base64.b64encode(blank).decode()}
+    predictor = predictor_of_images(tmp_path, max_pixels=100_000)
+    predictor.max_request_pixels = 200_000
+    assert len(predictor.rows([{"image": cell}] * 2)) == 2
+    with pytest.raises(RequestError, match=r"instances\[2\]\[0\] \(image\): the request's images hold over 200,000 "
+                                           r"pixels in all \(serve.max_request_pixels\)"):
+        predictor.rows([{"image": cell}] * 3)
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": [cell["b64"]] * 3}]}
+    with pytest.raises(v2.ProtocolError, match="input 'image' row 2: the request's images hold over 200,000"):
+        v2.parse_infer(jsonlib.dumps(body).encode(), ["image"], types={"image": "image"}, max_image_pixels=100_000,
+                       max_request_pixels=200_000)
