@@ -50,11 +50,34 @@ def haproxy_env() -> dict[str, str]:
     return {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_BINARY_PATH": str(WRAPPER), "KILN_HAPROXY_BINARY": binary}
 
 
+# Where Serve's HAProxy keeps its config, admin socket and state: /tmp/haproxy-serve/... by default, a fixed path
+# another user of the machine can create first and feed HAProxy a config from, or hold to stop it starting.
+PRIVATE_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+                 "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock"}
+
+
+def private_folder() -> str:
+    """A fresh folder only this user can enter (mkdtemp: mode 0700, a name nobody could create beforehand),
+    short enough for the unix sockets Serve puts under it; removed when this process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="kiln-haproxy-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def environment(cfg: KilnConfig) -> dict[str, str]:
     """The ingress's environment for the runtime Kiln starts (set before Ray starts, so its processes inherit
     it); a value the user already set wins. Side ports are fresh every start: a parent Kiln process's ports
-    are in use by its own endpoint."""
+    are in use by its own endpoint. HAProxy's files go to a private folder (PRIVATE_FILES)."""
     env = haproxy_env() if uses_haproxy(cfg) else {}
+    if env:
+        folder = private_folder()
+        env.update({key: os.path.join(folder, name) for key, name in PRIVATE_FILES.items()},
+                   RAY_SERVE_HAPROXY_SERVER_STATE_BASE=folder)
     env = {key: os.environ.get(key, value) for key, value in env.items()}
     if env:
         env.update(zip(SIDE_PORTS, map(str, free_ports(len(SIDE_PORTS))), strict=True))

