@@ -33,7 +33,7 @@ def start_serving(cfg: KilnConfig, ref: str, checked: registry.ServingTarget | N
     from serving.app import app_name, deploy
 
     target = checked or check_servable(cfg, ref)
-    runtime.started_app(app_name(target.name))  # before it starts: a failed start is cleaned up too
+    runtime.started_app(app_name(target.name, cfg.tracking_uri))  # before it starts: a failed start is cleaned up too
     url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
     follows = f" (follows @{target.alias})" if target.alias else ""
     console.say(f"  serving {target.name} v{target.version}{follows} at {url}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -20,12 +21,15 @@ from serving.metrics import Metrics
 from serving.predictor import Predictor, alias_version, predict_batches
 from serving.routes import build_api
 
-APP_PREFIX = "kiln-"  # each endpoint is its own Serve application, named after its model
+APP_PREFIX = "kiln-"  # each endpoint is its own Serve application, named after its model and its store
 
 
-def app_name(model_name: str) -> str:
-    """The Serve application of `model_name`'s endpoint: deploying it again replaces only it."""
-    return APP_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", model_name)
+def app_name(model_name: str, store_uri: str) -> str:
+    """The Serve application of `model_name`'s endpoint from the store at `store_uri`: deploying it again replaces
+    only it. The store's short hash keeps two users' models of one name on a shared cluster apart (one's
+    endpoint replaced, or deleted by Ctrl-C, the other's)."""
+    store = hashlib.sha256(store_uri.encode()).hexdigest()[:8]
+    return f"{APP_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', model_name)}-{store}"
 RETRY_FAILED_LOAD_S = 30.0
 logger = logging.getLogger("ray.serve")
 
@@ -123,7 +127,7 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
 
 def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int | None = None) -> str:
     """Serve `models:/name@alias` (following the alias) or `models:/name/version` (pinned) from cfg's store,
-    on cfg.serve.host:port under serve.route_prefix, as the application `app_name(name)`; return the base URL.
+    on cfg.serve.host:port under serve.route_prefix, as the application `app_name(name, store)`; return the URL.
     Starts Serve in the connected Ray runtime; another application's route is never taken over."""
     if (alias is None) == (version is None):
         raise ValueError("deploy: give exactly one of alias (follows the alias) or version (pinned)")
@@ -132,7 +136,7 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     # node would fight over the same port.
     serve.start(proxy_location="HeadOnly",
                 http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
-    application = app_name(name)
+    application = app_name(name, cfg.tracking_uri)
     try:
         serve.run(bind(cfg, name=name, alias=alias, version=version), name=application,
                   route_prefix=s.route_prefix, blocking=False)

@@ -260,12 +260,15 @@ def test_deploy_takes_an_alias_or_a_version_not_both():
             deploy(KilnConfig(), name="m", **kwargs)
 
 
-def test_each_model_is_its_own_serve_application():
+def test_each_model_of_each_store_is_its_own_serve_application():
     from serving.app import app_name
 
-    assert app_name("house-prices") == "kiln-house-prices"
-    assert app_name("team a/model") == "kiln-team-a-model"
-    assert app_name("a") != app_name("b")
+    mine, theirs = "sqlite:////home/me/kiln-runs/mlflow.db", "http://mlflow.team:5000"
+    assert app_name("house-prices", mine).startswith("kiln-house-prices-")
+    assert app_name("team a/model", mine).startswith("kiln-team-a-model-")
+    assert app_name("a", mine) != app_name("b", mine)
+    assert app_name("a", mine) != app_name("a", theirs), "two users' models of one name on one cluster"
+    assert app_name("a", mine) == app_name("a", mine)
 
 
 @contextlib.contextmanager
