@@ -20,8 +20,11 @@ from pipelines.search import tuner
 from common import median, record
 
 ASHAS = ("asha", "asha_promote")
-SPACE = {"train.lr": {"loguniform": [1e-5, 3e-1]}, "model.hidden": {"choice": [[32], [128, 64], [256, 128]]},
-         "train.batch_size": {"choice": [32, 64, 256]}}
+SPACE = {
+    "train.lr": {"loguniform": [1e-5, 3e-1]},
+    "model.hidden": {"choice": [[32], [128, 64], [256, 128]]},
+    "train.batch_size": {"choice": [32, 64, 256]},
+}
 
 
 def results_log():
@@ -40,13 +43,19 @@ def results_log():
 
 
 def one_search(base: list[str], scheduler: str, seed: int, splits, name: str) -> dict:
-    cfg = load_config("configs/quickstart.yaml", base + [f"tune.scheduler.name={scheduler}", f"tune.seed={seed}",
-                                                         f"train.seed={seed}"]).for_task("classification")
+    cfg = load_config(
+        "configs/quickstart.yaml",
+        base + [f"tune.scheduler.name={scheduler}", f"tune.seed={seed}", f"train.seed={seed}"],
+    ).for_task("classification")
     log = results_log()
     started = time.perf_counter()
     result = tuner.search(cfg, splits, search_name=name, callbacks=[log])
-    return {"wall_s": time.perf_counter() - started, "trial_epochs": sum(t.epochs_run for t in result.trials),
-            "best": result.best.best_metric, "points": log.points}
+    return {
+        "wall_s": time.perf_counter() - started,
+        "trial_epochs": sum(t.epochs_run for t in result.trials),
+        "best": result.best.best_metric,
+        "points": log.points,
+    }
 
 
 def main() -> None:
@@ -59,8 +68,13 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        base = [f"storage.root={root}", f"tune.num_samples={args.samples}", f"train.epochs={args.epochs}",
-                "train.num_workers=1", f"tune.search_space={json.dumps(SPACE)}"]
+        base = [
+            f"storage.root={root}",
+            f"tune.num_samples={args.samples}",
+            f"train.epochs={args.epochs}",
+            "train.num_workers=1",
+            f"tune.search_space={json.dumps(SPACE)}",
+        ]
         if args.reduction_factor:
             base.append(f"tune.scheduler.reduction_factor={args.reduction_factor}")
         runtime.start(load_config("configs/quickstart.yaml", base))
@@ -68,21 +82,35 @@ def main() -> None:
         for seed in range(args.seeds):  # interleaved: ASHA, promotion, random, ASHA, ...
             searches = {kind: one_search(base, kind, seed, splits, f"{kind}-{seed}") for kind in ASHAS}
             if args.asha_only:
-                print({"seed": seed, **{f"{k}_trial_epochs": v["trial_epochs"] for k, v in searches.items()},
-                       **{f"{k}_best": v["best"] for k, v in searches.items()}}, flush=True)
+                print(
+                    {
+                        "seed": seed,
+                        **{f"{k}_trial_epochs": v["trial_epochs"] for k, v in searches.items()},
+                        **{f"{k}_best": v["best"] for k, v in searches.items()},
+                    },
+                    flush=True,
+                )
                 continue
             full = one_search(base, "fifo", seed, splits, f"random-{seed}")
             goal = full["best"] - 0.005
-            row = {"seed": seed, "random_trial_epochs": full["trial_epochs"], "random_best": round(full["best"], 4),
-                   "random_wall_s": round(full["wall_s"], 1)}
+            row = {
+                "seed": seed,
+                "random_trial_epochs": full["trial_epochs"],
+                "random_best": round(full["best"], 4),
+                "random_wall_s": round(full["wall_s"], 1),
+            }
             for kind, search in searches.items():
                 reached = next((t for t, v in search["points"] if v >= goal), None)
-                row.update({f"{kind}_trial_epochs": search["trial_epochs"],
-                            f"{kind}_compute_ratio": round(search["trial_epochs"] / full["trial_epochs"], 3),
-                            f"{kind}_best": round(search["best"], 4),
-                            f"{kind}_gap_points": round(100 * (full["best"] - search["best"]), 2),
-                            f"{kind}_wall_s": round(search["wall_s"], 1),
-                            f"{kind}_s_to_goal": None if reached is None else round(reached, 1)})
+                row.update(
+                    {
+                        f"{kind}_trial_epochs": search["trial_epochs"],
+                        f"{kind}_compute_ratio": round(search["trial_epochs"] / full["trial_epochs"], 3),
+                        f"{kind}_best": round(search["best"], 4),
+                        f"{kind}_gap_points": round(100 * (full["best"] - search["best"]), 2),
+                        f"{kind}_wall_s": round(search["wall_s"], 1),
+                        f"{kind}_s_to_goal": None if reached is None else round(reached, 1),
+                    }
+                )
             rows.append(row)
             print(row, flush=True)
         runtime.stop()
@@ -90,16 +118,40 @@ def main() -> None:
         return
     baseline = f"random search, {args.samples} trials to {args.epochs} epochs, same seeds"
     gap = "best val accuracy of the random search, same seeds"
-    record([
-        {"name": "asha_compute_ratio", "value": median([r["asha_compute_ratio"] for r in rows]), "unit": "x",
-         "target": 0.35, "baseline": f"{baseline} (Ray's ASHAScheduler: stops trials)", "detail": rows},
-        {"name": "asha_best_gap_points", "value": max(r["asha_gap_points"] for r in rows),
-         "unit": "points (worst seed)", "target": 0.5, "baseline": gap},
-        {"name": "asha_promote_compute_ratio", "value": median([r["asha_promote_compute_ratio"] for r in rows]),
-         "unit": "x", "target": 0.35, "baseline": f"{baseline} (tune.scheduler.name: asha_promote)"},
-        {"name": "asha_promote_best_gap_points", "value": max(r["asha_promote_gap_points"] for r in rows),
-         "unit": "points (worst seed)", "target": 0.5, "baseline": gap},
-    ])
+    record(
+        [
+            {
+                "name": "asha_compute_ratio",
+                "value": median([r["asha_compute_ratio"] for r in rows]),
+                "unit": "x",
+                "target": 0.35,
+                "baseline": f"{baseline} (Ray's ASHAScheduler: stops trials)",
+                "detail": rows,
+            },
+            {
+                "name": "asha_best_gap_points",
+                "value": max(r["asha_gap_points"] for r in rows),
+                "unit": "points (worst seed)",
+                "target": 0.5,
+                "baseline": gap,
+            },
+            {
+                "name": "asha_promote_compute_ratio",
+                "value": median([r["asha_promote_compute_ratio"] for r in rows]),
+                "unit": "x",
+                "target": 0.35,
+                "baseline": f"{baseline} (tune.scheduler.name: asha_promote)",
+            },
+            {
+                "name": "asha_promote_best_gap_points",
+                "value": max(r["asha_promote_gap_points"] for r in rows),
+                "unit": "points (worst seed)",
+                "target": 0.5,
+                "baseline": gap,
+            },
+        ]
+    )
+
 
 if __name__ == "__main__":
     main()

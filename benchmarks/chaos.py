@@ -36,10 +36,25 @@ EPOCHS, TRIALS = 30, 3  # a DDP epoch of digits is ~0.1-0.3 s here: enough of th
 RETRY_S, REQUEST_TIMEOUT_S = 20.0, 10.0
 # The search being killed: DDP trials (2 workers, so there is a Ray Train worker to kill), run to the end (fifo),
 # so every trial's metric history must hold every epoch once it is resumed.
-SEARCH = ["--no-serve", "--set", "name=chaos-search", "--set", f"registry.model_name={NAME}",
-          "--set", f"tune.num_samples={TRIALS}", "--set", "tune.scheduler.name=fifo",
-          "--set", 'tune.search_space={"train.lr": {"choice": [0.003, 0.001, 0.002]}}',
-          "--set", f"train.epochs={EPOCHS}", "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5"]
+SEARCH = [
+    "--no-serve",
+    "--set",
+    "name=chaos-search",
+    "--set",
+    f"registry.model_name={NAME}",
+    "--set",
+    f"tune.num_samples={TRIALS}",
+    "--set",
+    "tune.scheduler.name=fifo",
+    "--set",
+    'tune.search_space={"train.lr": {"choice": [0.003, 0.001, 0.002]}}',
+    "--set",
+    f"train.epochs={EPOCHS}",
+    "--set",
+    "train.num_workers=2",
+    "--set",
+    "train.cpus_per_worker=0.5",
+]
 EPOCH_LINE = re.compile(r"trial (\S+) epoch (\d+): ")
 
 
@@ -48,9 +63,15 @@ class Process:
 
     def __init__(self, args: list[str], *, new_session: bool = False):
         self.lines: list[str] = []
-        self.popen = subprocess.Popen([KILN, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                      start_new_session=new_session)
+        self.popen = subprocess.Popen(
+            [KILN, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=new_session,
+        )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -123,16 +144,21 @@ def lost(root: Path, trial_lines: list[str]) -> dict:
     experiment = client.get_experiment_by_name("chaos-search")
     runs = client.search_runs([experiment.experiment_id])
     trials = [r for r in runs if r.data.tags.get("kiln.kind") == "trial"]
-    histories = {r.data.tags["kiln.trial_id"]: sorted({m.step for m in client.get_metric_history(r.info.run_id,
-                                                                                                  "val_accuracy")})
-                 for r in trials}
+    histories = {
+        r.data.tags["kiln.trial_id"]: sorted({m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")})
+        for r in trials
+    }
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{NAME}'"))
     reported = [m.groups() for m in map(EPOCH_LINE.search, trial_lines) if m]
-    return {"trials_lost": TRIALS - sum(r.info.status == "FINISHED" for r in trials),
-            "metric_epochs_lost": sum(EPOCHS - len(set(h) & set(range(1, EPOCHS + 1))) for h in histories.values())
-            + EPOCHS * (TRIALS - len(histories)),
-            "versions": versions, "versions_lost": 2 - len(versions),
-            "epochs_reported": len(reported), "epochs_recomputed": len(reported) - len(set(reported))}
+    return {
+        "trials_lost": TRIALS - sum(r.info.status == "FINISHED" for r in trials),
+        "metric_epochs_lost": sum(EPOCHS - len(set(h) & set(range(1, EPOCHS + 1))) for h in histories.values())
+        + EPOCHS * (TRIALS - len(histories)),
+        "versions": versions,
+        "versions_lost": 2 - len(versions),
+        "epochs_reported": len(reported),
+        "epochs_recomputed": len(reported) - len(set(reported)),
+    }
 
 
 def main() -> None:
@@ -145,15 +171,33 @@ def main() -> None:
     config = "configs/quickstart.yaml"
 
     print("chaos: registering v1 (one short trial)", flush=True)
-    first = subprocess.run([KILN, "run", config, *store, "--no-serve", "--set", f"registry.model_name={NAME}",
-                            "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "train.epochs=2"],
-                           cwd=ROOT, capture_output=True, text=True)
+    first = subprocess.run(
+        [
+            KILN,
+            "run",
+            config,
+            *store,
+            "--no-serve",
+            "--set",
+            f"registry.model_name={NAME}",
+            "--set",
+            "tune.num_samples=1",
+            "--set",
+            "tune.search_space={}",
+            "--set",
+            "train.epochs=2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if first.returncode != 0:
         raise SystemExit(f"chaos: the first run failed:\n{first.stdout[-2000:]}{first.stderr[-2000:]}")
 
     port = free_port()
-    endpoint = Process(["serve", "--model", f"{NAME}@champion", *store, "--set", f"serve.port={port}"],
-                       new_session=True)
+    endpoint = Process(
+        ["serve", "--model", f"{NAME}@champion", *store, "--set", f"serve.port={port}"], new_session=True
+    )
     search = None
     try:
         endpoint.wait_for(lambda line: line.startswith("Endpoint:"), 300, "the endpoint")
@@ -174,12 +218,17 @@ def main() -> None:
         deadline = time.monotonic() + 120
         while not workers:  # a worker mid-trial: after a trial's third epoch (it has checkpoints to resume from)
             seen = len(search.lines)
-            search.wait_for(lambda line: EPOCH_LINE.search(line) and int(EPOCH_LINE.search(line).group(2)) >= 3,
-                            120, "a third epoch", after=seen)
+            search.wait_for(
+                lambda line: EPOCH_LINE.search(line) and int(EPOCH_LINE.search(line).group(2)) >= 3,
+                120,
+                "a third epoch",
+                after=seen,
+            )
             workers = pids(search, "RayTrainWorker")
             if not workers and time.monotonic() > deadline:
-                raise SystemExit("chaos: no Ray Train worker process found; the search printed:\n"
-                                 + "\n".join(search.lines[-20:]))
+                raise SystemExit(
+                    "chaos: no Ray Train worker process found; the search printed:\n" + "\n".join(search.lines[-20:])
+                )
         os.kill(workers[-1], signal.SIGKILL)
         kills["train_worker"] = time.monotonic() - load.started
         # the driver dies once a trial has finished and another is under way, as in tests/integration/test_resume.py
@@ -206,19 +255,37 @@ def main() -> None:
             kill_with_children(search.popen.pid)
 
     rate = load.requests_ok / max(load.requests, 1)
-    detail = {"clients": args.clients, "load_s": round(load_s, 1), "kills_at_s": {k: round(v, 1) for k, v in
-                                                                                 kills.items()},
-              "requests": load.requests, "requests_ok": load.requests_ok,
-              "first_try_success_rate": round(load.attempts_ok / max(load.attempts, 1), 4),
-              "versions_answered": sorted(load.versions), "resumed": resumed_at is not None, **store_check}
+    detail = {
+        "clients": args.clients,
+        "load_s": round(load_s, 1),
+        "kills_at_s": {k: round(v, 1) for k, v in kills.items()},
+        "requests": load.requests,
+        "requests_ok": load.requests_ok,
+        "first_try_success_rate": round(load.attempts_ok / max(load.attempts, 1), 4),
+        "versions_answered": sorted(load.versions),
+        "resumed": resumed_at is not None,
+        **store_check,
+    }
     print(json.dumps(detail, indent=2))
-    print(f"chaos: {rate:.2%} of {load.requests} requests succeeded (retrying clients), "
-          f"{detail['first_try_success_rate']:.2%} of attempts at the first try; "
-          f"{store_check['epochs_recomputed']} epochs trained twice; lost: {store_check['trials_lost']} trials, "
-          f"{store_check['metric_epochs_lost']} metric epochs, {store_check['versions_lost']} model versions")
-    record([{"name": "chaos_request_success_rate", "value": round(rate, 4), "unit": "share", "target": None,
-             "baseline": f"{args.clients} retrying clients, {load_s:.0f} s; replica, DDP worker and driver "
-                         "SIGKILLed, driver resumed", "detail": detail}])
+    print(
+        f"chaos: {rate:.2%} of {load.requests} requests succeeded (retrying clients), "
+        f"{detail['first_try_success_rate']:.2%} of attempts at the first try; "
+        f"{store_check['epochs_recomputed']} epochs trained twice; lost: {store_check['trials_lost']} trials, "
+        f"{store_check['metric_epochs_lost']} metric epochs, {store_check['versions_lost']} model versions"
+    )
+    record(
+        [
+            {
+                "name": "chaos_request_success_rate",
+                "value": round(rate, 4),
+                "unit": "share",
+                "target": None,
+                "baseline": f"{args.clients} retrying clients, {load_s:.0f} s; replica, DDP worker and driver "
+                "SIGKILLed, driver resumed",
+                "detail": detail,
+            }
+        ]
+    )
 
 
 if __name__ == "__main__":

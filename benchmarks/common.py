@@ -82,15 +82,16 @@ def bare_training(cfg, x, y, val_x, val_y, epochs: int):
         model.train()
         order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch))
         for i in range(0, len(xt), size):
-            index = order[i:i + size]
+            index = order[i : i + size]
             loss = F.cross_entropy(model(xt[index]), yt[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.inference_mode():
-            correct = sum(int((model(vx[i:i + size]).argmax(1) == vy[i:i + size]).sum())
-                          for i in range(0, len(vx), size))
+            correct = sum(
+                int((model(vx[i : i + size]).argmax(1) == vy[i : i + size]).sum()) for i in range(0, len(vx), size)
+            )
         yield time.perf_counter() - started, correct / len(vy)
 
 

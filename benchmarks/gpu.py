@@ -38,18 +38,19 @@ from pipelines.training.loop import autocast_dtype, sum_over_ranks, train_epoch,
 from common import classification  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
-CASES = {"wide": (["model.hidden=[1024,1024]", "model.dropout=0", "train.batch_size=4096"], 64),
-         "quickstart": ([], 64),
-         # An image column: 3x32x32 pixels through the residual CNN of the combiner (issue 18), shifted each batch.
-         "image": (["model.hidden=[256]", "model.image_channels=[64,128,256]", "train.batch_size=512"], 3 * 32 * 32)}
+CASES = {
+    "wide": (["model.hidden=[1024,1024]", "model.dropout=0", "train.batch_size=4096"], 64),
+    "quickstart": ([], 64),
+    # An image column: 3x32x32 pixels through the residual CNN of the combiner (issue 18), shifted each batch.
+    "image": (["model.hidden=[256]", "model.image_channels=[64,128,256]", "train.batch_size=512"], 3 * 32 * 32),
+}
 IMAGE_SLOTS = [Slot("image", 0, 3 * 32 * 32, channels=3, size=32)]
 # Dense bf16 peaks (FLOP/s) of the devices named, for the fraction of peak an epoch reaches.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
 def nccl_group() -> None:
-    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
-                                         world_size=1)
+    torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
 
 
 def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool, slots=()) -> dict:
@@ -67,16 +68,20 @@ def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool, slots
     for epoch in range(count):
         sync(device)
         started = time.perf_counter()
-        loss = train_epoch(model, optimizer, train, batch_size=cfg.train.batch_size, seed=epoch, device=device,
-                           amp=amp, augment=shift)
+        loss = train_epoch(
+            model, optimizer, train, batch_size=cfg.train.batch_size, seed=epoch, device=device, amp=amp, augment=shift
+        )
         if ddp:
             loss = sum_over_ranks(loss, device)
         outputs, targets = validate(model, held_out, batch_size=cfg.train.batch_size)
         sync(device)
         seconds.append(time.perf_counter() - started)
-    return {"epoch_s": statistics.median(seconds[1:]), "rows_per_s": len(y) / statistics.median(seconds[1:]),
-            "train_loss": float(loss[0] / loss[1]),
-            "val_accuracy": float((outputs.argmax(dim=1) == targets).double().mean())}
+    return {
+        "epoch_s": statistics.median(seconds[1:]),
+        "rows_per_s": len(y) / statistics.median(seconds[1:]),
+        "train_loss": float(loss[0] / loss[1]),
+        "val_accuracy": float((outputs.argmax(dim=1) == targets).double().mean()),
+    }
 
 
 def sync(device: torch.device) -> None:
@@ -89,8 +94,9 @@ def served_forward(cfg, x, device: torch.device, batch: int, *, calls: int = 50)
     prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(x.shape[1])], labels=list(range(10)))
     with tempfile.TemporaryDirectory() as folder:
         model = build_model(cfg.model, input_dim=x.shape[1], num_classes=10)
-        checkpoint.save(folder, model=model, optimizer=None, model_cfg=cfg.model, preprocessing=prep, epoch=1,
-                        metrics={})
+        checkpoint.save(
+            folder, model=model, optimizer=None, model_cfg=cfg.model, preprocessing=prep, epoch=1, metrics={}
+        )
         loaded, prep, _ = checkpoint.load_model(folder)
     loaded = loaded.to(device)
     rows = torch.from_numpy(prep.transform(x[:batch].astype(np.float64)))
@@ -116,8 +122,13 @@ def main() -> None:
         raise SystemExit("gpu: no CUDA device here; run this on the device machine")
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
     nccl_group()
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "cpu_threads": torch.get_num_threads(), "train": {}, "serve": {}}
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "train": {},
+        "serve": {},
+    }
     for case, (overrides, features) in CASES.items():
         cfg = load_config(CONFIG, overrides)
         rows = {"wide": args.rows, "image": 20_000}.get(case, 1257)  # the quickstart: digits' train split
@@ -131,7 +142,8 @@ def main() -> None:
         summary = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
         summary["speedup"] = round(summary["gpu"]["rows_per_s"] / summary["cpu"]["rows_per_s"], 2)
         summary["model"] = f"mlp {cfg.model.hidden}, batch {cfg.train.batch_size}, {rows} rows" + (
-            f", image CNN {cfg.model.image_channels} on 3x32x32" if slots else "")
+            f", image CNN {cfg.model.image_channels} on 3x32x32" if slots else ""
+        )
         per_sample = count_flops(cfg, features, 10, slots=slots)["flops_per_sample"]
         peak = next((v for k, v in PEAK_BF16.items() if k in result["device"]), None)
         summary["gpu_flops_per_s"] = per_sample * summary["gpu"]["rows_per_s"]
@@ -142,7 +154,8 @@ def main() -> None:
             continue
         for batch in (1, 1024):
             result["serve"][f"{case}_batch{batch}"] = {
-                side: served_forward(cfg, x, device, batch) for side, device in (("cpu", cpu), ("gpu", gpu))}
+                side: served_forward(cfg, x, device, batch) for side, device in (("cpu", cpu), ("gpu", gpu))
+            }
         print(json.dumps({case: result["train"][case]}, indent=2), flush=True)
     torch.distributed.destroy_process_group()
     print(json.dumps(result, indent=2))

@@ -78,8 +78,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         source = write_classification(Path(root) / "table.parquet", rows=args.rows, features=32)
         # cache_shard_mb=0: the streaming path (what data larger than the in-memory cache takes) is what is measured.
-        cfg = load_config("configs/quickstart.yaml", [f"storage.root={root}", f"data.source={source}",
-                                                      "train.cache_shard_mb=0"])
+        cfg = load_config(
+            "configs/quickstart.yaml", [f"storage.root={root}", f"data.source={source}", "train.cache_shard_mb=0"]
+        )
         runtime.start(cfg)
         started = time.perf_counter()
         splits = ingest.ingest(cfg)
@@ -95,23 +96,44 @@ def main() -> None:
         sampler.start()
         trainer = TorchTrainer(
             stall_loop,
-            train_loop_config={"input_dim": splits.input_dim, "num_classes": splits.num_classes,
-                               "batch_size": args.batch_size, "pairs": args.pairs, "out": f"{root}/rows.json"},
+            train_loop_config={
+                "input_dim": splits.input_dim,
+                "num_classes": splits.num_classes,
+                "batch_size": args.batch_size,
+                "pairs": args.pairs,
+                "out": f"{root}/rows.json",
+            },
             scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
             run_config=ray.train.RunConfig(name="ingest", storage_path=f"{root}/ray"),
-            datasets={"train": splits.train})
+            datasets={"train": splits.train},
+        )
         trainer.fit()
         rows = json.loads(Path(root, "rows.json").read_text())
         done.set()
         sampler.join()
         runtime.stop()
     stream, pinned = median(rows["stream"]), median(rows["pinned"])
-    record([{"name": "ingest_stall_fraction", "value": round(1 - stream / pinned, 3), "unit": "fraction",
-             "target": 0.10, "baseline": "the same steps on one pinned in-memory batch, same worker",
-             "detail": {"rows": args.rows, "train_rows": splits.num_rows["train"],
-                        "stream_rows_per_s": round(stream), "pinned_rows_per_s": round(pinned),
-                        "pairs": args.pairs, "ingest_s": round(ingest_s, 1),
-                        "peak_object_store_mib": peak[0], "model": "mlp [256, 256], batch 1024"}}])
+    record(
+        [
+            {
+                "name": "ingest_stall_fraction",
+                "value": round(1 - stream / pinned, 3),
+                "unit": "fraction",
+                "target": 0.10,
+                "baseline": "the same steps on one pinned in-memory batch, same worker",
+                "detail": {
+                    "rows": args.rows,
+                    "train_rows": splits.num_rows["train"],
+                    "stream_rows_per_s": round(stream),
+                    "pinned_rows_per_s": round(pinned),
+                    "pairs": args.pairs,
+                    "ingest_s": round(ingest_s, 1),
+                    "peak_object_store_mib": peak[0],
+                    "model": "mlp [256, 256], batch 1024",
+                },
+            }
+        ]
+    )
 
 
 if __name__ == "__main__":

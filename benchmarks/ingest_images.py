@@ -94,8 +94,9 @@ def augment_stall(encoder, steps: int = 60) -> tuple[float, float, float]:
     from pipelines.models import augment, build_model
 
     slots = [Slot("image", 0, encoder.width, channels=encoder.channels, size=encoder.size)]
-    model = build_model(ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width,
-                        num_classes=4, slots=slots)
+    model = build_model(
+        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width, num_classes=4, slots=slots
+    )
     optimizer = torch.optim.AdamW(model.parameters())
     x, y = torch.randn(64, encoder.width), torch.randint(0, 4, (64,))
     generator = torch.Generator().manual_seed(0)
@@ -131,8 +132,9 @@ def stream_stall(dataset, encoder, passes: int = 2) -> tuple[float, float, float
 
     torch.set_num_threads(1)  # as a trial's worker
     slots = [Slot("image", 0, encoder.width, channels=encoder.channels, size=encoder.size)]
-    model = build_model(ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width,
-                        num_classes=4, slots=slots)
+    model = build_model(
+        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width, num_classes=4, slots=slots
+    )
     optimizer = torch.optim.AdamW(model.parameters())
     stream = Streaming(dataset.iterator(), torch.device("cpu"), input_dim=encoder.width)
     first = next(iter(dataset.iter_batches(batch_size=512, batch_format="numpy")))
@@ -189,23 +191,56 @@ def main() -> None:
         loader = dataloader_images_per_s(list(frame["image"]), encoder)
     stall, plain_steps, shifted_steps = augment_stall(encoder)
     detail = {"images": args.images, "jpeg": "96x96 RGB, quality 90", "resized_to": 64, "cores": cores}
-    record([
-        {"name": "image_decode_per_core_driver", "value": round(driver), "unit": "images/s/core",
-         "baseline": "one process", "detail": detail},
-        {"name": "image_decode_per_core_ray_data", "value": round(tasks / cores), "unit": "images/s/core",
-         "baseline": f"map_batches over {cores} CPUs (warm workers)", "detail": detail},
-        {"name": "image_decode_per_core_dataloader", "value": round(loader / 2), "unit": "images/s/core",
-         "baseline": "torch DataLoader, 2 workers, same decode", "detail": detail},
-        {"name": "image_stream_stall_fraction", "value": round(streaming, 3), "unit": "fraction", "target": 0.10,
-         "baseline": "the same CNN steps on batches in memory",
-         "detail": {"images_per_s_streamed": round(streamed_steps), "images_per_s_in_memory": round(memory_steps),
+    record(
+        [
+            {
+                "name": "image_decode_per_core_driver",
+                "value": round(driver),
+                "unit": "images/s/core",
+                "baseline": "one process",
+                "detail": detail,
+            },
+            {
+                "name": "image_decode_per_core_ray_data",
+                "value": round(tasks / cores),
+                "unit": "images/s/core",
+                "baseline": f"map_batches over {cores} CPUs (warm workers)",
+                "detail": detail,
+            },
+            {
+                "name": "image_decode_per_core_dataloader",
+                "value": round(loader / 2),
+                "unit": "images/s/core",
+                "baseline": "torch DataLoader, 2 workers, same decode",
+                "detail": detail,
+            },
+            {
+                "name": "image_stream_stall_fraction",
+                "value": round(streaming, 3),
+                "unit": "fraction",
+                "target": 0.10,
+                "baseline": "the same CNN steps on batches in memory",
+                "detail": {
+                    "images_per_s_streamed": round(streamed_steps),
+                    "images_per_s_in_memory": round(memory_steps),
                     "model": "image_channels [16, 32], 64x64 RGB, batch 64, one thread",
-                    "path": "train.cache_shard_mb exceeded: Ray Data decodes every epoch"}},
-        {"name": "image_augment_stall_fraction", "value": round(stall, 3), "unit": "fraction", "target": 0.10,
-         "baseline": "the same CNN steps without the shift",
-         "detail": {"steps_per_s": round(plain_steps, 1), "steps_per_s_with_shift": round(shifted_steps, 1),
-                    "model": "image_channels [16, 32], 64x64 RGB, batch 64"}},
-    ])
+                    "path": "train.cache_shard_mb exceeded: Ray Data decodes every epoch",
+                },
+            },
+            {
+                "name": "image_augment_stall_fraction",
+                "value": round(stall, 3),
+                "unit": "fraction",
+                "target": 0.10,
+                "baseline": "the same CNN steps without the shift",
+                "detail": {
+                    "steps_per_s": round(plain_steps, 1),
+                    "steps_per_s_with_shift": round(shifted_steps, 1),
+                    "model": "image_channels [16, 32], 64x64 RGB, batch 64",
+                },
+            },
+        ]
+    )
 
 
 if __name__ == "__main__":

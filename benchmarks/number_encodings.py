@@ -28,8 +28,18 @@ RECIPE = ["train.epochs=30", "train.lr=3e-3", "train.num_workers=1"]
 
 def score(name: str, numbers: str, seed: int, extra: list[str]) -> tuple[str, float]:
     frame, label, drop = quality_sets.SETS[name]()
-    cfg = config.load_config(None, [f"data.label={label}", f"data.drop={drop}", "data.source=table.csv",
-                                    *RECIPE, f"train.seed={seed}", f"data.numbers={numbers}", *extra])
+    cfg = config.load_config(
+        None,
+        [
+            f"data.label={label}",
+            f"data.drop={drop}",
+            "data.source=table.csv",
+            *RECIPE,
+            f"train.seed={seed}",
+            f"data.numbers={numbers}",
+            *extra,
+        ],
+    )
     test = local.fit(cfg, frame).test
     metric = "test_accuracy" if "test_accuracy" in test else "test_rmse"
     return metric, test[metric]
@@ -57,9 +67,17 @@ def main() -> None:
         detail[name] = row
         print(name, row, f"best: {best}", flush=True)
     summary = ", ".join(f"{encoding} {count}" for encoding, count in wins.items())
-    record([{"name": "number_encoding_wins", "value": summary,
-             "unit": f"tables (of {len(detail)}) where the encoding's median over {args.seeds} seeds is best",
-             "detail": detail, "config": RECIPE + args.extra}])
+    record(
+        [
+            {
+                "name": "number_encoding_wins",
+                "value": summary,
+                "unit": f"tables (of {len(detail)}) where the encoding's median over {args.seeds} seeds is best",
+                "detail": detail,
+                "config": RECIPE + args.extra,
+            }
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,14 @@ CASES = [("mlp", [128, 64], 1), ("mlp", [128, 64], 2), ("cnn", [16, 32], 1), ("c
 
 
 def measured_epoch_s(cfg, splits, name: str) -> float:
-    trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
-                            preprocessing=splits.preprocessing, name=name, use_gpu=False,
-                            arrays=splits.arrays)
+    trainer = build_trainer(
+        cfg,
+        datasets={"train": splits.train, "val": splits.val},
+        preprocessing=splits.preprocessing,
+        name=name,
+        use_gpu=False,
+        arrays=splits.arrays,
+    )
     frame = trainer.fit().metrics_dataframe.sort_values("epoch")
     return median(frame["epoch_time_s"].tolist()[1:])
 
@@ -37,27 +42,56 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        base = [f"storage.root={root}", f"train.epochs={args.epochs}", f"train.keep_checkpoints={args.epochs}",
-                "tune.num_samples=1", f"data.types={json.dumps(PIXELS_AS_NUMBERS)}"]
+        base = [
+            f"storage.root={root}",
+            f"train.epochs={args.epochs}",
+            f"train.keep_checkpoints={args.epochs}",
+            "tune.num_samples=1",
+            f"data.types={json.dumps(PIXELS_AS_NUMBERS)}",
+        ]
         runtime.start(load_config("configs/quickstart.yaml", base))
         splits = None
         for model, hidden, workers in CASES:
-            cfg = load_config("configs/quickstart.yaml", base + [
-                f"model.name={model}", f"model.hidden={hidden}", f"train.num_workers={workers}",
-            ]).for_task("classification")
+            cfg = load_config(
+                "configs/quickstart.yaml",
+                base
+                + [
+                    f"model.name={model}",
+                    f"model.hidden={hidden}",
+                    f"train.num_workers={workers}",
+                ],
+            ).for_task("classification")
             splits = splits or ingest.ingest(cfg)
             profile = calibrate.calibrate_local(cfg, splits.input_dim, splits.num_classes)
             counted = flops.count_flops(cfg, splits.input_dim, splits.num_classes)
-            predicted = cost.predict(cfg, profile, counted, num_workers=workers,
-                                     train_rows=splits.num_rows["train"]).epoch_time_s
+            predicted = cost.predict(
+                cfg, profile, counted, num_workers=workers, train_rows=splits.num_rows["train"]
+            ).epoch_time_s
             measured = measured_epoch_s(cfg, splits, f"plan-{model}-{workers}")
-            rows.append({"model": model, "workers": workers, "predicted_s": round(predicted, 4),
-                         "measured_s": round(measured, 4), "error": round(predicted / measured - 1, 3)})
+            rows.append(
+                {
+                    "model": model,
+                    "workers": workers,
+                    "predicted_s": round(predicted, 4),
+                    "measured_s": round(measured, 4),
+                    "error": round(predicted / measured - 1, 3),
+                }
+            )
             print(rows[-1], flush=True)
         runtime.stop()
     worst = max(abs(r["error"]) for r in rows)
-    record([{"name": "plan_epoch_error", "value": worst, "unit": "max relative error", "target": 0.2,
-             "baseline": "measured median epoch time under Ray Train", "detail": rows}])
+    record(
+        [
+            {
+                "name": "plan_epoch_error",
+                "value": worst,
+                "unit": "max relative error",
+                "target": 0.2,
+                "baseline": "measured median epoch time under Ray Train",
+                "detail": rows,
+            }
+        ]
+    )
 
 
 if __name__ == "__main__":

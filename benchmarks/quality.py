@@ -38,13 +38,26 @@ ACCURACY_SLACK, RMSE_RATIO = 0.01, 1.05
 
 def kiln_run(source: Path, label: str, name: str, drop: list[str], store: Path, extra: list[str]) -> dict:
     """One quickstart run; the network's and the baseline's test metric as it printed them."""
-    command = [str(KILN), "run", str(ROOT / "configs" / "quickstart.yaml"), "--no-serve",
-               "--set", f"data.source={source}", "--set", f"data.label={label}",
-               "--set", f"registry.model_name={name}", "--set", f"storage.root={store}",
-               *(["--set", f"data.drop={drop}"] if drop else []), *sum((["--set", s] for s in extra), [])]
+    command = [
+        str(KILN),
+        "run",
+        str(ROOT / "configs" / "quickstart.yaml"),
+        "--no-serve",
+        "--set",
+        f"data.source={source}",
+        "--set",
+        f"data.label={label}",
+        "--set",
+        f"registry.model_name={name}",
+        "--set",
+        f"storage.root={store}",
+        *(["--set", f"data.drop={drop}"] if drop else []),
+        *sum((["--set", s] for s in extra), []),
+    ]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=3600, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     seconds = round(time.perf_counter() - started, 1)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
@@ -52,8 +65,13 @@ def kiln_run(source: Path, label: str, name: str, drop: list[str], store: Path, 
     compared, finished = COMPARED.search(done.stdout), DONE.search(done.stdout)
     if compared:
         metric, network, baseline_name, baseline = compared.groups()
-        return {"metric": metric, "network": float(network), "baseline": float(baseline),
-                "baseline_name": baseline_name, "seconds": seconds}
+        return {
+            "metric": metric,
+            "network": float(network),
+            "baseline": float(baseline),
+            "baseline_name": baseline_name,
+            "seconds": seconds,
+        }
     metric, network = finished.groups()
     return {"metric": metric, "network": float(network), "seconds": seconds}
 
@@ -104,9 +122,13 @@ def main() -> None:
         for side in (int(s) for s in filter(None, args.images.split(","))):
             for colour in (False, True):
                 name = f"digits_{side}px_{'rgb_jpg' if colour else 'grey_png'}"
-                folder = images.write_digits(tmp / name, side=side, colour=colour,
-                                             resample="nearest" if colour else "bilinear",
-                                             suffix=".jpg" if colour else ".png")
+                folder = images.write_digits(
+                    tmp / name,
+                    side=side,
+                    colour=colour,
+                    resample="nearest" if colour else "bilinear",
+                    suffix=".jpg" if colour else ".png",
+                )
                 row = kiln_run(folder, "label", name.replace("_", "-"), [], tmp / f"{name}-store", args.set)
                 rows[name] = {**row, "target": IMAGE_TARGET, "at_or_above": row.get("network", 0) >= IMAGE_TARGET}
                 print(name, rows[name], flush=True)
@@ -115,21 +137,38 @@ def main() -> None:
     compared = {n: r for n, r in rows.items() if "baseline" in r}
     pictures = {n: r for n, r in rows.items() if n.startswith("digits_")}
     figures = [
-        {"name": "quality_sets_at_or_above_baseline", "value": sum(r["at_or_above"] for r in compared.values()),
-         "unit": f"of {len(compared)} sets", "target": len(compared) - 1,
-         "baseline": "Kiln's own baseline on the same splits (trees; TF-IDF + logistic regression for text)",
-         "detail": {n: {k: v for k, v in r.items() if k != "baseline_name"} for n, r in rows.items()}},
-        {"name": "quality_sets_beating_baseline", "value": sum(r["beats"] for r in compared.values()),
-         "unit": f"of {len(compared)} sets", "target": (len(compared) + 1) // 2, "baseline": "as above"},
-        {"name": "quality_worst_gap", "value": max((r["gap"] for r in compared.values()), default=None),
-         "unit": "accuracy points short, or RMSE ratio - 1",
-         "detail": {"set": max(compared, key=lambda n: compared[n]["gap"], default=None)}},
+        {
+            "name": "quality_sets_at_or_above_baseline",
+            "value": sum(r["at_or_above"] for r in compared.values()),
+            "unit": f"of {len(compared)} sets",
+            "target": len(compared) - 1,
+            "baseline": "Kiln's own baseline on the same splits (trees; TF-IDF + logistic regression for text)",
+            "detail": {n: {k: v for k, v in r.items() if k != "baseline_name"} for n, r in rows.items()},
+        },
+        {
+            "name": "quality_sets_beating_baseline",
+            "value": sum(r["beats"] for r in compared.values()),
+            "unit": f"of {len(compared)} sets",
+            "target": (len(compared) + 1) // 2,
+            "baseline": "as above",
+        },
+        {
+            "name": "quality_worst_gap",
+            "value": max((r["gap"] for r in compared.values()), default=None),
+            "unit": "accuracy points short, or RMSE ratio - 1",
+            "detail": {"set": max(compared, key=lambda n: compared[n]["gap"], default=None)},
+        },
     ]
     if pictures:
-        figures.append({"name": "quality_images_min_accuracy",
-                        "value": min(r.get("network", 0.0) for r in pictures.values()), "unit": "test accuracy",
-                        "target": IMAGE_TARGET, "detail": {"set": min(pictures, key=lambda n: pictures[n].get(
-                            "network", 0.0))}})
+        figures.append(
+            {
+                "name": "quality_images_min_accuracy",
+                "value": min(r.get("network", 0.0) for r in pictures.values()),
+                "unit": "test accuracy",
+                "target": IMAGE_TARGET,
+                "detail": {"set": min(pictures, key=lambda n: pictures[n].get("network", 0.0))},
+            }
+        )
     failed = [n for n, r in rows.items() if "error" in r]
     record(figures)
     if failed:

@@ -57,15 +57,24 @@ def planned_search_s(overrides: list[str]) -> float:
     """`kiln plan`'s predicted wall time of the quickstart's search (calibrated on the spot)."""
     command = [str(KILN), "plan", "configs/quickstart.yaml", "--json", *[a for o in overrides for a in ("--set", o)]]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout[out.stdout.index("{"):])["search"]["wall_time_s"]
+    return json.loads(out.stdout[out.stdout.index("{") :])["search"]["wall_time_s"]
 
 
 def one_run(root: str, port: int, overrides: list[str]) -> dict:
-    command = [str(KILN), "run", "configs/quickstart.yaml", "--set", f"storage.root={root}",
-               "--set", f"serve.port={port}", *[arg for o in overrides for arg in ("--set", o)]]
+    command = [
+        str(KILN),
+        "run",
+        "configs/quickstart.yaml",
+        "--set",
+        f"storage.root={root}",
+        "--set",
+        f"serve.port={port}",
+        *[arg for o in overrides for arg in ("--set", o)],
+    ]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     peak, done = [0], threading.Event()
 
     def sample():
@@ -107,8 +116,13 @@ def one_run(root: str, port: int, overrides: list[str]) -> dict:
     with sqlite3.connect(Path(root) / "mlflow.db") as db:
         startups = [v for (v,) in db.execute("select value from metrics where key = 'trial_startup_s'")]
         trials = db.execute("select count(*) from tags where key = 'kiln.kind' and value = 'trial'").fetchone()[0]
-    return {"seconds": elapsed, "stages_s": stages, "trial_startup_s": startups, "trials": trials,
-            "peak_pss_gib": peak[0] / 2**30}
+    return {
+        "seconds": elapsed,
+        "stages_s": stages,
+        "trial_startup_s": startups,
+        "trials": trials,
+        "peak_pss_gib": peak[0] / 2**30,
+    }
 
 
 def main() -> None:
@@ -123,16 +137,33 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             runs.append(one_run(root, args.port, args.set))
     searches = [run["stages_s"]["search"] for run in runs]
-    record([
-        {"name": "quickstart_s", "value": round(median([r["seconds"] for r in runs]), 1), "unit": "s",
-         "target": 60, "baseline": "command to first successful prediction",
-         "detail": {"runs": len(runs), "stages_s": runs[-1]["stages_s"], "trials": runs[-1]["trials"]}},
-        {"name": "plan_search_error", "value": round(predicted_search_s / median(searches) - 1, 3),
-         "unit": "relative error", "target": 0.3, "baseline": "the search stage's measured wall time",
-         "detail": {"predicted_s": round(predicted_search_s, 1), "measured_s": median(searches)}},
-        {"name": "peak_memory_gib", "value": round(max(r["peak_pss_gib"] for r in runs), 2), "unit": "GiB",
-         "target": 4, "baseline": "summed PSS of kiln and every Ray process it started, sampled every 0.5 s"},
-    ])
+    record(
+        [
+            {
+                "name": "quickstart_s",
+                "value": round(median([r["seconds"] for r in runs]), 1),
+                "unit": "s",
+                "target": 60,
+                "baseline": "command to first successful prediction",
+                "detail": {"runs": len(runs), "stages_s": runs[-1]["stages_s"], "trials": runs[-1]["trials"]},
+            },
+            {
+                "name": "plan_search_error",
+                "value": round(predicted_search_s / median(searches) - 1, 3),
+                "unit": "relative error",
+                "target": 0.3,
+                "baseline": "the search stage's measured wall time",
+                "detail": {"predicted_s": round(predicted_search_s, 1), "measured_s": median(searches)},
+            },
+            {
+                "name": "peak_memory_gib",
+                "value": round(max(r["peak_pss_gib"] for r in runs), 2),
+                "unit": "GiB",
+                "target": 4,
+                "baseline": "summed PSS of kiln and every Ray process it started, sampled every 0.5 s",
+            },
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write the README's Performance table from benchmarks/results.json (between the marker comments).
 
-    .venv/bin/python benchmarks/readme_table.py
+.venv/bin/python benchmarks/readme_table.py
 """
 
 from __future__ import annotations
@@ -15,12 +15,18 @@ QUALITY_BEGIN, QUALITY_END = "<!-- quality:begin -->", "<!-- quality:end -->"
 
 
 def table(results: dict) -> str:
-    lines = [f"Measured on: {results.get('machine', '?')}", "",
-             "| figure | value | target | baseline |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"Measured on: {results.get('machine', '?')}",
+        "",
+        "| figure | value | target | baseline |",
+        "| --- | --- | --- | --- |",
+    ]
     for figure in results.get("figures", []):
         target = "-" if figure.get("target") is None else figure["target"]
-        lines.append(f"| `{figure['name']}` | {figure['value']} {figure.get('unit', '')} | {target} "
-                     f"| {figure.get('baseline', '-')} |")
+        lines.append(
+            f"| `{figure['name']}` | {figure['value']} {figure.get('unit', '')} | {target} "
+            f"| {figure.get('baseline', '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -28,15 +34,18 @@ def plan_table(results: dict) -> str:
     """plan_accuracy's rows: predicted against measured epoch time per model and worker count."""
     rows = next((f["detail"] for f in results.get("figures", []) if f["name"] == "plan_epoch_error"), [])
     lines = ["| model | workers | predicted s | measured s | error |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['model']} | {r['workers']} | {r['predicted_s']:.3f} | {r['measured_s']:.3f} | {r['error']:+.1%} |"
-              for r in rows]
+    lines += [
+        f"| {r['model']} | {r['workers']} | {r['predicted_s']:.3f} | {r['measured_s']:.3f} | {r['error']:+.1%} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
 def quality_table(results: dict) -> str:
     """quality.py's rows: the network against the baseline on each public set, and the image folders."""
-    rows = next((f["detail"] for f in results.get("figures", []) if f["name"] == "quality_sets_at_or_above_baseline"),
-                {})
+    rows = next(
+        (f["detail"] for f in results.get("figures", []) if f["name"] == "quality_sets_at_or_above_baseline"), {}
+    )
     lines = ["| set | metric | network | baseline | gap | within tolerance |", "| --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
         if "error" in row:
@@ -44,8 +53,10 @@ def quality_table(results: dict) -> str:
             continue
         baseline = row.get("baseline", row.get("target", "-"))
         gap = f"{row['gap']:+.4f}" if "gap" in row else "-"
-        lines.append(f"| {name} | test_{row['metric']} | {row['network']} | {baseline} | {gap} "
-                     f"| {'yes' if row.get('at_or_above') else 'no'} |")
+        lines.append(
+            f"| {name} | test_{row['metric']} | {row['network']} | {baseline} | {gap} "
+            f"| {'yes' if row.get('at_or_above') else 'no'} |"
+        )
     return "\n".join(lines)
 
 

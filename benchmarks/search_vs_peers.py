@@ -38,14 +38,25 @@ from pipelines.search.space import parse_search_space
 from common import bare_training, median, pin_threads, record, write_teacher_table
 
 WORKLOADS = {
-    "small": {"epochs": 8, "overrides": [],
-              "space": {"train.lr": {"loguniform": [1e-5, 3e-1]},
-                        "model.hidden": {"choice": [[32], [128, 64], [256, 128]]},
-                        "train.batch_size": {"choice": [32, 64, 256]}}},
-    "large": {"epochs": 6, "rows": 200_000, "overrides": ["data.label=label"],
-              "space": {"train.lr": {"loguniform": [1e-4, 3e-2]},
-                        "model.hidden": {"choice": [[256, 256], [512, 256], [512, 512]]},
-                        "train.batch_size": {"choice": [256, 512, 1024]}}},
+    "small": {
+        "epochs": 8,
+        "overrides": [],
+        "space": {
+            "train.lr": {"loguniform": [1e-5, 3e-1]},
+            "model.hidden": {"choice": [[32], [128, 64], [256, 128]]},
+            "train.batch_size": {"choice": [32, 64, 256]},
+        },
+    },
+    "large": {
+        "epochs": 6,
+        "rows": 200_000,
+        "overrides": ["data.label=label"],
+        "space": {
+            "train.lr": {"loguniform": [1e-4, 3e-2]},
+            "model.hidden": {"choice": [[256, 256], [512, 256], [512, 512]]},
+            "train.batch_size": {"choice": [256, 512, 1024]},
+        },
+    },
 }
 
 
@@ -76,10 +87,13 @@ class Clock:
 
     def summary(self, goal: float | None = None) -> dict:
         reached = None if goal is None else next((i for i, (_, v) in enumerate(self.points) if v >= goal), None)
-        return {"wall_s": round(self.ended - self.started, 1), "trial_epochs": len(self.points),
-                "best": round(max(v for _, v in self.points), 4),
-                "s_to_goal": None if reached is None else round(self.points[reached][0], 1),
-                "epochs_to_goal": None if reached is None else reached + 1}
+        return {
+            "wall_s": round(self.ended - self.started, 1),
+            "trial_epochs": len(self.points),
+            "best": round(max(v for _, v in self.points), 4),
+            "s_to_goal": None if reached is None else round(self.points[reached][0], 1),
+            "epochs_to_goal": None if reached is None else reached + 1,
+        }
 
 
 def tune_log(clock: Clock):
@@ -114,17 +128,22 @@ def in_process(cfg, space: dict, data, *, seed: int, samples: int, prune: bool) 
 
     def objective(trial):
         accuracy = 0.0
-        for epoch, (_, accuracy) in enumerate(bare_training(cfg.with_sample(suggest(trial, space)), *data,
-                                                             cfg.train.epochs), start=1):
+        for epoch, (_, accuracy) in enumerate(
+            bare_training(cfg.with_sample(suggest(trial, space)), *data, cfg.train.epochs), start=1
+        ):
             clock.tick(accuracy)
             trial.report(accuracy, epoch)
             if prune and trial.should_prune():
                 raise optuna.TrialPruned()
         return accuracy
 
-    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.tune.scheduler.grace_period,
-                                                     reduction_factor=int(cfg.tune.scheduler.reduction_factor))
-              if prune else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=cfg.tune.scheduler.grace_period, reduction_factor=int(cfg.tune.scheduler.reduction_factor)
+        )
+        if prune
+        else optuna.pruners.NopPruner()
+    )
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
     study.optimize(objective, n_trials=samples, n_jobs=os.cpu_count())
     return clock.stop()
@@ -154,8 +173,10 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
     from pipelines.models import build_model
 
     train_x, train_y, val_x, val_y = data
-    datasets = {part: ray.data.from_arrow(pa.table({"x": ArrowTensorArray.from_numpy(x), "y": y}))
-                for part, x, y in (("train", train_x, train_y), ("val", val_x, val_y))}
+    datasets = {
+        part: ray.data.from_arrow(pa.table({"x": ArrowTensorArray.from_numpy(x), "y": y}))
+        for part, x, y in (("train", train_x, train_y), ("val", val_x, val_y))
+    }
     input_dim, classes, epochs = train_x.shape[1], int(train_y.max()) + 1, cfg.train.epochs
 
     def train_loop(config):
@@ -180,24 +201,38 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
             ray.train.report({"val_accuracy": correct / total, "epoch": epoch})
 
     def trial(config):
-        trainer = TorchTrainer(train_loop, train_loop_config=config,
-                               scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-                               run_config=ray.train.RunConfig(name=f"train-{tune.get_context().get_trial_id()}",
-                                                              storage_path=root, callbacks=[TuneReportCallback()]),
-                               datasets=datasets)
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config=config,
+            scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+            run_config=ray.train.RunConfig(
+                name=f"train-{tune.get_context().get_trial_id()}", storage_path=root, callbacks=[TuneReportCallback()]
+            ),
+            datasets=datasets,
+        )
         trainer.fit()
 
     clock = Clock()
     space = {key: tuner.to_tune_domain(domain) for key, domain in parse_search_space(cfg.tune.search_space).items()}
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
-                              grace_period=cfg.tune.scheduler.grace_period,
-                              reduction_factor=cfg.tune.scheduler.reduction_factor)
-    tune.Tuner(tune.with_resources(trial, {"cpu": 0.01}), param_space=space,
-               tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler,
-                                           num_samples=cfg.tune.num_samples, max_concurrent_trials=os.cpu_count(),
-                                           search_alg=BasicVariantGenerator(random_state=seed,
-                                                                            max_concurrent=os.cpu_count())),
-               run_config=tune.RunConfig(name=name, storage_path=root, callbacks=[tune_log(clock)])).fit()
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=epochs,
+        grace_period=cfg.tune.scheduler.grace_period,
+        reduction_factor=cfg.tune.scheduler.reduction_factor,
+    )
+    tune.Tuner(
+        tune.with_resources(trial, {"cpu": 0.01}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="val_accuracy",
+            mode="max",
+            scheduler=scheduler,
+            num_samples=cfg.tune.num_samples,
+            max_concurrent_trials=os.cpu_count(),
+            search_alg=BasicVariantGenerator(random_state=seed, max_concurrent=os.cpu_count()),
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=root, callbacks=[tune_log(clock)]),
+    ).fit()
     return clock.stop()
 
 
@@ -206,10 +241,19 @@ def workload_config(kind: str, root: str, samples: int, seed: int):
     source = "builtin:digits"
     if kind == "large":
         source = str(write_teacher_table(Path(root) / "teacher.parquet", rows=spec["rows"], seed=0))
-    overrides = [f"storage.root={root}", f"data.source={source}", f"tune.num_samples={samples}",
-                 f"train.epochs={spec['epochs']}", "train.num_workers=1", "train.cpus_per_worker=1",
-                 f"tune.search_space={json.dumps(spec['space'])}", f"tune.seed={seed}", f"train.seed={seed}",
-                 f"registry.model_name=peers-{kind}", *spec["overrides"]]
+    overrides = [
+        f"storage.root={root}",
+        f"data.source={source}",
+        f"tune.num_samples={samples}",
+        f"train.epochs={spec['epochs']}",
+        "train.num_workers=1",
+        "train.cpus_per_worker=1",
+        f"tune.search_space={json.dumps(spec['space'])}",
+        f"tune.seed={seed}",
+        f"train.seed={seed}",
+        f"registry.model_name=peers-{kind}",
+        *spec["overrides"],
+    ]
     return load_config("configs/quickstart.yaml", overrides).for_task("classification")
 
 
@@ -239,18 +283,27 @@ def one_workload(kind: str, seeds: int, samples: int) -> dict:
                     promoted = cfg.with_sample({"tune.scheduler.name": "asha_promote"})
                     searches[system] = kiln(promoted, splits, f"kiln-promote-{kind}-{seed}")
                 elif system == "optuna":
-                    searches[system] = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples,
-                                                  prune=True)
+                    searches[system] = in_process(
+                        cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples, prune=True
+                    )
                 else:
                     searches[system] = ray_docs(cfg, data, seed=seed, root=root, name=f"docs-{kind}-{seed}")
                 say(kind, seed, system, searches[system].summary(goal))
-            row = {"seed": seed, "goal": round(goal, 4), "random_search": reference.summary(goal),
-                   **{system: clock.summary(goal) for system, clock in searches.items()}}
+            row = {
+                "seed": seed,
+                "goal": round(goal, 4),
+                "random_search": reference.summary(goal),
+                **{system: clock.summary(goal) for system, clock in searches.items()},
+            }
             rows.append(row)
             print(json.dumps({"workload": kind, **row}), flush=True)
         runtime.stop()
-    return {"rows": rows, "runtime_start_s": round(runtime_s, 1), "ingest_s": round(ingest_s, 1),
-            "epoch_s": median([t for t, _ in bare_training(cfg, *data, 1)])}
+    return {
+        "rows": rows,
+        "runtime_start_s": round(runtime_s, 1),
+        "ingest_s": round(ingest_s, 1),
+        "epoch_s": median([t for t, _ in bare_training(cfg, *data, 1)]),
+    }
 
 
 def say(kind: str, seed: int, system: str, summary: dict) -> None:
@@ -273,20 +326,35 @@ def main() -> None:
         figures = []
         result = one_workload(kind, args.seeds, args.samples)
         rows = result["rows"]
-        baseline = (f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
-                    f"{args.seeds} seed(s), {os.cpu_count()} cores")
+        baseline = (
+            f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
+            f"{args.seeds} seed(s), {os.cpu_count()} cores"
+        )
         optuna = "Optuna + SuccessiveHalvingPruner, one process"
         docs = "Ray Tune + Ray Train, the documented wiring, ASHAScheduler"
         for system, peer, name, label in (
-                ("kiln", "optuna", f"search_time_ratio_vs_optuna_{kind}", optuna),
-                ("kiln", "ray_docs", f"search_time_ratio_vs_ray_docs_{kind}", docs),
-                ("kiln_promote", "optuna", f"search_time_ratio_promote_vs_optuna_{kind}",
-                 f"Kiln with tune.scheduler.name: asha_promote against {optuna}")):
+            ("kiln", "optuna", f"search_time_ratio_vs_optuna_{kind}", optuna),
+            ("kiln", "ray_docs", f"search_time_ratio_vs_ray_docs_{kind}", docs),
+            (
+                "kiln_promote",
+                "optuna",
+                f"search_time_ratio_promote_vs_optuna_{kind}",
+                f"Kiln with tune.scheduler.name: asha_promote against {optuna}",
+            ),
+        ):
             ratio = median([time_to_goal(r[system]) / time_to_goal(r[peer]) for r in rows])
-            figures.append({"name": name, "value": round(ratio, 3), "unit": "x", "target": TARGETS.get(name),
-                            "baseline": f"{label}; {baseline}",
-                            "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
-                            if not figures else None})
+            figures.append(
+                {
+                    "name": name,
+                    "value": round(ratio, 3),
+                    "unit": "x",
+                    "target": TARGETS.get(name),
+                    "baseline": f"{label}; {baseline}",
+                    "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
+                    if not figures
+                    else None,
+                }
+            )
         record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
 
 

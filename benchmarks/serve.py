@@ -61,6 +61,7 @@ async def load(url: str, body: bytes, concurrency: int, max_requests: int, max_s
     headers = {"Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
         async def one() -> bool:
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
@@ -83,8 +84,13 @@ async def load(url: str, body: bytes, concurrency: int, max_requests: int, max_s
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"p50_ms": 1000 * latencies[len(latencies) // 2], "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
-            "rps": len(latencies) / elapsed, "requests": len(latencies), "errors": errors}
+    return {
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "rps": len(latencies) / elapsed,
+        "requests": len(latencies),
+        "errors": errors,
+    }
 
 
 def wait_until_up(url: str, body: bytes, timeout_s: float = 120) -> None:
@@ -111,12 +117,12 @@ def measure(ingress: str, pairs: int) -> dict:
         kiln_port, bare_port = free_port(), free_port()
         cfg, frame = tiny_store(Path(tmp), NAME, [f"serve.port={kiln_port}", f"serve.ingress={ingress}"], versions=1)
         body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
-        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)],
-                                cwd=ROOT)
+        bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)], cwd=ROOT)
         from pipelines import deploy, runtime
 
         runtime.start(cfg, env=deploy.ingress_env(cfg))  # as `kiln run` and `kiln serve` start it, ingress included
         from serving.app import deploy  # after the start: Serve reads its ingress settings at import
+
         try:
             deploy(cfg, name=NAME, alias=cfg.registry.alias)
             targets = {"bare": f"http://127.0.0.1:{bare_port}/predict", "kiln": f"http://127.0.0.1:{kiln_port}/predict"}
@@ -138,8 +144,12 @@ def summarize(runs: dict, ingress: str, pairs: int) -> dict:
     def median(target: str, c: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[target][c]), 2)
 
-    result: dict = {"ingress": ingress, "pairs": pairs, "cpus": os.cpu_count(),
-                    "model": "tiny MLP, 4 features, string labels, 1 row per request"}
+    result: dict = {
+        "ingress": ingress,
+        "pairs": pairs,
+        "cpus": os.cpu_count(),
+        "model": "tiny MLP, 4 features, string labels, 1 row per request",
+    }
     for target in runs:
         result[target] = {f"c{c}": {k: median(target, c, k) for k in ("p50_ms", "p99_ms", "rps")} for c in LEVELS}
         result[target]["errors"] = sum(r["errors"] for c in LEVELS for r in runs[target][c])
@@ -166,15 +176,21 @@ def main(argv: list[str] | None = None) -> None:
         return None if args.no_record else save(result)
     results = {}
     for ingress in ("haproxy", "proxy"):  # each in a fresh process: Serve reads its ingress settings at import
-        out = subprocess.run([sys.executable, __file__, "--ingress", ingress, "--pairs", str(args.pairs),
-                              "--no-record"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        out = subprocess.run(
+            [sys.executable, __file__, "--ingress", ingress, "--pairs", str(args.pairs), "--no-record"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if out.returncode != 0:
             raise SystemExit(f"--ingress {ingress} failed:\n{out.stderr[-3000:]}")
         results[ingress] = json.loads(out.stdout.strip().splitlines()[-1])
     combined = {**results["haproxy"], "proxy": results["proxy"]}
     for c in LEVELS:
-        combined[f"haproxy_vs_proxy_rps_c{c}"] = round(results["haproxy"]["kiln"][f"c{c}"]["rps"]
-                                                       / results["proxy"]["kiln"][f"c{c}"]["rps"], 3)
+        combined[f"haproxy_vs_proxy_rps_c{c}"] = round(
+            results["haproxy"]["kiln"][f"c{c}"]["rps"] / results["proxy"]["kiln"][f"c{c}"]["rps"], 3
+        )
     print(json.dumps(combined))
     save(combined)
 
@@ -183,15 +199,30 @@ def save(result: dict) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import record
 
-    record([
-        {"name": "serve_throughput_ratio_c32", "value": result["serve_throughput_ratio_c32"], "unit": "x",
-         "target": 1.0, "baseline": f"bare FastAPI + uvicorn, same Predictor, 32 clients ({result['ingress']} ingress)",
-         "detail": {"kiln": result["kiln"], "bare": result["bare"],
+    record(
+        [
+            {
+                "name": "serve_throughput_ratio_c32",
+                "value": result["serve_throughput_ratio_c32"],
+                "unit": "x",
+                "target": 1.0,
+                "baseline": f"bare FastAPI + uvicorn, same Predictor, 32 clients ({result['ingress']} ingress)",
+                "detail": {
+                    "kiln": result["kiln"],
+                    "bare": result["bare"],
                     **({"python_proxy_kiln": result["proxy"]["kiln"]} if "proxy" in result else {}),
-                    **{k: v for k, v in result.items() if k.startswith("haproxy_vs_proxy")}}},
-        {"name": "serve_added_p50_ms_c1", "value": result["serve_added_p50_ms_c1"], "unit": "ms", "target": 3.0,
-         "baseline": "bare FastAPI + uvicorn p50 at 1 client"},
-    ])
+                    **{k: v for k, v in result.items() if k.startswith("haproxy_vs_proxy")},
+                },
+            },
+            {
+                "name": "serve_added_p50_ms_c1",
+                "value": result["serve_added_p50_ms_c1"],
+                "unit": "ms",
+                "target": 3.0,
+                "baseline": "bare FastAPI + uvicorn p50 at 1 client",
+            },
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -63,13 +63,14 @@ def typos(texts: list[str], seed: int, share: float = 0.15) -> list[str]:
         if len(word) < 4 or rng.random() >= share:
             return word
         at = int(rng.integers(1, len(word) - 1))
-        return word[:at] + word[at + 1:]
+        return word[:at] + word[at + 1 :]
 
     return [" ".join(drop(w) for w in t.split()) for t in texts]
 
 
-def accuracy(tokenizer, train_ids, train_y, test_ids: dict[str, np.ndarray], test_y, *, epochs: int,
-             seed: int) -> dict[str, float]:
+def accuracy(
+    tokenizer, train_ids, train_y, test_ids: dict[str, np.ndarray], test_y, *, epochs: int, seed: int
+) -> dict[str, float]:
     torch.manual_seed(seed)
     model = nn.Sequential(TextBag(tokenizer.size, MAX_LENGTH, 32), nn.Linear(32, 2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -78,14 +79,15 @@ def accuracy(tokenizer, train_ids, train_y, test_ids: dict[str, np.ndarray], tes
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), 64):
-            index = order[start:start + 64]
+            index = order[start : start + 64]
             optimizer.zero_grad()
             F.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
     model.eval()
     with torch.no_grad():
-        return {name: float((model(torch.tensor(ids)).argmax(1).numpy() == test_y).mean())
-                for name, ids in test_ids.items()}
+        return {
+            name: float((model(torch.tensor(ids)).argmax(1).numpy() == test_y).mean()) for name, ids in test_ids.items()
+        }
 
 
 def main() -> None:
@@ -109,26 +111,45 @@ def main() -> None:
         train_ids = tokenizer.ids(train_texts)
         encode_per_s = len(train_texts) / (time.perf_counter() - started)
         test_ids = {name: tokenizer.ids(t) for name, t in tests.items()}
-        scores = [accuracy(tokenizer, train_ids, labels[train_idx], test_ids, labels[test_idx], epochs=args.epochs,
-                           seed=seed) for seed in range(args.seeds)]
+        scores = [
+            accuracy(tokenizer, train_ids, labels[train_idx], test_ids, labels[test_idx], epochs=args.epochs, seed=seed)
+            for seed in range(args.seeds)
+        ]
         results[tokenizer.name] = {
-            "fit_s": round(fit_s, 3), "encode_texts_per_s": round(encode_per_s),
+            "fit_s": round(fit_s, 3),
+            "encode_texts_per_s": round(encode_per_s),
             "vocabulary": tokenizer.size - text.RESERVED,
             "ids_per_text": round(float((train_ids > 0).sum(1).mean()), 1),
-            **{f"test_accuracy_{name}": round(median([s[name] for s in scores]), 4) for name in tests}}
+            **{f"test_accuracy_{name}": round(median([s[name] for s in scores]), 4) for name in tests},
+        }
         print(tokenizer.name, results[tokenizer.name], flush=True)
     words, bpe = results["words"], results["bpe"]
-    detail = {"data": "builtin:reviews, 8000 rows, split 0.7/0.15/0.15 seed 0", "encoder": "TextBag dim 32 + linear",
-              "epochs": args.epochs, "seeds": args.seeds, "max_length": MAX_LENGTH, **results}
-    record([
-        {"name": "text_bpe_minus_words_accuracy_points", "value": round(100 * (bpe["test_accuracy_clean"]
-                                                                              - words["test_accuracy_clean"]), 2),
-         "unit": "points", "baseline": "Kiln's word vocabulary, same split, encoder, loop and seeds", "detail": detail},
-        {"name": "text_bpe_minus_words_accuracy_points_typos", "value": round(100 * (bpe["test_accuracy_typos"]
-                                                                                    - words["test_accuracy_typos"]), 2),
-         "unit": "points", "baseline": "the same, on the test split with a letter dropped from 15% of its words",
-         "detail": {"words": words["test_accuracy_typos"], "bpe": bpe["test_accuracy_typos"]}},
-    ])
+    detail = {
+        "data": "builtin:reviews, 8000 rows, split 0.7/0.15/0.15 seed 0",
+        "encoder": "TextBag dim 32 + linear",
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "max_length": MAX_LENGTH,
+        **results,
+    }
+    record(
+        [
+            {
+                "name": "text_bpe_minus_words_accuracy_points",
+                "value": round(100 * (bpe["test_accuracy_clean"] - words["test_accuracy_clean"]), 2),
+                "unit": "points",
+                "baseline": "Kiln's word vocabulary, same split, encoder, loop and seeds",
+                "detail": detail,
+            },
+            {
+                "name": "text_bpe_minus_words_accuracy_points_typos",
+                "value": round(100 * (bpe["test_accuracy_typos"] - words["test_accuracy_typos"]), 2),
+                "unit": "points",
+                "baseline": "the same, on the test split with a letter dropped from 15% of its words",
+                "detail": {"words": words["test_accuracy_typos"], "bpe": bpe["test_accuracy_typos"]},
+            },
+        ]
+    )
 
 
 if __name__ == "__main__":

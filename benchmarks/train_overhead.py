@@ -22,8 +22,7 @@ from pipelines.training.launch import build_trainer
 from common import bare_training, median, pin_threads, record, write_teacher_table
 
 
-def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                epochs: int) -> list[float]:
+def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, epochs: int) -> list[float]:
     """The same model, batch size and per-epoch validation as Kiln's loop, over in-memory tensors: the floor."""
     return [seconds for seconds, _ in bare_training(cfg, x, y, val_x, val_y, epochs)]
 
@@ -43,9 +42,15 @@ def report_clock(path: Path):
 def kiln_epochs(cfg, splits, epochs: int, name: str, folder: str) -> tuple[list[float], list[float]]:
     """(in-loop seconds, wall seconds between successive reports) of each epoch after the first."""
     arrivals = Path(folder) / f"{name}.reports"
-    trainer = build_trainer(cfg, datasets={"train": splits.train, "val": splits.val},
-                            preprocessing=splits.preprocessing, name=name, use_gpu=False,
-                            arrays=splits.arrays, callbacks=[report_clock(arrivals)])
+    trainer = build_trainer(
+        cfg,
+        datasets={"train": splits.train, "val": splits.val},
+        preprocessing=splits.preprocessing,
+        name=name,
+        use_gpu=False,
+        arrays=splits.arrays,
+        callbacks=[report_clock(arrivals)],
+    )
     frame = trainer.fit().metrics_dataframe
     times = [float(t) for t in arrivals.read_text().split()]
     return frame.sort_values("epoch")["epoch_time_s"].tolist()[1:epochs], list(np.diff(times))
@@ -59,8 +64,14 @@ def one_workload(kind: str, pairs: int, epochs: int) -> dict:
     import ray
 
     with tempfile.TemporaryDirectory() as root:
-        overrides = [f"storage.root={root}", "train.num_workers=1", "train.cpus_per_worker=1",
-                     f"train.epochs={epochs}", f"train.keep_checkpoints={epochs}", "tune.num_samples=1"]
+        overrides = [
+            f"storage.root={root}",
+            "train.num_workers=1",
+            "train.cpus_per_worker=1",
+            f"train.epochs={epochs}",
+            f"train.keep_checkpoints={epochs}",
+            "tune.num_samples=1",
+        ]
         if kind == "large":
             table = write_teacher_table(Path(root) / "teacher.parquet", rows=200_000)
             overrides += [f"data.source={table}", *LARGE]
@@ -77,8 +88,14 @@ def one_workload(kind: str, pairs: int, epochs: int) -> dict:
             kiln.append(median(in_loop))
             kiln_wall.append(median(wall))
         runtime.stop()
-    return {"kiln_epoch_s": median(kiln), "bare_epoch_s": median(bare), "pairs": pairs, "epochs": epochs,
-            "kiln_wall_epoch_s": median(kiln_wall), "wall_ratio": round(median(kiln_wall) / median(bare), 3)}
+    return {
+        "kiln_epoch_s": median(kiln),
+        "bare_epoch_s": median(bare),
+        "pairs": pairs,
+        "epochs": epochs,
+        "kiln_wall_epoch_s": median(kiln_wall),
+        "wall_ratio": round(median(kiln_wall) / median(bare), 3),
+    }
 
 
 def main() -> None:
@@ -94,11 +111,17 @@ def main() -> None:
     for kind in args.workloads.split(","):
         pairs, epochs = (args.pairs, args.epochs) if kind == "small" else (args.large_pairs, args.large_epochs)
         detail = one_workload(kind, pairs, epochs)
-        figures.append({"name": "train_overhead_ratio" + ("_large" if kind == "large" else ""),
-                        "value": round(detail["kiln_epoch_s"] / detail["bare_epoch_s"], 3), "unit": "x",
-                        "target": 1.05, "detail": detail,
-                        "baseline": "bare PyTorch loop, same model/data/batch/threads/validation"
-                                    + ("; a 512x512 MLP on 200k generated rows" if kind == "large" else "")})
+        figures.append(
+            {
+                "name": "train_overhead_ratio" + ("_large" if kind == "large" else ""),
+                "value": round(detail["kiln_epoch_s"] / detail["bare_epoch_s"], 3),
+                "unit": "x",
+                "target": 1.05,
+                "detail": detail,
+                "baseline": "bare PyTorch loop, same model/data/batch/threads/validation"
+                + ("; a 512x512 MLP on 200k generated rows" if kind == "large" else ""),
+            }
+        )
     record(figures)
 
 

@@ -30,8 +30,10 @@ def read_token(cfg: ServeConfig) -> str | None:
             raise ConfigError(f"serve.token_file: {path} is readable by others (mode {mode:o}); chmod 600 it")
         token = path.read_text().strip()
     if not token:
-        raise ConfigError(f"serve.auth: token, but ${cfg.token_env} is empty and serve.token_file is not set; "
-                          f"e.g. export {cfg.token_env}=$(python -c 'import secrets; print(secrets.token_urlsafe())')")
+        raise ConfigError(
+            f"serve.auth: token, but ${cfg.token_env} is empty and serve.token_file is not set; "
+            f"e.g. export {cfg.token_env}=$(python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
     if len(token) < MIN_LENGTH:
         raise ConfigError(f"serve.auth: the token has {len(token)} characters; use at least {MIN_LENGTH}")
     return token

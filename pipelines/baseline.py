@@ -19,8 +19,10 @@ NAME = "gradient-boosted trees"
 TEXT_NAME = {"classification": "TF-IDF + logistic regression", "regression": "TF-IDF + ridge regression"}
 
 
-NO_IMAGE_BASELINE = ("none: image columns have no cheap baseline that would be fair to show (trees or a linear "
-                     "model on raw pixels would understate what a small CNN should reach)")
+NO_IMAGE_BASELINE = (
+    "none: image columns have no cheap baseline that would be fair to show (trees or a linear "
+    "model on raw pixels would understate what a small CNN should reach)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,15 @@ def verdict(primary: str, network: float, baseline: Baseline | None) -> str | No
         return None
     by = f"{theirs - network:.4f}" if higher else f"{network / theirs:.3f}x"
     text = baseline.name != NAME
-    advice = ("try model.text_encoder: transformer, more data.char_ngrams or a larger tune.num_samples" if text else
-              "try a larger tune.num_samples and train.epochs, or keep the trees for this table")
-    return (f"the baseline wins: {baseline.name} {primary}={theirs:.4f} against the network's {network:.4f} "
-            f"({'by ' + by if higher else by + ' the error'}); {advice}")
+    advice = (
+        "try model.text_encoder: transformer, more data.char_ngrams or a larger tune.num_samples"
+        if text
+        else "try a larger tune.num_samples and train.epochs, or keep the trees for this table"
+    )
+    return (
+        f"the baseline wins: {baseline.name} {primary}={theirs:.4f} against the network's {network:.4f} "
+        f"({'by ' + by if higher else by + ' the error'}); {advice}"
+    )
 
 
 def as_trees_see_it(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -64,14 +71,23 @@ def as_trees_see_it(frame: pd.DataFrame, types: dict[str, str], categories: dict
             out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         else:
             known = set(categories[name])
-            out[name] = pd.Categorical([v if v in known else None for v in map(level, frame[name])],
-                                       categories=categories[name])
+            out[name] = pd.Categorical(
+                [v if v in known else None for v in map(level, frame[name])], categories=categories[name]
+            )
     return pd.DataFrame(out, index=frame.index)
 
 
-def fit_and_score(train: pd.DataFrame, train_y: np.ndarray, test: pd.DataFrame, test_y: np.ndarray,
-                  types: dict[str, str], *, task: str = "classification", labels: list | None = None,
-                  seed: int = 0) -> Baseline:
+def fit_and_score(
+    train: pd.DataFrame,
+    train_y: np.ndarray,
+    test: pd.DataFrame,
+    test_y: np.ndarray,
+    types: dict[str, str],
+    *,
+    task: str = "classification",
+    labels: list | None = None,
+    seed: int = 0,
+) -> Baseline:
     """Fit on (train, train_y), score on (test, test_y). Classification: `labels` are the class values in the
     network's order, so both are scored over the same classes."""
     import time
@@ -83,8 +99,9 @@ def fit_and_score(train: pd.DataFrame, train_y: np.ndarray, test: pd.DataFrame, 
 
     if "text" in types.values():
         return _fit_linear_on_text(train, train_y, test, test_y, types, task=task, labels=labels)
-    categories = {name: sorted({level(v) for v in train[name]} - {None}) for name, kind in types.items()
-                  if kind != "number"}
+    categories = {
+        name: sorted({level(v) for v in train[name]} - {None}) for name, kind in types.items() if kind != "number"
+    }
     started = time.perf_counter()
     x_train, x_test = as_trees_see_it(train, types, categories), as_trees_see_it(test, types, categories)
     if task == metrics.REGRESSION:
@@ -102,8 +119,16 @@ def fit_and_score(train: pd.DataFrame, train_y: np.ndarray, test: pd.DataFrame, 
     return Baseline(metrics.prefixed("test", scores), time.perf_counter() - started)
 
 
-def _fit_linear_on_text(train: pd.DataFrame, train_y: np.ndarray, test: pd.DataFrame, test_y: np.ndarray,
-                        types: dict[str, str], *, task: str, labels: list | None) -> Baseline:
+def _fit_linear_on_text(
+    train: pd.DataFrame,
+    train_y: np.ndarray,
+    test: pd.DataFrame,
+    test_y: np.ndarray,
+    types: dict[str, str],
+    *,
+    task: str,
+    labels: list | None,
+) -> Baseline:
     import time
 
     from sklearn.compose import ColumnTransformer
@@ -127,8 +152,11 @@ def _fit_linear_on_text(train: pd.DataFrame, train_y: np.ndarray, test: pd.DataF
                 out[name] = [level(v) or "<missing>" for v in frame[name]]
         return pd.DataFrame(out, index=frame.index)
 
-    parts = [(f"tfidf_{name}", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), name)
-             for name, kind in types.items() if kind == "text"]
+    parts = [
+        (f"tfidf_{name}", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), name)
+        for name, kind in types.items()
+        if kind == "text"
+    ]
     numbers = [name for name, kind in types.items() if kind == "number"]
     others = [name for name, kind in types.items() if kind in ("category", "binary")]
     if numbers:

@@ -18,14 +18,26 @@ WEIGHTS_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
 
 
-def save(folder: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-         model_cfg: ModelConfig, preprocessing: Preprocessing, epoch: int, metrics: dict[str, float]) -> None:
+def save(
+    folder: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    model_cfg: ModelConfig,
+    preprocessing: Preprocessing,
+    epoch: int,
+    metrics: dict[str, float],
+) -> None:
     folder = Path(folder)
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)
     if optimizer is not None:
         torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
-    meta = {"model": model_cfg.model_dump(), "preprocessing": preprocessing.to_dict(),
-            "epoch": epoch, "metrics": metrics}
+    meta = {
+        "model": model_cfg.model_dump(),
+        "preprocessing": preprocessing.to_dict(),
+        "epoch": epoch,
+        "metrics": metrics,
+    }
     (folder / META_FILE).write_text(json.dumps(meta))
 
 
@@ -56,8 +68,10 @@ def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Mo
     prep = Preprocessing.from_dict(meta["preprocessing"])
     saved = saved_model_config(meta["model"])
     if saved.name not in BUILDERS and saved.name != factory:
-        raise UntrustedModel(f"{folder}: its model.name {saved.name!r} is code outside Kiln; it is built only where "
-                             f"the loading config says model.name: {saved.name!r} and model.trust_code: true")
+        raise UntrustedModel(
+            f"{folder}: its model.name {saved.name!r} is code outside Kiln; it is built only where "
+            f"the loading config says model.name: {saved.name!r} and model.trust_code: true"
+        )
     try:
         model = build_model(saved, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     except (Exception, SystemExit) as err:

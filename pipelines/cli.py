@@ -56,26 +56,44 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="kiln", description="One YAML file to a live, versioned endpoint.")
     sub = top.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help_text: str, *, positionals: tuple[tuple[str, dict], ...] = (),
-                config_required: bool = False) -> argparse.ArgumentParser:
+    def command(
+        name: str,
+        handler,
+        help_text: str,
+        *,
+        positionals: tuple[tuple[str, dict], ...] = (),
+        config_required: bool = False,
+    ) -> argparse.ArgumentParser:
         """Every command the same way: its own arguments, then CONFIG (or --config), --set, --verbose."""
         p = sub.add_parser(name, help=help_text)
         for arg, options in positionals:
             p.add_argument(arg, **options)
-        p.add_argument("config", nargs=None if config_required else "?", help="YAML config file"
-                       + ("" if config_required else " (default: the defaults, storage ./kiln-runs)"))
+        p.add_argument(
+            "config",
+            nargs=None if config_required else "?",
+            help="YAML config file" + ("" if config_required else " (default: the defaults, storage ./kiln-runs)"),
+        )
         if not config_required:
             p.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same, as an option")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value by dotted path (YAML value)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value by dotted path (YAML value)",
+        )
         p.add_argument("--verbose", action="store_true", help="show Ray's own output and full traces")
         p.set_defaults(handler=handler)
         return p
 
     run = command("run", cmd_run, "ingest, search, evaluate, register and serve", config_required=True)
     run.add_argument("--no-serve", action="store_true", help="stop after registering the model")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the last interrupted search of this config (finished trials are kept)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last interrupted search of this config (finished trials are kept)",
+    )
     command("validate", cmd_validate, "check the config and the data; start nothing", config_required=True)
     serve = command("serve", cmd_serve, "serve a registered model")
     serve.add_argument("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default: registry.model_name@alias)")
@@ -85,11 +103,19 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON (alone on stdout)")
     plan.add_argument("--png", help="also draw step time and efficiency against worker count here")
     command("report", cmd_report, "rebuild a run's HTML report from MLflow", positionals=(("run_id", {}),))
-    command("promote", cmd_promote, "point the alias at a registered version (load-checked first)",
-            positionals=(("name", {}), ("version", {"type": int})))
+    command(
+        "promote",
+        cmd_promote,
+        "point the alias at a registered version (load-checked first)",
+        positionals=(("name", {}), ("version", {"type": int})),
+    )
     command("rollback", cmd_rollback, "move the alias back to the previous champion", positionals=(("name", {}),))
-    predict = command("predict", cmd_predict, "predict the rows of a CSV or parquet file through the endpoint",
-                      positionals=(("name", {}),))
+    predict = command(
+        "predict",
+        cmd_predict,
+        "predict the rows of a CSV or parquet file through the endpoint",
+        positionals=(("name", {}),),
+    )
     predict.add_argument("--file", required=True, help="CSV or parquet rows, columns named like the features")
     predict.add_argument("--url", help="endpoint base URL (default http://serve.host:serve.port)")
     command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version")
@@ -171,10 +197,11 @@ def cmd_validate(args) -> int:
     cfg = run.decide_space(_for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
-    target = (f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification"
-              else "regression")
-    console.say(f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, {target}, "
-                f"{cfg.tune.num_samples} trials by {cfg.tune.metric})")
+    target = f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification" else "regression"
+    console.say(
+        f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, {target}, "
+        f"{cfg.tune.num_samples} trials by {cfg.tune.metric})"
+    )
     return EXIT_OK
 
 
@@ -205,8 +232,14 @@ def cmd_plan(args) -> int:
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
     train_rows = data.split_counts(len(frame), cfg.data.split)[0]
     # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    prep = encoding.fit(frame, checked.types, frame[cfg.data.label], **encoding.sizes(cfg.data),
-                        task=cfg.task, train_labels=frame[cfg.data.label])
+    prep = encoding.fit(
+        frame,
+        checked.types,
+        frame[cfg.data.label],
+        **encoding.sizes(cfg.data),
+        task=cfg.task,
+        train_labels=frame[cfg.data.label],
+    )
     width = prep.width
     local = args.hardware == "local"
     samples = [s for s in shapes.shape_samples(cfg) if s]
@@ -216,12 +249,27 @@ def cmd_plan(args) -> int:
         profile = calibrate.calibrate_local(cfg, width, num_classes, slots=prep.slots)
     else:
         profile = hardware.load_profile(args.hardware)
-    priced = [(s, calibrate.for_shape(profile, cfg.with_sample(s), width, num_classes, slots=prep.slots)
-               if local else profile) for s in samples]
+    priced = [
+        (
+            s,
+            calibrate.for_shape(profile, cfg.with_sample(s), width, num_classes, slots=prep.slots)
+            if local
+            else profile,
+        )
+        for s in samples
+    ]
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
-    result = cost.plan(cfg, profile=profile, workers=workers, input_dim=width,
-                       num_classes=num_classes, train_rows=train_rows, max_concurrent=concurrency,
-                       slots=prep.slots, shapes=priced)
+    result = cost.plan(
+        cfg,
+        profile=profile,
+        workers=workers,
+        input_dim=width,
+        num_classes=num_classes,
+        train_rows=train_rows,
+        max_concurrent=concurrency,
+        slots=prep.slots,
+        shapes=priced,
+    )
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
@@ -244,8 +292,10 @@ def cmd_run(args) -> int:
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     test = result.test
     beside = f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
-    console.say(f"\nDone: {result.registered.name} v{result.registered.version}, "
-                f"{test.primary}={test.value:.4f}{beside} ({timings})")
+    console.say(
+        f"\nDone: {result.registered.name} v{result.registered.version}, "
+        f"{test.primary}={test.value:.4f}{beside} ({timings})"
+    )
     from pipelines import baseline
 
     loss = baseline.verdict(test.primary, test.value, result.baseline)
@@ -277,8 +327,18 @@ def cmd_serve(args) -> int:
 
 def cmd_ui(args) -> int:
     cfg = _config(args)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.tracking_uri,
-               "--host", "127.0.0.1", "--port", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        cfg.tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
     if cfg.tracking.uri is None:
         if not (cfg.storage_root / "mlflow.db").exists():
             raise ConfigError(f"storage.root: no MLflow store at {cfg.storage_root}; run 'kiln run CONFIG' first")
@@ -286,8 +346,10 @@ def cmd_ui(args) -> int:
     from pipelines import tracking
 
     base = f"http://127.0.0.1:{args.port}"
-    console.say(f"MLflow UI for {cfg.tracking_uri}: {base}  (Ctrl-C to stop)",
-                *(f"  {link}" for link in tracking.ui_links(cfg, base)))
+    console.say(
+        f"MLflow UI for {cfg.tracking_uri}: {base}  (Ctrl-C to stop)",
+        *(f"  {link}" for link in tracking.ui_links(cfg, base)),
+    )
     sys.stdout.flush()
     os.execv(command[0], command)  # the UI takes this process over: signals reach it directly
 
@@ -295,8 +357,9 @@ def cmd_ui(args) -> int:
 def _again(command: str, args, *, every_override: bool = False) -> str:
     """The command line to run `command` on the same store (with every --set: the same search)."""
     parts = ["kiln", command] + ([args.config] if args.config else [])
-    parts += [f"--set {shlex.quote(o)}" for o in args.overrides
-              if every_override or o.startswith(("storage.", "tracking."))]
+    parts += [
+        f"--set {shlex.quote(o)}" for o in args.overrides if every_override or o.startswith(("storage.", "tracking."))
+    ]
     return " ".join(parts)
 
 
@@ -323,7 +386,7 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
     from pipelines import auth
 
     console.say(f"\nEndpoint: {url}/predict   (health: {url}/healthz)")
-    token = f" -H \"Authorization: Bearer ${cfg.serve.token_env}\"" if cfg.serve.auth == "token" else ""
+    token = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if cfg.serve.auth == "token" else ""
     if token:
         console.say(f"  every route but the health checks needs the bearer token in ${cfg.serve.token_env}")
     if rows is None:
@@ -331,8 +394,9 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
         return
     body = json.dumps({"instances": rows})
     console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json'{token} -d '{body}'")
-    answer = requests.post(f"{url}/predict", json={"instances": rows}, headers=auth.client_headers(cfg.serve),
-                           timeout=60)
+    answer = requests.post(
+        f"{url}/predict", json={"instances": rows}, headers=auth.client_headers(cfg.serve), timeout=60
+    )
     console.say(f"Sample answer ({answer.status_code}): {answer.text}")
     console.say("Serving until Ctrl-C.")
 

@@ -36,10 +36,15 @@ LOSSES = {"cross_entropy": metrics.CLASSIFICATION, "mse": metrics.REGRESSION, "h
 def _file_safe(value: str) -> str:
     """A name that becomes part of file and application names (reports/<run>.html, checkpoints/<name>/...,
     the Serve application): letters, digits, '.', '_', '-'; no '/' or '..' to climb out of Kiln's folders."""
-    if not value or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value) or ".." in value \
-            or value[0] in ".-":
-        raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' (not first), no '..' (it becomes a "
-                         "file name)")
+    if (
+        not value
+        or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
+        or ".." in value
+        or value[0] in ".-"
+    ):
+        raise ValueError(
+            f"{value!r}: use letters, digits, '.', '_' and '-' (not first), no '..' (it becomes a file name)"
+        )
     return value
 
 
@@ -101,9 +106,7 @@ class SplitConfig(Section):
     @model_validator(mode="after")
     def _leave_rows_for_training(self) -> SplitConfig:
         if self.val + self.test >= 0.9:
-            raise ValueError(
-                f"val + test must leave at least 10% of rows for training (got {self.val + self.test:g})"
-            )
+            raise ValueError(f"val + test must leave at least 10% of rows for training (got {self.val + self.test:g})")
         return self
 
 
@@ -209,11 +212,14 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
-        for where, cfg in [("", self), *((f"columns.{n}: ", self.for_column(n)) for n, c in self.columns.items()
-                                         if c.image_channels is None)]:
+        for where, cfg in [
+            ("", self),
+            *((f"columns.{n}: ", self.for_column(n)) for n, c in self.columns.items() if c.image_channels is None),
+        ]:
             if cfg.text_encoder == "transformer" and cfg.embedding_dim % cfg.text_heads:
-                raise ValueError(f"{where}text_heads ({cfg.text_heads}) must divide embedding_dim "
-                                 f"({cfg.embedding_dim})")
+                raise ValueError(
+                    f"{where}text_heads ({cfg.text_heads}) must divide embedding_dim ({cfg.embedding_dim})"
+                )
         return self
 
     def for_column(self, name: str) -> ModelConfig:
@@ -231,16 +237,23 @@ def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
     """Every `model.columns` entry, set or searched, names a text or image feature column of the data, with
     settings of its kind (image_channels for an image column, the others for a text column)."""
     encoded = [name for name, kind in types.items() if kind in ("text", "image")]
-    named = [(f"model.columns.{name}", name, [k for k, v in override.model_dump().items() if v is not None])
-             for name, override in cfg.model.columns.items()]
-    named += [(f"tune.search_space.{key}", key.split(".")[2], [key.split(".")[3]])
-              for key in written(cfg.tune.search_space)
-              if key.startswith("model.columns.") and len(key.split(".")) == 4]
+    named = [
+        (f"model.columns.{name}", name, [k for k, v in override.model_dump().items() if v is not None])
+        for name, override in cfg.model.columns.items()
+    ]
+    named += [
+        (f"tune.search_space.{key}", key.split(".")[2], [key.split(".")[3]])
+        for key in written(cfg.tune.search_space)
+        if key.startswith("model.columns.") and len(key.split(".")) == 4
+    ]
     for where, name, keys in named:
         if name not in encoded:
             what = f"a {types[name]} column" if name in types else "not a feature column of the data"
-            raise ConfigError(f"{where}: {what}; encoder settings apply to text and image columns ("
-                              + (", ".join(encoded) if encoded else "this data has none") + ")")
+            raise ConfigError(
+                f"{where}: {what}; encoder settings apply to text and image columns ("
+                + (", ".join(encoded) if encoded else "this data has none")
+                + ")"
+            )
         wrong = [k for k in keys if (k in IMAGE_KEYS) != (types[name] == "image")]
         if wrong:
             raise ConfigError(f"{where}: {wrong[0]} does not apply to {types[name]} column {name!r}")
@@ -335,8 +348,10 @@ class TuneConfig(Section):
     @model_validator(mode="after")
     def _something_to_search(self) -> TuneConfig:
         if not is_auto(self.search_space) and not self.search_space and self.num_samples > 1:
-            raise ValueError(f"tune.search_space: empty, so all {self.num_samples} trials would train the same "
-                             "config; add a domain or set tune.num_samples: 1")
+            raise ValueError(
+                f"tune.search_space: empty, so all {self.num_samples} trials would train the same "
+                "config; add a domain or set tune.num_samples: 1"
+            )
         return self
 
     @field_validator("metric")
@@ -412,8 +427,10 @@ class ServeConfig(Section):
     @model_validator(mode="after")
     def _no_open_endpoint_beyond_loopback(self) -> ServeConfig:
         if self.host not in LOOPBACK and self.auth == "none":
-            raise ValueError(f"serve.host: {self.host} is reachable from other machines; set serve.auth: token "
-                             f"(the token in ${self.token_env}) or bind to 127.0.0.1")
+            raise ValueError(
+                f"serve.host: {self.host} is reachable from other machines; set serve.auth: token "
+                f"(the token in ${self.token_env}) or bind to 127.0.0.1"
+            )
         return self
 
 
@@ -435,16 +452,19 @@ class KilnConfig(Section):
         if scheduler.name == "fifo" or self.tune.num_samples == 1:
             return self
         if scheduler.grace_period >= self.train.epochs:
-            raise ValueError(f"tune.scheduler.grace_period ({scheduler.grace_period}) must be below train.epochs "
-                             f"({self.train.epochs}): ASHA would have no rung at which to stop a trial, so every "
-                             "trial runs to the end; lower it, raise train.epochs, or use tune.scheduler.name: fifo")
+            raise ValueError(
+                f"tune.scheduler.grace_period ({scheduler.grace_period}) must be below train.epochs "
+                f"({self.train.epochs}): ASHA would have no rung at which to stop a trial, so every "
+                "trial runs to the end; lower it, raise train.epochs, or use tune.scheduler.name: fifo"
+            )
         last = scheduler.grace_period * scheduler.reduction_factor ** (scheduler.brackets - 1)
         if last >= self.train.epochs:
             raise ValueError(
                 f"tune.scheduler.brackets ({scheduler.brackets}) with tune.scheduler.grace_period "
                 f"({scheduler.grace_period}) and tune.scheduler.reduction_factor ({scheduler.reduction_factor:g}): "
                 f"the last bracket's first rung is at epoch {last:g}, not below train.epochs ({self.train.epochs}), "
-                "so its trials would never be judged; use fewer brackets or raise train.epochs")
+                "so its trials would never be judged; use fewer brackets or raise train.epochs"
+            )
         return self
 
     @model_validator(mode="after")
@@ -472,8 +492,9 @@ class KilnConfig(Section):
     def with_space(self, types: dict[str, str], *, rows: int, colour: bool = False, text_words: int = 0) -> KilnConfig:
         """This config with `tune.search_space: auto` built for data of these column kinds and rows (the task
         decided first); a written space is returned as it is, once checked against the data."""
-        space = resolve_space(self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour,
-                              text_words=text_words)
+        space = resolve_space(
+            self.tune.search_space, types, rows=rows, task=self.data.task, colour=colour, text_words=text_words
+        )
         if space is self.tune.search_space:
             return self
         raw = self.model_dump()
@@ -504,8 +525,10 @@ class KilnConfig(Section):
 def check_fits_task(cfg: KilnConfig, task: str) -> None:
     metric, loss = cfg.tune.metric, cfg.train.loss
     if metric is not None and metrics.task_of(metric) not in (None, task):
-        raise ValueError(f"tune.metric: {metric} is a {metrics.task_of(metric)} metric, but the task is {task}; "
-                         f"use one of {', '.join(metrics.reported(task))}")
+        raise ValueError(
+            f"tune.metric: {metric} is a {metrics.task_of(metric)} metric, but the task is {task}; "
+            f"use one of {', '.join(metrics.reported(task))}"
+        )
     if loss != "auto" and LOSSES[loss] != task:
         raise ValueError(f"train.loss: {loss} is a {LOSSES[loss]} loss, but the task is {task}")
 
@@ -616,4 +639,3 @@ def describe_error(err: ValidationError) -> str:
     if got is not None and not isinstance(got, dict) and first["type"] != "value_error":
         message += f" (got {got!r})"
     return f"{where}: {message}" if first["loc"] else message
-

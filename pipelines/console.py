@@ -36,8 +36,7 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
 def table(header: list[str], rows: list[list[str]]) -> str:
     """Columns padded to their widest cell, a rule under the header."""
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 

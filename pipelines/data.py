@@ -36,8 +36,10 @@ def resolve_source(cfg: DataConfig, storage_root: Path) -> Source:
     if source.startswith(BUILTIN_PREFIX):
         name = source.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTINS:
-            raise DataError(f"data.source: unknown builtin {source!r}; choose one of "
-                            + ", ".join(BUILTIN_PREFIX + b for b in BUILTINS))
+            raise DataError(
+                f"data.source: unknown builtin {source!r}; choose one of "
+                + ", ".join(BUILTIN_PREFIX + b for b in BUILTINS)
+            )
         if name == "digits-images":
             return Source([str(images.write_digits(storage_root / "datasets" / name))], "images")
         return Source([str(write_builtin(name, storage_root / "datasets"))], "parquet")
@@ -107,11 +109,26 @@ def customers(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     tenure = rng.gamma(2.0, 12.0, rows).round(1)
     spend = (rng.normal(40, 15, rows) + np.select([plan == "plus", plan == "pro"], [20, 45], 0)).round(2)
     support = rng.choice(["yes", "no"], rows, p=[0.3, 0.7])
-    score = 1.0 - 0.08 * tenure + 0.04 * (spend - 50) + 1.5 * (support == "yes") - 1.5 * (plan == "pro") + \
-        1.0 * (region == "islands") + rng.normal(0, 0.5, rows)
-    frame = pd.DataFrame({"customer_id": [f"C{100000 + i}" for i in range(rows)], "plan": plan, "region": region,
-                          "tenure_months": tenure, "monthly_spend": spend, "called_support": support,
-                          "churned": np.where(score > 0, "yes", "no")})
+    score = (
+        1.0
+        - 0.08 * tenure
+        + 0.04 * (spend - 50)
+        + 1.5 * (support == "yes")
+        - 1.5 * (plan == "pro")
+        + 1.0 * (region == "islands")
+        + rng.normal(0, 0.5, rows)
+    )
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{100000 + i}" for i in range(rows)],
+            "plan": plan,
+            "region": region,
+            "tenure_months": tenure,
+            "monthly_spend": spend,
+            "called_support": support,
+            "churned": np.where(score > 0, "yes", "no"),
+        }
+    )
     for column, share in (("region", 0.1), ("tenure_months", 0.15), ("monthly_spend", 0.05), ("called_support", 0.1)):
         frame.loc[rng.random(rows) < share, column] = None
     return frame
@@ -120,18 +137,37 @@ def customers(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
 def houses(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     """What is a house's price? An id, string categories, a yes/no answer, missing cells, a skewed target."""
     rng = np.random.default_rng(seed)
-    town = rng.choice(["old town", "riverside", "hills", "harbour", "suburbs", "airport"], rows,
-                      p=[0.15, 0.2, 0.15, 0.1, 0.3, 0.1])
+    town = rng.choice(
+        ["old town", "riverside", "hills", "harbour", "suburbs", "airport"], rows, p=[0.15, 0.2, 0.15, 0.1, 0.3, 0.1]
+    )
     rooms = rng.integers(1, 8, rows)
     area = (25 + 18 * rooms + rng.gamma(2.0, 8.0, rows)).round(1)
     built = rng.integers(1900, 2025, rows)
     garage = rng.choice(["yes", "no"], rows, p=[0.4, 0.6])
-    premium = pd.Series(town).map({"old town": 1.35, "riverside": 1.25, "hills": 1.15, "harbour": 1.3,
-                                   "suburbs": 1.0, "airport": 0.8}).to_numpy()
-    price = 2500 * area * premium * (1 + 0.1 * (garage == "yes")) * (1 - 0.001 * (2025 - built)) * \
-        rng.lognormal(0, 0.08, rows)
-    frame = pd.DataFrame({"listing": [f"H-{i:06d}" for i in range(rows)], "town": town, "rooms": rooms,
-                          "area_m2": area, "year_built": built, "garage": garage, "price": price.round(-2)})
+    premium = (
+        pd.Series(town)
+        .map({"old town": 1.35, "riverside": 1.25, "hills": 1.15, "harbour": 1.3, "suburbs": 1.0, "airport": 0.8})
+        .to_numpy()
+    )
+    price = (
+        2500
+        * area
+        * premium
+        * (1 + 0.1 * (garage == "yes"))
+        * (1 - 0.001 * (2025 - built))
+        * rng.lognormal(0, 0.08, rows)
+    )
+    frame = pd.DataFrame(
+        {
+            "listing": [f"H-{i:06d}" for i in range(rows)],
+            "town": town,
+            "rooms": rooms,
+            "area_m2": area,
+            "year_built": built,
+            "garage": garage,
+            "price": price.round(-2),
+        }
+    )
     for column, share in (("town", 0.05), ("area_m2", 0.1), ("garage", 0.1), ("year_built", 0.05)):
         frame.loc[rng.random(rows) < share, column] = None
     return frame
@@ -160,8 +196,9 @@ def label_column(cfg: DataConfig, storage_root: Path) -> pd.Series:
     if source.format == "images":
         labels = read_local(source)
         if cfg.label not in labels.columns:
-            raise DataError(f"data.label: an image folder's label column is 'label' (the folder names), "
-                            f"not {cfg.label!r}")
+            raise DataError(
+                f"data.label: an image folder's label column is 'label' (the folder names), not {cfg.label!r}"
+            )
         return labels[cfg.label]
     try:
         if source.format == "csv":
@@ -194,10 +231,15 @@ def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
     folder = Path(source.paths[0]).parent.resolve()
     for name in frame.columns:
         present = frame[name].dropna()
-        if not pd.api.types.is_numeric_dtype(frame[name]) and len(present) and all(
-                isinstance(v, str) and images.is_image_cell(v) for v in present):
-            frame[name] = [v if not isinstance(v, str) else image_file(folder, v, name, row)
-                           for row, v in zip(frame.index, frame[name], strict=True)]
+        if (
+            not pd.api.types.is_numeric_dtype(frame[name])
+            and len(present)
+            and all(isinstance(v, str) and images.is_image_cell(v) for v in present)
+        ):
+            frame[name] = [
+                v if not isinstance(v, str) else image_file(folder, v, name, row)
+                for row, v in zip(frame.index, frame[name], strict=True)
+            ]
     return frame
 
 
@@ -205,8 +247,10 @@ def image_file(folder: Path, name: str, column: str, row) -> str:
     """`name` under `folder` (resolved: symlinks followed) when it is a regular file there."""
     path = (folder / name).resolve()
     if Path(name).is_absolute() or not path.is_relative_to(folder):
-        raise DataError(f"column {column!r} row {row}: {name!r} is outside the table's folder {folder}; image "
-                        "file names are relative to it")
+        raise DataError(
+            f"column {column!r} row {row}: {name!r} is outside the table's folder {folder}; image "
+            "file names are relative to it"
+        )
     if not path.is_file():  # is_file: a regular file (a FIFO, device or folder is not)
         raise DataError(f"column {column!r} row {row}: {name!r} is not a file under {folder}")
     return str(path)
@@ -218,8 +262,9 @@ def with_image_bytes(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         return frame
     frame = frame.copy()
     for name in columns:
-        frame[name] = pd.Series([Path(v).read_bytes() if isinstance(v, str) else v for v in frame[name]],
-                                index=frame.index, dtype=object)
+        frame[name] = pd.Series(
+            [Path(v).read_bytes() if isinstance(v, str) else v for v in frame[name]], index=frame.index, dtype=object
+        )
     return frame
 
 
@@ -272,25 +317,32 @@ def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> Checked:
     kind, note = task.decide(labels, cfg)
     classes = labels.nunique()
     if kind == metrics.CLASSIFICATION and classes < 2:
-        raise DataError(f"data.label: column {cfg.label!r} has {classes} class{'es' if classes != 1 else ''} "
-                        "among the labelled rows; need at least 2")
+        raise DataError(
+            f"data.label: column {cfg.label!r} has {classes} class{'es' if classes != 1 else ''} "
+            "among the labelled rows; need at least 2"
+        )
     parts = split(labels.to_numpy(), cfg.split, kind)
     too_few = len(parts[0]) < (classes if kind == metrics.CLASSIFICATION else 2)
     if min(len(p) for p in parts) < 1 or too_few:
         over = f" over {classes} classes" if kind == metrics.CLASSIFICATION else ""
-        raise DataError(f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} "
-                        f"test={cfg.split.test:g}{over}")
+        raise DataError(
+            f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} test={cfg.split.test:g}{over}"
+        )
     return Checked(frame, columns, unlabelled, kind, note)
 
 
 def describe(checked: Checked, cfg: DataConfig) -> list[str]:
     """The notes `kiln validate` and `kiln run` print about what the data check decided."""
-    notes = [f"note: {checked.rows_without_label} rows have no {cfg.label!r} and are left out"] \
-        if checked.rows_without_label else []
+    notes = (
+        [f"note: {checked.rows_without_label} rows have no {cfg.label!r} and are left out"]
+        if checked.rows_without_label
+        else []
+    )
     notes += [checked.task_note] if checked.task_note else []
     asked = ("label", "excluded: data.drop", "excluded: not in data.features")  # the user's own choices
-    return notes + [f"note: column {c.name!r} {c.use}" for c in checked.columns
-                    if c.type is None and c.use not in asked]
+    return notes + [
+        f"note: column {c.name!r} {c.use}" for c in checked.columns if c.type is None and c.use not in asked
+    ]
 
 
 def split_counts(num_rows: int, split: SplitConfig) -> tuple[int, int, int]:
@@ -317,6 +369,6 @@ def stratified_split(labels: np.ndarray, split: SplitConfig) -> tuple[np.ndarray
         idx = rng.permutation(np.flatnonzero(keys == cls))
         num_train, num_val, num_test = split_counts(len(idx), split)
         parts[2].append(idx[:num_test])
-        parts[1].append(idx[num_test:num_test + num_val])
-        parts[0].append(idx[num_test + num_val:])
+        parts[1].append(idx[num_test : num_test + num_val])
+        parts[0].append(idx[num_test + num_val :])
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]

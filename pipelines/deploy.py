@@ -19,8 +19,9 @@ def check_servable(cfg: KilnConfig, ref: str) -> registry.ServingTarget:
     version whose files changed since registration a DataError (exit 2), both before anything starts."""
     target = registry.serving_target(cfg, ref)
     try:
-        store.load_verified(cfg.tracking_uri, target.name, target.version,
-                            factory=checkpoint.trusted_factory(cfg.model))
+        store.load_verified(
+            cfg.tracking_uri, target.name, target.version, factory=checkpoint.trusted_factory(cfg.model)
+        )
     except integrity.IntegrityError as err:
         raise DataError(str(err)) from None
     return target

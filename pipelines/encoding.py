@@ -141,11 +141,25 @@ class Encoder:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "median": self.median, "mean": self.mean, "std": self.std,
-                "levels": self.levels, "indicator": self.indicator, "max_length": self.max_length,
-                "typical_length": self.typical_length, "tokenizer": self.tokenizer, "size": self.size,
-                "channels": self.channels, "channel_mean": self.channel_mean, "channel_std": self.channel_std,
-                "char_ngrams": self.char_ngrams, "quantiles": self.quantiles, "bins": self.bins}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "median": self.median,
+            "mean": self.mean,
+            "std": self.std,
+            "levels": self.levels,
+            "indicator": self.indicator,
+            "max_length": self.max_length,
+            "typical_length": self.typical_length,
+            "tokenizer": self.tokenizer,
+            "size": self.size,
+            "channels": self.channels,
+            "channel_mean": self.channel_mean,
+            "channel_std": self.channel_std,
+            "char_ngrams": self.char_ngrams,
+            "quantiles": self.quantiles,
+            "bins": self.bins,
+        }
 
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:
@@ -164,8 +178,9 @@ class Encoder:
             if text.is_missing(value):
                 continue
             try:
-                decoded = images.pixels(value, size=self.size, channels=self.channels, max_pixels=None,
-                                        allow_paths=allow_paths)
+                decoded = images.pixels(
+                    value, size=self.size, channels=self.channels, max_pixels=None, allow_paths=allow_paths
+                )
             except images.ImageError as err:
                 where = f" ({value})" if isinstance(value, str) else ""
                 raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
@@ -200,14 +215,32 @@ def piecewise_linear(values: np.ndarray, edges: list[float]) -> np.ndarray:
     return np.clip((values[:, None] - low) / (high - low), 0.0, 1.0)
 
 
-def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int, max_length: int = 64,
-                vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
-                char_ngrams: int = 0, numbers: str = "standard") -> Encoder:
+def fit_encoder(
+    name: str,
+    kind: str,
+    values: pd.Series,
+    *,
+    max_categories: int,
+    max_length: int = 64,
+    vocab_size: int = 20000,
+    image_size: int | None = None,
+    tokenizer: str = "words",
+    char_ngrams: int = 0,
+    numbers: str = "standard",
+) -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
-        fitted = Encoder(name, kind, max_length=max_length, char_ngrams=char_ngrams, **(
-            {"tokenizer": text.fit_bpe(values, size=vocab_size)} if tokenizer == "bpe" else
-            {"levels": text.fit_vocabulary(values, size=vocab_size)}))
+        fitted = Encoder(
+            name,
+            kind,
+            max_length=max_length,
+            char_ngrams=char_ngrams,
+            **(
+                {"tokenizer": text.fit_bpe(values, size=vocab_size)}
+                if tokenizer == "bpe"
+                else {"levels": text.fit_vocabulary(values, size=vocab_size)}
+            ),
+        )
         lengths = (fitted.token_ids(values) > 0).sum(axis=1)
         typical = int(np.quantile(lengths, 0.98)) if len(lengths) else max_length  # near a batch of 64's longest
         return dataclasses.replace(fitted, typical_length=typical)
@@ -220,8 +253,7 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
         sample = raw.encode_images(pd.Series(present[:500], dtype=object), allow_paths=True)
         per_channel = sample.reshape(len(sample), channels, -1)  # each channel its own statistics, as torchvision's
         std = [float(s) if s > 1e-6 else 1.0 for s in per_channel.std(axis=(0, 2))]  # Normalize takes them
-        return dataclasses.replace(raw, channel_mean=[float(m) for m in per_channel.mean(axis=(0, 2))],
-                                   channel_std=std)
+        return dataclasses.replace(raw, channel_mean=[float(m) for m in per_channel.mean(axis=(0, 2))], channel_std=std)
     if kind == "number":
         column = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         present = column[np.isfinite(column)]
@@ -231,9 +263,16 @@ def fit_encoder(name: str, kind: str, values: pd.Series, *, max_categories: int,
         distinct = len(np.unique(filled))  # two values: standardising says it all
         quantiles = np.quantile(filled, np.linspace(0, 1, QUANTILES)) if numbers == "quantile" and distinct > 2 else []
         edges = np.unique(np.quantile(filled, np.linspace(0, 1, PLE_BINS + 1))) if numbers == "ple" else []
-        return Encoder(name, kind, median=median, mean=float(filled.mean()), std=std if std > 1e-12 else 1.0,
-                       indicator=bool(len(present) < len(column)), quantiles=[float(q) for q in quantiles],
-                       bins=[float(e) for e in edges] if distinct > 2 else [])
+        return Encoder(
+            name,
+            kind,
+            median=median,
+            mean=float(filled.mean()),
+            std=std if std > 1e-12 else 1.0,
+            indicator=bool(len(present) < len(column)),
+            quantiles=[float(q) for q in quantiles],
+            bins=[float(e) for e in edges] if distinct > 2 else [],
+        )
     counts = pd.Series([level(v) for v in values]).dropna().value_counts()
     if kind == "binary":
         return Encoder(name, kind, levels=sorted(counts.index)[:2])
@@ -281,8 +320,17 @@ class Preprocessing:
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
-                slots.append(Slot("text", start, e.width, vocabulary=e.vocabulary_size, column=e.name,
-                                  length=e.typical_length or e.max_length, chars=e.char_ngrams))
+                slots.append(
+                    Slot(
+                        "text",
+                        start,
+                        e.width,
+                        vocabulary=e.vocabulary_size,
+                        column=e.name,
+                        length=e.typical_length or e.max_length,
+                        chars=e.char_ngrams,
+                    )
+                )
             elif e.type == "image":
                 slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
             start += e.width
@@ -313,37 +361,81 @@ class Preprocessing:
         return np.asarray(outputs, dtype=np.float64).reshape(-1) * self.target_std + self.target_mean
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 4, "encoders": [e.to_dict() for e in self.encoders], "labels": self.labels,
-                "task": self.task, "target_mean": self.target_mean, "target_std": self.target_std}
+        return {
+            "version": 4,
+            "encoders": [e.to_dict() for e in self.encoders],
+            "labels": self.labels,
+            "task": self.task,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         if "encoders" not in d:  # a checkpoint from before column types: numbers only, no missing cells
-            return cls([Encoder(n, "number", median=m, mean=m, std=s) for n, m, s in
-                        zip(d["features"], d["mean"], d["std"], strict=True)], d["labels"])
-        return cls([Encoder(**e) for e in d["encoders"]], d["labels"], d.get("task", "classification"),
-                   d.get("target_mean", 0.0), d.get("target_std", 1.0))
+            return cls(
+                [
+                    Encoder(n, "number", median=m, mean=m, std=s)
+                    for n, m, s in zip(d["features"], d["mean"], d["std"], strict=True)
+                ],
+                d["labels"],
+            )
+        return cls(
+            [Encoder(**e) for e in d["encoders"]],
+            d["labels"],
+            d.get("task", "classification"),
+            d.get("target_mean", 0.0),
+            d.get("target_std", 1.0),
+        )
 
 
 def sizes(data_cfg) -> dict[str, int]:
     """The data.* limits `fit` takes: categories kept, words per text, vocabulary."""
-    return {"max_categories": data_cfg.max_categories, "max_length": data_cfg.max_length,
-            "vocab_size": data_cfg.vocab_size, "image_size": data_cfg.image_size, "tokenizer": data_cfg.tokenizer,
-            "char_ngrams": data_cfg.char_ngrams, "numbers": data_cfg.numbers}
+    return {
+        "max_categories": data_cfg.max_categories,
+        "max_length": data_cfg.max_length,
+        "vocab_size": data_cfg.vocab_size,
+        "image_size": data_cfg.image_size,
+        "tokenizer": data_cfg.tokenizer,
+        "char_ngrams": data_cfg.char_ngrams,
+        "numbers": data_cfg.numbers,
+    }
 
 
-def fit(train: pd.DataFrame, types: dict[str, str], all_labels: pd.Series, *, max_categories: int,
-        task: str = "classification", train_labels: pd.Series | None = None, max_length: int = 64,
-        vocab_size: int = 20000, image_size: int | None = None, tokenizer: str = "words",
-        char_ngrams: int = 0, numbers: str = "standard") -> Preprocessing:
+def fit(
+    train: pd.DataFrame,
+    types: dict[str, str],
+    all_labels: pd.Series,
+    *,
+    max_categories: int,
+    task: str = "classification",
+    train_labels: pd.Series | None = None,
+    max_length: int = 64,
+    vocab_size: int = 20000,
+    image_size: int | None = None,
+    tokenizer: str = "words",
+    char_ngrams: int = 0,
+    numbers: str = "standard",
+) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
     if numbers == "auto":
         numbers = "ple" if len(train) >= PLE_FROM_ROWS else "standard"
-    encoders = [fit_encoder(name, kind, train[name], max_categories=max_categories, max_length=max_length,
-                            vocab_size=vocab_size, image_size=image_size, tokenizer=tokenizer, char_ngrams=char_ngrams,
-                            numbers=numbers)
-                for name, kind in types.items()]
+    encoders = [
+        fit_encoder(
+            name,
+            kind,
+            train[name],
+            max_categories=max_categories,
+            max_length=max_length,
+            vocab_size=vocab_size,
+            image_size=image_size,
+            tokenizer=tokenizer,
+            char_ngrams=char_ngrams,
+            numbers=numbers,
+        )
+        for name, kind in types.items()
+    ]
     if task == "regression":
         target = train_labels.to_numpy(dtype=np.float64)
         std = float(target.std())

@@ -39,8 +39,15 @@ class TestReport:
         return self.metrics.get("test_accuracy")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "metrics": self.metrics, "accuracy": self.accuracy, "labels": self.labels,
-                "confusion": self.confusion, "roc": self.roc, "points": self.points}
+        return {
+            "task": self.task,
+            "metrics": self.metrics,
+            "accuracy": self.accuracy,
+            "labels": self.labels,
+            "confusion": self.confusion,
+            "roc": self.roc,
+            "points": self.points,
+        }
 
 
 def primary_metric(task: str) -> str:
@@ -55,7 +62,8 @@ def score(task: str, predictions: list[Any], truth: list[Any]) -> float:
     """The task's primary metric of plain predictions (what any model answers, probabilities or not)."""
     if task == metrics.REGRESSION:
         return metrics.regression(np.asarray(predictions, dtype=np.float64), np.asarray(truth, dtype=np.float64))[
-            metrics.PRIMARY[task]]
+            metrics.PRIMARY[task]
+        ]
     return accuracy(predictions, truth)
 
 
@@ -67,8 +75,9 @@ def confusion_matrix(truth: list[Any], predictions: list[Any], labels: list[Any]
     return matrix.tolist()
 
 
-def test_report(checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarray, *,
-                factory: str | None = None) -> TestReport:
+def test_report(
+    checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarray, *, factory: str | None = None
+) -> TestReport:
     """`factory`: the user factory this run trains, if any (checkpoint.trusted_factory)."""
     model = InferenceModel(checkpoint_dir, factory=factory)
     outputs = model.outputs(test_frame)
@@ -76,14 +85,25 @@ def test_report(checkpoint_dir: str, test_frame: pd.DataFrame, test_y: np.ndarra
     if prep.regression:
         truth = np.asarray(test_y, dtype=np.float64)
         step = max(1, len(truth) // MAX_POINTS)
-        return TestReport(metrics.REGRESSION, metrics.prefixed("test", metrics.regression(outputs, truth)),
-                          points=(truth[::step].tolist(), outputs[::step].tolist()))
+        return TestReport(
+            metrics.REGRESSION,
+            metrics.prefixed("test", metrics.regression(outputs, truth)),
+            points=(truth[::step].tolist(), outputs[::step].tolist()),
+        )
     truth_values = [plain(v) for v in test_y]
     index = prep.encode(pd.Series(truth_values, dtype=object))
     predictions = model.decode(outputs)
     labels = prep.labels
     positive = range(1, 2) if len(labels) == 2 else range(len(labels)) if len(labels) <= MAX_CURVES else range(0)
-    roc = {str(labels[c]): metrics.roc_curve(outputs[:, c], index == c) for c in positive if 0 < (index == c).sum()
-           < len(index)}
-    return TestReport(metrics.CLASSIFICATION, metrics.prefixed("test", metrics.classification(outputs, index)),
-                      labels, confusion_matrix(truth_values, predictions, labels), roc or None)
+    roc = {
+        str(labels[c]): metrics.roc_curve(outputs[:, c], index == c)
+        for c in positive
+        if 0 < (index == c).sum() < len(index)
+    }
+    return TestReport(
+        metrics.CLASSIFICATION,
+        metrics.prefixed("test", metrics.classification(outputs, index)),
+        labels,
+        confusion_matrix(truth_values, predictions, labels),
+        roc or None,
+    )

@@ -38,12 +38,15 @@ class PixelBudget:
     def spend(self, width: int, height: int) -> None:
         self.spent += width * height
         if self.spent > self.limit:
-            raise ImageError(f"the request's images hold over {self.limit:,} pixels in all "
-                             "(serve.max_request_pixels): send them in parts")
+            raise ImageError(
+                f"the request's images hold over {self.limit:,} pixels in all "
+                "(serve.max_request_pixels): send them in parts"
+            )
 
 
-def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False,
-               budget: PixelBudget | None = None):
+def open_image(
+    value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False, budget: PixelBudget | None = None
+):
     """A PIL image from bytes, or from a path where `allow_paths` (a training table's file names: never a
     request's); ImageError for anything else, a corrupt file, another format, too many pixels, or more than
     the request's `budget` has left."""
@@ -73,8 +76,9 @@ def open_image(value, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_path
     return image
 
 
-def pixels(value, *, size: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-           allow_paths: bool = False) -> np.ndarray:
+def pixels(
+    value, *, size: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False
+) -> np.ndarray:
     """[channels, size, size] float32 in 0..1: grey (channels 1) or RGB (3), resized with bilinear filtering."""
     from PIL import Image
 
@@ -123,8 +127,9 @@ def is_class_folder_tree(root: Path) -> bool:
     return bool(folders) and any(f.suffix.lower() in SUFFIXES for d in folders for f in d.iterdir())
 
 
-def write_digits(root: Path, *, side: int = 16, colour: bool = False, resample: str = "bilinear",
-                 suffix: str = ".png", seed: int = 0) -> Path:
+def write_digits(
+    root: Path, *, side: int = 16, colour: bool = False, resample: str = "bilinear", suffix: str = ".png", seed: int = 0
+) -> Path:
     """scikit-learn's digits as image files in class folders (root/<digit>/<n><suffix>), upscaled to side x side:
     the image set `builtin:digits-images` is (grey PNG, bilinear). `colour` paints each digit in a random bright
     colour on a random dark background, different for every image (colored MNIST's scheme); `resample` is nearest

@@ -59,14 +59,23 @@ class Splits:
 def describe(cfg: KilnConfig, splits: Splits) -> str:
     """What ingest found, and how trials will read it."""
     decoded = any(slot.kind == "image" for slot in splits.preprocessing.slots)
-    where = ("  trials keep train and val in memory" if splits.arrays is not None else
-             "  train and val stream through Ray Data each epoch" + (", images decoded in its tasks" if decoded else "")
-             + f" (over train.cache_shard_mb={cfg.train.cache_shard_mb} decoded)")
+    where = (
+        "  trials keep train and val in memory"
+        if splits.arrays is not None
+        else "  train and val stream through Ray Data each epoch"
+        + (", images decoded in its tasks" if decoded else "")
+        + f" (over train.cache_shard_mb={cfg.train.cache_shard_mb} decoded)"
+    )
     features = len(splits.preprocessing.features)
     target = "regression" if splits.preprocessing.regression else f"{splits.num_classes} classes"
-    return "\n".join([*(f"  {n}" for n in splits.notes),
-                      f"  {sum(splits.num_rows.values())} rows, {features} features ({splits.input_dim} encoded), "
-                      f"{target}; split {splits.num_rows}", where])
+    return "\n".join(
+        [
+            *(f"  {n}" for n in splits.notes),
+            f"  {sum(splits.num_rows.values())} rows, {features} features ({splits.input_dim} encoded), "
+            f"{target}; split {splits.num_rows}",
+            where,
+        ]
+    )
 
 
 def read(source: data.Source):
@@ -115,8 +124,11 @@ def _ingest(cfg: KilnConfig) -> Splits:
 
     source = data.resolve_source(cfg.data, cfg.storage_root)
     try:
-        frame = data.read_local(source) if source.format == "images" else \
-            data.anchor_image_paths(read(source).to_pandas(), source)
+        frame = (
+            data.read_local(source)
+            if source.format == "images"
+            else data.anchor_image_paths(read(source).to_pandas(), source)
+        )
     except (ObjectLostError, DataError):
         raise  # the cluster's fault, not the data's; or the data's, already named
     except Exception as err:  # Ray wraps reader errors in its own types
@@ -127,8 +139,14 @@ def _ingest(cfg: KilnConfig) -> Splits:
     label = cfg.data.label
     train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)
     try:
-        prep = encoding.fit(frame.iloc[train_idx], checked.types, frame[label], **encoding.sizes(cfg.data),
-                            task=checked.task, train_labels=frame[label].iloc[train_idx])
+        prep = encoding.fit(
+            frame.iloc[train_idx],
+            checked.types,
+            frame[label],
+            **encoding.sizes(cfg.data),
+            task=checked.task,
+            train_labels=frame[label].iloc[train_idx],
+        )
     except images.ImageError as err:
         raise DataError(f"data.source: {err}") from None
 
@@ -156,8 +174,10 @@ def _ingest(cfg: KilnConfig) -> Splits:
         train_ds = val_ds = None
     elif image_columns:  # decoded, they would not fit: Ray Data decodes them afresh every epoch, streamed
         arrays = None
-        train_ds, val_ds = (decoding(frame.iloc[idx], prep, features, label, seed=cfg.data.split.seed, split=name)
-                            for name, idx in (("train", train_idx), ("val", val_idx)))
+        train_ds, val_ds = (
+            decoding(frame.iloc[idx], prep, features, label, seed=cfg.data.split.seed, split=name)
+            for name, idx in (("train", train_idx), ("val", val_idx))
+        )
     else:
         arrays, train_ds, val_ds = None, to_dataset(arrays_of(train_idx)), to_dataset(arrays_of(val_idx))
 
@@ -204,14 +224,16 @@ def decoding(part: pd.DataFrame, prep: Preprocessing, features: list[str], label
     rows = part[[*features, label]].sample(frac=1.0, random_state=seed)
     rows = rows.assign(**{ROW: rows.index}).reset_index(drop=True)
     per_block = min(max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // batches.shard_bytes(1, prep.width)), MAX_DECODE_ROWS)
-    blocks = ray.data.from_pandas([rows.iloc[start:start + per_block] for start in range(0, len(rows), per_block)])
-    checked = blocks.map_batches(_Decode(prep, features, label, check=True), batch_format="pandas",
-                                 batch_size=per_block, num_cpus=DECODE_CPUS)
+    blocks = ray.data.from_pandas([rows.iloc[start : start + per_block] for start in range(0, len(rows), per_block)])
+    checked = blocks.map_batches(
+        _Decode(prep, features, label, check=True), batch_format="pandas", batch_size=per_block, num_cpus=DECODE_CPUS
+    )
     failed = next((e for batch in checked.iter_batches(batch_size=None) for e in batch["error"] if e), None)
     if failed:
         raise DataError(f"data.source: {split} split: {failed}")
-    return blocks.map_batches(_Decode(prep, features, label), batch_format="pandas", batch_size=per_block,
-                              num_cpus=DECODE_CPUS)
+    return blocks.map_batches(
+        _Decode(prep, features, label), batch_format="pandas", batch_size=per_block, num_cpus=DECODE_CPUS
+    )
 
 
 class _Decode:
@@ -237,6 +259,6 @@ def check_images(features: pd.DataFrame, prep: Preprocessing, *, rows: int = 256
     """Decode `features`' images a few hundred rows at a time, keeping none: an ImageError is a data error."""
     try:
         for start in range(0, len(features), rows):
-            prep.transform(features.iloc[start:start + rows])
+            prep.transform(features.iloc[start : start + rows])
     except images.ImageError as err:
         raise DataError(f"data.source: test split: {err}") from None

@@ -49,8 +49,12 @@ def classification(probabilities: np.ndarray, truth: np.ndarray) -> dict[str, fl
     predicted = probabilities.argmax(axis=1)
     eps = np.finfo(np.float64).eps
     chosen = np.clip(probabilities[np.arange(len(truth)), truth] / probabilities.sum(axis=1), eps, 1 - eps)
-    return {"accuracy": float(np.mean(predicted == truth)), "f1_macro": f1_macro(truth, predicted),
-            "log_loss": float(-np.mean(np.log(chosen))), "auc": auc(probabilities, truth)}
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "f1_macro": f1_macro(truth, predicted),
+        "log_loss": float(-np.mean(np.log(chosen))),
+        "auc": auc(probabilities, truth),
+    }
 
 
 def f1_macro(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -90,9 +94,9 @@ def regression(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     if len(truth) == 0:
         return {name: float("nan") for name in NAMES[REGRESSION]}
     errors = predicted - truth
-    residual, total = float(np.sum(errors ** 2)), float(np.sum((truth - truth.mean()) ** 2))
+    residual, total = float(np.sum(errors**2)), float(np.sum((truth - truth.mean()) ** 2))
     r2 = 1 - residual / total if total > 0 else (1.0 if residual == 0 else 0.0)
-    return {"rmse": float(np.sqrt(np.mean(errors ** 2))), "mae": float(np.mean(np.abs(errors))), "r2": r2}
+    return {"rmse": float(np.sqrt(np.mean(errors**2))), "mae": float(np.mean(np.abs(errors))), "r2": r2}
 
 
 def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -31,8 +31,10 @@ def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: li
             return Combined(input_dim, num_classes, cfg, slots)
         return mlp(input_dim, num_classes, cfg.hidden, cfg.dropout)
     if slots and ":" not in cfg.name:
-        raise ValueError(f"model.name: {cfg.name} takes numbers only; a table with text or image columns needs "
-                         "mlp (or a factory, which gets word ids and standardised pixels in the matrix)")
+        raise ValueError(
+            f"model.name: {cfg.name} takes numbers only; a table with text or image columns needs "
+            "mlp (or a factory, which gets word ids and standardised pixels in the matrix)"
+        )
     if cfg.name == "cnn":
         return cnn(input_dim, num_classes, cfg.hidden, cfg.dropout)
     if ":" in cfg.name:
@@ -85,9 +87,10 @@ def sample_input(input_dim: int, slots: list[Slot], batch: int) -> torch.Tensor:
     for slot in slots:
         if slot.kind == "text":  # words as long as the data's texts run, then padding (the Transformer trims it)
             words = min(slot.length or slot.width, slot.width)
-            x[:, slot.start:slot.start + slot.width] = 0.0
-            x[:, slot.start:slot.start + words] = torch.randint(text.RESERVED, max(slot.vocabulary, text.RESERVED + 1),
-                                                                (batch, words)).float()
+            x[:, slot.start : slot.start + slot.width] = 0.0
+            x[:, slot.start : slot.start + words] = torch.randint(
+                text.RESERVED, max(slot.vocabulary, text.RESERVED + 1), (batch, words)
+            ).float()
     return x
 
 
@@ -99,7 +102,7 @@ def augment(x: torch.Tensor, slots: list[Slot], *, flip: bool, generator: torch.
         return x
     x = x.clone()
     for slot in images:
-        batch = x[:, slot.start:slot.start + slot.width].view(-1, slot.channels, slot.size, slot.size)
+        batch = x[:, slot.start : slot.start + slot.width].view(-1, slot.channels, slot.size, slot.size)
         pad = max(1, slot.size // 8)
         padded = F.pad(batch, (pad, pad, pad, pad))
         shift = torch.randint(0, 2 * pad + 1, (2, len(batch)), generator=generator).to(x.device)
@@ -110,7 +113,7 @@ def augment(x: torch.Tensor, slots: list[Slot], *, flip: bool, generator: torch.
         if flip:
             mirrored = (torch.rand(len(batch), generator=generator) < 0.5).to(x.device)
             shifted = torch.where(mirrored[:, None, None, None], shifted.flip(-1), shifted)
-        x[:, slot.start:slot.start + slot.width] = shifted.reshape(len(batch), -1)
+        x[:, slot.start : slot.start + slot.width] = shifted.reshape(len(batch), -1)
     return x
 
 
@@ -135,7 +138,7 @@ class TextBag(nn.Module):
         self.out_dim = dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids, grams = ids[:, :self.length], ids[:, self.length:]
+        ids, grams = ids[:, : self.length], ids[:, self.length :]
         present = ids > 0
         pooled = masked_mean(self.words(ids), present)
         if self.chars is not None:
@@ -162,8 +165,8 @@ class TextTransformer(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Ids are left-aligned, padding after: attend over the batch's longest text, not data.max_length (the
         # masked positions change nothing, and attention's cost grows with the square of the length).
-        ids = ids[:, :self.length]  # the words; hashed character n-grams, if any, follow them
-        ids = ids[:, :max(1, int((ids > 0).sum(1).max()))]
+        ids = ids[:, : self.length]  # the words; hashed character n-grams, if any, follow them
+        ids = ids[:, : max(1, int((ids > 0).sum(1).max()))]
         present = ids > 0  # text.EMPTY stands in for an empty text, so no row is all padding
         positions = torch.arange(ids.shape[1], device=ids.device)
         hidden = self.encoder(self.words(ids) + self.positions(positions), src_key_padding_mask=~present)
@@ -187,8 +190,11 @@ class ImageCNN(nn.Module):
         super().__init__()
         self.per_image = per_image
         stride = 2 if size >= STRIDED_STEM_FROM else 1  # large images: the stem halves the side (ResNet's does)
-        self.stem = nn.Sequential(nn.Conv2d(channels_in, widths[0], 3, stride=stride, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels_in, widths[0], 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
         blocks, width = [], widths[0]
         for i, out in enumerate(widths):
             blocks.append(Residual(width, out, stride=1 if i == 0 else 2))
@@ -213,10 +219,17 @@ class Residual(nn.Module):
     def __init__(self, width_in: int, width_out: int, *, stride: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width_out),
-            nn.ReLU(), nn.Conv2d(width_out, width_out, 3, padding=1, bias=False), nn.BatchNorm2d(width_out))
-        self.skip = nn.Identity() if stride == 1 and width_in == width_out else nn.Sequential(
-            nn.Conv2d(width_in, width_out, 1, stride=stride, bias=False), nn.BatchNorm2d(width_out))
+            nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(width_out),
+            nn.ReLU(),
+            nn.Conv2d(width_out, width_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width_out),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and width_in == width_out
+            else nn.Sequential(nn.Conv2d(width_in, width_out, 1, stride=stride, bias=False), nn.BatchNorm2d(width_out))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.skip(x))
@@ -230,7 +243,7 @@ class Combined(nn.Module):
         super().__init__()
         encoded = torch.zeros(input_dim, dtype=torch.bool)
         for slot in slots:
-            encoded[slot.start:slot.start + slot.width] = True
+            encoded[slot.start : slot.start + slot.width] = True
         self.register_buffer("dense", torch.flatten(torch.nonzero(~encoded)), persistent=False)
         self.slots = [Slot(*slot) for slot in slots]
         self.encoders = nn.ModuleList(self._encoder(slot, cfg) for slot in self.slots)
@@ -241,18 +254,22 @@ class Combined(nn.Module):
     def _encoder(slot: Slot, cfg: ModelConfig) -> nn.Module:
         cfg = cfg.for_column(slot.column)
         if slot.kind == "image":
-            return ImageCNN(slot.channels, cfg.image_channels, size=slot.size, pool=cfg.image_pool,
-                            per_image=cfg.image_standardize == "per_image")
+            return ImageCNN(
+                slot.channels,
+                cfg.image_channels,
+                size=slot.size,
+                pool=cfg.image_pool,
+                per_image=cfg.image_standardize == "per_image",
+            )
         words = slot.width - slot.chars
         if cfg.text_encoder == "bag":
             return TextBag(slot.vocabulary, words, cfg.embedding_dim, slot.chars)
-        return TextTransformer(slot.vocabulary, words, cfg.embedding_dim, cfg.text_layers, cfg.text_heads,
-                               cfg.dropout)
+        return TextTransformer(slot.vocabulary, words, cfg.embedding_dim, cfg.text_layers, cfg.text_heads, cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = [x[:, self.dense]]
         for slot, encoder in zip(self.slots, self.encoders, strict=True):
-            columns = x[:, slot.start:slot.start + slot.width]
+            columns = x[:, slot.start : slot.start + slot.width]
             if slot.kind == "text":
                 parts.append(encoder(columns.round().long()))
             else:

@@ -38,8 +38,10 @@ class RunRecord:
             if self.resume_from is not None:
                 now = ledger.latest(cfg)  # read again under the hold: a racing resume may have finished it
                 if now is None or now.name != name or not ledger.unfinished(now):
-                    raise ConfigError(f"--resume: search {name} was resumed and ended by another kiln process "
-                                      "meanwhile; nothing left to resume")
+                    raise ConfigError(
+                        f"--resume: search {name} was resumed and ended by another kiln process "
+                        "meanwhile; nothing left to resume"
+                    )
                 self.state = now.with_status(ledger.RUNNING).leased_here()
                 tracking.reopen(cfg, self.state.parent_run_id)
             else:

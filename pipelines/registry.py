@@ -56,16 +56,25 @@ def signature(example: pd.DataFrame):
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, test_labels: list,
-             parent_run_id: str, test_value: float, data_fingerprint: str,
-             lineage: dict[str, str] | None = None) -> Registered:
+def register(
+    cfg: KilnConfig,
+    *,
+    checkpoint_dir: str,
+    test_frame: pd.DataFrame,
+    test_labels: list,
+    parent_run_id: str,
+    test_value: float,
+    data_fingerprint: str,
+    lineage: dict[str, str] | None = None,
+) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate, which
     compares the task's primary test metric (`test_value`: test_accuracy or test_rmse).
 
@@ -77,35 +86,62 @@ def register(cfg: KilnConfig, *, checkpoint_dir: str, test_frame: pd.DataFrame, 
     name = cfg.registry.model_name
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
-        with tempfile.TemporaryDirectory() as staging, store.scoped(cfg.tracking_uri), \
-                mlflow.start_run(run_id=parent_run_id), \
-                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with (
+            tempfile.TemporaryDirectory() as staging,
+            store.scoped(cfg.tracking_uri),
+            mlflow.start_run(run_id=parent_run_id),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(CODE), artifacts={"checkpoint": servable(checkpoint_dir, staging)},
-                signature=signature(example), input_example=example, pip_requirements=_requirements(cfg),
-                registered_model_name=name)
+                name="model",
+                python_model=str(CODE),
+                artifacts={"checkpoint": servable(checkpoint_dir, staging)},
+                signature=signature(example),
+                input_example=example,
+                pip_requirements=_requirements(cfg),
+                registered_model_name=name,
+            )
     except Exception as err:
-        raise RuntimeError(f"{name}: the new model failed its load check, alias not moved: "
-                           f"{type(err).__name__}: {str(err)[:200]}") from None
+        raise RuntimeError(
+            f"{name}: the new model failed its load check, alias not moved: {type(err).__name__}: {str(err)[:200]}"
+        ) from None
     version = int(info.registered_model_version)
     metric = primary_metric(cfg.task)
-    tags = {integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version)),
-            "run_id": parent_run_id, "task": cfg.task, "test_metric": metric, metric: f"{test_value:.6f}",
-            "data_fingerprint": data_fingerprint,
-            "git_commit": git_commit(), "config": json.dumps(storage.masked(cfg.model_dump()))[:5000],
-            **(lineage or {})}
+    tags = {
+        integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version)),
+        "run_id": parent_run_id,
+        "task": cfg.task,
+        "test_metric": metric,
+        metric: f"{test_value:.6f}",
+        "data_fingerprint": data_fingerprint,
+        "git_commit": git_commit(),
+        "config": json.dumps(storage.masked(cfg.model_dump()))[:5000],
+        **(lineage or {}),
+    }
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)
 
     load_check(cfg, name, version, example, fresh=True)
     promote, reason = gate_and_move(cfg, mlflow_client, version, test_value, test_frame, test_labels)
-    tracking.set_tags(cfg, parent_run_id, {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(),
-                                           "kiln.model_version": str(version)})
+    tracking.set_tags(
+        cfg,
+        parent_run_id,
+        {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(), "kiln.model_version": str(version)},
+    )
     return Registered(name, version, promote, reason)
 
 
-def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: float, test_frame: pd.DataFrame,
-                  test_labels: list, *, attempts: int = 3) -> tuple[bool, str]:
+def gate_and_move(
+    cfg: KilnConfig,
+    mlflow_client,
+    version: int,
+    test_value: float,
+    test_frame: pd.DataFrame,
+    test_labels: list,
+    *,
+    attempts: int = 3,
+) -> tuple[bool, str]:
     """The promotion gate, then the alias move, only if the alias still points where the gate looked: a run that
     moved it meanwhile (two runs of one model finishing together) is compared against again."""
     name, alias = cfg.registry.model_name, cfg.registry.alias
@@ -121,8 +157,10 @@ def gate_and_move(cfg: KilnConfig, mlflow_client, version: int, test_value: floa
                     return True, reason
         except AliasBusy as err:
             return False, f"{err} (kiln promote {name} {version} moves it by hand)"
-    return False, (f"{alias} moved {attempts} times while this run compared against it: not moved "
-                   f"(kiln promote {name} {version} moves it by hand)")
+    return False, (
+        f"{alias} moved {attempts} times while this run compared against it: not moved "
+        f"(kiln promote {name} {version} moves it by hand)"
+    )
 
 
 ALIAS_WAIT_S = 60.0
@@ -136,9 +174,13 @@ def alias_lock(cfg: KilnConfig, name: str, alias: str):
     """Held while Kiln reads and moves an alias (a run's gate, promote, rollback), so two moves never interleave;
     on a local storage.root only (locks.py): with an object store the recheck in gate_and_move is the guard."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}.{alias}")
-    return locks.held(cfg, f"registry/{safe}.lock", wait_s=ALIAS_WAIT_S, error=AliasBusy,
-                      busy=f"the {alias} alias of {name} stayed locked by another kiln process for "
-                           f"{ALIAS_WAIT_S:g} s: not moved")
+    return locks.held(
+        cfg,
+        f"registry/{safe}.lock",
+        wait_s=ALIAS_WAIT_S,
+        error=AliasBusy,
+        busy=f"the {alias} alias of {name} stayed locked by another kiln process for {ALIAS_WAIT_S:g} s: not moved",
+    )
 
 
 def _alias_version(mlflow_client, name: str, alias: str) -> str | None:
@@ -166,17 +208,20 @@ def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, 
     checked, the checkpoint loaded without running stored code) and, for a version just logged (`fresh`), the
     way a user's mlflow.pyfunc.load_model will."""
     try:
-        store.load_verified(cfg.tracking_uri, name, version,
-                            factory=checkpoint.trusted_factory(cfg.model)).predict(example)
+        store.load_verified(cfg.tracking_uri, name, version, factory=checkpoint.trusted_factory(cfg.model)).predict(
+            example
+        )
         if fresh:
             store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
     except Exception as err:
-        raise RuntimeError(f"{name} v{version} failed its load check, alias not moved: "
-                           f"{type(err).__name__}: {err}") from None
+        raise RuntimeError(
+            f"{name} v{version} failed its load check, alias not moved: {type(err).__name__}: {err}"
+        ) from None
 
 
-def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame: pd.DataFrame,
-                   test_labels: list) -> tuple[bool, str]:
+def should_promote(
+    cfg: KilnConfig, mlflow_client, test_value: float, test_frame: pd.DataFrame, test_labels: list
+) -> tuple[bool, str]:
     """if_better: the current champion is scored again on this run's test split with the task's primary metric
     (higher accuracy, lower rmse), so both numbers compare."""
     policy, alias = cfg.registry.promote, cfg.registry.alias
@@ -186,16 +231,18 @@ def should_promote(cfg: KilnConfig, mlflow_client, test_value: float, test_frame
     if current is None:
         return True, f"no {alias} yet"
     try:
-        champion = store.load_verified(cfg.tracking_uri, cfg.registry.model_name, current,
-                                       factory=checkpoint.trusted_factory(cfg.model))
+        champion = store.load_verified(
+            cfg.tracking_uri, cfg.registry.model_name, current, factory=checkpoint.trusted_factory(cfg.model)
+        )
         previous = score(cfg.task, list(champion.predict(champion.feature_frame(test_frame))), test_labels)
     except Exception as err:  # e.g. trained on other features, for the other task, or its files changed
         return True, f"{alias} v{current} cannot score this test split ({type(err).__name__})"
     metric = primary_metric(cfg.task)
     decision = test_value >= previous if metrics.mode_of(metric) == "max" else test_value <= previous
     verdict = "at least as good as" if decision else "worse than"
-    return decision, (f"{metric} {test_value:.4f} is {verdict} {alias} v{current} "
-                      f"({previous:.4f} on the same test split)")
+    return decision, (
+        f"{metric} {test_value:.4f} is {verdict} {alias} v{current} ({previous:.4f} on the same test split)"
+    )
 
 
 def _history_key(alias: str) -> str:
@@ -280,8 +327,12 @@ def champion_ref(cfg: KilnConfig) -> str:
 
 def lineage(metric: str, best) -> dict[str, str]:
     """Where a version's weights come from: the trial, its epoch and that epoch's score (a TrialSummary)."""
-    return {"best_trial_id": best.trial_id, "best_epoch": str(best.best_epoch),
-            f"best_{metric}": f"{best.best_metric:.6f}", "checkpoint": storage.shown(best.best_checkpoint or "")}
+    return {
+        "best_trial_id": best.trial_id,
+        "best_epoch": str(best.best_epoch),
+        f"best_{metric}": f"{best.best_metric:.6f}",
+        "checkpoint": storage.shown(best.best_checkpoint or ""),
+    }
 
 
 def serving_target(cfg: KilnConfig, ref: str) -> ServingTarget:
@@ -308,5 +359,6 @@ def resolve(cfg: KilnConfig, ref: str) -> tuple[str, int]:
     try:
         return name, int(mlflow_client.get_model_version_by_alias(name, alias).version)
     except Exception:
-        raise ModelNotFound(f"registry.alias {alias!r} not found for model {name!r} in {cfg.tracking_uri}; "
-                            "run 'kiln run CONFIG' first") from None
+        raise ModelNotFound(
+            f"registry.alias {alias!r} not found for model {name!r} in {cfg.tracking_uri}; run 'kiln run CONFIG' first"
+        ) from None

@@ -59,16 +59,29 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
     with console.stage("ingest", timings):
         splits = ingest.ingest(cfg, say=console.say)
         console.say(ingest.describe(cfg, splits))
-    epochs = EpochCheck.predict(cfg, input_dim=splits.input_dim, num_classes=splits.output_dim,
-                                train_rows=splits.num_rows["train"], slots=splits.preprocessing.slots,
-                                say=console.say)
-    with RunRecord(cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags},
-                   resume_from=previous if resume else None) as record:
+    epochs = EpochCheck.predict(
+        cfg,
+        input_dim=splits.input_dim,
+        num_classes=splits.output_dim,
+        train_rows=splits.num_rows["train"],
+        slots=splits.preprocessing.slots,
+        say=console.say,
+    )
+    with RunRecord(
+        cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags}, resume_from=previous if resume else None
+    ) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
         with console.stage("search", timings):
-            result = tuner.search(cfg, splits, search_name=record.name, resume=resume, callbacks=[
-                trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]), progress.progress_callback(
-                    cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs)])
+            result = tuner.search(
+                cfg,
+                splits,
+                search_name=record.name,
+                resume=resume,
+                callbacks=[
+                    trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]),
+                    progress.progress_callback(cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs),
+                ],
+            )
         record.search_done()
         console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
         metrics, line = epochs.compare(result.epoch_times_s)
@@ -77,33 +90,50 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
 
         with console.stage("evaluate", timings):
             best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
-            test = evaluate.test_report(best_checkpoint, splits.test_frame, splits.test_y,
-                                       factory=checkpoint.trusted_factory(cfg.model, own_run=True))
+            test = evaluate.test_report(
+                best_checkpoint,
+                splits.test_frame,
+                splits.test_y,
+                factory=checkpoint.trusted_factory(cfg.model, own_run=True),
+            )
             record.log_dict(test.to_dict(), "test_report.json")
             record.log_metrics({**test.metrics, f"best_{cfg.tune.metric}": result.best.best_metric})
-            console.say(f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
-                        f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}")
+            console.say(
+                f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
+                f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}"
+            )
             trees = fit_baseline(cfg, splits, record)
             if trees is not None:
-                console.say(f"  {test.primary}: network {test.value:.4f}, {trees.name} "
-                            f"{trees.metrics[test.primary]:.4f}")
+                console.say(
+                    f"  {test.primary}: network {test.value:.4f}, {trees.name} {trees.metrics[test.primary]:.4f}"
+                )
 
         with console.stage("register", timings):
             registered = registry.register(
-                cfg, checkpoint_dir=best_checkpoint, test_frame=splits.test_frame, test_labels=splits.test_labels,
-                parent_run_id=record.run_id, test_value=test.value, data_fingerprint=splits.fingerprint,
-                lineage=registry.lineage(cfg.tune.metric, result.best))
+                cfg,
+                checkpoint_dir=best_checkpoint,
+                test_frame=splits.test_frame,
+                test_labels=splits.test_labels,
+                parent_run_id=record.run_id,
+                test_value=test.value,
+                data_fingerprint=splits.fingerprint,
+                lineage=registry.lineage(cfg.tune.metric, result.best),
+            )
             console.say(registered.describe(cfg.registry.alias))
             reported = {t.trial_id: [c.checkpoint for c in t.candidates] for t in result.trials}
             freed = storage.prune_checkpoints(cfg, reported, keep=result.best.trial_id)
             console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
-        record.set_tags({"kiln.best_trial_id": result.best.trial_id, "kiln.best_epoch": str(result.best.best_epoch),
-                         "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees)})
+        record.set_tags(
+            {
+                "kiln.best_trial_id": result.best.trial_id,
+                "kiln.best_epoch": str(result.best.best_epoch),
+                "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees),
+            }
+        )
         record.log_metrics({f"stage_{k}_s": v for k, v in timings.items()})
     write_report(cfg, record.run_id)
 
-    run_result = RunResult(record.run_id, result, test, registered, splits.example, timings=timings,
-                           baseline=trees)
+    run_result = RunResult(record.run_id, result, test, registered, splits.example, timings=timings, baseline=trees)
     if serve and cfg.serve.enabled:
         with console.stage("serve", timings):
             run_result.endpoint = deploy.start_serving(cfg, registry.champion_ref(cfg))
@@ -120,9 +150,16 @@ def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> b
         return None
     train, label = splits.train_frame, cfg.data.label
     try:
-        trees = baseline.fit_and_score(train.drop(columns=label), train[label].to_numpy(), splits.test_frame,
-                                       splits.test_y, splits.preprocessing.types, task=cfg.task,
-                                       labels=splits.preprocessing.labels, seed=cfg.data.split.seed)
+        trees = baseline.fit_and_score(
+            train.drop(columns=label),
+            train[label].to_numpy(),
+            splits.test_frame,
+            splits.test_y,
+            splits.preprocessing.types,
+            task=cfg.task,
+            labels=splits.preprocessing.labels,
+            seed=cfg.data.split.seed,
+        )
     except Exception as err:
         console.say(f"  baseline not fitted ({type(err).__name__}: {err})")
         return None
@@ -158,8 +195,9 @@ def decide_space(cfg: KilnConfig, checked: data.Checked | None = None, *, say=co
     if not auto.is_auto(cfg.tune.search_space):
         return cfg
     checked = checked or data.inspect(cfg.data, cfg.storage_root)
-    resolved = cfg.with_space(checked.types, rows=len(checked.frame), colour=has_colour(checked),
-                              text_words=text_words(checked))
+    resolved = cfg.with_space(
+        checked.types, rows=len(checked.frame), colour=has_colour(checked), text_words=text_words(checked)
+    )
     say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
     return resolved
 
@@ -188,22 +226,31 @@ def check_resume(cfg: KilnConfig, resume: bool) -> ledger.SearchState | None:
     previous = ledger.latest(cfg)
     if not resume:
         if ledger.unfinished(previous):
-            console.say(f"note: search {previous.name} did not finish; this starts a new search "
-                        "(add --resume to continue that one instead)")
+            console.say(
+                f"note: search {previous.name} did not finish; this starts a new search "
+                "(add --resume to continue that one instead)"
+            )
         return previous
     if not ledger.unfinished(previous):
-        raise ConfigError(f"--resume: no unfinished search of {cfg.name!r} under "
-                          f"{storage.shown(cfg.storage.root)}; "
-                          "run without --resume to start one")
+        raise ConfigError(
+            f"--resume: no unfinished search of {cfg.name!r} under "
+            f"{storage.shown(cfg.storage.root)}; "
+            "run without --resume to start one"
+        )
     if previous.status == ledger.FAILED:
-        console.say(f"  search {previous.name} finished but a later stage failed; evaluating and registering "
-                    "from its trials")
+        console.say(
+            f"  search {previous.name} finished but a later stage failed; evaluating and registering from its trials"
+        )
     if previous.holder_alive():
-        raise ConfigError(f"--resume: search {previous.name} is still running (pid {previous.pid} on "
-                          f"{previous.host}); wait for it, or stop it with Ctrl-C and resume then")
+        raise ConfigError(
+            f"--resume: search {previous.name} is still running (pid {previous.pid} on "
+            f"{previous.host}); wait for it, or stop it with Ctrl-C and resume then"
+        )
     if previous.config_hash != ledger.config_hash(cfg):
-        raise ConfigError(f"--resume: the config changed since search {previous.name} started; "
-                          "run without --resume to start a new search")
+        raise ConfigError(
+            f"--resume: the config changed since search {previous.name} started; "
+            "run without --resume to start a new search"
+        )
     console.say(f"  resuming search {previous.name} (MLflow run {previous.parent_run_id})")
     return previous
 

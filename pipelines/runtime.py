@@ -72,8 +72,14 @@ def start(cfg: KilnConfig, *, verbose: bool = False, env: dict[str, str] | None 
     else:
         # address="local": always a fresh runtime of our own, even when a `ray start` cluster runs here.
         port = own_dashboard()
-        ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=True, dashboard_host="127.0.0.1",
-                 dashboard_port=port, **common)
+        ray.init(
+            address="local",
+            num_cpus=local_cpus(cfg),
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+            **common,
+        )
     if threading.current_thread() is threading.main_thread():
         signals.install()  # ray.init's SIGTERM handler calls sys.exit(15) wherever the driver happens to be
 

@@ -77,8 +77,12 @@ def infer(frame: pd.DataFrame, cfg: DataConfig) -> list[Column]:
     """Every column of `frame` with its type and use; raises DataError naming a bad data.* entry."""
     columns = [str(c) for c in frame.columns]
     if cfg.label not in columns:
-        raise DataError(f"data.label: column {cfg.label!r} not in data (columns: "
-                        + ", ".join(columns[:8]) + ("..." if len(columns) > 8 else "") + ")")
+        raise DataError(
+            f"data.label: column {cfg.label!r} not in data (columns: "
+            + ", ".join(columns[:8])
+            + ("..." if len(columns) > 8 else "")
+            + ")"
+        )
     for key, named in (("data.types", list(cfg.types)), ("data.drop", cfg.drop), ("data.features", cfg.features or [])):
         absent = [c for c in named if c not in columns]
         if absent:
@@ -119,8 +123,10 @@ def checked_override(values: pd.Series, name: str, kind: str) -> str:
     if kind == "image":
         bad = next((v for v in values.dropna() if not images.is_image_cell(v)), None)
         if bad is not None:
-            raise DataError(f"data.types.{name}: image, but the column holds {str(bad)[:60]!r} (image bytes, or "
-                            f"a file name ending {', '.join(images.SUFFIXES)})")
+            raise DataError(
+                f"data.types.{name}: image, but the column holds {str(bad)[:60]!r} (image bytes, or "
+                f"a file name ending {', '.join(images.SUFFIXES)})"
+            )
     if kind == "binary" and values.dropna().nunique() > 2:
         raise DataError(f"data.types.{name}: binary, but the column has {values.dropna().nunique()} distinct values")
     return kind

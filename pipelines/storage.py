@@ -38,8 +38,10 @@ def filesystem(cfg: KilnConfig):
         return pyarrow.fs.LocalFileSystem(), root
     scheme = root.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise ConfigError(f"storage.root: unsupported scheme {scheme}:// in {shown(root)}; use a folder or one of "
-                          + ", ".join(f"{s}://" for s in SCHEMES))
+        raise ConfigError(
+            f"storage.root: unsupported scheme {scheme}:// in {shown(root)}; use a folder or one of "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+        )
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(root)
     except (ValueError, OSError) as err:
@@ -56,8 +58,9 @@ def check_reachable(cfg: KilnConfig) -> None:
         fs.create_dir(f"{path}/ray", recursive=True)
         fs.get_file_info(f"{path}/ray")
     except OSError as err:
-        raise ConfigError(f"storage.root: cannot write to {shown(cfg.storage.root)}: "
-                          f"{str(err).splitlines()[0]}") from None
+        raise ConfigError(
+            f"storage.root: cannot write to {shown(cfg.storage.root)}: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def ray_storage(cfg: KilnConfig) -> dict:
@@ -149,7 +152,8 @@ def local_checkpoint(cfg: KilnConfig, path: str) -> str:
     if not done.exists():  # a fetch cut short is fetched again, never used half-copied
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        pyarrow.fs.copy_files(path, str(target), source_filesystem=fs,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        pyarrow.fs.copy_files(
+            path, str(target), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem()
+        )
         done.touch()
     return str(target)

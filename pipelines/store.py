@@ -52,12 +52,16 @@ def load_verified(uri: str, name: str, version: int | str, *, factory: str | Non
     recorded = client(uri).get_model_version(name, str(version)).tags.get(integrity.TAG)
     folder = version_folder(uri, name, version)
     if recorded is None:
-        raise integrity.IntegrityError(f"{name} v{version} was registered without a sha256 (before Kiln recorded "
-                                       "them); register it again with kiln run")
+        raise integrity.IntegrityError(
+            f"{name} v{version} was registered without a sha256 (before Kiln recorded "
+            "them); register it again with kiln run"
+        )
     found = integrity.digest(folder)
     if found != recorded:
-        raise integrity.IntegrityError(f"{name} v{version}: its files changed since registration (sha256 "
-                                       f"{found[:12]}..., registered {recorded[:12]}...); refusing to load it")
+        raise integrity.IntegrityError(
+            f"{name} v{version}: its files changed since registration (sha256 "
+            f"{found[:12]}..., registered {recorded[:12]}...); refusing to load it"
+        )
     artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
     return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
 

@@ -25,7 +25,11 @@ def is_number_column(values: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(values):
         return False
     return pd.api.types.is_numeric_dtype(values) or pd.api.types.infer_dtype(values, skipna=True) in (
-        "integer", "floating", "mixed-integer-float", "decimal")
+        "integer",
+        "floating",
+        "mixed-integer-float",
+        "decimal",
+    )
 
 
 def infer(labels: pd.Series) -> tuple[str, str]:
@@ -55,16 +59,22 @@ def check_label(labels: pd.Series, task: str, cfg: DataConfig) -> None:
     if task == metrics.REGRESSION:
         if not is_number_column(labels):
             bad = next((v for v in labels if not _is_number(v)), labels.iloc[0] if len(labels) else None)
-            raise DataError(f"data.task: regression, but label {cfg.label!r} holds {bad!r}, not a number; "
-                            "use data.task: classification")
+            raise DataError(
+                f"data.task: regression, but label {cfg.label!r} holds {bad!r}, not a number; "
+                "use data.task: classification"
+            )
         if distinct < 2:
-            raise DataError(f"data.label: column {cfg.label!r} has {distinct} distinct value"
-                            f"{'s' if distinct != 1 else ''} among the labelled rows; nothing to predict")
+            raise DataError(
+                f"data.label: column {cfg.label!r} has {distinct} distinct value"
+                f"{'s' if distinct != 1 else ''} among the labelled rows; nothing to predict"
+            )
         return
     if distinct > cfg.max_classes:
-        raise DataError(f"data.label: column {cfg.label!r} has {distinct} distinct values, more than "
-                        f"data.max_classes={cfg.max_classes}: a number to predict, not classes; "
-                        "set data.task: regression")
+        raise DataError(
+            f"data.label: column {cfg.label!r} has {distinct} distinct values, more than "
+            f"data.max_classes={cfg.max_classes}: a number to predict, not classes; "
+            "set data.task: regression"
+        )
 
 
 def _is_number(value) -> bool:

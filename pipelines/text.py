@@ -68,8 +68,9 @@ def fit_bpe(texts: Iterable, *, size: int) -> str:
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=MIN_COUNT, special_tokens=["[UNK]"],
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=size, min_frequency=MIN_COUNT, special_tokens=["[UNK]"], show_progress=False
+    )
     tokenizer.train_from_iterator((str(t) for t in texts if not is_missing(t)), trainer)
     return tokenizer.to_str()
 
@@ -96,7 +97,7 @@ def bpe_ids(texts: Iterable, saved: str, *, max_length: int) -> np.ndarray:
     unknown = tokenizer.token_to_id("[UNK]")
     for row, encoded in zip(present, tokenizer.encode_batch([str(texts[i]) for i in present]), strict=True):
         ids = [UNKNOWN if i == unknown else i + RESERVED for i in encoded.ids[:max_length]] or [EMPTY]
-        rows[row, :len(ids)] = ids
+        rows[row, : len(ids)] = ids
     return rows
 
 
@@ -129,11 +130,11 @@ def char_ngram_ids(texts: Iterable, *, count: int, buckets: int = CHAR_BUCKETS) 
         for start in range(len(string)):
             for n in CHAR_SIZES:
                 if start + n <= len(string):
-                    seen.setdefault(zlib.crc32(string[start:start + n].encode()) % (buckets - 1) + 1)
+                    seen.setdefault(zlib.crc32(string[start : start + n].encode()) % (buckets - 1) + 1)
             if len(seen) >= count:
                 break
         found.append(list(seen)[:count])
     rows = np.zeros((len(found), count), dtype=np.int64)
     for row, ids in enumerate(found):
-        rows[row, :len(ids)] = ids
+        rows[row, : len(ids)] = ids
     return rows

@@ -57,18 +57,23 @@ def ui_links(cfg: KilnConfig, base_url: str) -> list[str]:
     if found is None:
         return []
     eid = found.experiment_id
-    parents = mlflow_client.search_runs([eid], filter_string="tags.`kiln.kind` = 'search'",
-                                        order_by=["attributes.start_time DESC"], max_results=1)
+    parents = mlflow_client.search_runs(
+        [eid], filter_string="tags.`kiln.kind` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     if not parents:
         return []
     parent = parents[0].info.run_id
     trials = mlflow_client.search_runs([eid], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=500)
-    links = [f"runs: {base_url}/#/experiments/{eid}/runs?{TRAINING_VIEW}",
-             f"parent run: {base_url}/#/experiments/{eid}/runs/{parent}?{TRAINING_VIEW}"]
+    links = [
+        f"runs: {base_url}/#/experiments/{eid}/runs?{TRAINING_VIEW}",
+        f"parent run: {base_url}/#/experiments/{eid}/runs/{parent}?{TRAINING_VIEW}",
+    ]
     if trials:
         runs = urllib.parse.quote(json.dumps([t.info.run_id for t in trials]))
-        links.append(f"compare its {len(trials)} trials: {base_url}/#/compare-runs?runs={runs}"
-                     f"&experiments={urllib.parse.quote(json.dumps([eid]))}&{TRAINING_VIEW}")
+        links.append(
+            f"compare its {len(trials)} trials: {base_url}/#/compare-runs?runs={runs}"
+            f"&experiments={urllib.parse.quote(json.dumps([eid]))}&{TRAINING_VIEW}"
+        )
     return links
 
 
@@ -151,7 +156,8 @@ def end_run(cfg: KilnConfig, run_id: str, status: str = "FINISHED") -> None:
 def find_trial_run(cfg: KilnConfig, parent_run_id: str, trial_id: str) -> str | None:
     found = client(cfg).search_runs(
         [experiment_id(cfg)],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`kiln.trial_id` = '{trial_id}'")
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`kiln.trial_id` = '{trial_id}'",
+    )
     return found[0].info.run_id if found else None
 
 
@@ -162,4 +168,3 @@ def last_epoch_logged(cfg: KilnConfig, run_id: str) -> int:
 def reopen(cfg: KilnConfig, run_id: str) -> None:
     """A resumed search continues its parent run instead of starting another."""
     client(cfg).update_run(run_id, status="RUNNING")
-

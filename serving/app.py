@@ -30,6 +30,8 @@ def app_name(model_name: str, store_uri: str) -> str:
     endpoint replaced, or deleted by Ctrl-C, the other's)."""
     store = hashlib.sha256(store_uri.encode()).hexdigest()[:8]
     return f"{APP_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '-', model_name)}-{store}"
+
+
 RETRY_FAILED_LOAD_S = 30.0
 logger = logging.getLogger("ray.serve")
 
@@ -39,8 +41,17 @@ logger = logging.getLogger("ray.serve")
 class ModelEndpoint:
     """Serves `models:/NAME@ALIAS` (following the alias) or a pinned `models:/NAME/VERSION`, of one store."""
 
-    def __init__(self, *, tracking_uri: str, name: str, alias: str | None, version: int | None,
-                 serve_config: dict[str, Any], token_sha256: str | None = None, factory: str | None = None):
+    def __init__(
+        self,
+        *,
+        tracking_uri: str,
+        name: str,
+        alias: str | None,
+        version: int | None,
+        serve_config: dict[str, Any],
+        token_sha256: str | None = None,
+        factory: str | None = None,
+    ):
         self.cfg = ServeConfig.model_validate(serve_config)
         self.factory = factory  # the user factory the serving config trusts (checkpoint.trusted_factory), if any
         self.token_sha256 = token_sha256
@@ -61,15 +72,26 @@ class ModelEndpoint:
             pass
 
     def __serve_build_asgi_app__(self):
-        return build_api(self, max_body_bytes=self.cfg.max_body_bytes, timeout_s=self.cfg.request_timeout_s,
-                         token_sha256=self.token_sha256, max_rows=self.cfg.max_rows,
-                         hosts=answered_hosts(self.cfg.host, self.cfg.allowed_hosts))
+        return build_api(
+            self,
+            max_body_bytes=self.cfg.max_body_bytes,
+            timeout_s=self.cfg.request_timeout_s,
+            token_sha256=self.token_sha256,
+            max_rows=self.cfg.max_rows,
+            hosts=answered_hosts(self.cfg.host, self.cfg.allowed_hosts),
+        )
 
     def _load(self, version: int) -> Predictor:
         """Load fully, first forward pass included, before the version may answer anyone."""
-        predictor = Predictor.from_registry(self.tracking_uri, self.name, version, factory=self.factory,
-                                           max_image_pixels=self.cfg.max_image_pixels, gpu=self.cfg.num_gpus > 0,
-                                           max_request_pixels=self.cfg.max_request_pixels)
+        predictor = Predictor.from_registry(
+            self.tracking_uri,
+            self.name,
+            version,
+            factory=self.factory,
+            max_image_pixels=self.cfg.max_image_pixels,
+            gpu=self.cfg.num_gpus > 0,
+            max_request_pixels=self.cfg.max_request_pixels,
+        )
         predictor.model.predict(pd.DataFrame([[None] * len(predictor.features)], columns=predictor.features))
         return predictor
 
@@ -115,9 +137,11 @@ class ModelEndpoint:
 
 def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
     """Replicas, CPUs and queue limits from the config, as Serve's deployment options."""
-    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
-                               "max_ongoing_requests": cfg.max_ongoing_requests,
-                               "max_queued_requests": cfg.max_queued_requests}
+    options: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "max_queued_requests": cfg.max_queued_requests,
+    }
     if cfg.autoscaling is not None:
         options["autoscaling_config"] = cfg.autoscaling.model_dump()
     else:
@@ -134,18 +158,26 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     s = cfg.serve
     # HeadOnly: one ingress at serve.host:port. On several nodes of one host (the local cluster) one proxy per
     # node would fight over the same port.
-    serve.start(proxy_location="HeadOnly",
-                http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s})
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s},
+    )
     application = app_name(name, cfg.tracking_uri)
     try:
-        serve.run(bind(cfg, name=name, alias=alias, version=version), name=application,
-                  route_prefix=s.route_prefix, blocking=False)
+        serve.run(
+            bind(cfg, name=name, alias=alias, version=version),
+            name=application,
+            route_prefix=s.route_prefix,
+            blocking=False,
+        )
     except Exception as err:  # Serve refuses a route another application holds (a shared cluster)
         if "is being used by application" not in str(err):
             raise
-        raise ConfigError(f"serve.route_prefix: {s.route_prefix!r} is taken on this cluster by another endpoint "
-                          f"({' '.join(str(err).split())[:200]}); set serve.route_prefix to a free path, e.g. "
-                          f"/{name}") from None
+        raise ConfigError(
+            f"serve.route_prefix: {s.route_prefix!r} is taken on this cluster by another endpoint "
+            f"({' '.join(str(err).split())[:200]}); set serve.route_prefix to a free path, e.g. "
+            f"/{name}"
+        ) from None
     url = f"http://{s.host}:{s.port}{s.route_prefix.rstrip('/')}"
     wait_until_ready(url)
     return url
@@ -155,8 +187,14 @@ def bind(cfg: KilnConfig, *, name: str, alias: str | None, version: int | None):
     """The endpoint's application: its deployment options and the model it serves."""
     token = auth.read_token(cfg.serve)  # the replicas get its sha256 only
     return ModelEndpoint.options(**deployment_options(cfg.serve)).bind(
-        tracking_uri=cfg.tracking_uri, name=name, alias=alias, version=version, serve_config=cfg.serve.model_dump(),
-        token_sha256=auth.digest(token) if token else None, factory=checkpoint.trusted_factory(cfg.model))
+        tracking_uri=cfg.tracking_uri,
+        name=name,
+        alias=alias,
+        version=version,
+        serve_config=cfg.serve.model_dump(),
+        token_sha256=auth.digest(token) if token else None,
+        factory=checkpoint.trusted_factory(cfg.model),
+    )
 
 
 def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -171,8 +209,9 @@ def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.25)
-    raise RuntimeError(f"serve: the endpoint at {url} did not answer within {timeout_s:g} s "
-                       "(is serve.port taken by another program?)")
+    raise RuntimeError(
+        f"serve: the endpoint at {url} did not answer within {timeout_s:g} s (is serve.port taken by another program?)"
+    )
 
 
 def app_from_env(args: dict[str, str]):

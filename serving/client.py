@@ -25,8 +25,9 @@ def read_rows(path: str | Path) -> pd.DataFrame:
         raise DataError(f"--file: {path} is not a readable CSV or parquet file ({type(err).__name__})") from None
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str], path: str | Path,
-                   types: dict[str, str] | None = None) -> list[list[Any]]:
+def feature_matrix(
+    frame: pd.DataFrame, features: list[str], path: str | Path, types: dict[str, str] | None = None
+) -> list[list[Any]]:
     """Columns by name when the file has every feature (extra columns, e.g. the label, are left out);
     otherwise by position when the count matches. A missing cell goes as null (the model imputes it); a
     number column must hold numbers."""
@@ -69,7 +70,7 @@ def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, ti
         predictions: list = []
         start = 0
         while start < len(rows):
-            chunk = rows[start:start + chunk_rows]
+            chunk = rows[start : start + chunk_rows]
             answer = session.post(f"{url}/predict", json={"instances": chunk}, timeout=timeout_s)
             if answer.status_code == 413 and chunk_rows > 1:
                 chunk_rows = max(1, chunk_rows // 2)
@@ -83,6 +84,7 @@ def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, ti
 
 def _in_file_terms(detail: Any, first_row: int) -> str:
     """`instances[3][2] (c): ...` of a chunk becomes `row 1004, column 'c': ...` of the file."""
+
     def rename(match: re.Match) -> str:
         column = f", column {match.group(2)!r}" if match.group(2) else ""
         return f"row {first_row + int(match.group(1)) + 1}{column}"

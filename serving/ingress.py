@@ -17,13 +17,20 @@ WRAPPER = Path(__file__).resolve().parent / "haproxy-loopback.sh"
 # The drain: a replica behind HAProxy stays open this long after it is told to stop, so HAProxy can deregister it
 # (it retries a refused connection in any case). Serve's default, 30 s, made every Ctrl-C of an endpoint take
 # 30 s (serve.shutdown waits for it); 2 s covers HAProxy's reload on one machine.
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-               "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+HAPROXY_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
 # Listeners besides serve.port that Serve opens at fixed ports (8404, 9101, 8500, 9500): two endpoints on one
 # machine (a `kiln run` still serving and a `kiln serve`) would fight over them, and the second HAProxy would
 # never start. Each runtime Kiln starts gets free ones.
-SIDE_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
-              "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+SIDE_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+)
 
 
 def uses_haproxy(cfg: KilnConfig) -> bool:
@@ -52,9 +59,12 @@ def haproxy_env() -> dict[str, str]:
 
 # Where Serve's HAProxy keeps its config, admin socket and state: /tmp/haproxy-serve/... by default, a fixed path
 # another user of the machine can create first and feed HAProxy a config from, or hold to stop it starting.
-PRIVATE_FILES = {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg", "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
-                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
-                 "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock"}
+PRIVATE_FILES = {
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": "metrics.sock",
+}
 
 
 def private_folder() -> str:
@@ -76,8 +86,10 @@ def environment(cfg: KilnConfig) -> dict[str, str]:
     env = haproxy_env() if uses_haproxy(cfg) else {}
     if env:
         folder = private_folder()
-        env.update({key: os.path.join(folder, name) for key, name in PRIVATE_FILES.items()},
-                   RAY_SERVE_HAPROXY_SERVER_STATE_BASE=folder)
+        env.update(
+            {key: os.path.join(folder, name) for key, name in PRIVATE_FILES.items()},
+            RAY_SERVE_HAPROXY_SERVER_STATE_BASE=folder,
+        )
     env = {key: os.environ.get(key, value) for key, value in env.items()}
     if env:
         env.update(zip(SIDE_PORTS, map(str, free_ports(len(SIDE_PORTS))), strict=True))

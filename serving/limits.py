@@ -55,8 +55,9 @@ def refusal(scope: Scope, hosts: frozenset[str] | None) -> tuple[int, str] | Non
     if scope["method"] == "POST":
         kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if kind not in BODY_TYPES:
-            return 415, (f"Content-Type {kind}: send application/json (or v2's binary extension, "
-                         "application/octet-stream)")
+            return 415, (
+                f"Content-Type {kind}: send application/json (or v2's binary extension, application/octet-stream)"
+            )
     return None
 
 
@@ -72,8 +73,17 @@ def error_body(path: str, status: int, message: str) -> bytes:
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float, metrics: Metrics,
-                 version: Callable[[], int], routes: list, hosts: frozenset[str] | None = LOOPBACK_HOSTS):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        timeout_s: float,
+        metrics: Metrics,
+        version: Callable[[], int],
+        routes: list,
+        hosts: frozenset[str] | None = LOOPBACK_HOSTS,
+    ):
         self.app, self.max_body_bytes, self.timeout_s = app, max_body_bytes, timeout_s
         self.metrics, self.version, self.routes, self.hosts = metrics, version, routes, hosts
 
@@ -117,21 +127,39 @@ class Guard:
                 await _drain(receive, state, self.timeout_s)
             await self._refuse(scope, send_with_version, state, 413, err.detail)
         except TimeoutError:
-            await self._refuse(scope, send_with_version, state, 504,
-                               f"request took longer than {self.timeout_s:g} s (serve.request_timeout_s)")
+            await self._refuse(
+                scope,
+                send_with_version,
+                state,
+                504,
+                f"request took longer than {self.timeout_s:g} s (serve.request_timeout_s)",
+            )
         finally:
             method = scope["method"] if scope["method"] in METHODS else "other"
-            self.metrics.observe_request(route=self._route(scope), method=method, status=state["status"],
-                                         version=state["version"], seconds=time.perf_counter() - started)
+            self.metrics.observe_request(
+                route=self._route(scope),
+                method=method,
+                status=state["status"],
+                version=state["version"],
+                seconds=time.perf_counter() - started,
+            )
 
     async def _refuse(self, scope: Scope, send: Send, state: dict, status: int, message: str) -> None:
         if state["started"]:  # too late for a status line: the client sees a cut response
             state["status"] = status
             return
         body = error_body(scope["path"], status, message)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _route(self, scope: Scope) -> str:

@@ -21,20 +21,38 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.model, self.replica = model, replica
         labels = {"registry": self.registry}
-        self.requests = Counter("kiln_requests", "HTTP requests answered by this replica",
-                                ["route", "method", "status", "model_version", "replica"], **labels)
-        self.errors = Counter("kiln_request_errors", "HTTP responses with status >= 400",
-                              ["route", "status", "replica"], **labels)
-        self.latency = Histogram("kiln_request_latency_seconds", "Time from request to the end of the response",
-                                 ["route", "replica"], buckets=LATENCY_BUCKETS_S, **labels)
-        self.batch_size = Histogram("kiln_batch_size", "Requests merged into one forward pass (dynamic batching)",
-                                    ["replica"], buckets=BATCH_BUCKETS, **labels)
-        self.batch_rows = Histogram("kiln_batch_rows", "Rows in one forward pass", ["replica"],
-                                    buckets=ROW_BUCKETS, **labels)
-        self.version = Gauge("kiln_model_version", "Model version answering new requests",
-                             ["model", "replica"], **labels)
-        self.reloads = Counter("kiln_model_reloads", "Version switches after the alias moved, by outcome",
-                               ["outcome", "replica"], **labels)
+        self.requests = Counter(
+            "kiln_requests",
+            "HTTP requests answered by this replica",
+            ["route", "method", "status", "model_version", "replica"],
+            **labels,
+        )
+        self.errors = Counter(
+            "kiln_request_errors", "HTTP responses with status >= 400", ["route", "status", "replica"], **labels
+        )
+        self.latency = Histogram(
+            "kiln_request_latency_seconds",
+            "Time from request to the end of the response",
+            ["route", "replica"],
+            buckets=LATENCY_BUCKETS_S,
+            **labels,
+        )
+        self.batch_size = Histogram(
+            "kiln_batch_size",
+            "Requests merged into one forward pass (dynamic batching)",
+            ["replica"],
+            buckets=BATCH_BUCKETS,
+            **labels,
+        )
+        self.batch_rows = Histogram(
+            "kiln_batch_rows", "Rows in one forward pass", ["replica"], buckets=ROW_BUCKETS, **labels
+        )
+        self.version = Gauge(
+            "kiln_model_version", "Model version answering new requests", ["model", "replica"], **labels
+        )
+        self.reloads = Counter(
+            "kiln_model_reloads", "Version switches after the alias moved, by outcome", ["outcome", "replica"], **labels
+        )
 
     def observe_request(self, *, route: str, method: str, status: int, version: str, seconds: float) -> None:
         self.requests.labels(route, method, str(status), version, self.replica).inc()

@@ -19,8 +19,15 @@ class RequestError(ValueError):
 
 
 class Predictor:
-    def __init__(self, model: InferenceModel, *, name: str, version: int,
-                 max_image_pixels: int = images.DEFAULT_MAX_PIXELS, max_request_pixels: int = 64_000_000):
+    def __init__(
+        self,
+        model: InferenceModel,
+        *,
+        name: str,
+        version: int,
+        max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
+        max_request_pixels: int = 64_000_000,
+    ):
         self.model, self.name, self.version = model, name, version
         self.max_image_pixels, self.max_request_pixels = max_image_pixels, max_request_pixels
 
@@ -102,8 +109,9 @@ class Predictor:
         convention), checked to decode within serve.max_image_pixels. Never a path: that would read the
         server's files."""
         if not (isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)):
-            raise RequestError(f'{where}: expected an image as {{"b64": "<base64 PNG or JPEG>"}}, '
-                               f"got {str(value)[:60]!r}")
+            raise RequestError(
+                f'{where}: expected an image as {{"b64": "<base64 PNG or JPEG>"}}, got {str(value)[:60]!r}'
+            )
         try:
             raw = base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError):
@@ -135,11 +143,12 @@ def predict_batches(items: list[tuple[Predictor, np.ndarray]], *, max_rows: int 
         parts = [items[i][1] for i in indices]
         rows = parts[0] if len(parts) == 1 else join(parts, predictor)
         # At most max_rows per forward pass: a merged batch of many large requests stays bounded in memory.
-        predictions = np.concatenate([predictor.model.outputs(rows[start:start + max_rows])
-                                      for start in range(0, len(rows), max_rows)])
+        predictions = np.concatenate(
+            [predictor.model.outputs(rows[start : start + max_rows]) for start in range(0, len(rows), max_rows)]
+        )
         start = 0
         for i, part in zip(indices, parts, strict=True):
-            results[i] = predictions[start:start + len(part)]
+            results[i] = predictions[start : start + len(part)]
             start += len(part)
     return results
 

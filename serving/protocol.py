@@ -9,18 +9,26 @@ from pydantic import BaseModel, Field
 
 class PredictRequest(BaseModel):
     instances: list[Any] = Field(
-        ..., description="Rows in training feature order ([[...], ...]) or objects keyed by feature name.",
-        examples=[[[0.0, 1.0, 2.0]]])
+        ...,
+        description="Rows in training feature order ([[...], ...]) or objects keyed by feature name.",
+        examples=[[[0.0, 1.0, 2.0]]],
+    )
     parameters: dict[str, Any] | None = Field(
-        None, description='{"probabilities": true} adds each row\'s class probabilities (classification).',
-        examples=[{"probabilities": True}])
+        None,
+        description='{"probabilities": true} adds each row\'s class probabilities (classification).',
+        examples=[{"probabilities": True}],
+    )
 
 
 class PredictResponse(BaseModel):
-    predictions: list[Any] = Field(..., description="One answer per row: a label in the label column's own "
-                                                    "values (classification) or a number (regression).")
+    predictions: list[Any] = Field(
+        ...,
+        description="One answer per row: a label in the label column's own "
+        "values (classification) or a number (regression).",
+    )
     probabilities: list[dict[str, float]] | None = Field(
-        None, description="Asked with parameters.probabilities: each row's probability per label.")
+        None, description="Asked with parameters.probabilities: each row's probability per label."
+    )
     model: str
     version: int
 
@@ -42,10 +50,12 @@ class Health(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str | list[dict[str, Any]] = Field(
-        ..., description="What is wrong, naming the row, feature or limit (a list when the body is not the schema).")
+        ..., description="What is wrong, naming the row, feature or limit (a list when the body is not the schema)."
+    )
 
 
 # Open Inference Protocol (KServe v2). Names and shapes follow the spec; see serving/v2.py for what is accepted.
+
 
 class V2Error(BaseModel):
     error: str = Field(..., description="What is wrong, naming the input, row, feature or limit.")
@@ -53,17 +63,23 @@ class V2Error(BaseModel):
 
 class V2TensorParameters(BaseModel):
     binary_data_size: int | None = Field(
-        None, description="Triton binary extension: this tensor's bytes follow the JSON header (little-endian).")
+        None, description="Triton binary extension: this tensor's bytes follow the JSON header (little-endian)."
+    )
 
 
 class V2InputTensor(BaseModel):
-    name: str = Field(..., description='"input-0" (any name) for one [N, num_features] tensor, or a feature name '
-                                       "for one [N] tensor per feature.")
+    name: str = Field(
+        ...,
+        description='"input-0" (any name) for one [N, num_features] tensor, or a feature name '
+        "for one [N] tensor per feature.",
+    )
     shape: list[int] = Field(..., examples=[[1, 4]])
     datatype: Literal["FP64", "FP32", "INT64", "INT32", "BYTES"] = Field(
-        ..., description="BYTES for a category or binary column's strings (one 1-D tensor per feature).")
-    data: list[Any] | None = Field(None, description="Row-major values, flat or nested; null is a missing cell.",
-                                   examples=[[10.0, 9.5, 11.2, 8.9]])
+        ..., description="BYTES for a category or binary column's strings (one 1-D tensor per feature)."
+    )
+    data: list[Any] | None = Field(
+        None, description="Row-major values, flat or nested; null is a missing cell.", examples=[[10.0, 9.5, 11.2, 8.9]]
+    )
     parameters: V2TensorParameters | None = None
 
 

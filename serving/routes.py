@@ -47,23 +47,44 @@ def wants_probabilities(parameters: dict[str, Any] | None, predictor: Predictor)
     return value
 
 
-def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, token_sha256: str | None = None,
-              max_rows: int = 10_000, hosts: frozenset[str] | None = LOOPBACK_HOSTS) -> FastAPI:
+def build_api(
+    endpoint: Endpoint,
+    *,
+    max_body_bytes: int,
+    timeout_s: float,
+    token_sha256: str | None = None,
+    max_rows: int = 10_000,
+    hosts: frozenset[str] | None = LOOPBACK_HOSTS,
+) -> FastAPI:
     """The endpoint's routes; with `token_sha256` (serve.auth: token) every route but the health checks needs
     the bearer token. `hosts`: the Host names it answers (limits.answered_hosts; None: any)."""
-    api = FastAPI(title="Kiln model endpoint", version=KILN_VERSION,
-                  description="Predictions from a model in Kiln's MLflow registry: Kiln's `/predict` and the "
-                              "Open Inference Protocol (KServe v2) under `/v2`.")
-    api.add_middleware(Guard, max_body_bytes=max_body_bytes, timeout_s=timeout_s, metrics=endpoint.metrics,
-                       version=lambda: endpoint.predictor.version, routes=api.routes, hosts=hosts)
+    api = FastAPI(
+        title="Kiln model endpoint",
+        version=KILN_VERSION,
+        description="Predictions from a model in Kiln's MLflow registry: Kiln's `/predict` and the "
+        "Open Inference Protocol (KServe v2) under `/v2`.",
+    )
+    api.add_middleware(
+        Guard,
+        max_body_bytes=max_body_bytes,
+        timeout_s=timeout_s,
+        metrics=endpoint.metrics,
+        version=lambda: endpoint.predictor.version,
+        routes=api.routes,
+        hosts=hosts,
+    )
     if token_sha256:
+
         @api.middleware("http")  # added last: runs first, before a body is read
         async def bearer_token(request: Request, call_next):
             path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
             if path in auth.OPEN_PATHS or auth.authorized(request.headers.get("authorization"), token_sha256):
                 return await call_next(request)
-            return JSONResponse({"detail": "missing or wrong bearer token: send Authorization: Bearer <token>"},
-                                401, headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token: send Authorization: Bearer <token>"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def too_many(count: int) -> str:
         return f"{count} rows in one request; the limit is {max_rows} (serve.max_rows): send them in parts"
@@ -103,17 +124,24 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
     async def model_info() -> Response:
         """What a row must hold (feature names in order) and what the model answers."""
         predictor = endpoint.predictor
-        return versioned({"model": predictor.name, "version": predictor.version, "task": predictor.task,
-                          "features": predictor.features, "types": predictor.model.preprocessing.types,
-                          "labels": predictor.labels}, predictor)
+        return versioned(
+            {
+                "model": predictor.name,
+                "version": predictor.version,
+                "task": predictor.task,
+                "features": predictor.features,
+                "types": predictor.model.preprocessing.types,
+                "labels": predictor.labels,
+            },
+            predictor,
+        )
 
     @api.get("/metrics", response_class=Response, tags=["operations"])
     async def metrics() -> Response:
         """Prometheus text format: requests by route, status and model version; latency; batch sizes."""
         return Response(endpoint.metrics.render(), media_type=Metrics.content_type)
 
-    v2_errors = {400: {"model": protocol.V2Error}, 404: {"model": protocol.V2Error},
-                 413: {"model": protocol.V2Error}}
+    v2_errors = {400: {"model": protocol.V2Error}, 404: {"model": protocol.V2Error}, 413: {"model": protocol.V2Error}}
 
     def v2_error(status: int, message: str, predictor: Predictor) -> JSONResponse:
         return versioned(v2.error(message), predictor, status)
@@ -122,8 +150,12 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
         if name != predictor.name:
             return v2_error(404, f"unknown model {name!r}; this endpoint serves {predictor.name!r}", predictor)
         if version is not None and version != str(predictor.version):
-            return v2_error(404, f"version {version!r} of {name!r} is not loaded; this endpoint serves version "
-                                 f"{predictor.version} ({endpoint.source})", predictor)
+            return v2_error(
+                404,
+                f"version {version!r} of {name!r} is not loaded; this endpoint serves version "
+                f"{predictor.version} ({endpoint.source})",
+                predictor,
+            )
         return None
 
     @api.get("/v2", response_model=protocol.V2ServerMetadata, tags=["v2"])
@@ -141,9 +173,17 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
     async def metadata(name: str, version: str | None = None) -> Response:
         predictor = endpoint.predictor
         problem = not_served(name, version, predictor)
-        return problem or versioned(v2.model_metadata(
-            predictor.name, predictor.version, predictor.features, predictor.labels,
-            regression=predictor.model.preprocessing.regression, types=predictor.model.preprocessing.types), predictor)
+        return problem or versioned(
+            v2.model_metadata(
+                predictor.name,
+                predictor.version,
+                predictor.features,
+                predictor.labels,
+                regression=predictor.model.preprocessing.regression,
+                types=predictor.model.preprocessing.types,
+            ),
+            predictor,
+        )
 
     async def model_ready(name: str, version: str | None = None) -> Response:
         predictor = endpoint.predictor
@@ -156,14 +196,20 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
             return problem
         encoding = request.headers.get("content-encoding", "identity")
         if encoding != "identity":
-            return v2_error(400, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed",
-                            predictor)
+            return v2_error(
+                400, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed", predictor
+            )
         body = await request.body()
         try:
             parse = functools.partial(
-                v2.parse_infer, body, predictor.features, header_length=request.headers.get(v2.HEADER_LENGTH),
-                types=predictor.model.preprocessing.types, max_image_pixels=predictor.max_image_pixels,
-                max_request_pixels=predictor.max_request_pixels)
+                v2.parse_infer,
+                body,
+                predictor.features,
+                header_length=request.headers.get(v2.HEADER_LENGTH),
+                types=predictor.model.preprocessing.types,
+                max_image_pixels=predictor.max_image_pixels,
+                max_request_pixels=predictor.max_request_pixels,
+            )
             # Images decode while they are checked, and a large body parses for a while: off the event loop,
             # so health checks and other requests go on meanwhile.
             parsed = await asyncio.to_thread(parse) if predictor.has_images or len(body) > 1 << 20 else parse()
@@ -173,19 +219,31 @@ def build_api(endpoint: Endpoint, *, max_body_bytes: int, timeout_s: float, toke
             return v2_error(413, too_many(len(parsed.rows)), predictor)
         outputs = await endpoint.forward((predictor, parsed.rows))
         content, header_length = v2.infer_response(
-            name=predictor.name, version=predictor.version, predictions=predictor.model.decode(outputs),
+            name=predictor.name,
+            version=predictor.version,
+            predictions=predictor.model.decode(outputs),
             datatype=v2.output_datatype(predictor.labels, regression=predictor.model.preprocessing.regression),
-            request_id=parsed.request_id, binary=parsed.binary_output)
+            request_id=parsed.request_id,
+            binary=parsed.binary_output,
+        )
         headers = {VERSION_HEADER: str(predictor.version)}
         if header_length is None:
             return Response(content, media_type="application/json", headers=headers)
         headers[v2.HEADER_LENGTH] = str(header_length)
         return Response(content, media_type="application/octet-stream", headers=headers)
 
-    infer_doc = dict(response_model=protocol.V2InferResponse, responses=v2_errors, tags=["v2"],
-                     summary="Infer (JSON, or Triton's binary tensor extension)",
-                     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/V2InferRequest"}}}}})
+    infer_doc = dict(
+        response_model=protocol.V2InferResponse,
+        responses=v2_errors,
+        tags=["v2"],
+        summary="Infer (JSON, or Triton's binary tensor extension)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}},
+            }
+        },
+    )
     metadata_doc = dict(response_model=protocol.V2ModelMetadata, responses=v2_errors, tags=["v2"])
 
     @api.get("/v2/models/{name}", **metadata_doc)

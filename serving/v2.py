@@ -67,25 +67,43 @@ def server_metadata(version: str) -> dict[str, Any]:
     return {"name": "kiln", "version": version, "extensions": ["binary_tensor_data"]}
 
 
-def model_metadata(name: str, version: int, features: list[str], labels: list[Any], *,
-                   regression: bool = False, types: dict[str, str] | None = None) -> dict[str, Any]:
+def model_metadata(
+    name: str,
+    version: int,
+    features: list[str],
+    labels: list[Any],
+    *,
+    regression: bool = False,
+    types: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An all-numeric model lists its one matrix input; a model with category or binary columns lists one
     input per column with its datatype (BYTES for strings)."""
     if types and any(kind != "number" for kind in types.values()):
         inputs = [{"name": f, "datatype": "FP64" if types[f] == "number" else BYTES, "shape": [-1]} for f in features]
     else:
         inputs = [{"name": MATRIX_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}]
-    return {"name": name, "versions": [str(version)], "platform": PLATFORM, "inputs": inputs,
-            "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels, regression=regression), "shape": [-1]}]}
+    return {
+        "name": name,
+        "versions": [str(version)],
+        "platform": PLATFORM,
+        "inputs": inputs,
+        "outputs": [{"name": OUTPUT, "datatype": output_datatype(labels, regression=regression), "shape": [-1]}],
+    }
 
 
 def error(message: str) -> dict[str, str]:
     return {"error": message}
 
 
-def parse_infer(body: bytes, features: list[str], *, header_length: str | None = None,
-                types: dict[str, str] | None = None, max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
-                max_request_pixels: int = 64_000_000) -> InferRequest:
+def parse_infer(
+    body: bytes,
+    features: list[str],
+    *,
+    header_length: str | None = None,
+    types: dict[str, str] | None = None,
+    max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
+    max_request_pixels: int = 64_000_000,
+) -> InferRequest:
     """Validate an infer request against the model's features (and their `types`: a number column takes numbers
     only; an image column's images decode within `max_image_pixels`); every message names the input, row or
     feature."""
@@ -110,16 +128,22 @@ def parse_infer(body: bytes, features: list[str], *, header_length: str | None =
     if len(tensors) == 1 and tensors[0][1].ndim == 2:
         rows = _matrix(*tensors[0], features)
     else:
-        rows = _columns(tensors, features, types or dict.fromkeys(features, "number"), max_image_pixels,
-                        images.PixelBudget(max_request_pixels))
+        rows = _columns(
+            tensors,
+            features,
+            types or dict.fromkeys(features, "number"),
+            max_image_pixels,
+            images.PixelBudget(max_request_pixels),
+        )
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("'id' must be a string")
     return InferRequest(rows, request_id, _binary_output(request))
 
 
-def infer_response(*, name: str, version: int, predictions: list[Any], datatype: str, request_id: str | None,
-                   binary: bool) -> tuple[bytes, int | None]:
+def infer_response(
+    *, name: str, version: int, predictions: list[Any], datatype: str, request_id: str | None, binary: bool
+) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when the output travels as binary (else None)."""
     output: dict[str, Any] = {"name": OUTPUT, "datatype": datatype, "shape": [len(predictions)]}
     response: dict[str, Any] = {"model_name": name, "model_version": str(version), "outputs": [output]}
@@ -155,12 +179,12 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
         raise ProtocolError(f"inputs[{index}]: expected an object with 'name', 'shape', 'datatype' and 'data'")
     name = spec["name"]
     shape, datatype = spec.get("shape"), spec.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers (got {shape!r})")
     if datatype not in INPUT_DATATYPES:
-        raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not supported; use one of "
-                            f"{', '.join(INPUT_DATATYPES)}")
+        raise ProtocolError(
+            f"input {name!r}: datatype {datatype!r} is not supported; use one of {', '.join(INPUT_DATATYPES)}"
+        )
     count = math.prod(shape)  # Python's integers: no overflow to a small or negative count
     if any(d > MAX_DIMENSION for d in shape):
         raise ProtocolError(f"input {name!r}: shape {shape} has a dimension over {MAX_DIMENSION}")
@@ -170,16 +194,21 @@ def _tensor(spec: Any, index: int, binary: bytes, offset: int) -> tuple[str, np.
     if "binary_data_size" in parameters:
         size = parameters["binary_data_size"]
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes "
-                                "after the JSON header")
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size {size!r} does not fit the {len(binary)} bytes after the JSON header"
+            )
         if datatype == BYTES:
             if count * 4 > size:  # before allocating anything: every element carries a 4-byte length
-                raise ProtocolError(f"input {name!r}: shape {shape} of BYTES needs at least {count * 4} bytes "
-                                    f"(a 4-byte length per element), got {size}")
-            return name, _binary_strings(name, binary[offset:offset + size], count).reshape(shape), offset + size
+                raise ProtocolError(
+                    f"input {name!r}: shape {shape} of BYTES needs at least {count * 4} bytes "
+                    f"(a 4-byte length per element), got {size}"
+                )
+            return name, _binary_strings(name, binary[offset : offset + size], count).reshape(shape), offset + size
         if size != count * DATATYPES[datatype].itemsize:
-            raise ProtocolError(f"input {name!r}: shape {shape} of {datatype} needs "
-                                f"{count * DATATYPES[datatype].itemsize} bytes, got {size}")
+            raise ProtocolError(
+                f"input {name!r}: shape {shape} of {datatype} needs "
+                f"{count * DATATYPES[datatype].itemsize} bytes, got {size}"
+            )
         flat = np.frombuffer(binary, dtype=DATATYPES[datatype], count=count, offset=offset)
         return name, flat.astype(np.float64).reshape(shape), offset + size
     if "data" not in spec:
@@ -218,9 +247,9 @@ def _binary_strings(name: str, raw: bytes, count: int) -> np.ndarray:
         if at + length > len(raw):
             raise ProtocolError(f"input {name!r}: binary BYTES element {k} claims {length} bytes past the data's end")
         try:
-            out[k] = raw[at:at + length].decode("utf-8")
+            out[k] = raw[at : at + length].decode("utf-8")
         except UnicodeDecodeError:  # an image's raw bytes; anything else is refused by _columns
-            out[k] = bytes(raw[at:at + length])
+            out[k] = bytes(raw[at : at + length])
         at += length
     if at != len(raw):
         raise ProtocolError(f"input {name!r}: {len(raw) - at} bytes left after {count} BYTES elements")
@@ -238,22 +267,33 @@ def _leaves(data: Any):
 
 def _matrix(name: str, array: np.ndarray, features: list[str]) -> np.ndarray:
     if array.shape[1] != len(features) or array.shape[0] == 0:
-        raise ProtocolError(f"input {name!r}: expected shape [N, {len(features)}] with N >= 1 "
-                            f"(features {', '.join(features)}), got {list(array.shape)}")
+        raise ProtocolError(
+            f"input {name!r}: expected shape [N, {len(features)}] with N >= 1 "
+            f"(features {', '.join(features)}), got {list(array.shape)}"
+        )
     if array.dtype == object:
-        raise ProtocolError(f"input {name!r}: a [N, {len(features)}] tensor takes numbers only; send strings and "
-                            "missing cells as one 1-D tensor per feature")
+        raise ProtocolError(
+            f"input {name!r}: a [N, {len(features)}] tensor takes numbers only; send strings and "
+            "missing cells as one 1-D tensor per feature"
+        )
     _finite(array, lambda i, j: f"input {name!r} row {i} (feature {features[j]!r})")
     return array
 
 
-def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: dict[str, str],
-             max_image_pixels: int = images.DEFAULT_MAX_PIXELS, budget: images.PixelBudget | None = None) -> np.ndarray:
+def _columns(
+    tensors: list[tuple[str, np.ndarray]],
+    features: list[str],
+    types: dict[str, str],
+    max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
+    budget: images.PixelBudget | None = None,
+) -> np.ndarray:
     by_name: dict[str, np.ndarray] = {}
     for name, array in tensors:
         if name not in features:
-            raise ProtocolError(f"unknown input {name!r}: send one tensor [N, {len(features)}] or one 1-D tensor "
-                                f"per feature ({', '.join(features)})")
+            raise ProtocolError(
+                f"unknown input {name!r}: send one tensor [N, {len(features)}] or one 1-D tensor "
+                f"per feature ({', '.join(features)})"
+            )
         if name in by_name:
             raise ProtocolError(f"input {name!r} appears twice")
         if array.ndim == 2 and array.shape[1] == 1:
@@ -269,8 +309,9 @@ def _columns(tensors: list[tuple[str, np.ndarray]], features: list[str], types: 
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
     for f in features:
         if types.get(f) == "image":
-            by_name[f] = np.array([_image(v, f, i, max_image_pixels, budget) for i, v in enumerate(by_name[f])],
-                                  dtype=object)
+            by_name[f] = np.array(
+                [_image(v, f, i, max_image_pixels, budget) for i, v in enumerate(by_name[f])], dtype=object
+            )
             continue
         undecodable = [i for i, v in enumerate(by_name[f]) if isinstance(v, bytes)]
         if undecodable:
@@ -336,7 +377,6 @@ def _binary_output(request: dict[str, Any]) -> bool:
         if not isinstance(wanted, dict):
             raise ProtocolError(f"output {OUTPUT!r}: 'parameters' must be an object")
         if "classification" in wanted or "shared_memory_region" in wanted:
-            raise ProtocolError(f"output {OUTPUT!r}: the classification and shared-memory extensions are not "
-                                "supported")
+            raise ProtocolError(f"output {OUTPUT!r}: the classification and shared-memory extensions are not supported")
         binary = bool(wanted.get("binary_data", parameters.get("binary_data_output", False)))
     return binary

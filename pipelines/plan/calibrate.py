@@ -29,8 +29,9 @@ from pipelines.plan.hardware import (
 from pipelines.ports import free_port
 
 
-def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(),
-                    seconds: float = 2.0) -> HardwareProfile:
+def calibrate_local(
+    cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(), seconds: float = 2.0
+) -> HardwareProfile:
     """Measure this machine: step FLOP/s and fixed cost, copy bandwidth, loopback all-reduce."""
     flops = count_flops(cfg, input_dim, num_classes, slots=slots)
     with _one_thread():
@@ -47,13 +48,20 @@ def calibrate_local(cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=
         notes.append(f"all-reduce not measured ({type(err).__name__}: {err}); default used")
         warnings.warn(notes[-1], stacklevel=2)
     return dataclasses.replace(
-        machine, flops_per_s=flops_per_s, mem_bandwidth_bytes_per_s=mem_bandwidth,
-        interconnect_bandwidth_bytes_per_s=bandwidth, allreduce_latency_s=latency,
-        per_step_overhead_s=overhead, cores=local_cores(), notes="; ".join(notes))
+        machine,
+        flops_per_s=flops_per_s,
+        mem_bandwidth_bytes_per_s=mem_bandwidth,
+        interconnect_bandwidth_bytes_per_s=bandwidth,
+        allreduce_latency_s=latency,
+        per_step_overhead_s=overhead,
+        cores=local_cores(),
+        notes="; ".join(notes),
+    )
 
 
-def for_shape(profile: HardwareProfile, cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(),
-              seconds: float = 1.0) -> HardwareProfile:
+def for_shape(
+    profile: HardwareProfile, cfg: KilnConfig, input_dim: int, num_classes: int, *, slots=(), seconds: float = 1.0
+) -> HardwareProfile:
     """`profile` with the step speed of `cfg`'s model measured afresh: a Transformer's FLOPs run far slower
     than an MLP's on the same cores, so each shape of a search gets its own. The rest is the machine's."""
     with _one_thread():
@@ -120,8 +128,9 @@ def speed_probe(steps: int = 400, repeats: int = 3) -> float:
     64-128-64-10 MLP at batch 64 on the calling thread, the fastest of `repeats`. Fixed, not cfg's model, so
     that hardware.REFERENCE_PROBE_S, its time on the day LOCAL's costs were measured, stays comparable."""
     generator = torch.Generator().manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
-                                torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.randn(64, 64, generator=generator), torch.randint(0, 10, (64,), generator=generator)
 
@@ -148,8 +157,9 @@ def _loopback_allreduce(grad_bytes: int, *, timeout_s: float = 8.0) -> tuple[flo
     port = free_port()
     big = max(4 << 20, 4 * grad_bytes)
     results = mp.get_context("spawn").SimpleQueue()
-    context = mp.start_processes(_allreduce_worker, args=(port, [4, big], results), nprocs=2,
-                                 join=False, start_method="spawn")
+    context = mp.start_processes(
+        _allreduce_worker, args=(port, [4, big], results), nprocs=2, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + timeout_s
     try:
         while not context.join(timeout=0.2):

@@ -24,10 +24,15 @@ def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int
         loss.backward()
     num_params = sum(p.numel() for p in model.parameters())
     fwd, bwd = forward.get_total_flops() / batch, backward.get_total_flops() / batch
-    return {"forward_flops_per_sample": fwd, "backward_flops_per_sample": bwd,
-            "flops_per_sample": fwd + bwd, "num_params": num_params,
-            "param_bytes": num_params * BYTES_PER_PARAM, "grad_bytes": num_params * BYTES_PER_PARAM,
-            "input_bytes_per_sample": input_dim * 4 + 8}  # float32 features, int64 label
+    return {
+        "forward_flops_per_sample": fwd,
+        "backward_flops_per_sample": bwd,
+        "flops_per_sample": fwd + bwd,
+        "num_params": num_params,
+        "param_bytes": num_params * BYTES_PER_PARAM,
+        "grad_bytes": num_params * BYTES_PER_PARAM,
+        "input_bytes_per_sample": input_dim * 4 + 8,
+    }  # float32 features, int64 label
 
 
 def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
@@ -45,5 +50,13 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
             return (e.vocabulary_size + pairs) * own.embedding_dim
         return e.width * first if e.type != "number" else 0
 
-    return [{"column": e.name, "type": e.type, "encoded": e.width, "table_params": table(e),
-             **({"vocabulary": e.vocabulary_size - text.RESERVED} if e.type == "text" else {})} for e in encoders]
+    return [
+        {
+            "column": e.name,
+            "type": e.type,
+            "encoded": e.width,
+            "table_params": table(e),
+            **({"vocabulary": e.vocabulary_size - text.RESERVED} if e.type == "text" else {}),
+        }
+        for e in encoders
+    ]

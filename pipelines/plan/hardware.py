@@ -69,10 +69,20 @@ LOOPBACK_LATENCY_S, LOOPBACK_BANDWIDTH = 150e-6, 1.5e9
 IN_WORKER_SLOWDOWN = 1.10
 
 
-LOCAL = HardwareProfile("local", 4e10, 4e10, LOOPBACK_BANDWIDTH, LOOPBACK_LATENCY_S,
-                        per_step_overhead_s=3e-4, per_epoch_overhead_s=0.002, trial_fixed_cost_s=8.9,
-                        per_report_s=0.12, contended_sync_s=1.5e-3, in_actor_trial_fixed_cost_s=0.44,
-                        in_actor_per_report_s=0.03)
+LOCAL = HardwareProfile(
+    "local",
+    4e10,
+    4e10,
+    LOOPBACK_BANDWIDTH,
+    LOOPBACK_LATENCY_S,
+    per_step_overhead_s=3e-4,
+    per_epoch_overhead_s=0.002,
+    trial_fixed_cost_s=8.9,
+    per_report_s=0.12,
+    contended_sync_s=1.5e-3,
+    in_actor_trial_fixed_cost_s=0.44,
+    in_actor_per_report_s=0.03,
+)
 
 
 # Those costs are process starts, imports and Python bookkeeping: they follow the speed of the cores, and shared

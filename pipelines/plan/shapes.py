@@ -38,8 +38,9 @@ def shape_samples(cfg: KilnConfig, limit: int = MAX_SHAPES) -> list[dict[str, An
     combinations, `limit` of them drawn with a fixed seed, so the plan is the same on every call."""
     space = parse_search_space(cfg.tune.search_space)
     keys = shape_keys(space)
-    combos = [dict(zip(keys, values, strict=True))
-              for values in itertools.product(*(representatives(space[k]) for k in keys))]
+    combos = [
+        dict(zip(keys, values, strict=True)) for values in itertools.product(*(representatives(space[k]) for k in keys))
+    ]
     if len(combos) > limit:
         combos = random.Random(0).sample(combos, limit)
     return combos or [{}]

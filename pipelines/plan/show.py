@@ -11,36 +11,57 @@ def plan_table(plan_dict: dict) -> str:
     """The plan as a terminal table: one row per worker count, the recommendation and the search."""
     model, search = plan_dict["model"], plan_dict["search"]
     parts = ("compute_s", "allreduce_s", "data_s", "overhead_s", "step_time_s")
-    lines = [f"{plan_dict['hardware']}: {model['num_params']:,} parameters, FLOPs per sample "
-             f"{model['forward_flops_per_sample']:,.0f} forward + "
-             f"{model['backward_flops_per_sample']:,.0f} backward; times per step in ms",
-             f"{'workers':>7} {'batch':>5} {'steps':>5} " + " ".join(
-                 f"{p.removesuffix('_s').removesuffix('_time'):>9}" for p in parts)
-             + f" {'epoch_s':>8} {'samples/s':>9} {'efficiency':>10}"]
+    lines = [
+        f"{plan_dict['hardware']}: {model['num_params']:,} parameters, FLOPs per sample "
+        f"{model['forward_flops_per_sample']:,.0f} forward + "
+        f"{model['backward_flops_per_sample']:,.0f} backward; times per step in ms",
+        f"{'workers':>7} {'batch':>5} {'steps':>5} "
+        + " ".join(f"{p.removesuffix('_s').removesuffix('_time'):>9}" for p in parts)
+        + f" {'epoch_s':>8} {'samples/s':>9} {'efficiency':>10}",
+    ]
     for row in plan_dict["workers"]:
         times = " ".join(f"{row[p] * 1e3:>9.3f}" for p in parts)
-        lines.append(f"{row['num_workers']:>7} {row['batch_size_per_worker']:>5} "
-                     f"{row['steps_per_epoch']:>5} {times} {row['epoch_time_s']:>8.3f} "
-                     f"{row['samples_per_s']:>9,.0f} {row['efficiency']:>10.2f}")
+        lines.append(
+            f"{row['num_workers']:>7} {row['batch_size_per_worker']:>5} "
+            f"{row['steps_per_epoch']:>5} {times} {row['epoch_time_s']:>8.3f} "
+            f"{row['samples_per_s']:>9,.0f} {row['efficiency']:>10.2f}"
+        )
     inputs = plan_dict.get("inputs") or []
     tables = [i for i in inputs if i["table_params"] and i["type"] != "text"]
     texts = [i for i in inputs if i["type"] == "text"]
     if inputs:
-        lines.append(f"inputs: {len(inputs)} columns, {sum(i['encoded'] for i in inputs)} encoded"
-                     + ("; one-hot tables (first-layer rows): " + ", ".join(
-                         f"{i['column']} {i['encoded']} levels = {i['table_params']:,}" for i in tables)
-                        + " parameters" if tables else "")
-                     + ("; text embeddings: " + ", ".join(
-                         f"{i['column']} {i['vocabulary']:,} words x {i['encoded']} per row = {i['table_params']:,}"
-                         for i in texts) + " parameters" if texts else ""))
+        lines.append(
+            f"inputs: {len(inputs)} columns, {sum(i['encoded'] for i in inputs)} encoded"
+            + (
+                "; one-hot tables (first-layer rows): "
+                + ", ".join(f"{i['column']} {i['encoded']} levels = {i['table_params']:,}" for i in tables)
+                + " parameters"
+                if tables
+                else ""
+            )
+            + (
+                "; text embeddings: "
+                + ", ".join(
+                    f"{i['column']} {i['vocabulary']:,} words x {i['encoded']} per row = {i['table_params']:,}"
+                    for i in texts
+                )
+                + " parameters"
+                if texts
+                else ""
+            )
+        )
     if search.get("shapes"):
-        lines.append(f"the search's model shapes, epoch at {search['num_workers']} workers: " + ", ".join(
-            f"{describe(s['sample'])} {s['epoch_time_s']:.3f} s" for s in search["shapes"])
-            + "; the search is priced at their mean")
-    lines.append(f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
-                 f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "
-                 f"trial-epochs, {search['compute_s']:.1f} s training, "
-                 f"~{search['wall_time_s']:.0f} s wall ({search['trial_start_s']:.2f} s a trial to start and stop)")
+        lines.append(
+            f"the search's model shapes, epoch at {search['num_workers']} workers: "
+            + ", ".join(f"{describe(s['sample'])} {s['epoch_time_s']:.3f} s" for s in search["shapes"])
+            + "; the search is priced at their mean"
+        )
+    lines.append(
+        f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
+        f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "
+        f"trial-epochs, {search['compute_s']:.1f} s training, "
+        f"~{search['wall_time_s']:.0f} s wall ({search['trial_start_s']:.2f} s a trial to start and stop)"
+    )
     return "\n".join(lines)
 
 

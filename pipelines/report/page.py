@@ -68,8 +68,9 @@ class ReportData:
         """The epochs at which ASHA judged trials (scheduler.asha_rungs, each at the first epoch past it)."""
         if self.scheduler not in ("asha", "asha_promote"):
             return []
-        milestones = scheduler.asha_rungs(min(self.grace_period, self.max_epochs), self.reduction_factor,
-                                          self.max_epochs)
+        milestones = scheduler.asha_rungs(
+            min(self.grace_period, self.max_epochs), self.reduction_factor, self.max_epochs
+        )
         return sorted({math.ceil(r) for r in milestones})
 
     def varied_params(self) -> list[str]:
@@ -82,31 +83,46 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
     parent = client.get_run(run_id)
     params, metrics, tags = parent.data.params, parent.data.metrics, parent.data.tags
     metric = params.get("tune.metric", cfg.tune.metric)
-    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
-                                  max_results=1000)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000
+    )
     trials = []
     for child in sorted(children, key=lambda r: r.data.tags.get("kiln.trial_id", "")):
         history = {m.step: m.value for m in client.get_metric_history(child.info.run_id, metric)}
-        trials.append(TrialData(child.data.tags.get("kiln.trial_id", child.info.run_name), dict(child.data.params),
-                                sorted(history.items()), child.info.status))
+        trials.append(
+            TrialData(
+                child.data.tags.get("kiln.trial_id", child.info.run_name),
+                dict(child.data.params),
+                sorted(history.items()),
+                child.info.status,
+            )
+        )
     test = None
     try:
         test = json.loads(Path(client.download_artifacts(run_id, "test_report.json")).read_text())
     except Exception:  # a run that stopped before evaluating
         pass
     return ReportData(
-        run_name=parent.info.run_name, run_id=run_id, status=parent.info.status, metric=metric,
-        mode=params.get("tune.mode", cfg.tune.mode), max_epochs=int(params.get("train.epochs", cfg.train.epochs)),
+        run_name=parent.info.run_name,
+        run_id=run_id,
+        status=parent.info.status,
+        metric=metric,
+        mode=params.get("tune.mode", cfg.tune.mode),
+        max_epochs=int(params.get("train.epochs", cfg.train.epochs)),
         scheduler=params.get("tune.scheduler.name", cfg.tune.scheduler.name),
         grace_period=int(params.get("tune.scheduler.grace_period", cfg.tune.scheduler.grace_period)),
         reduction_factor=float(params.get("tune.scheduler.reduction_factor", cfg.tune.scheduler.reduction_factor)),
-        trials=trials, best_trial_id=tags.get("kiln.best_trial_id"), test=test,
+        trials=trials,
+        best_trial_id=tags.get("kiln.best_trial_id"),
+        test=test,
         stages_s={k.removeprefix("stage_").removesuffix("_s"): v for k, v in metrics.items() if k.startswith("stage_")},
         predicted_epoch_s=metrics.get("plan_predicted_epoch_time_s"),
         measured_epoch_s=metrics.get("measured_median_epoch_time_s"),
-        model_version=tags.get("kiln.model_version"), promotion=tags.get("kiln.promotion"),
+        model_version=tags.get("kiln.model_version"),
+        promotion=tags.get("kiln.promotion"),
         baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")},
-        baseline_name=tags.get("kiln.baseline", TREES))
+        baseline_name=tags.get("kiln.baseline", TREES),
+    )
 
 
 def build(cfg: KilnConfig, run_id: str) -> Path:
@@ -146,8 +162,13 @@ def plot_trials(data: ReportData) -> str:
             continue
         epochs, values = zip(*trial.history, strict=True)
         best = trial.trial_id == data.best_trial_id
-        (line,) = ax.plot(epochs, values, marker=".", linewidth=2.5 if best else 1.2,
-                          label=trial.trial_id + (" (best)" if best else ""))
+        (line,) = ax.plot(
+            epochs,
+            values,
+            marker=".",
+            linewidth=2.5 if best else 1.2,
+            label=trial.trial_id + (" (best)" if best else ""),
+        )
         if trial.epochs_run < data.max_epochs:  # stopped early by the scheduler
             ax.plot(epochs[-1], values[-1], marker="x", markersize=10, color=line.get_color())
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -189,8 +210,11 @@ def plot_roc(test: dict[str, Any]) -> str:
     if len(test["roc"]) > 1:
         ax.legend(fontsize=7, title="one vs rest")
     auc = test_metrics(test).get("test_auc")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate",
-           title="test ROC" + (f" (AUC {auc:.3f})" if auc is not None else ""))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="test ROC" + (f" (AUC {auc:.3f})" if auc is not None else ""),
+    )
     return _png(fig)
 
 
@@ -207,8 +231,11 @@ def plot_regression(test: dict[str, Any]) -> str:
     left.plot([low, high], [low, high], color="#bbb", linestyle=":", linewidth=1)
     left.scatter(actual, predicted, s=6, alpha=0.6)
     rmse = test_metrics(test).get("test_rmse")
-    left.set(xlabel="actual", ylabel="predicted", title="test: predicted vs actual"
-             + (f" (RMSE {rmse:.4g})" if rmse is not None else ""))
+    left.set(
+        xlabel="actual",
+        ylabel="predicted",
+        title="test: predicted vs actual" + (f" (RMSE {rmse:.4g})" if rmse is not None else ""),
+    )
     right.axhline(0, color="#bbb", linestyle=":", linewidth=1)
     right.scatter(predicted, [p - a for a, p in zip(actual, predicted, strict=True)], s=6, alpha=0.6)
     right.set(xlabel="predicted", ylabel="predicted - actual", title="test residuals")
@@ -254,26 +281,46 @@ def render_html(data: ReportData) -> str:
         + "".join(f"<td>{esc(t.params.get(k, ''))}</td>" for k in varied)
         + f"<td>{t.epochs_run}</td>{_best_cells(t, data.mode)}"
         f"<td>{'yes' if t.epochs_run < data.max_epochs else 'no'}</td></tr>"
-        for t in data.trials)
+        for t in data.trials
+    )
     summary = [
         ("search", f"{data.run_name} ({data.status.lower()})"),
-        ("best trial", f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best
-         else "-"),
-        ("test", ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in test_metrics(data.test).items())
-         if data.test else "-"),
-        ("baseline", f"{data.baseline_name} on the same splits: "
-         + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items()) if data.baseline
-         else data.baseline_name if data.baseline_name == baseline.NO_IMAGE_BASELINE else "-"),
+        (
+            "best trial",
+            f"{data.best_trial_id} " + ", ".join(f"{k}={best.params.get(k)}" for k in varied) if best else "-",
+        ),
+        (
+            "test",
+            ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in test_metrics(data.test).items())
+            if data.test
+            else "-",
+        ),
+        (
+            "baseline",
+            f"{data.baseline_name} on the same splits: "
+            + ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in data.baseline.items())
+            if data.baseline
+            else data.baseline_name
+            if data.baseline_name == baseline.NO_IMAGE_BASELINE
+            else "-",
+        ),
         *([("the baseline wins", loss)] if (loss := baseline_verdict(data)) else []),
         ("registered version", data.model_version or "-"),
         ("promotion", data.promotion or "-"),
-        ("compute", f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "
-                    f"end ({data.trial_epochs / max(data.full_trial_epochs, 1):.0%})"),
+        (
+            "compute",
+            f"{data.trial_epochs} trial-epochs, against {data.full_trial_epochs} to run every trial to the "
+            f"end ({data.trial_epochs / max(data.full_trial_epochs, 1):.0%})",
+        ),
         ("ASHA rungs", ", ".join(map(str, data.rungs)) or "-"),
     ]
     if data.predicted_epoch_s and data.measured_epoch_s:
-        summary.append(("epoch time", f"predicted {data.predicted_epoch_s:.3f} s by kiln plan, measured median "
-                                      f"{data.measured_epoch_s:.3f} s"))
+        summary.append(
+            (
+                "epoch time",
+                f"predicted {data.predicted_epoch_s:.3f} s by kiln plan, measured median {data.measured_epoch_s:.3f} s",
+            )
+        )
     figures = [("trials", plot_trials(data))]
     if data.test and data.test.get("confusion"):
         figures.append(("confusion", plot_confusion(data.test)))
@@ -284,8 +331,9 @@ def render_html(data: ReportData) -> str:
     if data.stages_s:
         figures.append(("stages", plot_stages(data.stages_s)))
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"></figure>' for name, b64 in figures)
-    head = "".join(f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", "best epoch", data.metric,
-                                                      "stopped early"])
+    head = "".join(
+        f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", "best epoch", data.metric, "stopped early"]
+    )
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kiln report: {esc(data.run_name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse;margin:1em 0}}

@@ -32,8 +32,9 @@ def written(space: Any) -> dict[str, Any]:
 TRANSFORMER_WORDS = 64  # texts longer than this (90th percentile) search the bag alone
 
 
-def build(types: dict[str, str], *, rows: int, task: str, colour: bool = False,
-          text_words: int = 0) -> dict[str, dict[str, Any]]:
+def build(
+    types: dict[str, str], *, rows: int, task: str, colour: bool = False, text_words: int = 0
+) -> dict[str, dict[str, Any]]:
     """The space for data with these feature column kinds and row count; `text_words`: the longest text column's
     90th-percentile word count (a Transformer over long texts costs minutes an epoch on a few CPU cores)."""
     kinds = set(types.values())
@@ -63,8 +64,9 @@ def build(types: dict[str, str], *, rows: int, task: str, colour: bool = False,
     return space
 
 
-def resolve(space: Any, types: dict[str, str], *, rows: int, task: str, colour: bool = False,
-            text_words: int = 0) -> dict[str, Any]:
+def resolve(
+    space: Any, types: dict[str, str], *, rows: int, task: str, colour: bool = False, text_words: int = 0
+) -> dict[str, Any]:
     """`tune.search_space` with `auto` filled in for this data; the user's own keys win. ConfigError naming the
     key when a key the user wrote cannot apply to this data (image settings without an image column...)."""
     mine = written(space)

@@ -77,19 +77,32 @@ def hold(cfg: KilnConfig, name: str):
     """An exclusive hold on search `name` for this process's lifetime (release() ends it sooner), on a storage.root
     that is a local folder: two drivers racing to resume one search (both saw its holder dead) meet here, and the
     second is refused. On an object store the pid lease in the ledger is the only guard."""
-    return locks.take(cfg, f"searches/{name}.lock", 0.0, error=ConfigError,
-                      busy=f"search {name} is held by another live kiln process on this store (a run or --resume "
-                           "of it); wait for that one to end")
+    return locks.take(
+        cfg,
+        f"searches/{name}.lock",
+        0.0,
+        error=ConfigError,
+        busy=f"search {name} is held by another live kiln process on this store (a run or --resume "
+        "of it); wait for that one to end",
+    )
 
 
 # Config keys added after searches were saved, with their defaults: left at the default, a key is not hashed.
 # Keys added since searches were first saved, each with the value that trains as Kiln did before it existed: a
 # search saved then hashes the same only when the config still trains that way (the recipe's new defaults don't).
-ADDED_LATER = (("model", "columns", {}), ("data", "tokenizer", "words"), ("data", "char_ngrams", 0),
-               ("data", "numbers", "standard"), ("model", "trust_code", False),
-               ("model", "image_pool", 1), ("model", "image_standardize", "dataset"),
-               ("train", "schedule", "constant"), ("train", "warmup_fraction", 0.0), ("train", "grad_clip", 0.0),
-               ("train", "label_smoothing", 0.0))
+ADDED_LATER = (
+    ("model", "columns", {}),
+    ("data", "tokenizer", "words"),
+    ("data", "char_ngrams", 0),
+    ("data", "numbers", "standard"),
+    ("model", "trust_code", False),
+    ("model", "image_pool", 1),
+    ("model", "image_standardize", "dataset"),
+    ("train", "schedule", "constant"),
+    ("train", "warmup_fraction", 0.0),
+    ("train", "grad_clip", 0.0),
+    ("train", "label_smoothing", 0.0),
+)
 
 
 def config_hash(cfg: KilnConfig) -> str:
@@ -148,8 +161,10 @@ def fresh_name(cfg: KilnConfig) -> str:
     stamp = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     import pyarrow.fs
 
-    taken = {info.base_name.removesuffix(".json")
-             for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))}
+    taken = {
+        info.base_name.removesuffix(".json")
+        for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    }
     local = isinstance(fs, pyarrow.fs.LocalFileSystem)
     count, name = 1, stamp
     while name in taken or (local and not _claimed(f"{folder}/{name}.json")):
@@ -170,8 +185,16 @@ def _claimed(path: str) -> bool:
 
 
 def new(cfg: KilnConfig, parent_run_id: str, name: str) -> SearchState:
-    return SearchState(name, config_hash(cfg), parent_run_id, RUNNING, time.time(), socket.gethostname(),
-                       os.getpid(), pid_started=process_started(os.getpid()))
+    return SearchState(
+        name,
+        config_hash(cfg),
+        parent_run_id,
+        RUNNING,
+        time.time(),
+        socket.gethostname(),
+        os.getpid(),
+        pid_started=process_started(os.getpid()),
+    )
 
 
 def unfinished(state: SearchState | None) -> bool:

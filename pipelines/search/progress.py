@@ -37,8 +37,10 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
                 self._event(f"trial {trial.trial_id} promoted: resumes after epoch {self.running[trial.trial_id]}")
                 return
             self.running[trial.trial_id] = 0
-            self._event(f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "
-                        f"{describe_sample(trial.config)}")
+            self._event(
+                f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "
+                f"{describe_sample(trial.config)}"
+            )
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             value, epoch = result.get(metric), result.get("epoch", 0)
@@ -54,8 +56,10 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
             for trial in trials:
                 if trial.status == "PAUSED" and trial.trial_id in self.running and trial.trial_id not in self.paused:
                     self.paused.add(trial.trial_id)
-                    self._event(f"trial {trial.trial_id} paused after epoch {self.running[trial.trial_id]}: "
-                                "resumes if it ranks in its rung's top")
+                    self._event(
+                        f"trial {trial.trial_id} paused after epoch {self.running[trial.trial_id]}: "
+                        "resumes if it ranks in its rung's top"
+                    )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.paused.discard(trial.trial_id)
@@ -63,8 +67,10 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
             self.done += 1
             early = epochs < max_epochs
             self.stopped_early += early
-            self._event(f"trial {trial.trial_id} " + (f"stopped early by the scheduler after {epochs} epochs"
-                                                      if early else f"finished {epochs} epochs"))
+            self._event(
+                f"trial {trial.trial_id} "
+                + (f"stopped early by the scheduler after {epochs} epochs" if early else f"finished {epochs} epochs")
+            )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.running.pop(trial.trial_id, None)
@@ -96,11 +102,15 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
             elapsed = time.perf_counter() - self.started
             table = Table.grid(padding=(0, 2))
             running = len(self.running) - len(self.paused)
-            table.add_row("trials", f"{running} running, {len(self.paused)} paused, {self.done} finished "
-                                    f"({self.stopped_early} stopped early), {self.failed} failed, of {num_samples}")
+            table.add_row(
+                "trials",
+                f"{running} running, {len(self.paused)} paused, {self.done} finished "
+                f"({self.stopped_early} stopped early), {self.failed} failed, of {num_samples}",
+            )
             for trial_id, epochs in sorted(self.running.items()):
-                table.add_row("", f"{trial_id}: epoch {epochs}/{max_epochs}" + (" (paused)" if trial_id in
-                                                                                  self.paused else ""))
+                table.add_row(
+                    "", f"{trial_id}: epoch {epochs}/{max_epochs}" + (" (paused)" if trial_id in self.paused else "")
+                )
             if self.best:
                 table.add_row(f"best {metric}", f"{self.best[0]:.4f}  ({self.best[1]}: {self.best[2]})")
             eta = elapsed / self._ended() * (num_samples - self._ended()) if self._ended() else None

@@ -81,17 +81,32 @@ class Rungs:
         sign = -1.0 if self.mode == "max" else 1.0
         order = {trial_id: i for i, trial_id in enumerate(self.recorded[rung])}
         tiebreak = self.tiebreak[rung]
-        return lambda trial_id: (sign * self.recorded[rung][trial_id], tiebreak.get(trial_id, math.inf),
-                                 order[trial_id])
+        return lambda trial_id: (
+            sign * self.recorded[rung][trial_id],
+            tiebreak.get(trial_id, math.inf),
+            order[trial_id],
+        )
 
     def to_dict(self) -> dict:
-        return {"milestones": self.milestones, "eta": self.eta, "mode": self.mode, "recorded": self.recorded,
-                "promoted": self.promoted, "tiebreak": self.tiebreak}
+        return {
+            "milestones": self.milestones,
+            "eta": self.eta,
+            "mode": self.mode,
+            "recorded": self.recorded,
+            "promoted": self.promoted,
+            "tiebreak": self.tiebreak,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> Rungs:
-        return cls(list(raw["milestones"]), float(raw["eta"]), raw["mode"], [dict(r) for r in raw["recorded"]],
-                   [list(p) for p in raw["promoted"]], [dict(t) for t in raw.get("tiebreak", [])])
+        return cls(
+            list(raw["milestones"]),
+            float(raw["eta"]),
+            raw["mode"],
+            [dict(r) for r in raw["recorded"]],
+            [list(p) for p in raw["promoted"]],
+            [dict(t) for t in raw.get("tiebreak", [])],
+        )
 
 
 @dataclass

@@ -57,6 +57,9 @@ def choose_existing(ranked: list[Candidate], exists: Callable[[str], bool]) -> C
             if candidate is with_checkpoint[0]:
                 return Choice(candidate)
             top = with_checkpoint[0]
-            return Choice(candidate, f"the checkpoint of epoch {top.epoch} ({top.value:.4f}) is missing at "
-                                     f"{top.checkpoint}; using epoch {candidate.epoch}'s ({candidate.value:.4f})")
+            return Choice(
+                candidate,
+                f"the checkpoint of epoch {top.epoch} ({top.value:.4f}) is missing at "
+                f"{top.checkpoint}; using epoch {candidate.epoch}'s ({candidate.value:.4f})",
+            )
     return Choice(None)

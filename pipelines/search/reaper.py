@@ -41,13 +41,21 @@ class OrphanReaper:
         from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
         from ray.util.state import list_actors
 
-        groups = {pg_id: list(info["bundles"].values()) for pg_id, info in placement_group_table().items()
-                  if info["state"] == "CREATED"}
+        groups = {
+            pg_id: list(info["bundles"].values())
+            for pg_id, info in placement_group_table().items()
+            if info["state"] == "CREATED"
+        }
         # This runtime's dashboard, by address: with other Ray runtimes on the machine the state API would
         # otherwise refuse to guess.
         dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
-        actors = list_actors(address=f"http://{dashboard}", filters=[("state", "!=", "DEAD")], detail=True,
-                             limit=10_000, raise_on_missing_output=False)
+        actors = list_actors(
+            address=f"http://{dashboard}",
+            filters=[("state", "!=", "DEAD")],
+            detail=True,
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
         occupied = {a.placement_group_id for a in actors if a.placement_group_id}
         orphans = resources.orphaned_groups(groups, occupied, seen, now=time.monotonic(), grace_s=self.grace_s)
         for pg_id in orphans:

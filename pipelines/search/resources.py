@@ -50,13 +50,15 @@ def max_concurrent_trials(cfg: KilnConfig, *, cluster_cpus: float, cluster_gpus:
         raise ConfigError(
             f"train.num_workers: {cfg.train.num_workers} workers x train.cpus_per_worker "
             f"{cfg.train.cpus_per_worker:g} = {need:.2f} CPUs per trial, but the cluster has "
-            f"{cluster_cpus:g}; lower train.num_workers or train.cpus_per_worker")
+            f"{cluster_cpus:g}; lower train.num_workers or train.cpus_per_worker"
+        )
     fit = max(1, math.floor((cluster_cpus - RESERVED_CPU) / need + 1e-9))
     if resolve_use_gpu(cfg, cluster_gpus):
         if cfg.train.num_workers > cluster_gpus:
             raise ConfigError(
                 f"train.num_workers: {cfg.train.num_workers} workers need one GPU each, but the "
-                f"cluster has {cluster_gpus:g}; lower train.num_workers or set train.use_gpu: false")
+                f"cluster has {cluster_gpus:g}; lower train.num_workers or set train.use_gpu: false"
+            )
         fit = min(fit, math.floor(cluster_gpus / cfg.train.num_workers))
     if cfg.tune.max_concurrent_trials:
         fit = min(fit, cfg.tune.max_concurrent_trials)
@@ -68,8 +70,14 @@ def max_concurrent_trials(cfg: KilnConfig, *, cluster_cpus: float, cluster_gpus:
 ORPHAN_GRACE_S = 90.0
 
 
-def orphaned_groups(groups: dict[str, list[dict]], occupied: set[str], empty_since: dict[str, float], *,
-                    now: float, grace_s: float = ORPHAN_GRACE_S) -> list[str]:
+def orphaned_groups(
+    groups: dict[str, list[dict]],
+    occupied: set[str],
+    empty_since: dict[str, float],
+    *,
+    now: float,
+    grace_s: float = ORPHAN_GRACE_S,
+) -> list[str]:
     """Created placement groups of training workers that have held no live actor for grace_s.
 
     `groups` maps each CREATED group to its bundles; Tune's trial-actor groups (a TRIAL_ACTOR_CPU bundle) are
@@ -77,8 +85,11 @@ def orphaned_groups(groups: dict[str, list[dict]], occupied: set[str], empty_sin
     A Train run killed between creating its group and registering it with Train's cleaner leaves such a group
     behind, and its CPUs stay reserved until the runtime stops: the next trials wait for them forever.
     """
-    candidates = {pg for pg, bundles in groups.items()
-                  if not any(b.get("CPU") == TRIAL_ACTOR_CPU for b in bundles) and pg not in occupied}
+    candidates = {
+        pg
+        for pg, bundles in groups.items()
+        if not any(b.get("CPU") == TRIAL_ACTOR_CPU for b in bundles) and pg not in occupied
+    }
     for pg in list(empty_since):
         if pg not in candidates:
             del empty_since[pg]

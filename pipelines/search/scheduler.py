@@ -30,15 +30,22 @@ def build_scheduler(cfg: KilnConfig, search_name: str):
     if cfg.tune.scheduler.name != "asha":
         return FIFOScheduler()
     # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
-    return ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=grace_period(cfg),
-                         reduction_factor=cfg.tune.scheduler.reduction_factor, brackets=cfg.tune.scheduler.brackets)
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=cfg.train.epochs,
+        grace_period=grace_period(cfg),
+        reduction_factor=cfg.tune.scheduler.reduction_factor,
+        brackets=cfg.tune.scheduler.brackets,
+    )
 
 
 def bracket_milestones(cfg: KilnConfig) -> list[list[int]]:
     """Each bracket's rungs as whole epochs (a rung is reached at the first epoch at or past it), lowest first."""
     eta = cfg.tune.scheduler.reduction_factor
-    return [sorted({math.ceil(m - 1e-9) for m in asha_rungs(grace_period(cfg) * eta**s, eta, cfg.train.epochs)})
-            for s in range(cfg.tune.scheduler.brackets)]
+    return [
+        sorted({math.ceil(m - 1e-9) for m in asha_rungs(grace_period(cfg) * eta**s, eta, cfg.train.epochs)})
+        for s in range(cfg.tune.scheduler.brackets)
+    ]
 
 
 def grace_period(cfg: KilnConfig) -> int:
@@ -65,8 +72,13 @@ def promotion_scheduler(cfg: KilnConfig, search_name: str):
         def rungs(self) -> promotion.Brackets:
             if self._rungs is None:  # read lazily: a restored search unpickles this object before it runs
                 saved = storage.read_text(cfg, self.path)
-                self._rungs = promotion.Brackets.from_json(saved) if saved else promotion.Brackets.build(
-                    bracket_milestones(cfg), cfg.tune.scheduler.reduction_factor, cfg.tune.mode)
+                self._rungs = (
+                    promotion.Brackets.from_json(saved)
+                    if saved
+                    else promotion.Brackets.build(
+                        bracket_milestones(cfg), cfg.tune.scheduler.reduction_factor, cfg.tune.mode
+                    )
+                )
             return self._rungs
 
         def __getstate__(self):
@@ -94,8 +106,12 @@ def promotion_scheduler(cfg: KilnConfig, search_name: str):
         def on_trial_result(self, tune_controller, trial, result) -> str:
             if "epoch" not in result or cfg.tune.metric not in result:
                 return TrialScheduler.CONTINUE
-            decision = self.rungs.on_result(trial.trial_id, int(result["epoch"]), float(result[cfg.tune.metric]),
-                                            float(result.get("val_loss", math.nan)))
+            decision = self.rungs.on_result(
+                trial.trial_id,
+                int(result["epoch"]),
+                float(result[cfg.tune.metric]),
+                float(result.get("val_loss", math.nan)),
+            )
             self._save()
             return TrialScheduler.PAUSE if decision == promotion.PAUSE else TrialScheduler.CONTINUE
 

@@ -31,7 +31,7 @@ def parse_domain(key: str, spec: Any) -> Domain:
             f"{where}: expected one of {{choice: [...]}}, {{uniform: [lo, hi]}}, "
             f"{{loguniform: [lo, hi]}}, {{randint: [lo, hi]}} (got {spec!r})"
         )
-    (kind, args), = spec.items()
+    ((kind, args),) = spec.items()
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise ValueError(f"{where}: choice needs a non-empty list (got {args!r})")

@@ -17,9 +17,16 @@ from pipelines.search import resources
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY
 
 
-def run_trial(sample: dict[str, Any], *, base: KilnConfig, preprocessing: Preprocessing,
-              datasets: dict[str, Any], arrays: dict[str, Any] | None, use_gpu: bool,
-              train_rows: int | None = None) -> None:
+def run_trial(
+    sample: dict[str, Any],
+    *,
+    base: KilnConfig,
+    preprocessing: Preprocessing,
+    datasets: dict[str, Any],
+    arrays: dict[str, Any] | None,
+    use_gpu: bool,
+    train_rows: int | None = None,
+) -> None:
     """The Tune trainable: run the trial's config to the end or until ASHA stops it. A 1-worker trial trains
     right here (resources.in_trial_actor); otherwise as a Train run, whose reports reach Tune from this thread
     (`forward_reports`)."""
@@ -32,15 +39,25 @@ def run_trial(sample: dict[str, Any], *, base: KilnConfig, preprocessing: Prepro
     if resources.in_trial_actor(base):
         from pipelines.training import loop
 
-        config = loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at,
-                             train_rows=train_rows)
+        config = loop_config(
+            cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at, train_rows=train_rows
+        )
         loop.train_loop_per_worker(config, loop.TrialActor(datasets, use_gpu))
         return
     # Named after the trial, so a restarted trial resumes its own Train run.
     name = f"train-{tune.get_context().get_trial_id()}"
     reports = ReportQueue()
-    trainer = build_trainer(cfg, datasets=datasets, preprocessing=preprocessing, name=name, use_gpu=use_gpu,
-                            callbacks=[reports], started_at=started_at, arrays=arrays, train_rows=train_rows)
+    trainer = build_trainer(
+        cfg,
+        datasets=datasets,
+        preprocessing=preprocessing,
+        name=name,
+        use_gpu=use_gpu,
+        callbacks=[reports],
+        started_at=started_at,
+        arrays=arrays,
+        train_rows=train_rows,
+    )
     # why: Ray's TuneReportCallback hands reports to the trial actor's main thread, which deadlocked when the
     # last one arrived as this function returned (both put into Tune's one-slot result queue).
     forward_reports(trainer.fit, reports.queue, tune.report)

@@ -42,9 +42,15 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
                 return
             trial_cfg = cfg.with_sample(trial.config)
             run = tracking.client(cfg).create_run(
-                tracking.experiment_id(cfg), run_name=f"trial-{trial.trial_id}",
-                tags={"mlflow.parentRunId": parent_run_id, "kiln.kind": "trial", "kiln.trial_id": trial.trial_id,
-                      **(tags or {})})
+                tracking.experiment_id(cfg),
+                run_name=f"trial-{trial.trial_id}",
+                tags={
+                    "mlflow.parentRunId": parent_run_id,
+                    "kiln.kind": "trial",
+                    "kiln.trial_id": trial.trial_id,
+                    **(tags or {}),
+                },
+            )
             self.runs[trial.trial_id] = run.info.run_id
             mlflow_client = tracking.client(cfg)
             for key, value in tracking.trial_params(trial_cfg).items():
@@ -62,8 +68,11 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             if step <= self.logged.get(trial.trial_id, 0):
                 return  # an epoch reported again after a restore, or recomputed after a worker failure
             # tune.metric first: MLflow's compare page plots the first metric a run logged against the parameters
-            metrics = {k: result[k] for k in (cfg.tune.metric, *tracking.LOGGED_METRICS)
-                       if isinstance(result.get(k), int | float) and math.isfinite(result[k])}
+            metrics = {
+                k: result[k]
+                for k in (cfg.tune.metric, *tracking.LOGGED_METRICS)
+                if isinstance(result.get(k), int | float) and math.isfinite(result[k])
+            }
             tracking.log_metrics(cfg, run_id, metrics, step=step)
             self.logged[trial.trial_id] = step
 

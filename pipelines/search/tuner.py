@@ -48,8 +48,9 @@ def to_tune_domain(domain: Domain):
     return getattr(tune, domain.kind)(*domain.args)
 
 
-def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = (),
-           resume: bool = False) -> SearchResult:
+def search(
+    cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = (), resume: bool = False
+) -> SearchResult:
     """Run the search (or continue an interrupted one: finished trials are kept, interrupted
     trials restart and their Train runs resume from their last checkpoints)."""
     import ray
@@ -63,14 +64,26 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=cpus, cluster_gpus=gpus)
     use_gpu = resources.resolve_use_gpu(cfg, gpus)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg, preprocessing=splits.preprocessing,
-                             datasets={"train": splits.train, "val": splits.val}, arrays=splits.arrays,
-                             use_gpu=use_gpu, train_rows=splits.num_rows["train"]),
-        resources.trial_resources(cfg, use_gpu))
+        tune.with_parameters(
+            run_trial,
+            base=cfg,
+            preprocessing=splits.preprocessing,
+            datasets={"train": splits.train, "val": splits.val},
+            arrays=splits.arrays,
+            use_gpu=use_gpu,
+            train_rows=splits.num_rows["train"],
+        ),
+        resources.trial_resources(cfg, use_gpu),
+    )
     if resume:
         where = storage.ray_storage(cfg)
-        tuner = tune.Tuner.restore(f"{where['storage_path']}/{search_name}", trainable, resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=where["storage_filesystem"])
+        tuner = tune.Tuner.restore(
+            f"{where['storage_path']}/{search_name}",
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=where["storage_filesystem"],
+        )
     else:
         tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
     # Only Train runs leave worker groups behind, and only Kiln's own runtime's are Kiln's to remove.
@@ -95,8 +108,12 @@ def search(cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = 
         raise RuntimeError(f"every trial failed: {errors[:500]}")
     best, note = with_existing_checkpoint(cfg, pick_best(finished, cfg.tune.mode))
     trials = [best if t.trial_id == best.trial_id else t for t in trials]
-    epoch_times = [float(v) for r in grid if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
-                   for v in r.metrics_dataframe["epoch_time_s"].dropna()]
+    epoch_times = [
+        float(v)
+        for r in grid
+        if r.metrics_dataframe is not None and "epoch_time_s" in r.metrics_dataframe
+        for v in r.metrics_dataframe["epoch_time_s"].dropna()
+    ]
     return SearchResult(trials, best, concurrency, epoch_times, notes=[note] if note else [])
 
 
@@ -107,11 +124,18 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
     param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
     in_actor = resources.in_trial_actor(cfg)
     # A trial trained in its actor checkpoints and restarts through Tune, as a Train run does through Train.
-    in_actor_run = dict(
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints,
-                                                checkpoint_score_attribute=cfg.tune.metric,
-                                                checkpoint_score_order=cfg.tune.mode),
-        failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures)) if in_actor else {}
+    in_actor_run = (
+        dict(
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=cfg.train.keep_checkpoints,
+                checkpoint_score_attribute=cfg.tune.metric,
+                checkpoint_score_order=cfg.tune.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
+        )
+        if in_actor
+        else {}
+    )
     # Tune counts a paused trial against a concurrency cap, so under promotion a cap of N with N trials paused
     # would start nothing: there, the trials' resources alone decide how many run at once.
     cap = None if cfg.tune.scheduler.name == "asha_promote" else concurrency
@@ -119,11 +143,17 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=cfg.tune.metric, mode=cfg.tune.mode, scheduler=scheduler.build_scheduler(cfg, search_name),
-            num_samples=cfg.tune.num_samples, max_concurrent_trials=cap, reuse_actors=in_actor,
-            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cap or 0)),
-        run_config=tune.RunConfig(name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks),
-                                  **in_actor_run),
+            metric=cfg.tune.metric,
+            mode=cfg.tune.mode,
+            scheduler=scheduler.build_scheduler(cfg, search_name),
+            num_samples=cfg.tune.num_samples,
+            max_concurrent_trials=cap,
+            reuse_actors=in_actor,
+            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cap or 0),
+        ),
+        run_config=tune.RunConfig(
+            name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks), **in_actor_run
+        ),
     )
 
 
@@ -138,16 +168,20 @@ def summarize(result, cfg: KilnConfig) -> TrialSummary:
         return TrialSummary(trial_id, sample, 0, None, None, False, error)
     epochs = frame["epoch"] if "epoch" in frame else frame["training_iteration"]
     paths = checkpoint_paths(frame, result.path)
-    candidates = rank((Candidate(int(epoch), float(value), path if isinstance(path, str) else None)
-                       for epoch, value, path in zip(epochs, frame[cfg.tune.metric], paths, strict=True)
-                       if value == value and isinstance(path, str)), cfg.tune.mode)
+    candidates = rank(
+        (
+            Candidate(int(epoch), float(value), path if isinstance(path, str) else None)
+            for epoch, value, path in zip(epochs, frame[cfg.tune.metric], paths, strict=True)
+            if value == value and isinstance(path, str)
+        ),
+        cfg.tune.mode,
+    )
     best = candidates[0] if candidates else None
     epochs_run = int(epochs.max())
     best_val_loss = math.inf
     if best is not None and "val_loss" in frame:
         at_best = frame["val_loss"][(epochs == best.epoch).to_numpy() & (paths == best.checkpoint).to_numpy()]
-        best_val_loss = float(at_best.iloc[-1]) if len(at_best) and at_best.iloc[-1] == at_best.iloc[-1] \
-            else math.inf
+        best_val_loss = float(at_best.iloc[-1]) if len(at_best) and at_best.iloc[-1] == at_best.iloc[-1] else math.inf
     return TrialSummary(
         trial_id=str(frame["trial_id"].iloc[-1]) if "trial_id" in frame else trial_id,
         sample=sample,
@@ -187,16 +221,25 @@ def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> tuple[Tria
     note when that is not the best-ranked one; an error naming the path when none exists."""
     choice = choose_existing(list(trial.candidates), lambda path: storage.checkpoint_exists(cfg, path))
     if choice.chosen is None:
-        raise RuntimeError(f"trial {trial.trial_id}: no checkpoint left to evaluate; expected one at "
-                           f"{storage.shown(trial.best_checkpoint or '?')}")
+        raise RuntimeError(
+            f"trial {trial.trial_id}: no checkpoint left to evaluate; expected one at "
+            f"{storage.shown(trial.best_checkpoint or '?')}"
+        )
     note = f"note: trial {trial.trial_id}: {choice.note}" if choice.note else None
-    return replace(trial, best_metric=choice.chosen.value, best_checkpoint=choice.chosen.checkpoint,
-                   best_epoch=choice.chosen.epoch), note
+    return replace(
+        trial, best_metric=choice.chosen.value, best_checkpoint=choice.chosen.checkpoint, best_epoch=choice.chosen.epoch
+    ), note
 
 
 def pick_best(trials: list[TrialSummary], mode: str) -> TrialSummary:
     """Best metric wins; ties (an accuracy on a small val split ties often, between a model trained one epoch
     and one trained ten) go to the lower val_loss at the best checkpoint, then to fewer epochs, then the first."""
     sign = -1.0 if mode == "max" else 1.0
-    return min(trials, key=lambda t: (sign * t.best_metric if math.isfinite(t.best_metric) else math.inf,
-                                      t.best_val_loss, t.epochs_run))
+    return min(
+        trials,
+        key=lambda t: (
+            sign * t.best_metric if math.isfinite(t.best_metric) else math.inf,
+            t.best_val_loss,
+            t.epochs_run,
+        ),
+    )

@@ -47,11 +47,11 @@ class InMemory:
         """`seed` shuffles (training); None keeps the order (evaluation)."""
         if seed is None:
             for start in range(0, len(self), batch_size):
-                yield self.x[start:start + batch_size], self.y[start:start + batch_size]
+                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
             return
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).to(self.x.device)
         for start in range(0, len(self), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             yield self.x[index], self.y[index]
 
 
@@ -69,8 +69,7 @@ class Streaming:
     def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`seed` shuffles (training); None keeps the order (evaluation)."""
         chunks = self.shard.iter_batches(batch_size=max(self.chunk_rows, batch_size), batch_format="numpy")
-        yield from rebatch(((chunk["x"], chunk["y"]) for chunk in chunks), batch_size, seed=seed,
-                           device=self.device)
+        yield from rebatch(((chunk["x"], chunk["y"]) for chunk in chunks), batch_size, seed=seed, device=self.device)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -81,8 +80,9 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
-def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *, seed: int | None,
-            device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def rebatch(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *, seed: int | None, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of `batch_size` rows from a stream of (x, y) chunks of any size: each chunk is shuffled by
     `seed` (None: kept in order), rows left over at a chunk's end lead the next chunk's first batch, and only
     the stream's last batch may be short. Equal rows give equal batch counts, so DDP ranks stay in step."""
@@ -98,14 +98,23 @@ def rebatch(chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *,
         whole = len(y) - len(y) % batch_size
         on_device_x, on_device_y = to_device(x[:whole], device), to_device(y[:whole], device)
         for start in range(0, whole, batch_size):
-            yield on_device_x[start:start + batch_size], on_device_y[start:start + batch_size]
+            yield on_device_x[start : start + batch_size], on_device_y[start : start + batch_size]
         carry_x, carry_y = x[whole:], y[whole:]
     if carry_y is not None and len(carry_y):
         yield carry_x.to(device), carry_y.to(device)
 
 
-def open_split(name: str, *, arrays: dict | None, device: torch.device, rank: int, world_size: int,
-               input_dim: int, equal: bool, shard) -> InMemory | Streaming:
+def open_split(
+    name: str,
+    *,
+    arrays: dict | None,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    input_dim: int,
+    equal: bool,
+    shard,
+) -> InMemory | Streaming:
     """This worker's part of split `name`: from the object store when the driver handed out arrays, else
     Ray Data's shard. `equal` gives every rank the same number of rows (DDP steps in lockstep; at most
     world_size - 1 rows are left out of an epoch, as Ray Data's equal split does); otherwise the rows are
@@ -119,4 +128,4 @@ def open_split(name: str, *, arrays: dict | None, device: torch.device, rank: in
     if not equal:
         return whole.part(rank, world_size)
     per_rank = len(whole) // world_size
-    return InMemory(whole.x[rank * per_rank:(rank + 1) * per_rank], whole.y[rank * per_rank:(rank + 1) * per_rank])
+    return InMemory(whole.x[rank * per_rank : (rank + 1) * per_rank], whole.y[rank * per_rank : (rank + 1) * per_rank])

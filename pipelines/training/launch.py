@@ -31,17 +31,38 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     loop.train_loop_per_worker(loop_config)
 
 
-def loop_config(cfg: KilnConfig, *, preprocessing: Preprocessing, arrays: dict[str, Any] | None,
-                started_at: float | None, train_rows: int | None = None) -> dict[str, Any]:
+def loop_config(
+    cfg: KilnConfig,
+    *,
+    preprocessing: Preprocessing,
+    arrays: dict[str, Any] | None,
+    started_at: float | None,
+    train_rows: int | None = None,
+) -> dict[str, Any]:
     """What the loop reads, typed: the train and model sections, not the whole config; `train_rows` sizes the
     learning-rate schedule when the data streams (in memory, the loop counts its rows)."""
-    return {"train": cfg.train, "model": cfg.model, "preprocessing": preprocessing, "arrays": arrays,
-            "started_at": started_at or time.time(), "train_rows": train_rows}
+    return {
+        "train": cfg.train,
+        "model": cfg.model,
+        "preprocessing": preprocessing,
+        "arrays": arrays,
+        "started_at": started_at or time.time(),
+        "train_rows": train_rows,
+    }
 
 
-def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: Preprocessing,
-                  name: str, use_gpu: bool, callbacks: list[Any] = (), started_at: float | None = None,
-                  arrays: dict[str, Any] | None = None, train_rows: int | None = None):
+def build_trainer(
+    cfg: KilnConfig,
+    *,
+    datasets: dict[str, Any],
+    preprocessing: Preprocessing,
+    name: str,
+    use_gpu: bool,
+    callbacks: list[Any] = (),
+    started_at: float | None = None,
+    arrays: dict[str, Any] | None = None,
+    train_rows: int | None = None,
+):
     """A Train run of `cfg`: DDP over train.num_workers workers. Data that fits train.cache_shard_mb comes
     as `arrays` (object refs of (x, y), see ingest); else Ray Data `datasets`."""
     import ray.train
@@ -52,19 +73,24 @@ def build_trainer(cfg: KilnConfig, *, datasets: dict[str, Any], preprocessing: P
     in_memory = arrays is not None
     return DataParallelTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config(cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at,
-                                      train_rows=train_rows),
+        train_loop_config=loop_config(
+            cfg, preprocessing=preprocessing, arrays=arrays, started_at=started_at, train_rows=train_rows
+        ),
         backend_config=DDPConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
-            placement_strategy=cfg.train.placement_strategy),
+            num_workers=cfg.train.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=cfg.train.placement_strategy,
+        ),
         run_config=ray.train.RunConfig(
             name=name,
             **storage.ray_storage(cfg),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.train.keep_checkpoints,
                 checkpoint_score_attribute=cfg.tune.metric,
-                checkpoint_score_order=cfg.tune.mode),
+                checkpoint_score_order=cfg.tune.mode,
+            ),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=list(callbacks),
         ),
@@ -119,10 +145,20 @@ class DDPBackend(Backend):
 
         address, port = worker_group.execute_single(0, get_address_and_port)
         worker_group.execute(_set_distributed_env, address=address, port=port)
-        ray.get([worker_group.execute_single_async(rank, _setup_process_group, backend=backend_config.backend,
-                                                   world_rank=rank, world_size=len(worker_group),
-                                                   init_method="env://", timeout_s=backend_config.timeout_s)
-                 for rank in range(len(worker_group))])
+        ray.get(
+            [
+                worker_group.execute_single_async(
+                    rank,
+                    _setup_process_group,
+                    backend=backend_config.backend,
+                    world_rank=rank,
+                    world_size=len(worker_group),
+                    init_method="env://",
+                    timeout_s=backend_config.timeout_s,
+                )
+                for rank in range(len(worker_group))
+            ]
+        )
 
     def on_shutdown(self, worker_group, backend_config: DDPConfig) -> None:
         import ray
@@ -136,6 +172,7 @@ class DDPBackend(Backend):
 
 
 # On the workers: Ray's own functions, imported there (they import torch).
+
 
 def _set_distributed_env(address: str, port: int) -> None:
     """Rank 0's address for env:// and the ranks torch.distributed reads (RANK, WORLD_SIZE, LOCAL_RANK...)."""

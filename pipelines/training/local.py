@@ -44,8 +44,9 @@ class LocalWorker:
     def report(self, reported: dict[str, Any], folder: str | None = None) -> None:
         self.history.append(reported)
         value = reported[self.metric]
-        better = self.best is None or (value > self.best[self.metric] if self.mode == "max"
-                                       else value < self.best[self.metric])
+        better = self.best is None or (
+            value > self.best[self.metric] if self.mode == "max" else value < self.best[self.metric]
+        )
         if folder and better:
             import shutil
 
@@ -68,8 +69,14 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
     cfg = cfg.for_task(checked.task)
     rows, label = checked.frame, cfg.data.label
     train_idx, val_idx, test_idx = data.split(rows[label].to_numpy(), cfg.data.split, checked.task)
-    prep = encoding.fit(rows.iloc[train_idx], checked.types, rows[label], **encoding.sizes(cfg.data),
-                        task=checked.task, train_labels=rows[label].iloc[train_idx])
+    prep = encoding.fit(
+        rows.iloc[train_idx],
+        checked.types,
+        rows[label],
+        **encoding.sizes(cfg.data),
+        task=checked.task,
+        train_labels=rows[label].iloc[train_idx],
+    )
 
     def arrays(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         part = rows.iloc[idx]
@@ -77,9 +84,16 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
 
     with tempfile.TemporaryDirectory() as folder:
         worker = LocalWorker(cfg.tune.metric, cfg.tune.mode, folder)
-        train_loop_per_worker({"train": cfg.train, "model": cfg.model, "preprocessing": prep,
-                               "arrays": {"train": arrays(train_idx), "val": arrays(val_idx)},
-                               "started_at": time.time()}, worker)
+        train_loop_per_worker(
+            {
+                "train": cfg.train,
+                "model": cfg.model,
+                "preprocessing": prep,
+                "arrays": {"train": arrays(train_idx), "val": arrays(val_idx)},
+                "started_at": time.time(),
+            },
+            worker,
+        )
         model, prep, _ = checkpoint.load_model(folder, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
         x_test, y_test = arrays(test_idx)
         with torch.inference_mode():

@@ -114,13 +114,15 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     batch_size = max(1, train_cfg.batch_size // world_size)
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
-    where = dict(arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width,
-                 shard=worker.shard)
+    where = dict(
+        arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width, shard=worker.shard
+    )
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part
     train_rows = len(train_data) if cached else (loop_config.get("train_rows") or 0) // world_size
-    schedule = recipe.Schedule(optimizer, train_cfg, steps_per_epoch=math.ceil(max(train_rows, 1) / batch_size),
-                               start_epoch=start_epoch)
+    schedule = recipe.Schedule(
+        optimizer, train_cfg, steps_per_epoch=math.ceil(max(train_rows, 1) / batch_size), start_epoch=start_epoch
+    )
 
     if restored_metrics:
         # The restored epoch again, without a checkpoint: a driver killed between that checkpoint and logging
@@ -132,9 +134,20 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     augmented = (lambda x: augment(x, prep.slots, flip=train_cfg.flip, generator=shifts)) if has_images else None
     for epoch in range(start_epoch, train_cfg.epochs):
         started = time.perf_counter()
-        loss_sum = train_epoch(model, optimizer, train_data, batch_size=batch_size, seed=train_cfg.seed + epoch,
-                               device=device, amp=amp, loss_fn=train_loss_fn, augment=augmented,
-                               scaler=scaler, schedule=schedule, grad_clip=train_cfg.grad_clip)
+        loss_sum = train_epoch(
+            model,
+            optimizer,
+            train_data,
+            batch_size=batch_size,
+            seed=train_cfg.seed + epoch,
+            device=device,
+            amp=amp,
+            loss_fn=train_loss_fn,
+            augment=augmented,
+            scaler=scaler,
+            schedule=schedule,
+            grad_clip=train_cfg.grad_clip,
+        )
         if world_size > 1:
             loss_sum = sum_over_ranks(loss_sum, device)
         if cached or world_size == 1:  # why: a streamed DDP shard's passes must stay in step across ranks
@@ -187,8 +200,10 @@ def loss_function(loss: str, task: str, *, label_smoothing: float = 0.0):
 def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessing, loss_fn) -> dict[str, float]:
     """val_loss (the training loss on the val rows) and the task's metrics, in the label's units."""
     if len(targets) == 0:
-        return {"val_loss": float("nan"), **metrics.prefixed("val", metrics.compute(prep.task, np.zeros((0, 1)),
-                                                                                     np.zeros(0)))}
+        return {
+            "val_loss": float("nan"),
+            **metrics.prefixed("val", metrics.compute(prep.task, np.zeros((0, 1)), np.zeros(0))),
+        }
     loss = float(loss_fn(outputs, targets))
     if prep.regression:
         scores = metrics.regression(prep.decode(outputs.numpy()), prep.decode(targets.numpy()))
@@ -197,10 +212,21 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
     return {"val_loss": loss, **metrics.prefixed("val", scores)}
 
 
-def train_epoch(model, optimizer, data, *, batch_size: int, seed: int, device: torch.device,
-                amp: torch.dtype | None = None, loss_fn=F.cross_entropy, augment=None,
-                scaler: torch.amp.GradScaler | None = None, schedule: recipe.Schedule | None = None,
-                grad_clip: float = 0.0) -> torch.Tensor:
+def train_epoch(
+    model,
+    optimizer,
+    data,
+    *,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    loss_fn=F.cross_entropy,
+    augment=None,
+    scaler: torch.amp.GradScaler | None = None,
+    schedule: recipe.Schedule | None = None,
+    grad_clip: float = 0.0,
+) -> torch.Tensor:
     """One shuffled pass over `data`: (sum of the batches' losses weighted by rows, rows) as float64 on the CPU.
     `amp` runs the forward under autocast to that type (fp16 with a gradient scaler); `augment(x)`, when given,
     changes each training batch; `schedule` sets the learning rate before each step; `grad_clip` > 0 clips the
@@ -295,6 +321,13 @@ def _report(worker, metrics, *, model, optimizer, model_cfg: ModelConfig, prep: 
         return
     with tempfile.TemporaryDirectory() as folder:
         inner = model.module if hasattr(model, "module") else model
-        checkpoint.save(folder, model=inner, optimizer=optimizer, model_cfg=model_cfg,
-                        preprocessing=prep, epoch=metrics["epoch"], metrics=metrics)
+        checkpoint.save(
+            folder,
+            model=inner,
+            optimizer=optimizer,
+            model_cfg=model_cfg,
+            preprocessing=prep,
+            epoch=metrics["epoch"],
+            metrics=metrics,
+        )
         worker.report(metrics, folder)

@@ -48,16 +48,22 @@ def lr_at(step: int, *, base_lr: float, total: int, warmup_fraction: float, sche
 class Schedule:
     """Sets each parameter group's learning rate before every optimizer step."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, steps_per_epoch: int,
-                 start_epoch: int = 0):
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, steps_per_epoch: int, start_epoch: int = 0
+    ):
         self.optimizer, self.cfg = optimizer, cfg
         self.total = total_steps(cfg, steps_per_epoch)
         self.step_count = start_epoch * steps_per_epoch
 
     @property
     def lr(self) -> float:
-        return lr_at(self.step_count, base_lr=self.cfg.lr, total=self.total,
-                     warmup_fraction=self.cfg.warmup_fraction, schedule=self.cfg.schedule)
+        return lr_at(
+            self.step_count,
+            base_lr=self.cfg.lr,
+            total=self.total,
+            warmup_fraction=self.cfg.warmup_fraction,
+            schedule=self.cfg.schedule,
+        )
 
     def before_step(self) -> None:
         lr = self.lr

@@ -19,11 +19,13 @@ from tiny_model import train_tiny  # noqa: E402
 FEATURES = ["a", "b", "c", "d"]
 
 
-def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: int = 2) -> tuple[KilnConfig,
-                                                                                                pd.DataFrame]:
+def tiny_store(
+    root: Path, name: str, overrides: list[str] = (), *, versions: int = 2
+) -> tuple[KilnConfig, pd.DataFrame]:
     """Register `versions` trained versions of `name` in a store under root; the alias points at v1."""
-    cfg = load_config(None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving",
-                             *overrides]).for_task("classification")
+    cfg = load_config(
+        None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving", *overrides]
+    ).for_task("classification")
     frame = None
     for number in range(1, versions + 1):
         folder = root / f"v{number}"
@@ -32,9 +34,15 @@ def tiny_store(root: Path, name: str, overrides: list[str] = (), *, versions: in
         versioned = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"promote": promote})})
         parent = tracking.start_parent(versioned, run_name=f"v{number}", tags={})
         test = frame.sample(40, random_state=number)
-        registered = registry.register(versioned, checkpoint_dir=str(folder), test_frame=test[FEATURES],
-                                       test_labels=test["label"].tolist(), parent_run_id=parent, test_value=0.9,
-                                       data_fingerprint="f" * 16)
+        registered = registry.register(
+            versioned,
+            checkpoint_dir=str(folder),
+            test_frame=test[FEATURES],
+            test_labels=test["label"].tolist(),
+            parent_run_id=parent,
+            test_value=0.9,
+            data_fingerprint="f" * 16,
+        )
         assert registered.version == number
         tracking.end_run(versioned, parent, "FINISHED")
     return cfg, frame

@@ -32,9 +32,17 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -45,8 +53,13 @@ def browser():
 @pytest.fixture(scope="module")
 def ui(live_run):
     port = free_port()
-    process = subprocess.Popen([KILN, "ui", "--set", f"storage.root={live_run.root}", "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [KILN, "ui", "--set", f"storage.root={live_run.root}", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -94,7 +107,9 @@ def test_comparing_two_trials_shows_their_metrics_and_params(browser, ui, live_r
     trials = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial"]
     pair = trials[:2]
     query = urllib.parse.quote(json.dumps([r.info.run_id for r in pair]))
-    browser.get(f"{ui}/#/compare-runs?runs={query}&experiments={urllib.parse.quote(json.dumps([experiment.experiment_id]))}")
+    browser.get(
+        f"{ui}/#/compare-runs?runs={query}&experiments={urllib.parse.quote(json.dumps([experiment.experiment_id]))}"
+    )
     text = body_text_when(browser, lambda t: all(r.info.run_name in t for r in pair) and "val_accuracy" in t)
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare.png"))
     assert "train.lr" in text and "epoch_time_s" in text
@@ -104,7 +119,8 @@ def test_run_report_shows_its_plots(browser, live_run):
     path = Path(re.search(r"^  report: (\S+\.html)$", live_run.output, re.M).group(1))
     browser.get(path.as_uri())
     loaded = browser.execute_script(
-        "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 ? i.alt : null)")
+        "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 ? i.alt : null)"
+    )
     browser.save_screenshot(str(SCREENSHOTS / "run-report.png"))
     assert loaded == ["trials", "confusion", "roc", "stages"]
     assert "Kiln report" in browser.title
@@ -120,16 +136,22 @@ def test_the_printed_link_opens_the_trials_side_by_side_in_the_training_view(bro
     trials = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "trial"]
     assert count == len(trials)
     browser.get(url)
-    text = body_text_when(browser, lambda t: all(r.info.run_name in t for r in trials) and "val_accuracy" in t
-                          and "Parallel Coordinates" in t)
+    text = body_text_when(
+        browser,
+        lambda t: all(r.info.run_name in t for r in trials) and "val_accuracy" in t and "Parallel Coordinates" in t,
+    )
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-compare-trials.png"))
     assert "train.lr" in text
     axes = browser.execute_script(  # the parallel-coordinates plot's axes: the searched parameter and tune.metric
-        "return Array.from(document.querySelectorAll('text.axis-title')).map(e => e.textContent)")
+        "return Array.from(document.querySelectorAll('text.axis-title')).map(e => e.textContent)"
+    )
     assert axes == ["train.lr", "val_accuracy"], axes
     # The printed runs link opens the experiment's training runs, not the GenAI overview it lands on otherwise.
-    runs_link = re.search(r"runs: (http://127\.0\.0\.1:5000/\S+)", live_run.output).group(1).replace(
-        "http://127.0.0.1:5000", ui)
+    runs_link = (
+        re.search(r"runs: (http://127\.0\.0\.1:5000/\S+)", live_run.output)
+        .group(1)
+        .replace("http://127.0.0.1:5000", ui)
+    )
     browser.get(runs_link)
     parent = next(r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("kiln.kind") == "search")
     body_text_when(browser, lambda t: parent.info.run_name[:20] in t and "matching runs" in t)

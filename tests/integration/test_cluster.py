@@ -13,8 +13,12 @@ from mlflow import MlflowClient
 
 from tests_support import start_run
 
-pytestmark = [pytest.mark.cluster, pytest.mark.skipif(os.environ.get("KILN_CLUSTER_TESTS") != "1",
-                                                      reason="needs `make cluster-up` and KILN_CLUSTER_TESTS=1")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        os.environ.get("KILN_CLUSTER_TESTS") != "1", reason="needs `make cluster-up` and KILN_CLUSTER_TESTS=1"
+    ),
+]
 
 SERVER = "http://127.0.0.1:5000"
 MODEL = "digits-mlp-cluster-test"
@@ -22,8 +26,16 @@ MODEL = "digits-mlp-cluster-test"
 
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory):
-    run = start_run("configs/cluster.yaml", tmp_path_factory.mktemp("cluster") / "storage",
-                    "--set", "tune.num_samples=2", "--set", "train.epochs=2", "--set", f"registry.model_name={MODEL}")
+    run = start_run(
+        "configs/cluster.yaml",
+        tmp_path_factory.mktemp("cluster") / "storage",
+        "--set",
+        "tune.num_samples=2",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        f"registry.model_name={MODEL}",
+    )
     yield run
     assert run.stop() == 130
 
@@ -62,10 +74,13 @@ def test_ray_job_submit_runs_the_same_config_and_leaves_other_endpoints_alone(tm
 
     model = "digits-mlp-cluster-job"
     ray_cli = str(Path(sys.executable).parent / "ray")
-    entrypoint = (f"{KILN} run {ROOT / 'configs' / 'cluster.yaml'} --no-serve --set storage.root={tmp_path / 'job'} "
-                  f"--set tune.num_samples=1 --set train.epochs=1 --set registry.model_name={model}")
-    out = subprocess.run([ray_cli, "job", "submit", "--", *entrypoint.split()], capture_output=True, text=True,
-                         timeout=600)
+    entrypoint = (
+        f"{KILN} run {ROOT / 'configs' / 'cluster.yaml'} --no-serve --set storage.root={tmp_path / 'job'} "
+        f"--set tune.num_samples=1 --set train.epochs=1 --set registry.model_name={model}"
+    )
+    out = subprocess.run(
+        [ray_cli, "job", "submit", "--", *entrypoint.split()], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "succeeded" in out.stdout.lower()
     version = MlflowClient(SERVER).get_model_version_by_alias(model, "champion")

@@ -15,23 +15,46 @@ from tests_support import KILN, ROOT, descendants_named, store_client
 pytestmark = pytest.mark.slow
 
 
-
-
 def train_worker_pids(driver: int, process_name: str) -> list[int]:
     return descendants_named(driver, process_name)  # the run's own runtime: under its driver
 
 
 # A 1-worker trial's epoch on digits takes milliseconds: it gets enough of them to be killed mid-run.
-@pytest.mark.parametrize(("workers", "process_name", "epochs"),
-                         [(2, "RayTrainWorker", 6), (1, "ray::ImplicitFunc", 60)], ids=["ddp-worker", "trial-actor"])
+@pytest.mark.parametrize(
+    ("workers", "process_name", "epochs"),
+    [(2, "RayTrainWorker", 6), (1, "ray::ImplicitFunc", 60)],
+    ids=["ddp-worker", "trial-actor"],
+)
 def test_killed_worker_is_replaced_and_training_resumes_from_its_checkpoint(tmp_path, workers, process_name, epochs):
     root = tmp_path / "runs"
     process = subprocess.Popen(
-        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root}",
-         "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
-         "--set", f"train.epochs={epochs}", "--set", "registry.model_name=fault-test",
-         "--set", f"train.num_workers={workers}", "--set", f"train.cpus_per_worker={1 / workers:g}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            KILN,
+            "run",
+            "tests/configs/tiny.yaml",
+            "--no-serve",
+            "--set",
+            f"storage.root={root}",
+            "--set",
+            "tune.num_samples=1",
+            "--set",
+            "tune.search_space={}",
+            "--set",
+            "tune.scheduler.name=fifo",
+            "--set",
+            f"train.epochs={epochs}",
+            "--set",
+            "registry.model_name=fault-test",
+            "--set",
+            f"train.num_workers={workers}",
+            "--set",
+            f"train.cpus_per_worker={1 / workers:g}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines, killed, before, after = [], None, [], []
     for line in process.stdout:
         lines.append(line.rstrip())

@@ -19,10 +19,23 @@ NAME = "kiln-hard-kill"
 
 
 def serve(root, port: int, command: list[str]) -> subprocess.Popen:
-    process = subprocess.Popen([KILN, *command, "--set", f"storage.root={root / 'runs'}",
-                                "--set", f"serve.port={port}", "--set", f"registry.model_name={NAME}"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [
+            KILN,
+            *command,
+            "--set",
+            f"storage.root={root / 'runs'}",
+            "--set",
+            f"serve.port={port}",
+            "--set",
+            f"registry.model_name={NAME}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     for line in process.stdout:
         if line.startswith(("Endpoint:", "kiln: error")):  # printed once the endpoint answers
             assert line.startswith("Endpoint:"), line
@@ -43,9 +56,22 @@ def port_is_free(port: int) -> bool:
 def test_after_a_hard_kill_the_port_is_released_and_the_next_endpoint_answers(tmp_path):
     port = free_port()
     rows = [[0.0] * 64] * 3
-    first = serve(tmp_path, port, ["run", "tests/configs/tiny.yaml", "--set", "tune.num_samples=1",
-                                   "--set", "train.epochs=1", "--set", "tune.search_space={}",
-                                   "--set", "train.num_workers=1"])
+    first = serve(
+        tmp_path,
+        port,
+        [
+            "run",
+            "tests/configs/tiny.yaml",
+            "--set",
+            "tune.num_samples=1",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "tune.search_space={}",
+            "--set",
+            "train.num_workers=1",
+        ],
+    )
     assert requests.post(f"http://127.0.0.1:{port}/predict", json={"instances": rows}, timeout=30).status_code == 200
     first.send_signal(signal.SIGKILL)
     first.wait()

@@ -31,10 +31,27 @@ def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("images") / "runs"
     folder = images.write_digits(root.parent / "digits-32", side=32)
     run = start_run(
-        "configs/examples/digits_images.yaml", root, "--set", f"data.source={folder}",
-        "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=1", "--set", "tune.search_space={}",
-        "--set", "tune.scheduler.name=fifo", "--set", "train.epochs=10", "--set", "model.image_channels=[16, 32]",
-        "--set", "train.lr=3e-3", "--set", "train.cache_shard_mb=0")
+        "configs/examples/digits_images.yaml",
+        root,
+        "--set",
+        f"data.source={folder}",
+        "--set",
+        f"registry.model_name={MODEL}",
+        "--set",
+        "tune.num_samples=1",
+        "--set",
+        "tune.search_space={}",
+        "--set",
+        "tune.scheduler.name=fifo",
+        "--set",
+        "train.epochs=10",
+        "--set",
+        "model.image_channels=[16, 32]",
+        "--set",
+        "train.lr=3e-3",
+        "--set",
+        "train.cache_shard_mb=0",
+    )
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield root, run
@@ -72,8 +89,16 @@ def test_the_endpoint_takes_base64_images_and_refuses_a_corrupt_one_by_row(image
     corrupt = [rows[0], {"image": {"b64": base64.b64encode(b"GIF89a not really").decode()}}]
     refused = requests.post(f"{run.url}/predict", json={"instances": corrupt}, timeout=60)
     assert refused.status_code == 422 and refused.json()["detail"].startswith("instances[1][0] (image): not a PNG")
-    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
-                        "data": [rows[0]["image"]["b64"], rows[-1]["image"]["b64"]]}]}
+    body = {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "BYTES",
+                "shape": [2],
+                "data": [rows[0]["image"]["b64"], rows[-1]["image"]["b64"]],
+            }
+        ]
+    }
     v2 = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json=body, timeout=60)
     assert v2.status_code == 200 and len(v2.json()["outputs"][0]["data"]) == 2, v2.text
     assert requests.get(f"{run.url}/healthz", timeout=10).status_code == 200  # the replica lived through it all
@@ -90,8 +115,14 @@ def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
         "frame = pd.DataFrame({'image': [bytes.fromhex(h) for h in json.loads(sys.stdin.read())]})\n"
         "print(json.dumps(list(model.predict(frame))))\n"
     )
-    loaded = subprocess.run([sys.executable, "-c", script], input=json.dumps([b.hex() for b in images]),
-                            capture_output=True, text=True, timeout=300, cwd="/")
+    loaded = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps([b.hex() for b in images]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     predictions = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) >= 0.9
@@ -102,9 +133,24 @@ def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming
     shutil.rmtree(folder / "3")  # a smaller set: a quicker check
     (folder / "9" / "9999.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
     refused = subprocess.run(
-        [KILN, "run", "configs/examples/digits_images.yaml", "--no-serve", "--set", f"data.source={folder}",
-         "--set", f"storage.root={tmp_path / 'runs'}", "--set", "train.cache_shard_mb=0",
-         "--set", "registry.model_name=never-registered"], capture_output=True, text=True, timeout=600)
+        [
+            KILN,
+            "run",
+            "configs/examples/digits_images.yaml",
+            "--no-serve",
+            "--set",
+            f"data.source={folder}",
+            "--set",
+            f"storage.root={tmp_path / 'runs'}",
+            "--set",
+            "train.cache_shard_mb=0",
+            "--set",
+            "registry.model_name=never-registered",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     said = refused.stdout + refused.stderr
     assert refused.returncode == 2, said[-3000:]
     assert "9999.png" in said and "column 'image' row" in said, said[-3000:]

@@ -28,16 +28,23 @@ EPOCHS = 4
 MODEL = "mixed"
 
 
-NOTES = ["called about the {thing} on {day} and asked for {what}", "wrote in {day} morning: the {thing} is {what}",
-         "no reply yet about the {thing}, {what} promised by {day}"]
+NOTES = [
+    "called about the {thing} on {day} and asked for {what}",
+    "wrote in {day} morning: the {thing} is {what}",
+    "no reply yet about the {thing}, {what} promised by {day}",
+]
 
 
 def free_text(rng: np.random.Generator, rows: int) -> list[str | None]:
     """Free-form notes, a tenth missing: a text column that says nothing about the answer."""
-    fill = {"thing": ["invoice", "parcel", "refund", "login"], "day": ["monday", "friday", "sunday"],
-            "what": ["a callback", "late", "a discount", "fixed"]}
-    notes = [rng.choice(NOTES).format(**{k: rng.choice(v) for k, v in fill.items()}) + f" (ticket {i})"
-             for i in range(rows)]
+    fill = {
+        "thing": ["invoice", "parcel", "refund", "login"],
+        "day": ["monday", "friday", "sunday"],
+        "what": ["a callback", "late", "a discount", "fixed"],
+    }
+    notes = [
+        rng.choice(NOTES).format(**{k: rng.choice(v) for k, v in fill.items()}) + f" (ticket {i})" for i in range(rows)
+    ]
     return [None if rng.random() < 0.1 else note for note in notes]
 
 
@@ -50,9 +57,17 @@ def mixed_table(rows: int = 400) -> pd.DataFrame:
     noise[rng.random(rows) < 0.2] = np.nan  # missing cells in a number column
     town = rng.choice(["north", "south", "east", "west", None], rows)
     smoker = rng.choice(["yes", "no", None], rows)
-    return pd.DataFrame({"customer_id": [f"c-{i:05d}" for i in range(rows)], "signal": signal, "noise": noise,
-                         "town": town, "smoker": smoker, "note": free_text(rng, rows),
-                         "answer": np.where(side == 1, "yes", "no")})
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c-{i:05d}" for i in range(rows)],
+            "signal": signal,
+            "noise": noise,
+            "town": town,
+            "smoker": smoker,
+            "note": free_text(rng, rows),
+            "answer": np.where(side == 1, "yes", "no"),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +76,36 @@ def mixed_run(tmp_path_factory):
     table = mixed_table()
     table.to_csv(folder / "table.csv", index=False)
     run = start_run(
-        "tests/configs/tiny.yaml", folder / "runs",
-        "--set", f"data.source={folder / 'table.csv'}", "--set", "data.label=answer",
-        "--set", "data.split={val: 0.05, test: 0.1, seed: 0}", "--set", f"registry.model_name={MODEL}",
-        "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
-        "--set", "train.num_workers=1", "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}",
-        "--set", "train.lr=1.0e-2", "--set", "train.keep_checkpoints=1",
+        "tests/configs/tiny.yaml",
+        folder / "runs",
+        "--set",
+        f"data.source={folder / 'table.csv'}",
+        "--set",
+        "data.label=answer",
+        "--set",
+        "data.split={val: 0.05, test: 0.1, seed: 0}",
+        "--set",
+        f"registry.model_name={MODEL}",
+        "--set",
+        "tune.num_samples=1",
+        "--set",
+        "tune.search_space={}",
+        "--set",
+        "tune.scheduler.name=fifo",
+        "--set",
+        "train.num_workers=1",
+        "--set",
+        "train.cpus_per_worker=1",
+        "--set",
+        f"train.epochs={EPOCHS}",
+        "--set",
+        "train.lr=1.0e-2",
+        "--set",
+        "train.keep_checkpoints=1",
         # the text column gets its own encoder (the model's default is the bag of words)
-        "--set", "model.columns.note={text_encoder: transformer, embedding_dim: 16, text_heads: 2, text_layers: 1}")
+        "--set",
+        "model.columns.note={text_encoder: transformer, embedding_dim: 16, text_heads: 2, text_layers: 1}",
+    )
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln run exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield folder, table, run
@@ -81,9 +118,11 @@ def test_the_run_registers_the_checkpoint_ray_kept(mixed_run):
     version = client.get_model_version_by_alias(MODEL, "champion")
     trial_run = client.search_runs(
         [client.get_run(version.tags["run_id"]).info.experiment_id],
-        filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'")[0]
-    history = [m.value for m in sorted(client.get_metric_history(trial_run.info.run_id, "val_accuracy"),
-                                       key=lambda m: m.step)]
+        filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'",
+    )[0]
+    history = [
+        m.value for m in sorted(client.get_metric_history(trial_run.info.run_id, "val_accuracy"), key=lambda m: m.step)
+    ]
     assert len(history) == EPOCHS and history[0] == max(history) == history[-1], history  # the tie, as set up
     assert version.tags["best_epoch"] == str(EPOCHS)  # the later of the tied epochs: the one Ray kept
     assert Path(version.tags["checkpoint"], "kiln.json").exists()
@@ -97,8 +136,9 @@ def test_the_text_column_trains_and_serves_with_its_own_encoder(mixed_run):
 
     _, _, run = mixed_run
     checkpoint = Path(store_client(run.tracking_uri).get_model_version_by_alias(MODEL, "champion").tags["checkpoint"])
-    assert json.loads((checkpoint / "kiln.json").read_text())["model"]["columns"]["note"]["text_encoder"] == \
-        "transformer"
+    assert (
+        json.loads((checkpoint / "kiln.json").read_text())["model"]["columns"]["note"]["text_encoder"] == "transformer"
+    )
     weights = torch.load(checkpoint / "model.pt", weights_only=True)
     assert any(".encoder.layers.0.self_attn." in key for key in weights)  # a Transformer, 16 wide
     assert weights["encoders.0.words.weight"].shape[1] == 16
@@ -113,19 +153,25 @@ def test_the_id_column_is_left_out_and_said(mixed_run):
 
 def test_the_endpoint_takes_strings_nulls_and_unseen_values(mixed_run):
     _, table, run = mixed_run
-    rows = [{"signal": 5.1, "noise": None, "town": "north", "smoker": "yes", "note": "asked about the refund"},
-            {"signal": -4.9, "noise": 0.3, "town": "a town never seen", "smoker": None, "note": None},
-            {"signal": 4.8, "noise": 1.0, "town": None, "smoker": "maybe", "note": "words never seen: zyx qwv"}]
+    rows = [
+        {"signal": 5.1, "noise": None, "town": "north", "smoker": "yes", "note": "asked about the refund"},
+        {"signal": -4.9, "noise": 0.3, "town": "a town never seen", "smoker": None, "note": None},
+        {"signal": 4.8, "noise": 1.0, "town": None, "smoker": "maybe", "note": "words never seen: zyx qwv"},
+    ]
     answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["yes", "no", "yes"]
     positional = requests.post(f"{run.url}/predict", json={"instances": [list(r.values()) for r in rows]}, timeout=60)
     assert positional.json()["predictions"] == ["yes", "no", "yes"]
     info = requests.get(f"{run.url}/model", timeout=10).json()
-    assert info["types"] == {"signal": "number", "noise": "number", "town": "category", "smoker": "binary",
-                             "note": "text"}
-    bad = requests.post(f"{run.url}/predict", json={"instances": [["high", 0.0, "north", "yes", "a note"]]},
-                        timeout=10)
+    assert info["types"] == {
+        "signal": "number",
+        "noise": "number",
+        "town": "category",
+        "smoker": "binary",
+        "note": "text",
+    }
+    bad = requests.post(f"{run.url}/predict", json={"instances": [["high", 0.0, "north", "yes", "a note"]]}, timeout=10)
     assert bad.status_code == 422 and "(signal): expected a number, got 'high'" in bad.json()["detail"]
 
 
@@ -153,27 +199,60 @@ def test_pyfunc_in_a_fresh_process_takes_the_file_as_read_csv_gives_it(mixed_run
 
 def test_validate_prints_the_schema_it_inferred(mixed_run):
     folder, _, _ = mixed_run
-    out = subprocess.run([KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'table.csv'}",
-                          "--set", "data.label=answer"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            KILN,
+            "validate",
+            "tests/configs/tiny.yaml",
+            "--set",
+            f"data.source={folder / 'table.csv'}",
+            "--set",
+            "data.label=answer",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines()[2:] if line.split()}
     assert rows["customer_id"] == ["-", "0"] and rows["town"][0] == "category" and rows["smoker"][0] == "binary"
     assert rows["noise"][0] == "number" and int(rows["noise"][1]) > 0 and rows["answer"][0] == "-"
     assert rows["note"][0] == "text" and int(rows["note"][1]) > 0  # free-form strings, a tenth missing
-    wrong = subprocess.run([KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'table.csv'}",
-                            "--set", "data.label=answer", "--set", "model.columns.town.text_encoder=transformer"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    wrong = subprocess.run(
+        [
+            KILN,
+            "validate",
+            "tests/configs/tiny.yaml",
+            "--set",
+            f"data.source={folder / 'table.csv'}",
+            "--set",
+            "data.label=answer",
+            "--set",
+            "model.columns.town.text_encoder=transformer",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert wrong.returncode == 2
-    assert "model.columns.town: a category column; encoder settings apply to text and image columns (note)" in \
-        wrong.stderr
+    assert (
+        "model.columns.town: a category column; encoder settings apply to text and image columns (note)" in wrong.stderr
+    )
 
 
 def test_v2_takes_a_text_column_as_bytes(mixed_run):
     _, _, run = mixed_run
     meta = requests.get(f"{run.url}/v2/models/{MODEL}", timeout=10).json()
     assert {i["name"]: i["datatype"] for i in meta["inputs"]}["note"] == "BYTES"
-    columns = {"signal": ("FP64", [5.0, -5.0]), "noise": ("FP64", [None, 0.1]), "town": ("BYTES", ["east", "west"]),
-               "smoker": ("BYTES", ["no", "yes"]), "note": ("BYTES", ["called about the parcel", None])}
+    columns = {
+        "signal": ("FP64", [5.0, -5.0]),
+        "noise": ("FP64", [None, 0.1]),
+        "town": ("BYTES", ["east", "west"]),
+        "smoker": ("BYTES", ["no", "yes"]),
+        "note": ("BYTES", ["called about the parcel", None]),
+    }
     body = {"inputs": [{"name": n, "datatype": t, "shape": [2], "data": d} for n, (t, d) in columns.items()]}
     answer = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
@@ -191,4 +270,3 @@ def test_sigterm_to_kiln_alone_stops_the_run_and_everything_it_started(mixed_run
     assert "shutting down the endpoint" in run.output and "sys.exit" not in run.output
     time.sleep(2)
     assert not [pid for pid in members if alive(pid)], "processes of the run outlived it"
-

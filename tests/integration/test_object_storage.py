@@ -19,16 +19,20 @@ from pipelines.store import scoped
 from tests_support import KILN, ROOT, free_port, kill_mid_search, store_client
 
 pytestmark = pytest.mark.slow
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kiln-test", "AWS_SECRET_ACCESS_KEY": "kiln-test",
-               "AWS_EC2_METADATA_DISABLED": "true"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "kiln-test",
+    "AWS_SECRET_ACCESS_KEY": "kiln-test",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     port = free_port()
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -47,15 +51,38 @@ def bucket_uri(endpoint: str, path: str) -> str:
 
 
 def command(root_uri: str, local_root: Path, *extra: str) -> list[str]:
-    return [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root_uri}",
-            "--set", f"storage.local_root={local_root}", "--set", "registry.model_name=kiln-s3-test",
-            "--set", "tune.num_samples=3", "--set", "train.epochs=2", "--set", "train.num_workers=1",
-            "--set", "tune.search_space={train.lr: {choice: [1.0e-2, 3.0e-3, 1.0e-3]}}", *extra]
+    return [
+        KILN,
+        "run",
+        "tests/configs/tiny.yaml",
+        "--no-serve",
+        "--set",
+        f"storage.root={root_uri}",
+        "--set",
+        f"storage.local_root={local_root}",
+        "--set",
+        "registry.model_name=kiln-s3-test",
+        "--set",
+        "tune.num_samples=3",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.num_workers=1",
+        "--set",
+        "tune.search_space={train.lr: {choice: [1.0e-2, 3.0e-3, 1.0e-3]}}",
+        *extra,
+    ]
 
 
 def kiln_run(root_uri: str, local_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command(root_uri, local_root, *extra), cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **CREDENTIALS})
+    return subprocess.run(
+        command(root_uri, local_root, *extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **CREDENTIALS},
+    )
 
 
 def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endpoint, tmp_path):
@@ -67,8 +94,11 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     fs, _ = pyarrow.fs.FileSystem.from_uri(bucket_uri(s3_endpoint, "runs"))
-    files = [i.path for i in fs.get_file_info(pyarrow.fs.FileSelector("kiln/runs/ray", recursive=True))
-             if i.type == pyarrow.fs.FileType.File]
+    files = [
+        i.path
+        for i in fs.get_file_info(pyarrow.fs.FileSelector("kiln/runs/ray", recursive=True))
+        if i.type == pyarrow.fs.FileType.File
+    ]
     trained = {p.split("/")[3] for p in files if p.endswith("/model.pt")}
     assert len(trained) == 1, f"only the registered winner keeps checkpoints in the bucket: {trained}"
     assert any("/kiln-test-" in p for p in files), "Tune's experiment state is in the bucket too (for --resume)"
@@ -88,8 +118,16 @@ def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):
     """The ledger and Tune's state are in the bucket, beside the checkpoints: --resume reads them from there."""
     uri, local = bucket_uri(s3_endpoint, "resume"), tmp_path / "local"
     # 2 workers a trial, so trials run one after another and the kill lands mid-search.
-    search = ["--set", "tune.scheduler.name=fifo", "--set", "registry.model_name=kiln-s3-resume",
-              "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5"]
+    search = [
+        "--set",
+        "tune.scheduler.name=fifo",
+        "--set",
+        "registry.model_name=kiln-s3-resume",
+        "--set",
+        "train.num_workers=2",
+        "--set",
+        "train.cpus_per_worker=0.5",
+    ]
     kill_mid_search(command(uri, local, *search), epochs=2, env=CREDENTIALS)
     assert not (local / "searches").exists(), "the ledger is in the bucket, not on this machine"
     resumed = kiln_run(uri, local, "--resume", *search)
@@ -104,4 +142,3 @@ def test_an_unreachable_bucket_fails_before_anything_starts(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("kiln: error: storage.root: cannot write to s3://kiln/runs")
     assert not (tmp_path / "local" / "mlflow.db").exists(), "no MLflow run was started"
-

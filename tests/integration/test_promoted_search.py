@@ -21,11 +21,31 @@ EPOCHS = 4  # rungs at epochs 1 and 2
 def promoted_search(tmp_path_factory):
     root = tmp_path_factory.mktemp("promotion") / "runs"
     out = subprocess.run(
-        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={root}",
-         "--set", "tune.scheduler.name=asha_promote", "--set", "train.num_workers=1",
-         "--set", "train.cpus_per_worker=1", "--set", f"train.epochs={EPOCHS}", "--set", "train.cache_shard_mb=0",
-         "--set", "registry.model_name=promotion-test"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            KILN,
+            "run",
+            "tests/configs/tiny.yaml",
+            "--no-serve",
+            "--set",
+            f"storage.root={root}",
+            "--set",
+            "tune.scheduler.name=asha_promote",
+            "--set",
+            "train.num_workers=1",
+            "--set",
+            "train.cpus_per_worker=1",
+            "--set",
+            f"train.epochs={EPOCHS}",
+            "--set",
+            "train.cache_shard_mb=0",
+            "--set",
+            "registry.model_name=promotion-test",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return root, out.stdout
 

@@ -84,8 +84,13 @@ def test_runs_record_the_splits_they_were_trained_and_scored_on(runs, mlflow_cli
 
     def contexts(run) -> dict[str, tuple[str, int]]:
         inputs = mlflow_client.get_run(run.info.run_id).inputs.dataset_inputs
-        return {next(t.value for t in i.tags if t.key == "mlflow.data.context"):
-                (i.dataset.digest, json.loads(i.dataset.profile)["num_rows"]) for i in inputs}
+        return {
+            next(t.value for t in i.tags if t.key == "mlflow.data.context"): (
+                i.dataset.digest,
+                json.loads(i.dataset.profile)["num_rows"],
+            )
+            for i in inputs
+        }
 
     splits = contexts(parent)
     assert set(splits) == {"train", "val", "test"}
@@ -119,8 +124,14 @@ def test_pyfunc_in_a_fresh_process_predicts_what_the_endpoint_answers(live_run, 
         "frame = pd.read_json(sys.stdin, orient='split')\n"
         "print(json.dumps([int(v) for v in model.predict(frame)]))\n"
     )
-    loaded = subprocess.run([sys.executable, "-c", script], input=digits_rows.to_json(orient="split"),
-                            capture_output=True, text=True, timeout=300, cwd="/")
+    loaded = subprocess.run(
+        [sys.executable, "-c", script],
+        input=digits_rows.to_json(orient="split"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     from_pyfunc = json.loads(loaded.stdout.strip().splitlines()[-1])
 
@@ -162,11 +173,17 @@ def test_endpoint_binds_to_loopback_only(live_run):
 
 def test_bad_config_exits_2_with_one_line_and_starts_nothing(tmp_path):
     root = tmp_path / "never-created"
-    out = subprocess.run([KILN, "run", "configs/quickstart.yaml", "--set", f"storage.root={root}",
-                          "--set", "train.num_workers=0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [KILN, "run", "configs/quickstart.yaml", "--set", f"storage.root={root}", "--set", "train.num_workers=0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "kiln: error: configs/quickstart.yaml: train.num_workers: Input should be greater than 0 (got 0)"]
+        "kiln: error: configs/quickstart.yaml: train.num_workers: Input should be greater than 0 (got 0)"
+    ]
     assert not root.exists()
 
 
@@ -190,8 +207,13 @@ def test_run_leaves_an_html_report_that_kiln_report_rebuilds(live_run, runs, mlf
     assert "stopped early" in page and parent.data.tags["kiln.best_trial_id"] in page
     artifacts = [a.path for a in mlflow_client.list_artifacts(parent.info.run_id)]
     assert Path(match.group(1)).name in artifacts
-    rebuilt = subprocess.run([KILN, "report", parent.info.run_id, "--set", f"storage.root={live_run.root}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    rebuilt = subprocess.run(
+        [KILN, "report", parent.info.run_id, "--set", f"storage.root={live_run.root}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.stdout.strip() == f"report: {match.group(1)}"
 
@@ -218,4 +240,3 @@ def test_ctrl_c_stops_serving_cleanly(live_run):
         requests.get(f"{live_run.url}/healthz", timeout=5)
     time.sleep(2)
     assert not [pid for pid in members if alive(pid)], "a process kiln run started outlived it"
-

@@ -30,21 +30,53 @@ def price_run(tmp_path_factory):
     table = data.houses(rows=800, seed=1)
     table.to_csv(folder / "houses.csv", index=False)
     trained = subprocess.run(
-        [KILN, "run", "tests/configs/tiny.yaml", "--no-serve", "--set", f"storage.root={folder / 'runs'}",
-         "--set", f"data.source={folder / 'houses.csv'}", "--set", "data.label=price",
-         "--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=2",
-         # the auto space (weight decay, head, dropout, batch size from the data) with the learning rates written
-         "--set", "tune.search_space={auto: true, train.lr: {choice: [3.0e-3, 1.0e-2]}}",
-         "--set", "tune.scheduler.name=fifo",
-         "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5",
-         "--set", f"train.epochs={EPOCHS}", "--set", "model.hidden=[64, 32]",
-         "--set", "train.cache_shard_mb=0"],  # over the in-memory cache: Ray Data shards every epoch, DDP
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            KILN,
+            "run",
+            "tests/configs/tiny.yaml",
+            "--no-serve",
+            "--set",
+            f"storage.root={folder / 'runs'}",
+            "--set",
+            f"data.source={folder / 'houses.csv'}",
+            "--set",
+            "data.label=price",
+            "--set",
+            f"registry.model_name={MODEL}",
+            "--set",
+            "tune.num_samples=2",
+            # the auto space (weight decay, head, dropout, batch size from the data) with the learning rates written
+            "--set",
+            "tune.search_space={auto: true, train.lr: {choice: [3.0e-3, 1.0e-2]}}",
+            "--set",
+            "tune.scheduler.name=fifo",
+            "--set",
+            "train.num_workers=2",
+            "--set",
+            "train.cpus_per_worker=0.5",
+            "--set",
+            f"train.epochs={EPOCHS}",
+            "--set",
+            "model.hidden=[64, 32]",
+            "--set",
+            "train.cache_shard_mb=0",
+        ],  # over the in-memory cache: Ray Data shards every epoch, DDP
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "Endpoint:" not in trained.stdout  # --no-serve stops after registering
     # Started as a non-interactive shell's `cmd &` starts it (SIGINT ignored), stopped by SIGINT to it alone.
-    run = start_run("tests/configs/tiny.yaml", folder / "runs", "--model", f"{MODEL}@champion", command_name="serve",
-                    sigint_ignored=True)
+    run = start_run(
+        "tests/configs/tiny.yaml",
+        folder / "runs",
+        "--model",
+        f"{MODEL}@champion",
+        command_name="serve",
+        sigint_ignored=True,
+    )
     if run.process.poll() is not None and "Serving until Ctrl-C." not in run.output:
         pytest.fail(f"kiln serve exited with {run.process.returncode}:\n{run.output[-3000:]}")
     yield folder, table, run, trained.stdout
@@ -72,8 +104,9 @@ def test_mlflow_holds_every_regression_metric_beside_the_baseline(price_run):
     for name in ("rmse", "mae", "r2"):
         assert f"test_{name}" in metrics and f"baseline_test_{name}" in metrics
     assert parent.data.params["tune.metric"] == "val_rmse" and parent.data.params["tune.mode"] == "min"
-    trial = client.search_runs([parent.info.experiment_id],
-                               filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'")[0]
+    trial = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.kiln.trial_id = '{version.tags['best_trial_id']}'"
+    )[0]
     history = client.get_metric_history(trial.info.run_id, "val_rmse")
     assert len(history) == EPOCHS and {"val_mae", "val_r2", "val_loss"} <= set(trial.data.metrics)
     # The network learns the price: far better than predicting the mean, and near the trees.
@@ -83,9 +116,11 @@ def test_mlflow_holds_every_regression_metric_beside_the_baseline(price_run):
 
 def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_run):
     _, table, run, _ = price_run
-    rows = [{"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
-            {"town": "a town never seen", "rooms": 2, "area_m2": None, "year_built": None, "garage": None},
-            {"town": None, "rooms": 7, "area_m2": 180.5, "year_built": 2020, "garage": "no"}]
+    rows = [
+        {"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
+        {"town": "a town never seen", "rooms": 2, "area_m2": None, "year_built": None, "garage": None},
+        {"town": None, "rooms": 7, "area_m2": 180.5, "year_built": 2020, "garage": "no"},
+    ]
     answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
     assert answer.status_code == 200, answer.text
     prices = answer.json()["predictions"]
@@ -95,8 +130,9 @@ def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_
     assert prices[2] > prices[1]  # 7 large rooms cost more than 2 small ones
     info = requests.get(f"{run.url}/model", timeout=10).json()
     assert info["task"] == "regression" and info["labels"] == [] and info["types"]["town"] == "category"
-    asked = requests.post(f"{run.url}/predict", json={"instances": rows, "parameters": {"probabilities": True}},
-                          timeout=10)
+    asked = requests.post(
+        f"{run.url}/predict", json={"instances": rows, "parameters": {"probabilities": True}}, timeout=10
+    )
     assert asked.status_code == 422 and "regression" in asked.json()["detail"]
 
 
@@ -120,11 +156,15 @@ def test_pyfunc_in_a_fresh_process_predicts_prices_from_read_csv(price_run):
 
 def test_v2_takes_one_named_input_per_column_with_bytes_for_strings(price_run):
     _, _, run, _ = price_run
-    rows = [{"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
-            {"town": None, "rooms": 2, "area_m2": None, "year_built": 1950, "garage": "no"}]
+    rows = [
+        {"town": "hills", "rooms": 4, "area_m2": 110.0, "year_built": 1990, "garage": "yes"},
+        {"town": None, "rooms": 2, "area_m2": None, "year_built": 1950, "garage": "no"},
+    ]
     datatypes = {"town": "BYTES", "rooms": "INT64", "area_m2": "FP64", "year_built": "INT64", "garage": "BYTES"}
-    inputs = [{"name": name, "shape": [2], "datatype": kind, "data": [r[name] for r in rows]}
-              for name, kind in datatypes.items()]
+    inputs = [
+        {"name": name, "shape": [2], "datatype": kind, "data": [r[name] for r in rows]}
+        for name, kind in datatypes.items()
+    ]
     answer = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=60)
     assert answer.status_code == 200, answer.text
     output = answer.json()["outputs"][0]
@@ -132,14 +172,23 @@ def test_v2_takes_one_named_input_per_column_with_bytes_for_strings(price_run):
     assert output["datatype"] == "FP64" and output["data"] == pytest.approx(expected)
     meta = requests.get(f"{run.url}/v2/models/{MODEL}", timeout=10).json()
     assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
-        "town": "BYTES", "rooms": "FP64", "area_m2": "FP64", "year_built": "FP64", "garage": "BYTES"}
+        "town": "BYTES",
+        "rooms": "FP64",
+        "area_m2": "FP64",
+        "year_built": "FP64",
+        "garage": "BYTES",
+    }
 
 
 def test_serving_a_model_that_is_not_registered_fails_clearly(price_run):
     folder, *_ = price_run
-    out = subprocess.run([KILN, "serve", "--model", "no-such-model@champion",
-                          "--set", f"storage.root={folder / 'runs'}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [KILN, "serve", "--model", "no-such-model@champion", "--set", f"storage.root={folder / 'runs'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1
     assert "registry.alias 'champion' not found for model 'no-such-model'" in out.stderr
 
@@ -147,12 +196,17 @@ def test_serving_a_model_that_is_not_registered_fails_clearly(price_run):
 def test_validate_reads_the_csv_without_starting_anything(price_run):
     folder, *_ = price_run
     command = [KILN, "validate", "tests/configs/tiny.yaml", "--set", f"data.source={folder / 'houses.csv'}"]
-    out = subprocess.run([*command, "--set", "data.label=price"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([*command, "--set", "data.label=price"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "800 rows, 5 features, regression, 4 trials by val_rmse" in out.stdout
-    bad = subprocess.run([*command, "--set", "data.label=target"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [*command, "--set", "data.label=target"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and "data.label: column 'target' not in data" in bad.stderr
-    wrong = subprocess.run([*command, "--set", "data.label=price", "--set", "tune.metric=val_auc"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    wrong = subprocess.run(
+        [*command, "--set", "data.label=price", "--set", "tune.metric=val_auc"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert wrong.returncode == 2 and "tune.metric: val_auc is a classification metric" in wrong.stderr

@@ -11,24 +11,45 @@ from tests_support import KILN, ROOT, kill_mid_search, store_client
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
-SEARCH = ["--no-serve", "--set", "tune.num_samples=3", "--set", "tune.scheduler.name=fifo",
-          "--set", 'tune.search_space={"train.lr": {"choice": [0.003, 0.01, 0.005]}}',
-          "--set", f"train.epochs={EPOCHS}", "--set", "registry.model_name=resume-test",
-          # DDP trials (Ray Train runs), slow enough to kill mid-trial; test_faults covers the Tune-actor restore
-          "--set", "train.num_workers=2", "--set", "train.cpus_per_worker=0.5"]
+SEARCH = [
+    "--no-serve",
+    "--set",
+    "tune.num_samples=3",
+    "--set",
+    "tune.scheduler.name=fifo",
+    "--set",
+    'tune.search_space={"train.lr": {"choice": [0.003, 0.01, 0.005]}}',
+    "--set",
+    f"train.epochs={EPOCHS}",
+    "--set",
+    "registry.model_name=resume-test",
+    # DDP trials (Ray Train runs), slow enough to kill mid-trial; test_faults covers the Tune-actor restore
+    "--set",
+    "train.num_workers=2",
+    "--set",
+    "train.cpus_per_worker=0.5",
+]
 
 
 def kiln(root, *args, timeout=600):
-    return subprocess.run([KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume") / "runs"
     meanwhile = {}
-    before = kill_mid_search([KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
-                             epochs=EPOCHS, while_running=lambda: meanwhile.update(second=kiln(root, "--resume")))
+    before = kill_mid_search(
+        [KILN, "run", "tests/configs/tiny.yaml", "--set", f"storage.root={root}", *SEARCH],
+        epochs=EPOCHS,
+        while_running=lambda: meanwhile.update(second=kiln(root, "--resume")),
+    )
     assert meanwhile["second"].returncode == 2, meanwhile["second"].stdout[-2000:] + meanwhile["second"].stderr
     assert "--resume: search kiln-test-" in meanwhile["second"].stderr
     assert "is still running (pid " in meanwhile["second"].stderr
@@ -50,8 +71,9 @@ def test_resume_finishes_the_same_search(killed_then_resumed):
     trials = {r.data.tags["kiln.trial_id"]: r for r in runs if r.data.tags.get("kiln.kind") == "trial"}
     assert len(trials) == 3
 
-    history = {tid: [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")]
-               for tid, r in trials.items()}
+    history = {
+        tid: [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] for tid, r in trials.items()
+    }
     first = next(tid for tid in history if tid.endswith("_00000"))
     assert history[first] == list(range(1, EPOCHS + 1)), "a finished trial was rerun"
     interrupted = next(tid for tid in history if tid.endswith("_00001"))

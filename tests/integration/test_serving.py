@@ -51,10 +51,20 @@ def live(tmp_path_factory):
     from pipelines import deploy, runtime
 
     port = free_port()
-    cfg, frame = tiny_store(tmp_path_factory.mktemp("serving"), NAME, [
-        f"serve.port={port}", f"serve.max_ongoing_requests={MAX_ONGOING}", f"serve.max_queued_requests={MAX_QUEUED}",
-        f"serve.request_timeout_s={TIMEOUT_S}", f"serve.max_body_bytes={MAX_BODY_BYTES}", "serve.max_batch_size=4",
-        "serve.batch_wait_timeout_s=0.01", "serve.reload_interval_s=0.5"])
+    cfg, frame = tiny_store(
+        tmp_path_factory.mktemp("serving"),
+        NAME,
+        [
+            f"serve.port={port}",
+            f"serve.max_ongoing_requests={MAX_ONGOING}",
+            f"serve.max_queued_requests={MAX_QUEUED}",
+            f"serve.request_timeout_s={TIMEOUT_S}",
+            f"serve.max_body_bytes={MAX_BODY_BYTES}",
+            "serve.max_batch_size=4",
+            "serve.batch_wait_timeout_s=0.01",
+            "serve.reload_interval_s=0.5",
+        ],
+    )
     runtime.start(cfg, env=deploy.ingress_env(cfg))  # Kiln's own runtime, with its default ingress
     from serving.app import deploy  # after the start: Serve reads its ingress settings at import
 
@@ -132,14 +142,16 @@ def test_bad_rows_422(live):
 
 def test_body_over_the_limit_413_without_reading_it(live):
     with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:  # declares 1 GiB, sends 1 KiB
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n" % 2**30 + b"[" * 1024)
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % 2**30 + b"[" * 1024
+        )
         answer = http.client.HTTPResponse(sock)
         answer.begin()
         assert answer.status == 413 and "serve.max_body_bytes" in json.loads(answer.read())["detail"]
     big = json.dumps({"instances": [[1.5, 2.5, 3.5, 4.5]] * 4000}).encode()
     assert len(big) > MAX_BODY_BYTES
-    chunks = (big[i:i + 8192] for i in range(0, len(big), 8192))  # chunked: no Content-Length to check
+    chunks = (big[i : i + 8192] for i in range(0, len(big), 8192))  # chunked: no Content-Length to check
     answer = requests.post(f"{live.url}/v2/models/{NAME}/infer", data=chunks, timeout=30)
     assert answer.status_code == 413 and "limit is 65536 bytes" in answer.json()["error"]
     live.assert_good()
@@ -151,8 +163,11 @@ class Stalled:
     def __init__(self, live: Live):
         body = json.dumps({"instances": live.rows}).encode()
         self.sock = socket.create_connection(("127.0.0.1", live.port), timeout=TIMEOUT_S + 20)
-        self.sock.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1])
+        self.sock.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:1]
+        )
         self.rest = body[1:]
 
     def status(self, finish: bool) -> int:
@@ -219,8 +234,11 @@ def test_concurrent_single_rows_share_a_forward_pass(live):
     assert not failures
     assert batch_sizes(live)[1] > merged_before, "no batch of more than one request formed under concurrency"
     text = requests.get(f"{live.url}/metrics", timeout=10).text
-    assert re.search(r'kiln_requests_total\{method="POST",model_version="1",replica="[^"]+",route="/predict",'
-                     r'status="200"\} [1-9]', text)
+    assert re.search(
+        r'kiln_requests_total\{method="POST",model_version="1",replica="[^"]+",route="/predict",'
+        r'status="200"\} [1-9]',
+        text,
+    )
     assert re.search(r'kiln_request_errors_total\{replica="[^"]+",route="/predict",status="422"\}', text)
 
 
@@ -306,13 +324,24 @@ def test_the_rayservice_manifest_application_serves_the_champion(live):
     manifest = yaml.safe_load((ROOT / "platform" / "kuberay" / "rayservice.yaml").read_text())
     app = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
     module, builder = app["import_path"].split(":")
-    args = {**app["args"], "model": f"{NAME}@champion", "tracking_uri": live.cfg.tracking_uri,
-            "config": str(ROOT / "configs" / Path(app["args"]["config"]).name)}
-    serve.run(getattr(importlib.import_module(module), builder)(args), name="manifest", route_prefix="/manifest",
-              blocking=False)
+    args = {
+        **app["args"],
+        "model": f"{NAME}@champion",
+        "tracking_uri": live.cfg.tracking_uri,
+        "config": str(ROOT / "configs" / Path(app["args"]["config"]).name),
+    }
+    serve.run(
+        getattr(importlib.import_module(module), builder)(args),
+        name="manifest",
+        route_prefix="/manifest",
+        blocking=False,
+    )
     try:
-        wait_for(lambda: requests.get(f"{live.url}/manifest/v2/health/ready", timeout=5).status_code == 200, 60,
-                 "the manifest's application")
+        wait_for(
+            lambda: requests.get(f"{live.url}/manifest/v2/health/ready", timeout=5).status_code == 200,
+            60,
+            "the manifest's application",
+        )
         answer = requests.post(f"{live.url}/manifest/predict", json={"instances": live.rows}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.headers["X-Model-Version"] == live.predict().headers["X-Model-Version"]
@@ -326,8 +355,14 @@ def test_a_pinned_version_does_not_follow_the_alias(live):
     from serving.app import deploy
 
     deploy(live.cfg, name=NAME, version=1)
-    wait_for(lambda: requests.get(f"{live.url}/v2/models/{NAME}", timeout=10).json().get("platform") is not None
-             and live.predict().status_code == 200, 60, "the pinned deployment")
+    wait_for(
+        lambda: (
+            requests.get(f"{live.url}/v2/models/{NAME}", timeout=10).json().get("platform") is not None
+            and live.predict().status_code == 200
+        ),
+        60,
+        "the pinned deployment",
+    )
     registry.promote(live.cfg, NAME, 2)
     try:
         time.sleep(live.cfg.serve.reload_interval_s * 6)
@@ -360,6 +395,9 @@ def test_the_ingress_listens_on_loopback_only(live):
     assert ("127.0.0.1", live.port) in listening
     side = {int(os.environ[key]) for key in ingress.SIDE_PORTS[:2]} if ingress.uses_haproxy(live.cfg) else set()
     assert {("127.0.0.1", port) for port in side} <= listening, sorted(listening)
-    exposed = {(address, port) for address, port in listening if address != "127.0.0.1"
-               and port in {live.port, 8404, 9101, *side}}
+    exposed = {
+        (address, port)
+        for address, port in listening
+        if address != "127.0.0.1" and port in {live.port, 8404, 9101, *side}
+    }
     assert not exposed, f"Serve listens beyond loopback: {sorted(exposed)}"

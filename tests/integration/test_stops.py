@@ -19,18 +19,38 @@ from tests_support import KILN, ROOT, alive, descendants, ignore_sigint
 
 pytestmark = pytest.mark.slow
 
-SEARCH = ["tests/configs/tiny.yaml", "--no-serve", "--set", "tune.num_samples=2", "--set", "tune.scheduler.name=fifo",
-          "--set", 'tune.search_space={"train.lr": {"choice": [0.003, 0.01]}}', "--set", "train.epochs=4",
-          "--set", "registry.model_name=stops-test", "--set", "train.num_workers=1"]
+SEARCH = [
+    "tests/configs/tiny.yaml",
+    "--no-serve",
+    "--set",
+    "tune.num_samples=2",
+    "--set",
+    "tune.scheduler.name=fifo",
+    "--set",
+    'tune.search_space={"train.lr": {"choice": [0.003, 0.01]}}',
+    "--set",
+    "train.epochs=4",
+    "--set",
+    "registry.model_name=stops-test",
+    "--set",
+    "train.num_workers=1",
+]
 
 
 @pytest.fixture(scope="module")
 def terminated(tmp_path_factory):
     root = tmp_path_factory.mktemp("stops") / "runs"
     command = [KILN, "run", *SEARCH, "--set", f"storage.root={root}"]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-                              preexec_fn=ignore_sigint)
+    driver = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+        preexec_fn=ignore_sigint,
+    )
     lines, members = [], []
     for line in driver.stdout:
         lines.append(line.rstrip())

@@ -22,12 +22,14 @@ def test_a_ray_process_finds_its_own_runtimes_state_beside_another_instance(tmp_
     from pipelines import runtime
     from pipelines.config import load_config
 
-    other = subprocess.Popen([sys.executable, "-c", OTHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, cwd=ROOT)
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     try:
         assert other.stdout.readline().strip() == "up", "the other Ray instance did not start"
         runtime.start(load_config(ROOT / "tests/configs/tiny.yaml", [f"storage.root={tmp_path}"]))
         try:
+
             @ray.remote(num_cpus=0)
             class Named:
                 def ready(self) -> bool:

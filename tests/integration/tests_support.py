@@ -66,9 +66,16 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run", s
     """`kiln run` (or `kiln serve`, with command_name) until it serves; its output lands in `lines`."""
     port = free_port()
     command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-                               preexec_fn=ignore_sigint if sigint_ignored else None)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
+    )
     run = LiveRun(root, port, process)
     ready = threading.Event()
 
@@ -129,12 +136,17 @@ def kill_with_children(pid: int) -> None:
             pass
 
 
-def kill_mid_search(command: list[str], *, epochs: int, env: dict[str, str] | None = None,
-                    while_running=None) -> str:
+def kill_mid_search(command: list[str], *, epochs: int, env: dict[str, str] | None = None, while_running=None) -> str:
     """Run a `kiln run` search until one trial has finished and the second is mid-way, then kill everything
     (calling `while_running()` first, while the search is alive). Returns what it printed."""
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, **(env or {})})
+    driver = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     before = []
     for line in driver.stdout:
         before.append(line.rstrip())

@@ -60,10 +60,14 @@ CONFIG_CASES = {
     "negative workers": (["train.num_workers=-2"], "train.num_workers: Input should be greater than 0 (got -2)"),
     "negative lr": (["train.lr=-0.1"], "train.lr: Input should be greater than 0"),
     "empty search space": (["tune.search_space={}"], "tune.search_space: empty, so all 8 trials"),
-    "malformed domain": (['tune.search_space={"train.lr": {"uniform": [1]}}'],
-                         "tune.search_space.train.lr: uniform needs [low, high]"),
-    "search key not in config": (['tune.search_space={"train.momentum": {"uniform": [0, 1]}}'],
-                                 "tune.search_space.train.momentum: not a key of this config"),
+    "malformed domain": (
+        ['tune.search_space={"train.lr": {"uniform": [1]}}'],
+        "tune.search_space.train.lr: uniform needs [low, high]",
+    ),
+    "search key not in config": (
+        ['tune.search_space={"train.momentum": {"uniform": [0, 1]}}'],
+        "tune.search_space.train.momentum: not a key of this config",
+    ),
     "metric never reported": (["tune.metric=val_f1"], "tune.metric: must be one of"),
     "more workers than CPUs": (["train.num_workers=64"], "lower train.num_workers or train.cpus_per_worker"),
     "GPUs the machine lacks": (["train.use_gpu=true"], "train.use_gpu: true, but the cluster has no GPUs"),
@@ -72,46 +76,91 @@ CONFIG_CASES = {
 DATA_CASES = {
     "missing path": (lambda d: str(d / "nope.parquet"), [], "nope.parquet not found"),
     "unreadable file": (lambda d: write(d, "x.parquet", raw=b"not parquet at all"), [], "data.source: cannot read"),
-    "missing label column": (lambda d: write(d, "x.parquet", digits_like().drop(columns="label")), [],
-                             "data.label: column 'label' not in data"),
+    "missing label column": (
+        lambda d: write(d, "x.parquet", digits_like().drop(columns="label")),
+        [],
+        "data.label: column 'label' not in data",
+    ),
     "too few rows": (lambda d: write(d, "x.parquet", digits_like(5)), [], "5 rows are too few"),
-    "single class": (lambda d: write(d, "x.parquet", digits_like().assign(label=7)), [],
-                     "has 1 class among the labelled rows"),
-    "type of a column not in the data": (lambda d: write(d, "x.csv", digits_like()), ["data.types={z: number}"],
-                                         "data.types: column 'z' not in data"),
-    "unknown type": (lambda d: write(d, "x.csv", digits_like()), ["data.types={a: vector}"],
-                     "data.types.a: unknown type 'vector'"),
-    "strings typed as numbers": (lambda d: write(d, "x.csv", digits_like().assign(b="high")),
-                                 ["data.types={b: number}"], "data.types.b: number, but the column holds 'high'"),
-    "label dropped": (lambda d: write(d, "x.csv", digits_like()), ["data.drop=[label]"],
-                      "data.drop: the label column 'label' cannot be dropped"),
-    "every feature dropped": (lambda d: write(d, "x.csv", digits_like()), ["data.drop=[a, b, c, d]"],
-                              "data: no feature columns left besides the label"),
-    "missing feature": (lambda d: write(d, "x.parquet", digits_like()), ["data.features=[a, z]"],
-                        "data.features: column 'z' not in data"),
-    "image path climbing out": (lambda d: image_table(d, "../secret.png"), [],
-                                "column 'photo' row 7: '../secret.png' is outside the table's folder"),
+    "single class": (
+        lambda d: write(d, "x.parquet", digits_like().assign(label=7)),
+        [],
+        "has 1 class among the labelled rows",
+    ),
+    "type of a column not in the data": (
+        lambda d: write(d, "x.csv", digits_like()),
+        ["data.types={z: number}"],
+        "data.types: column 'z' not in data",
+    ),
+    "unknown type": (
+        lambda d: write(d, "x.csv", digits_like()),
+        ["data.types={a: vector}"],
+        "data.types.a: unknown type 'vector'",
+    ),
+    "strings typed as numbers": (
+        lambda d: write(d, "x.csv", digits_like().assign(b="high")),
+        ["data.types={b: number}"],
+        "data.types.b: number, but the column holds 'high'",
+    ),
+    "label dropped": (
+        lambda d: write(d, "x.csv", digits_like()),
+        ["data.drop=[label]"],
+        "data.drop: the label column 'label' cannot be dropped",
+    ),
+    "every feature dropped": (
+        lambda d: write(d, "x.csv", digits_like()),
+        ["data.drop=[a, b, c, d]"],
+        "data: no feature columns left besides the label",
+    ),
+    "missing feature": (
+        lambda d: write(d, "x.parquet", digits_like()),
+        ["data.features=[a, z]"],
+        "data.features: column 'z' not in data",
+    ),
+    "image path climbing out": (
+        lambda d: image_table(d, "../secret.png"),
+        [],
+        "column 'photo' row 7: '../secret.png' is outside the table's folder",
+    ),
     "absolute image path": (lambda d: image_table(d, "SECRET"), [], "column 'photo' row 7: '/"),
-    "image symlink out": (lambda d: image_table(d, "pics/link.png"), [],
-                          "column 'photo' row 7: 'pics/link.png' is outside the table's folder"),
-    "image path to a FIFO": (lambda d: image_table(d, "pics/fifo.png"), [],
-                             "column 'photo' row 7: 'pics/fifo.png' is not a file under"),
+    "image symlink out": (
+        lambda d: image_table(d, "pics/link.png"),
+        [],
+        "column 'photo' row 7: 'pics/link.png' is outside the table's folder",
+    ),
+    "image path to a FIFO": (
+        lambda d: image_table(d, "pics/fifo.png"),
+        [],
+        "column 'photo' row 7: 'pics/fifo.png' is not a file under",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_bad_config(case, tmp_path, capsys):
     overrides, message = CONFIG_CASES[case]
-    check(["--set", f"storage.root={tmp_path / 'runs'}", *sum((["--set", o] for o in overrides), [])],
-          message, tmp_path, capsys)
+    check(
+        ["--set", f"storage.root={tmp_path / 'runs'}", *sum((["--set", o] for o in overrides), [])],
+        message,
+        tmp_path,
+        capsys,
+    )
 
 
 @pytest.mark.parametrize("case", list(DATA_CASES))
 def test_bad_data(case, tmp_path, capsys):
     make_source, overrides, message = DATA_CASES[case]
     source = make_source(tmp_path)
-    args = ["--set", f"storage.root={tmp_path / 'runs'}", "--set", f"data.source={source}",
-            "--set", "tune.num_samples=1", "--set", "tune.search_space={}"]
+    args = [
+        "--set",
+        f"storage.root={tmp_path / 'runs'}",
+        "--set",
+        f"data.source={source}",
+        "--set",
+        "tune.num_samples=1",
+        "--set",
+        "tune.search_space={}",
+    ]
     check(args + sum((["--set", o] for o in overrides), []), message, tmp_path, capsys)
 
 
@@ -132,7 +181,7 @@ def test_a_csv_ray_cannot_parse_is_named_by_its_row_not_by_rays_retry_message(tm
     from pipelines import data, ingest
 
     path = tmp_path / "tweets.csv"
-    path.write_bytes(b"text,label\n\"fine\",a\nbroken\rtweet,b\nok,a\n")
+    path.write_bytes(b'text,label\n"fine",a\nbroken\rtweet,b\nok,a\n')
     said = ingest.read_error(data.Source([str(path)], "csv"), RuntimeError("Failed to apply UDF transform"))
     assert said.startswith("tweets.csv: CSV parse error: Expected 2 columns, got 1"), said
     fine = tmp_path / "fine.csv"

@@ -13,7 +13,7 @@ from pipelines.config import ModelConfig
 from pipelines.inference import InferenceModel
 from pipelines.models import build_model
 
-FACTORY_MODULE = '''
+FACTORY_MODULE = """
 import pathlib
 pathlib.Path({marker!r}).write_text("imported")
 
@@ -23,7 +23,7 @@ def factory(input_dim, num_classes, cfg):
 
 def exits(input_dim, num_classes, cfg):
     raise SystemExit(3)
-'''
+"""
 
 
 @pytest.fixture

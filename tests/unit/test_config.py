@@ -48,21 +48,24 @@ def test_yaml_exponent_without_dot_is_coerced(tmp_path):
     assert load_config(path).train.lr == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.num_workers=-1", "train.num_workers: Input should be greater than 0 (got -1)"),
-    ("train.epochs=0", "train.epochs: Input should be greater than 0"),
-    ("train.lr=fast", "train.lr: Input should be a valid number"),
-    ("train.learning_rate=0.1", "train.learning_rate: unknown key"),
-    ("tune.metric=val_f1", "tune.metric: must be one of"),
-    ("tune.mode=maximize", "tune.mode: Input should be 'min' or 'max'"),
-    ("data.split.val=0.8", "data.split: val + test must leave"),
-    ("serve.port=70000", "serve.port: Input should be less than or equal to 65535"),
-    ("registry.promote=sometimes", "registry.promote: Input should be"),
-    ("registry.model_name=../../etc/x", "registry.model_name: '../../etc/x': use letters"),
-    ("registry.model_name=a/b", "registry.model_name: 'a/b': use letters"),
-    ("name=..", "name: '..': use letters"),
-    ("name=.hidden", "name: '.hidden': use letters"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.num_workers=-1", "train.num_workers: Input should be greater than 0 (got -1)"),
+        ("train.epochs=0", "train.epochs: Input should be greater than 0"),
+        ("train.lr=fast", "train.lr: Input should be a valid number"),
+        ("train.learning_rate=0.1", "train.learning_rate: unknown key"),
+        ("tune.metric=val_f1", "tune.metric: must be one of"),
+        ("tune.mode=maximize", "tune.mode: Input should be 'min' or 'max'"),
+        ("data.split.val=0.8", "data.split: val + test must leave"),
+        ("serve.port=70000", "serve.port: Input should be less than or equal to 65535"),
+        ("registry.promote=sometimes", "registry.promote: Input should be"),
+        ("registry.model_name=../../etc/x", "registry.model_name: '../../etc/x': use letters"),
+        ("registry.model_name=a/b", "registry.model_name: 'a/b': use letters"),
+        ("name=..", "name: '..': use letters"),
+        ("name=.hidden", "name: '.hidden': use letters"),
+    ],
+)
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(ROOT / "configs" / "quickstart.yaml", [override])

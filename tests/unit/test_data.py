@@ -9,8 +9,13 @@ from pipelines.errors import DataError
 
 def frame(n=60, classes=("a", "b", "c")):
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"f1": rng.normal(size=n), "f2": rng.normal(5, 2, size=n),
-                         "label": [classes[i % len(classes)] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "f1": rng.normal(size=n),
+            "f2": rng.normal(5, 2, size=n),
+            "label": [classes[i % len(classes)] for i in range(n)],
+        }
+    )
 
 
 def test_split_is_stratified_disjoint_and_deterministic():
@@ -25,19 +30,22 @@ def test_split_is_stratified_disjoint_and_deterministic():
     assert not (other[2] == test).all()
 
 
-@pytest.mark.parametrize("mutate, cfg, message", [
-    (lambda d: d.drop(columns="label"), {}, "data.label: column 'label' not in data"),
-    (lambda d: d, {"features": ["f1", "nope"]}, "data.features: column 'nope' not in data"),
-    (lambda d: d.assign(label="a"), {}, "has 1 class among the labelled rows"),
-    (lambda d: d.head(4), {}, "4 rows are too few"),
-    (lambda d: d.assign(label=None), {}, "has 0 classes among the labelled rows"),
-    (lambda d: d, {"types": {"nope": "number"}}, "data.types: column 'nope' not in data"),
-    (lambda d: d, {"types": {"f1": "vector"}}, "data.types.f1: unknown type 'vector'"),
-    (lambda d: d.assign(f1="x"), {"types": {"f1": "number"}}, "data.types.f1: number, but the column holds 'x'"),
-    (lambda d: d, {"drop": ["label"]}, "data.drop: the label column 'label' cannot be dropped"),
-    (lambda d: d, {"drop": ["f1", "f2"]}, "data: no feature columns left besides the label"),
-    (lambda d: d, {"drop": ["gone"]}, "data.drop: column 'gone' not in data"),
-])
+@pytest.mark.parametrize(
+    "mutate, cfg, message",
+    [
+        (lambda d: d.drop(columns="label"), {}, "data.label: column 'label' not in data"),
+        (lambda d: d, {"features": ["f1", "nope"]}, "data.features: column 'nope' not in data"),
+        (lambda d: d.assign(label="a"), {}, "has 1 class among the labelled rows"),
+        (lambda d: d.head(4), {}, "4 rows are too few"),
+        (lambda d: d.assign(label=None), {}, "has 0 classes among the labelled rows"),
+        (lambda d: d, {"types": {"nope": "number"}}, "data.types: column 'nope' not in data"),
+        (lambda d: d, {"types": {"f1": "vector"}}, "data.types.f1: unknown type 'vector'"),
+        (lambda d: d.assign(f1="x"), {"types": {"f1": "number"}}, "data.types.f1: number, but the column holds 'x'"),
+        (lambda d: d, {"drop": ["label"]}, "data.drop: the label column 'label' cannot be dropped"),
+        (lambda d: d, {"drop": ["f1", "f2"]}, "data: no feature columns left besides the label"),
+        (lambda d: d, {"drop": ["gone"]}, "data.drop: column 'gone' not in data"),
+    ],
+)
 def test_bad_data_is_named(mutate, cfg, message):
     with pytest.raises(DataError) as err:
         data.check_frame(mutate(frame()), DataConfig(**cfg))
@@ -73,10 +81,13 @@ def test_rows_without_a_label_are_left_out_and_said():
     assert checked.task == "classification"
 
 
-@pytest.mark.parametrize("label, why", [
-    (np.linspace(100_000, 900_000, 60), "numbers with fractions (60 distinct values)"),
-    (np.arange(60) * 1000, "60 distinct whole numbers (over 20)"),
-])
+@pytest.mark.parametrize(
+    "label, why",
+    [
+        (np.linspace(100_000, 900_000, 60), "numbers with fractions (60 distinct values)"),
+        (np.arange(60) * 1000, "60 distinct whole numbers (over 20)"),
+    ],
+)
 def test_a_label_of_measured_numbers_is_a_regression_not_sixty_classes(label, why):
     checked = data.check_frame(frame().assign(label=label), DataConfig())
     assert checked.task == "regression"
@@ -85,10 +96,12 @@ def test_a_label_of_measured_numbers_is_a_regression_not_sixty_classes(label, wh
 
 
 def test_too_many_classes_are_refused_with_the_hint_to_regress():
-    with pytest.raises(DataError, match="data.label: column 'label' has 60 distinct values, more than "
-                                        "data.max_classes=50.*set data.task: regression"):
-        data.check_frame(frame().assign(label=np.arange(60) * 1000), DataConfig(task="classification",
-                                                                                max_classes=50))
+    with pytest.raises(
+        DataError,
+        match="data.label: column 'label' has 60 distinct values, more than "
+        "data.max_classes=50.*set data.task: regression",
+    ):
+        data.check_frame(frame().assign(label=np.arange(60) * 1000), DataConfig(task="classification", max_classes=50))
 
 
 def test_a_regression_split_covers_the_targets_whole_range():

@@ -12,9 +12,15 @@ from pipelines.encoding import Encoder, Preprocessing
 
 def table(n=60):
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"f1": rng.normal(size=n), "f2": rng.normal(5, 2, size=n),
-                         "town": (["north", "south", "east"] * n)[:n], "smoker": (["yes", "no"] * n)[:n],
-                         "label": [("a", "b", "c")[i % 3] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "f1": rng.normal(size=n),
+            "f2": rng.normal(5, 2, size=n),
+            "town": (["north", "south", "east"] * n)[:n],
+            "smoker": (["yes", "no"] * n)[:n],
+            "label": [("a", "b", "c")[i % 3] for i in range(n)],
+        }
+    )
 
 
 TYPES = {"f1": "number", "f2": "number", "town": "category", "smoker": "binary"}
@@ -93,8 +99,9 @@ def test_an_encoder_names_its_columns():
 
 def test_a_regression_target_is_standardised_on_train_and_decoded_back_after_json():
     train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "price": [100.0, 200.0, 300.0, 400.0]})
-    prep = encoding.fit(train, {"x": "number"}, train["price"], max_categories=10, task="regression",
-                        train_labels=train["price"])
+    prep = encoding.fit(
+        train, {"x": "number"}, train["price"], max_categories=10, task="regression", train_labels=train["price"]
+    )
     targets = prep.encode(train["price"])
     assert targets.dtype == np.float32 and abs(targets.mean()) < 1e-6 and abs(targets.std() - 1) < 1e-6
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
@@ -151,6 +158,7 @@ def test_auto_numbers_are_ple_on_large_train_splits_only():
     rng = np.random.default_rng(1)
     for rows, has_bins in ((encoding.PLE_FROM_ROWS - 1, False), (encoding.PLE_FROM_ROWS, True)):
         train = pd.DataFrame({"x": rng.normal(size=rows)})
-        prep = encoding.fit(train, {"x": "number"}, pd.Series([0, 1] * (rows // 2 + 1)), max_categories=5,
-                            numbers="auto")
+        prep = encoding.fit(
+            train, {"x": "number"}, pd.Series([0, 1] * (rows // 2 + 1)), max_categories=5, numbers="auto"
+        )
         assert bool(prep.encoders[0].bins) == has_bins, rows

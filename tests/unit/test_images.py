@@ -29,8 +29,9 @@ def png(array: np.ndarray) -> bytes:
 def test_builtin_digits_images_is_a_class_folder_tree_read_as_image_and_label(tmp_path):
     cfg = DataConfig(source="builtin:digits-images")
     source = data.resolve_source(cfg, tmp_path)
-    assert source.format == "images" and sorted(p.name for p in (tmp_path / "datasets" / "digits-images").iterdir()) \
-        == [str(d) for d in range(10)]
+    assert source.format == "images" and sorted(
+        p.name for p in (tmp_path / "datasets" / "digits-images").iterdir()
+    ) == [str(d) for d in range(10)]
     checked = data.inspect(cfg, tmp_path)
     assert checked.types == {"image": "image"} and len(checked.frame) == 1797
     assert data.resolve_source(DataConfig(source=str(tmp_path / "datasets" / "digits-images")), tmp_path) == source
@@ -43,8 +44,10 @@ def test_hidden_folders_and_files_in_a_class_folder_tree_are_not_classes_or_imag
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "a.png").write_bytes(png(np.zeros((4, 4))))
     (tmp_path / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what macOS copies beside
-    assert images.class_folders(tmp_path) == [(str(tmp_path / "cat" / "a.png"), "cat"),
-                                              (str(tmp_path / "dog" / "a.png"), "dog")]
+    assert images.class_folders(tmp_path) == [
+        (str(tmp_path / "cat" / "a.png"), "cat"),
+        (str(tmp_path / "dog" / "a.png"), "dog"),
+    ]
 
 
 def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
@@ -52,7 +55,8 @@ def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
     for i in range(4):
         (tmp_path / "pics" / f"{i}.png").write_bytes(png(np.full((6, 6), 60 * i)))
     pd.DataFrame({"photo": [f"pics/{i}.png" for i in range(4)] * 5, "label": list("abab") * 5}).to_csv(
-        tmp_path / "table.csv", index=False)
+        tmp_path / "table.csv", index=False
+    )
     checked = data.inspect(DataConfig(source=str(tmp_path / "table.csv")), tmp_path)
     assert checked.types == {"photo": "image"} and checked.frame["photo"][0] == str(tmp_path / "pics" / "0.png")
     assert data.resolve_source(DataConfig(source=str(tmp_path)), tmp_path).format == "csv"  # not a class folder
@@ -66,15 +70,21 @@ def test_image_encoding_travels_as_json_and_standardises_with_train_statistics()
     assert abs(encoded[:3].mean()) < 1e-5 and np.all(encoded[3] == 0)  # a missing image is the mean image
     again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(again.encode(cells), encoded)
-    colour = encoding.fit_encoder("image", "image", pd.Series([png(np.zeros((40, 30, 3)))] * 3), max_categories=5,
-                                  image_size=16)
+    colour = encoding.fit_encoder(
+        "image", "image", pd.Series([png(np.zeros((40, 30, 3)))] * 3), max_categories=5, image_size=16
+    )
     assert (colour.size, colour.channels) == (16, 3)
 
 
 def test_each_channel_is_standardised_with_its_own_train_statistics():
     rng = np.random.default_rng(0)  # red bright and varied, green constant, blue dark
-    cells = pd.Series([png(np.stack([rng.integers(150, 255, (8, 8)), np.full((8, 8), 90),
-                                     rng.integers(0, 40, (8, 8))], axis=-1)) for _ in range(6)], dtype=object)
+    cells = pd.Series(
+        [
+            png(np.stack([rng.integers(150, 255, (8, 8)), np.full((8, 8), 90), rng.integers(0, 40, (8, 8))], axis=-1))
+            for _ in range(6)
+        ],
+        dtype=object,
+    )
     encoder = encoding.fit_encoder("photo", "image", cells, max_categories=5)
     encoded = encoder.encode(cells).reshape(6, 3, -1)
     np.testing.assert_allclose(encoded.mean(axis=(0, 2)), 0.0, atol=1e-5)  # every channel centred
@@ -113,8 +123,9 @@ def test_shifts_move_each_image_within_its_side_and_leave_other_columns_alone():
 
 def test_the_cnn_reads_image_columns_beside_numbers():
     slots = [Slot("image", 1, 3 * 8 * 8, channels=3, size=8)]
-    model = build_model(ModelConfig(hidden=[8], image_channels=[4, 8]), input_dim=1 + 192 + 2, num_classes=3,
-                        slots=slots)
+    model = build_model(
+        ModelConfig(hidden=[8], image_channels=[4, 8]), input_dim=1 + 192 + 2, num_classes=3, slots=slots
+    )
     assert model(torch.randn(5, 195)).shape == (5, 3)
 
 
@@ -132,10 +143,12 @@ def test_a_request_sends_images_as_base64_and_never_as_a_path(tmp_path):
     predictor = predictor_of_images(tmp_path)
     good = {"b64": base64.b64encode(png(np.zeros((4, 4)))).decode()}
     assert len(predictor.predict([{"image": good}, [None]])["predictions"]) == 2
-    for bad, message in [("/etc/passwd", "expected an image as"), ({"b64": "!!"}, "b64 is not valid base64"),
-                         ({"b64": base64.b64encode(b"junk").decode()}, "not a PNG, JPEG or WebP"),
-                         ({"b64": base64.b64encode(png(np.zeros((200, 200)))).decode()},
-                          "200x200 is over 10,000 pixels")]:
+    for bad, message in [
+        ("/etc/passwd", "expected an image as"),
+        ({"b64": "!!"}, "b64 is not valid base64"),
+        ({"b64": base64.b64encode(b"junk").decode()}, "not a PNG, JPEG or WebP"),
+        ({"b64": base64.b64encode(png(np.zeros((200, 200)))).decode()}, "200x200 is over 10,000 pixels"),
+    ]:
         with pytest.raises(RequestError, match=rf"instances\[1\]\[0\] \(image\): {message}"):
             predictor.rows([{"image": good}, {"image": bad}])
 
@@ -149,8 +162,7 @@ def test_v2_takes_base64_or_raw_image_bytes_within_the_configured_pixel_cap():
 
     def infer(data, cap):
         body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(data)], "data": data}]}
-        return v2.parse_infer(jsonlib.dumps(body).encode(), ["image"], types={"image": "image"},
-                              max_image_pixels=cap)
+        return v2.parse_infer(jsonlib.dumps(body).encode(), ["image"], types={"image": "image"}, max_image_pixels=cap)
 
     parsed = infer([base64.b64encode(small).decode(), None], 10_000)
     assert parsed.rows[0][0] == small and parsed.rows[1][0] is None
@@ -188,10 +200,18 @@ def test_one_requests_images_together_stay_within_serve_max_request_pixels(tmp_p
     predictor = predictor_of_images(tmp_path, max_pixels=100_000)
     predictor.max_request_pixels = 200_000
     assert len(predictor.rows([{"image": cell}] * 2)) == 2
-    with pytest.raises(RequestError, match=r"instances\[2\]\[0\] \(image\): the request's images hold over 200,000 "
-                                           r"pixels in all \(serve.max_request_pixels\)"):
+    with pytest.raises(
+        RequestError,
+        match=r"instances\[2\]\[0\] \(image\): the request's images hold over 200,000 "
+        r"pixels in all \(serve.max_request_pixels\)",
+    ):
         predictor.rows([{"image": cell}] * 3)
     body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": [cell["b64"]] * 3}]}
     with pytest.raises(v2.ProtocolError, match="input 'image' row 2: the request's images hold over 200,000"):
-        v2.parse_infer(jsonlib.dumps(body).encode(), ["image"], types={"image": "image"}, max_image_pixels=100_000,
-                       max_request_pixels=200_000)
+        v2.parse_infer(
+            jsonlib.dumps(body).encode(),
+            ["image"],
+            types={"image": "image"},
+            max_image_pixels=100_000,
+            max_request_pixels=200_000,
+        )

@@ -18,12 +18,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipelines", "serving")
 
-CORE = {"pipelines.errors", "pipelines.config", "pipelines.search.space", "pipelines.search.auto", "pipelines.ports",
-        "pipelines.console",
-        "pipelines.store", "pipelines.models", "pipelines.data", "pipelines.checkpoint", "pipelines.inference",
-        "pipelines.pyfunc_model", "pipelines.storage", "pipelines.schema", "pipelines.encoding",
-        "pipelines.metrics", "pipelines.task", "pipelines.integrity", "pipelines.pyfunc_code",
-        "pipelines.auth", "pipelines.text", "pipelines.reviews", "pipelines.images"}
+CORE = {
+    "pipelines.errors",
+    "pipelines.config",
+    "pipelines.search.space",
+    "pipelines.search.auto",
+    "pipelines.ports",
+    "pipelines.console",
+    "pipelines.store",
+    "pipelines.models",
+    "pipelines.data",
+    "pipelines.checkpoint",
+    "pipelines.inference",
+    "pipelines.pyfunc_model",
+    "pipelines.storage",
+    "pipelines.schema",
+    "pipelines.encoding",
+    "pipelines.metrics",
+    "pipelines.task",
+    "pipelines.integrity",
+    "pipelines.pyfunc_code",
+    "pipelines.auth",
+    "pipelines.text",
+    "pipelines.reviews",
+    "pipelines.images",
+}
 ORCHESTRATOR = {"pipelines.run", "pipelines.record", "pipelines.deploy"}
 CLI = {"pipelines.cli"}
 SERVING_MAY_IMPORT = CORE | {"pipelines.registry"}
@@ -81,7 +100,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(edges.get(node, ())):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -114,28 +133,42 @@ def test_no_stage_folder_imports_itself_back():
     for source, targets in graph().items():
         if source.startswith("pipelines.") and source not in CORE:
             folders.setdefault(unit(source), set()).update(
-                unit(t) for t in targets if t.startswith("pipelines.") and t not in CORE and unit(t) != unit(source))
+                unit(t) for t in targets if t.startswith("pipelines.") and t not in CORE and unit(t) != unit(source)
+            )
     cycle = find_cycle(folders)
     assert cycle is None, " -> ".join(cycle)
 
 
 def test_every_arrow_in_pipelines_points_down():
-    upward = [f"{source} ({layer(source)}) -> {target} ({layer(target)})"
-              for source, targets in graph().items() if source.startswith("pipelines")
-              for target in targets if target.startswith("pipelines") and layer(target) > layer(source)]
+    upward = [
+        f"{source} ({layer(source)}) -> {target} ({layer(target)})"
+        for source, targets in graph().items()
+        if source.startswith("pipelines")
+        for target in targets
+        if target.startswith("pipelines") and layer(target) > layer(source)
+    ]
     assert not upward, "\n".join(upward)
 
 
 def test_serving_depends_on_core_and_the_registry_only():
-    outside = [f"{source} -> {target}" for source, targets in graph().items() if source.startswith("serving")
-               for target in targets if target.startswith("pipelines") and target not in SERVING_MAY_IMPORT]
+    outside = [
+        f"{source} -> {target}"
+        for source, targets in graph().items()
+        if source.startswith("serving")
+        for target in targets
+        if target.startswith("pipelines") and target not in SERVING_MAY_IMPORT
+    ]
     assert not outside, "\n".join(outside)
 
 
 def test_only_the_cli_and_the_deploy_step_import_serving():
-    reaching = [f"{source} -> {target}" for source, targets in graph().items()
-                if source.startswith("pipelines") and source not in MAY_IMPORT_SERVING
-                for target in targets if target.startswith("serving")]
+    reaching = [
+        f"{source} -> {target}"
+        for source, targets in graph().items()
+        if source.startswith("pipelines") and source not in MAY_IMPORT_SERVING
+        for target in targets
+        if target.startswith("serving")
+    ]
     assert not reaching, "\n".join(reaching)
 
 

@@ -37,17 +37,20 @@ def test_predictor_accepts_rows_and_objects(trained):
     assert by_list == by_name == {"predictions": [row.label], "model": "m", "version": 3}
 
 
-@pytest.mark.parametrize("instances, message", [
-    ([], "non-empty list"),
-    ({"a": 1}, "non-empty list"),
-    ([[1, 2, 3]], "instances[0]: expected 4 features, got 3"),
-    ([[1, 2, 3, "x"]], "instances[0][3] (d): expected a number, got 'x'"),
-    ([[1, 2, 3, True]], "expected a number, got True"),
-    ([[1, 2, 3, float("nan")]], "instances[0][3] (d): value must be finite"),
-    ([{"a": 1, "b": 2, "c": 3}], "instances[0]: missing feature 'd'"),
-    ([{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}], "instances[0]: unknown feature 'e'"),
-    (["1,2,3,4"], "instances[0]: expected a list of 4 numbers"),
-])
+@pytest.mark.parametrize(
+    "instances, message",
+    [
+        ([], "non-empty list"),
+        ({"a": 1}, "non-empty list"),
+        ([[1, 2, 3]], "instances[0]: expected 4 features, got 3"),
+        ([[1, 2, 3, "x"]], "instances[0][3] (d): expected a number, got 'x'"),
+        ([[1, 2, 3, True]], "expected a number, got True"),
+        ([[1, 2, 3, float("nan")]], "instances[0][3] (d): value must be finite"),
+        ([{"a": 1, "b": 2, "c": 3}], "instances[0]: missing feature 'd'"),
+        ([{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}], "instances[0]: unknown feature 'e'"),
+        (["1,2,3,4"], "instances[0]: expected a list of 4 numbers"),
+    ],
+)
 def test_bad_requests_are_named(trained, instances, message):
     predictor = Predictor(InferenceModel(trained[0]), name="m", version=1)
     with pytest.raises(RequestError) as err:

@@ -25,8 +25,11 @@ def test_the_wrapper_binds_the_stats_and_metrics_listeners_to_loopback(tmp_path)
     fake = tmp_path / "haproxy"
     fake.write_text(f'#!/bin/sh\necho "$@" > {seen}\n')
     fake.chmod(0o755)
-    subprocess.run([str(ingress.WRAPPER), "-db", "-f", str(config), "-dR"], check=True,
-                   env={"KILN_HAPROXY_BINARY": str(fake), "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [str(ingress.WRAPPER), "-db", "-f", str(config), "-dR"],
+        check=True,
+        env={"KILN_HAPROXY_BINARY": str(fake), "PATH": "/usr/bin:/bin"},
+    )
     binds = [line.strip() for line in config.read_text().splitlines() if line.strip().startswith("bind")]
     assert binds == ["bind 127.0.0.1:9101", "bind 127.0.0.1:8000", "bind 127.0.0.1:8404"]
     assert seen.read_text().split() == ["-db", "-f", str(config), "-dR"], "the real binary gets every argument"

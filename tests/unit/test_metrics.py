@@ -23,8 +23,11 @@ def test_classification_metrics_match_scikit_learn(classes):
     assert got["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted))
     assert got["f1_macro"] == pytest.approx(sk.f1_score(truth, predicted, average="macro"))
     assert got["log_loss"] == pytest.approx(sk.log_loss(truth, probs, labels=list(range(classes))))
-    expected_auc = sk.roc_auc_score(truth, probs[:, 1]) if classes == 2 else \
-        sk.roc_auc_score(truth, probs, multi_class="ovr", average="macro")
+    expected_auc = (
+        sk.roc_auc_score(truth, probs[:, 1])
+        if classes == 2
+        else sk.roc_auc_score(truth, probs, multi_class="ovr", average="macro")
+    )
     assert got["auc"] == pytest.approx(expected_auc)
 
 
@@ -38,7 +41,8 @@ def test_f1_macro_counts_a_class_never_predicted_as_zero():
     truth, predicted = np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1])
     probs = np.eye(3)[predicted] * 0.9 + 0.1 / 3
     assert metrics.classification(probs, truth)["f1_macro"] == pytest.approx(
-        sk.f1_score(truth, predicted, average="macro", zero_division=0))
+        sk.f1_score(truth, predicted, average="macro", zero_division=0)
+    )
 
 
 def test_regression_metrics_match_scikit_learn():

@@ -35,8 +35,15 @@ def register(cfg, folder, test, score=None, **overrides):
     features = test[["a", "b", "c", "d"]]
     if score is None:
         score = test_report(folder, features.to_numpy(), test["label"].to_numpy()).accuracy
-    return registry.register(cfg, checkpoint_dir=folder, test_frame=features, test_labels=test["label"].tolist(),
-                             parent_run_id=parent, test_value=score, data_fingerprint="f" * 16), parent
+    return registry.register(
+        cfg,
+        checkpoint_dir=folder,
+        test_frame=features,
+        test_labels=test["label"].tolist(),
+        parent_run_id=parent,
+        test_value=score,
+        data_fingerprint="f" * 16,
+    ), parent
 
 
 def champion(cfg) -> int:
@@ -181,11 +188,18 @@ def test_an_alias_move_waits_for_another_kiln_process_moving_it_and_gives_up_aft
     register(cfg, folders["good"], test)  # v1, the champion
     register(cfg, folders["good"], test, promote="never")  # v2
     holder = subprocess.Popen(  # another kiln process in the middle of a move: it holds the alias's lock
-        [sys.executable, "-c", "import sys, time\nfrom pipelines import registry\nfrom pipelines.config import "
-         f"load_config\ncfg = load_config(None, ['storage.root={cfg.storage.root}'])\n"
-         f"with registry.alias_lock(cfg, '{NAME}', 'champion'):\n"
-         "    print('held', flush=True); time.sleep(float(sys.stdin.readline()))\nprint(time.time(), flush=True)"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pipelines import registry\nfrom pipelines.config import "
+            f"load_config\ncfg = load_config(None, ['storage.root={cfg.storage.root}'])\n"
+            f"with registry.alias_lock(cfg, '{NAME}', 'champion'):\n"
+            "    print('held', flush=True); time.sleep(float(sys.stdin.readline()))\nprint(time.time(), flush=True)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(registry, "ALIAS_WAIT_S", 0.5)

@@ -8,18 +8,21 @@ from pipelines import schema
 from pipelines.config import DataConfig
 
 
-@pytest.mark.parametrize("values, kind, use", [
-    ([1.5, 2.0, 3.25, 4.0], "number", "feature"),
-    ([3, 1, 4, 1, 5], "number", "feature"),
-    ([0, 1, 1, 0], "binary", "feature"),
-    (["yes", "no", "no", None], "binary", "feature"),
-    ([True, False, True], "binary", "feature"),
-    (["red", "green", "blue", "red"], "category", "feature"),
-    ([np.nan, np.nan, np.nan], None, "dropped: every cell is missing"),
-    (list(range(30)), None, "excluded: the row index (it would leak the file's order)"),
-    (list(range(1, 31)), None, "excluded: the row index (it would leak the file's order)"),
-    ([f"id-{i}" for i in range(30)], None, "excluded: an identifier (30 distinct values in 30 rows)"),
-])
+@pytest.mark.parametrize(
+    "values, kind, use",
+    [
+        ([1.5, 2.0, 3.25, 4.0], "number", "feature"),
+        ([3, 1, 4, 1, 5], "number", "feature"),
+        ([0, 1, 1, 0], "binary", "feature"),
+        (["yes", "no", "no", None], "binary", "feature"),
+        ([True, False, True], "binary", "feature"),
+        (["red", "green", "blue", "red"], "category", "feature"),
+        ([np.nan, np.nan, np.nan], None, "dropped: every cell is missing"),
+        (list(range(30)), None, "excluded: the row index (it would leak the file's order)"),
+        (list(range(1, 31)), None, "excluded: the row index (it would leak the file's order)"),
+        ([f"id-{i}" for i in range(30)], None, "excluded: an identifier (30 distinct values in 30 rows)"),
+    ],
+)
 def test_inferred_type(values, kind, use):
     assert schema.infer_type(pd.Series(values)) == (kind, use)
 
@@ -34,12 +37,21 @@ def test_few_distinct_strings_are_a_category_even_when_each_is_rare():
 
 
 def test_overrides_drops_and_the_label():
-    frame = pd.DataFrame({"rownames": range(1, 41), "zip": [f"{10000 + i}" for i in range(40)],
-                          "grade": list("ABCD") * 10, "label": ["x", "y"] * 20})
+    frame = pd.DataFrame(
+        {
+            "rownames": range(1, 41),
+            "zip": [f"{10000 + i}" for i in range(40)],
+            "grade": list("ABCD") * 10,
+            "label": ["x", "y"] * 20,
+        }
+    )
     columns = schema.infer(frame, DataConfig(types={"zip": "category"}, drop=["grade"]))
     assert [(c.name, c.type, c.use) for c in columns] == [
         ("rownames", None, "excluded: the row index (it would leak the file's order)"),
-        ("zip", "category", "feature"), ("grade", None, "excluded: data.drop"), ("label", None, "label")]
+        ("zip", "category", "feature"),
+        ("grade", None, "excluded: data.drop"),
+        ("label", None, "label"),
+    ]
     printed = schema.table(columns).splitlines()
     assert printed[0].split() == ["column", "type", "missing", "distinct", "use"]
     assert printed[3].split()[:4] == ["zip", "category", "0", "40"]

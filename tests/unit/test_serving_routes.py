@@ -44,8 +44,14 @@ def served(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_api(endpoint, max_body_bytes=MAX_BODY_BYTES, timeout_s=TIMEOUT_S),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_api(endpoint, max_body_bytes=MAX_BODY_BYTES, timeout_s=TIMEOUT_S),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -86,8 +92,9 @@ def test_v2_infer_json_columns(served):
     inputs = [{"name": f, "shape": [3], "datatype": "FP64", "data": head[f].tolist()} for f in "abcd"]
     answer = requests.post(f"{url}/v2/models/tiny/versions/1/infer", json={"id": "x", "inputs": inputs}, timeout=10)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["outputs"] == [{"name": "predictions", "datatype": "BYTES", "shape": [3],
-                                         "data": head["label"].tolist()}]
+    assert answer.json()["outputs"] == [
+        {"name": "predictions", "datatype": "BYTES", "shape": [3], "data": head["label"].tolist()}
+    ]
     assert answer.json()["id"] == "x"
 
 
@@ -97,8 +104,12 @@ def test_body_over_the_limit_413_by_header_and_by_stream(served):
     assert len(big) > MAX_BODY_BYTES
     answer = requests.post(f"{url}/predict", data=big, headers={"Content-Type": "application/json"}, timeout=10)
     assert answer.status_code == 413 and "serve.max_body_bytes" in answer.json()["detail"]
-    chunked = requests.post(f"{url}/v2/models/tiny/infer", data=(big[i:i + 1000] for i in range(0, len(big), 1000)),
-                            headers=JSON, timeout=10)  # a generator body is sent chunked: no Content-Length
+    chunked = requests.post(
+        f"{url}/v2/models/tiny/infer",
+        data=(big[i : i + 1000] for i in range(0, len(big), 1000)),
+        headers=JSON,
+        timeout=10,
+    )  # a generator body is sent chunked: no Content-Length
     assert chunked.status_code == 413 and "limit is 4096 bytes" in chunked.json()["error"]
     assert requests.post(f"{url}/predict", json={"instances": rows(frame)}, timeout=10).status_code == 200
 
@@ -143,12 +154,16 @@ def test_a_swapped_predictor_answers_new_requests(served):
 
 def test_metrics_by_route_template_status_and_version(served):
     url, _, frame = served
-    requests.post(f"{url}/v2/models/tiny/infer", json={"inputs": [
-        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": rows(frame, 1)}]}, timeout=10)
+    requests.post(
+        f"{url}/v2/models/tiny/infer",
+        json={"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": rows(frame, 1)}]},
+        timeout=10,
+    )
     requests.post(f"{url}/predict", data=b"x" * (MAX_BODY_BYTES + 1), headers=JSON, timeout=10)
     text = requests.get(f"{url}/metrics", timeout=10).text
-    assert ('kiln_requests_total{method="POST",model_version="1",replica="r1",route="/v2/models/{name}/infer",'
-            'status="200"}') in text
+    assert (
+        'kiln_requests_total{method="POST",model_version="1",replica="r1",route="/v2/models/{name}/infer",status="200"}'
+    ) in text
     assert 'kiln_request_errors_total{replica="r1",route="/predict",status="413"}' in text
     assert "kiln_request_latency_seconds_bucket" in text and "kiln_batch_size_bucket" in text
 
@@ -157,20 +172,31 @@ def test_openapi_describes_the_real_schemas(served):
     url, _, _ = served
     schema = requests.get(f"{url}/openapi.json", timeout=10).json()
     components = schema["components"]["schemas"]
-    assert {"PredictRequest", "PredictResponse", "V2InferRequest", "V2InferResponse", "V2ModelMetadata",
-            "V2InputTensor"} <= set(components)
+    assert {
+        "PredictRequest",
+        "PredictResponse",
+        "V2InferRequest",
+        "V2InferResponse",
+        "V2ModelMetadata",
+        "V2InputTensor",
+    } <= set(components)
     infer = schema["paths"]["/v2/models/{name}/infer"]["post"]
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/V2InferRequest")
     assert "400" in infer["responses"]
     assert requests.get(f"{url}/docs", timeout=10).status_code == 200
 
 
-
 def test_model_info_names_the_features(served):
     url, _, _ = served
     info = requests.get(f"{url}/model", timeout=10).json()
-    assert info == {"model": "tiny", "version": 1, "features": ["a", "b", "c", "d"], "labels": ["high", "low"],
-                    "task": "classification", "types": dict.fromkeys(["a", "b", "c", "d"], "number")}
+    assert info == {
+        "model": "tiny",
+        "version": 1,
+        "features": ["a", "b", "c", "d"],
+        "labels": ["high", "low"],
+        "task": "classification",
+        "types": dict.fromkeys(["a", "b", "c", "d"], "number"),
+    }
 
 
 def test_probabilities_when_asked_keyed_by_label_beside_the_label(served):
@@ -241,12 +267,18 @@ def test_deployment_options_follow_the_config():
     from pipelines.config import ServeConfig
     from serving.app import deployment_options
 
-    fixed = deployment_options(ServeConfig(num_replicas=3, num_cpus=0.5, num_gpus=0.25, max_ongoing_requests=16,
-                                           max_queued_requests=100))
-    assert fixed == {"ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0.25}, "max_ongoing_requests": 16,
-                     "max_queued_requests": 100, "num_replicas": 3}
-    scaled = deployment_options(ServeConfig(autoscaling={"min_replicas": 1, "max_replicas": 4,
-                                                         "target_ongoing_requests": 2}))
+    fixed = deployment_options(
+        ServeConfig(num_replicas=3, num_cpus=0.5, num_gpus=0.25, max_ongoing_requests=16, max_queued_requests=100)
+    )
+    assert fixed == {
+        "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0.25},
+        "max_ongoing_requests": 16,
+        "max_queued_requests": 100,
+        "num_replicas": 3,
+    }
+    scaled = deployment_options(
+        ServeConfig(autoscaling={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2})
+    )
     assert "num_replicas" not in scaled
     assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2}
 
@@ -324,11 +356,15 @@ def test_rows_over_the_cap_413_and_deep_json_400(tiny_endpoint):
     api = build_api(endpoint, max_body_bytes=2**20, timeout_s=TIMEOUT_S, max_rows=50)
     with running(api) as url:
         many = requests.post(f"{url}/predict", json={"instances": rows(frame, 51)}, timeout=10)
-        assert many.status_code == 413 and "51 rows in one request; the limit is 50 (serve.max_rows)" in \
-            many.json()["detail"]
+        assert (
+            many.status_code == 413
+            and "51 rows in one request; the limit is 50 (serve.max_rows)" in many.json()["detail"]
+        )
         assert requests.post(f"{url}/predict", json={"instances": rows(frame, 50)}, timeout=10).status_code == 200
-        columns = [{"name": f, "shape": [51], "datatype": "FP64", "data": frame[f].head(51).tolist()}
-                   for f in ["a", "b", "c", "d"]]
+        columns = [
+            {"name": f, "shape": [51], "datatype": "FP64", "data": frame[f].head(51).tolist()}
+            for f in ["a", "b", "c", "d"]
+        ]
         v2_many = requests.post(f"{url}/v2/models/tiny/infer", json={"inputs": columns}, timeout=10)
         assert v2_many.status_code == 413 and "serve.max_rows" in v2_many.json()["error"]
         deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -384,8 +420,10 @@ def test_an_endpoint_beyond_loopback_needs_a_token():
     assert load_config(None, ["serve.host=0.0.0.0", "serve.auth=token"]).serve.auth == "token"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          "text/plain; charset=utf-8"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain; charset=utf-8"],
+)
 @pytest.mark.parametrize("path", ["/predict", "/v2/models/tiny/infer"])
 def test_a_body_a_browser_could_send_from_any_page_is_refused_415(served, path, content_type):
     """text/plain, a form or a multipart body go out from any web page without a CORS preflight."""
@@ -397,8 +435,16 @@ def test_a_body_a_browser_could_send_from_any_page_is_refused_415(served, path, 
     assert requests.post(f"{url}{path}", data=body, timeout=10).status_code != 415, "none at all: tritonclient's"
 
 
-@pytest.mark.parametrize("host, status", [("evil.example:8000", 421), ("127.0.0.1.evil.example", 421),
-                                          ("localhost:1234", 200), ("[::1]:8000", 200), ("127.0.0.1", 200)])
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("evil.example:8000", 421),
+        ("127.0.0.1.evil.example", 421),
+        ("localhost:1234", 200),
+        ("[::1]:8000", 200),
+        ("127.0.0.1", 200),
+    ],
+)
 def test_a_loopback_endpoint_answers_only_loopback_host_names(served, host, status):
     """A DNS-rebinding page reaches 127.0.0.1 under its own name: its Host header gives it away."""
     url, _, frame = served

@@ -24,8 +24,13 @@ def test_vocabulary_is_the_train_splits_frequent_words_and_ids_pad_to_max_length
 
 
 def test_a_text_column_travels_as_json_and_encodes_the_same_after():
-    frame = pd.DataFrame({"note": ["a very good day", "a bad day", None, "good good"] * 5, "x": range(20),
-                          "label": ["p", "n", "n", "p"] * 5})
+    frame = pd.DataFrame(
+        {
+            "note": ["a very good day", "a bad day", None, "good good"] * 5,
+            "x": range(20),
+            "label": ["p", "n", "n", "p"] * 5,
+        }
+    )
     prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
@@ -52,8 +57,9 @@ def test_a_text_column_with_character_ngrams_round_trips_and_feeds_the_bag():
     from pipelines.config import ModelConfig
     from pipelines.models import build_model
 
-    frame = pd.DataFrame({"note": ["a very good day", "a bad day", None, "good good"] * 5,
-                          "label": ["p", "n", "n", "p"] * 5})
+    frame = pd.DataFrame(
+        {"note": ["a very good day", "a bad day", None, "good good"] * 5, "label": ["p", "n", "n", "p"] * 5}
+    )
     prep = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=4, char_ngrams=16)
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 4 + 16 and prep.slots[0].chars == 16
@@ -64,10 +70,15 @@ def test_a_text_column_with_character_ngrams_round_trips_and_feeds_the_bag():
 
 
 def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pieces_it_knows():
-    frame = pd.DataFrame({"note": ["the kettle works well", "the kettle broke", None, "works well again"] * 10,
-                          "label": ["p", "n", "n", "p"] * 10})
-    prep = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8, vocab_size=60,
-                        tokenizer="bpe")
+    frame = pd.DataFrame(
+        {
+            "note": ["the kettle works well", "the kettle broke", None, "works well again"] * 10,
+            "label": ["p", "n", "n", "p"] * 10,
+        }
+    )
+    prep = encoding.fit(
+        frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8, vocab_size=60, tokenizer="bpe"
+    )
     (encoder,) = prep.encoders
     assert encoder.tokenizer and encoder.levels == [] and 3 < encoder.vocabulary_size <= 60 + text.RESERVED
     again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
@@ -87,25 +98,31 @@ def negation_task(rows: int, seed: int) -> pd.DataFrame:
     kind = rng.integers(0, 4, rows)
     phrase = np.select([kind == 0, kind == 1, kind == 2], [good, "not " + good, bad], "not " + bad)
     filler = rng.choice(["bought it in may", "it came in a box", "my son uses it daily"], rows)
-    return pd.DataFrame({"review": [f"{f}, honestly the lamp is {p}" for f, p in zip(filler, phrase, strict=True)],
-                         "label": np.where((kind == 0) | (kind == 3), "pos", "neg")})
+    return pd.DataFrame(
+        {
+            "review": [f"{f}, honestly the lamp is {p}" for f, p in zip(filler, phrase, strict=True)],
+            "label": np.where((kind == 0) | (kind == 3), "pos", "neg"),
+        }
+    )
 
 
 @pytest.mark.parametrize("encoder, tokenizer", [("bag", "words"), ("transformer", "words"), ("bag", "bpe")])
 def test_each_text_encoder_learns_a_task_word_order_decides(encoder, tokenizer):
     train, val = negation_task(800, 0), negation_task(200, 1)
-    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=16,
-                        tokenizer=tokenizer)
+    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=16, tokenizer=tokenizer)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1,
-                                    text_heads=2, dropout=0.0),
-                        input_dim=prep.width, num_classes=2, slots=prep.slots)
+    model = build_model(
+        ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1, text_heads=2, dropout=0.0),
+        input_dim=prep.width,
+        num_classes=2,
+        slots=prep.slots,
+    )
     x, y = torch.tensor(prep.transform(train[["review"]])), torch.tensor(prep.encode(train["label"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(15):
         for start in range(0, len(x), 32):
             optimizer.zero_grad()
-            F.cross_entropy(model(x[start:start + 32]), y[start:start + 32]).backward()
+            F.cross_entropy(model(x[start : start + 32]), y[start : start + 32]).backward()
             optimizer.step()
     model.eval()
     with torch.no_grad():
@@ -136,21 +153,29 @@ def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path)
     checked = data.check_frame(frame, DataConfig(label="sentiment"))
     assert checked.types == {"review": "text", "product": "category", "price": "number", "verified": "binary"}
     train, test = checked.frame.iloc[:1500], checked.frame.iloc[1500:]
-    fitted = baseline.fit_and_score(train[checked.features], train["sentiment"].to_numpy(), test[checked.features],
-                                    test["sentiment"].to_numpy(), checked.types)
+    fitted = baseline.fit_and_score(
+        train[checked.features],
+        train["sentiment"].to_numpy(),
+        test[checked.features],
+        test["sentiment"].to_numpy(),
+        checked.types,
+    )
     assert fitted.name == "TF-IDF + logistic regression"
     majority = test["sentiment"].value_counts(normalize=True).max()
     assert fitted.test_accuracy > majority + 0.1
 
 
-@pytest.mark.parametrize("values, kind", [
-    ([f"the kettle number {i} arrived late and was noisy" for i in range(25)], "text"),
-    (["the same long sentence that repeats over and over"] * 12 + ["short"] * 7 + ["a"] * 6, "category"),
-    ([f"ref-{i}" for i in range(25)], None),  # short and distinct: an identifier
-    ([f"7f3c1e2a-9b4d-4c8e-a1f0-{i:012d}" for i in range(25)], None),  # a UUID is long, but one word
-    ([f"https://shop.example.com/products/kettle-{i}?ref=mail" for i in range(25)], None),
-    ([f"a long sentence about kettle {i} that is text" for i in range(10)], "category"),  # under 20 rows
-])
+@pytest.mark.parametrize(
+    "values, kind",
+    [
+        ([f"the kettle number {i} arrived late and was noisy" for i in range(25)], "text"),
+        (["the same long sentence that repeats over and over"] * 12 + ["short"] * 7 + ["a"] * 6, "category"),
+        ([f"ref-{i}" for i in range(25)], None),  # short and distinct: an identifier
+        ([f"7f3c1e2a-9b4d-4c8e-a1f0-{i:012d}" for i in range(25)], None),  # a UUID is long, but one word
+        ([f"https://shop.example.com/products/kettle-{i}?ref=mail" for i in range(25)], None),
+        ([f"a long sentence about kettle {i} that is text" for i in range(10)], "category"),  # under 20 rows
+    ],
+)
 def test_long_mostly_distinct_strings_are_text(values, kind):
     assert schema.infer_type(pd.Series(values))[0] == kind
 
@@ -172,8 +197,14 @@ def test_each_text_column_can_have_its_own_encoder():
     from pipelines.errors import ConfigError
     from pipelines.models import TextBag, TextTransformer
 
-    frame = pd.DataFrame({"title": ["good lamp", "bad lamp"] * 10, "body": ["it is not bad", "it is bad"] * 10,
-                          "town": ["a", "b"] * 10, "label": ["p", "n"] * 10})
+    frame = pd.DataFrame(
+        {
+            "title": ["good lamp", "bad lamp"] * 10,
+            "body": ["it is not bad", "it is bad"] * 10,
+            "town": ["a", "b"] * 10,
+            "label": ["p", "n"] * 10,
+        }
+    )
     types = {"title": "text", "body": "text", "town": "category"}
     prep = encoding.fit(frame, types, frame["label"], max_categories=5, max_length=6)
     cfg = load_config(None, ["model.columns.body={text_encoder: transformer, embedding_dim: 8, text_heads: 2}"]).model
@@ -183,9 +214,13 @@ def test_each_text_column_can_have_its_own_encoder():
     assert isinstance(title, TextBag) and title.out_dim == 64  # the model's settings
     assert isinstance(body, TextTransformer) and body.out_dim == 8  # the column's own
     assert model(torch.tensor(prep.transform(frame[["title", "body", "town"]]))).shape == (20, 2)
-    for column, said in (("town", "model.columns.town: a category column; encoder settings apply to text and "
-                                  "image columns (title, body)"),
-                         ("colour", "model.columns.colour: not a feature column of the data")):
+    for column, said in (
+        (
+            "town",
+            "model.columns.town: a category column; encoder settings apply to text and image columns (title, body)",
+        ),
+        ("colour", "model.columns.colour: not a feature column of the data"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(said)):
             check_column_encoders(load_config(None, [f"model.columns.{column}.embedding_dim=8"]), types)
     searched = 'tune.search_space={"model.columns.titel.text_encoder": {"choice": [bag, transformer]}}'
@@ -197,5 +232,7 @@ def test_each_text_column_can_have_its_own_encoder():
         load_config(None, ["model.columns.body={text_encoder: transformer, text_heads: 3}"])
     space = 'tune.search_space={"model.columns.body.text_encoder": {"choice": [bag, transformer]}}'
     spaced = load_config(None, [space])
-    assert spaced.with_sample({"model.columns.body.text_encoder": "transformer"}).model.for_column(
-        "body").text_encoder == "transformer"
+    assert (
+        spaced.with_sample({"model.columns.body.text_encoder": "transformer"}).model.for_column("body").text_encoder
+        == "transformer"
+    )

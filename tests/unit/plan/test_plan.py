@@ -22,10 +22,16 @@ def tiny():
 
 def flat_profile(**changes):
     """Round numbers so predictions can be worked out by hand."""
-    base = HardwareProfile("flat", flops_per_s=1e9, mem_bandwidth_bytes_per_s=1e9,
-                           interconnect_bandwidth_bytes_per_s=1e9, allreduce_latency_s=1e-3,
-                           per_step_overhead_s=1e-3, per_epoch_overhead_s=0.5,
-                           trial_fixed_cost_s=10.0)
+    base = HardwareProfile(
+        "flat",
+        flops_per_s=1e9,
+        mem_bandwidth_bytes_per_s=1e9,
+        interconnect_bandwidth_bytes_per_s=1e9,
+        allreduce_latency_s=1e-3,
+        per_step_overhead_s=1e-3,
+        per_epoch_overhead_s=0.5,
+        trial_fixed_cost_s=10.0,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -58,12 +64,15 @@ def test_ring_allreduce_arithmetic():
     assert cost.ring_allreduce_s(1e6, 4, 1e9, 5e-4) == pytest.approx(1.5e-3 + 5e-4)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ((8, 1, 2, 10), 8 * 1 + 4 * 1 + 2 * 2 + 1 * 4 + 0.5 * 2),  # rungs 1, 2, 4, 8: 21
-    ((9, 1, 3, 9), 9 * 1 + 3 * 2 + 1 * 6),  # rungs 1, 3 (none at max): 21
-    ((16, 2, 2, 10), 16 * 2 + 8 * 2 + 4 * 4 + 2 * 2),  # rungs 2, 4, 8: 68
-    ((4, 10, 2, 10), 4 * 10),  # grace reaches max: no rungs, every trial runs to the end
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((8, 1, 2, 10), 8 * 1 + 4 * 1 + 2 * 2 + 1 * 4 + 0.5 * 2),  # rungs 1, 2, 4, 8: 21
+        ((9, 1, 3, 9), 9 * 1 + 3 * 2 + 1 * 6),  # rungs 1, 3 (none at max): 21
+        ((16, 2, 2, 10), 16 * 2 + 8 * 2 + 4 * 4 + 2 * 2),  # rungs 2, 4, 8: 68
+        ((4, 10, 2, 10), 4 * 10),  # grace reaches max: no rungs, every trial runs to the end
+    ],
+)
 def test_asha_trial_epochs(args, expected):
     assert cost.asha_trial_epochs(*args) == pytest.approx(expected)
 
@@ -110,8 +119,7 @@ def prediction(num_workers, efficiency):
 
 
 def test_recommend_workers_takes_the_most_that_stay_efficient():
-    assert cost.recommend_workers([prediction(1, 1.0), prediction(2, 0.9),
-                                   prediction(4, 0.79)]) == 2
+    assert cost.recommend_workers([prediction(1, 1.0), prediction(2, 0.9), prediction(4, 0.79)]) == 2
     assert cost.recommend_workers([prediction(1, 1.0), prediction(2, 0.8)]) == 2
     assert cost.recommend_workers([prediction(2, 0.5), prediction(4, 0.3)]) == 1
 
@@ -126,8 +134,9 @@ def test_search_wall_time():
     reporting = cost.predict_search(train_run, flat_profile(per_report_s=0.1), one, max_concurrent=2)
     assert reporting["wall_time_s"] == pytest.approx((42 + 21 * 0.1 + 8 * 10.0) / 2)
     # train.runner: auto trains a 1-worker trial in its trial actor, at that path's own costs
-    in_actor = cost.predict_search(cfg(), flat_profile(in_actor_trial_fixed_cost_s=1.0, in_actor_per_report_s=0.05),
-                                   one, max_concurrent=2)
+    in_actor = cost.predict_search(
+        cfg(), flat_profile(in_actor_trial_fixed_cost_s=1.0, in_actor_per_report_s=0.05), one, max_concurrent=2
+    )
     assert in_actor["wall_time_s"] == pytest.approx((42 + 21 * 0.05 + 8 * 1.0) / 2)
     fifo = cost.predict_search(cfg("tune.scheduler.name=fifo"), flat_profile(), one, 2)
     assert fifo["trial_epochs"] == 8 * 10
@@ -164,12 +173,15 @@ def test_yaml_profile(tmp_path):
     assert profile.flops_per_s == 1e12  # YAML reads 1e12 as a string; it is still accepted
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (("flops_per_s: 1e12", "flops_per_s: -1"), "flops_per_s: Input should be greater than 0"),
-    (("flops_per_s: 1e12", "flops_per_s: fast"), "flops_per_s: Input should be a valid number"),
-    (("cores: 8", "cores: 8\nbogus: 1"), "bogus: unknown field"),
-    (("trial_fixed_cost_s: 20\n", ""), "trial_fixed_cost_s: Field required"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("flops_per_s: 1e12", "flops_per_s: -1"), "flops_per_s: Input should be greater than 0"),
+        (("flops_per_s: 1e12", "flops_per_s: fast"), "flops_per_s: Input should be a valid number"),
+        (("cores: 8", "cores: 8\nbogus: 1"), "bogus: unknown field"),
+        (("trial_fixed_cost_s: 20\n", ""), "trial_fixed_cost_s: Field required"),
+    ],
+)
 def test_bad_yaml_profile_names_the_field(tmp_path, change, message):
     path = tmp_path / "bad.yaml"
     path.write_text(PROFILE_YAML.replace(*change))
@@ -183,14 +195,26 @@ def test_unknown_profile_name():
 
 
 def test_plan_shape_table_and_png(tmp_path):
-    result = cost.plan(tiny(), profile=hardware.H100, workers=[1, 2, 4], input_dim=8, num_classes=4,
-                       train_rows=1000, max_concurrent=2)
+    result = cost.plan(
+        tiny(), profile=hardware.H100, workers=[1, 2, 4], input_dim=8, num_classes=4, train_rows=1000, max_concurrent=2
+    )
     assert set(result) == {"workers", "recommended_workers", "search", "model", "hardware"}
     assert [row["num_workers"] for row in result["workers"]] == [1, 2, 4]
     assert set(result["workers"][0]) == {
-        "num_workers", "batch_size_per_worker", "steps_per_epoch", "step_time_s", "epoch_time_s",
-        "samples_per_s", "efficiency", "flops_per_sample", "param_bytes", "compute_s",
-        "allreduce_s", "data_s", "overhead_s"}
+        "num_workers",
+        "batch_size_per_worker",
+        "steps_per_epoch",
+        "step_time_s",
+        "epoch_time_s",
+        "samples_per_s",
+        "efficiency",
+        "flops_per_sample",
+        "param_bytes",
+        "compute_s",
+        "allreduce_s",
+        "data_s",
+        "overhead_s",
+    }
     assert result["workers"][0]["flops_per_sample"] == 896
     assert result["workers"][0]["param_bytes"] == 848
     assert set(result["search"]) == {"num_workers", "trial_epochs", "compute_s", "trial_start_s", "wall_time_s"}
@@ -247,14 +271,27 @@ def test_calibration_measures_loopback_all_reduce():
 def test_plan_counts_each_category_tables_parameters():
     from pipelines.encoding import Encoder
 
-    encoders = [Encoder("town", "category", levels=["a", "b", "c"]), Encoder("rooms", "number"),
-                Encoder("garage", "binary", levels=["no", "yes"])]
+    encoders = [
+        Encoder("town", "category", levels=["a", "b", "c"]),
+        Encoder("rooms", "number"),
+        Encoder("garage", "binary", levels=["no", "yes"]),
+    ]
     inputs = flops.input_tables(encoders, cfg("model.hidden=[16]"))
-    assert inputs == [{"column": "town", "type": "category", "encoded": 5, "table_params": 80},
-                      {"column": "rooms", "type": "number", "encoded": 1, "table_params": 0},
-                      {"column": "garage", "type": "binary", "encoded": 2, "table_params": 32}]
-    plan = cost.plan(cfg("model.hidden=[16]"), profile=hardware.load_profile("A100"), workers=[1], input_dim=8,
-                     num_classes=2, train_rows=100, max_concurrent=1)
+    assert inputs == [
+        {"column": "town", "type": "category", "encoded": 5, "table_params": 80},
+        {"column": "rooms", "type": "number", "encoded": 1, "table_params": 0},
+        {"column": "garage", "type": "binary", "encoded": 2, "table_params": 32},
+    ]
+    plan = cost.plan(
+        cfg("model.hidden=[16]"),
+        profile=hardware.load_profile("A100"),
+        workers=[1],
+        input_dim=8,
+        num_classes=2,
+        train_rows=100,
+        max_concurrent=1,
+    )
     plan["inputs"] = inputs
-    assert "one-hot tables (first-layer rows): town 5 levels = 80, garage 2 levels = 32 parameters" in \
-        show.plan_table(plan)
+    assert "one-hot tables (first-layer rows): town 5 levels = 80, garage 2 levels = 32 parameters" in show.plan_table(
+        plan
+    )

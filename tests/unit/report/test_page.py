@@ -7,16 +7,33 @@ from pipelines.report.page import ReportData, TrialData, render_html
 
 def data() -> ReportData:
     trials = [
-        TrialData("t_00000", {"train.lr": "0.01", "model.dropout": "0.1"}, [(1, 0.5), (2, 0.95), (3, 0.9), (4, 0.95)],
-                  "FINISHED"),
+        TrialData(
+            "t_00000",
+            {"train.lr": "0.01", "model.dropout": "0.1"},
+            [(1, 0.5), (2, 0.95), (3, 0.9), (4, 0.95)],
+            "FINISHED",
+        ),
         TrialData("t_00001", {"train.lr": "1e-05", "model.dropout": "0.1"}, [(1, 0.1)], "FINISHED"),
     ]
-    return ReportData(run_name="demo-1", run_id="abc", status="FINISHED", metric="val_accuracy", mode="max",
-                      max_epochs=4, scheduler="asha", grace_period=1, reduction_factor=2, trials=trials,
-                      best_trial_id="t_00000",
-                      test={"accuracy": 0.9, "labels": ["a", "b"], "confusion": [[4, 1], [0, 5]]},
-                      stages_s={"ingest": 3.0, "search": 80.0}, predicted_epoch_s=0.2, measured_epoch_s=0.25,
-                      model_version="3", promotion="no champion yet")
+    return ReportData(
+        run_name="demo-1",
+        run_id="abc",
+        status="FINISHED",
+        metric="val_accuracy",
+        mode="max",
+        max_epochs=4,
+        scheduler="asha",
+        grace_period=1,
+        reduction_factor=2,
+        trials=trials,
+        best_trial_id="t_00000",
+        test={"accuracy": 0.9, "labels": ["a", "b"], "confusion": [[4, 1], [0, 5]]},
+        stages_s={"ingest": 3.0, "search": 80.0},
+        predicted_epoch_s=0.2,
+        measured_epoch_s=0.25,
+        model_version="3",
+        promotion="no champion yet",
+    )
 
 
 def test_asha_bookkeeping():
@@ -47,7 +64,11 @@ def test_terminal_table_aligns_columns():
     from pipelines.console import table
 
     assert table(["a", "long name"], [["xyz", "1"], ["q", "22"]]).splitlines() == [
-        "a    long name", "---  ---------", "xyz  1", "q    22"]
+        "a    long name",
+        "---  ---------",
+        "xyz  1",
+        "q    22",
+    ]
 
 
 def test_the_report_says_when_the_baseline_wins_and_by_how_much():

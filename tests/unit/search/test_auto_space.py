@@ -29,8 +29,9 @@ def test_written_keys_win_and_a_key_the_data_cannot_use_is_refused():
     space = auto.resolve(mine, {"x": "number"}, rows=500, task="regression")
     assert space["train.lr"] == {"loguniform": [0.001, 0.002]} and "model.hidden" in space
     with pytest.raises(ConfigError, match=r"tune\.search_space\.model\.image_channels: this data has no image"):
-        auto.resolve({"auto": True, "model.image_channels": {"choice": [[8]]}}, {"x": "number"}, rows=500,
-                     task="regression")
+        auto.resolve(
+            {"auto": True, "model.image_channels": {"choice": [[8]]}}, {"x": "number"}, rows=500, task="regression"
+        )
     written = {"train.lr": {"loguniform": [0.001, 0.01]}}
     assert auto.resolve(written, {"x": "number"}, rows=500, task="regression") is written
 

@@ -10,8 +10,9 @@ from pipelines.search import ledger
 
 @pytest.mark.parametrize("scheme", ["", "file://"])
 def test_the_search_ledger_lives_under_storage_root_and_keeps_the_latest(tmp_path, scheme):
-    cfg = load_config(None, [f"storage.root={scheme}{tmp_path}/shared", f"storage.local_root={tmp_path / 'here'}",
-                             "name=ledger"])
+    cfg = load_config(
+        None, [f"storage.root={scheme}{tmp_path}/shared", f"storage.local_root={tmp_path / 'here'}", "name=ledger"]
+    )
     old = ledger.new(cfg, "run-a", "ledger-20261202-101010")
     ledger.save(cfg, old)
     newer = ledger.SearchState("ledger-20261202-101010-2", old.config_hash, "run-b", ledger.RUNNING, old.started + 5)
@@ -20,7 +21,9 @@ def test_the_search_ledger_lives_under_storage_root_and_keeps_the_latest(tmp_pat
     (tmp_path / "shared" / "searches" / "ledger-20261202-101011.json.tmp").write_text("{half a fi")  # cut short
     assert ledger.latest(cfg) == newer.with_status(ledger.INTERRUPTED)
     assert sorted(p.name for p in (tmp_path / "shared" / "searches").glob("*.json")) == [
-        "ledger-20261202-101010-2.json", "ledger-20261202-101010.json"]
+        "ledger-20261202-101010-2.json",
+        "ledger-20261202-101010.json",
+    ]
     assert not (tmp_path / "here" / "searches").exists()
 
 
@@ -52,8 +55,9 @@ def test_a_running_search_is_leased_to_its_live_process():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         state = ledger.new(cfg, "run", "lease-20261202-101010")
-        held = ledger.SearchState(**{**state.__dict__, "pid": child.pid,
-                                     "pid_started": ledger.process_started(child.pid)})
+        held = ledger.SearchState(
+            **{**state.__dict__, "pid": child.pid, "pid_started": ledger.process_started(child.pid)}
+        )
         assert held.holder_alive() and not held.with_status(ledger.INTERRUPTED).holder_alive()
         assert not state.holder_alive()  # this process: a resume of its own search is not refused
         assert not ledger.SearchState(**{**state.__dict__, "host": "elsewhere", "pid": child.pid}).holder_alive()
@@ -105,10 +109,17 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
 
     cfg = load_config(None, [f"storage.root={tmp_path}", "name=held"])
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pipelines.config import load_config\n"
-         "from pipelines.search import ledger\n"
-         f"hold = ledger.hold(load_config(None, ['storage.root={tmp_path}', 'name=held']), 'held-1')\n"
-         "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pipelines.config import load_config\n"
+            "from pipelines.search import ledger\n"
+            f"hold = ledger.hold(load_config(None, ['storage.root={tmp_path}', 'name=held']), 'held-1')\n"
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ledger.ConfigError, match="search held-1 is held by another live kiln process"):
@@ -125,9 +136,17 @@ def test_a_search_is_held_by_one_live_process_and_freed_when_it_dies(tmp_path):
 
 
 # The training recipe before its keys existed: a search saved then resumes only under it.
-OLD_RECIPE = ["train.weight_decay=0", "train.schedule=constant", "train.warmup_fraction=0", "train.grad_clip=0",
-              "train.label_smoothing=0", "data.char_ngrams=0", "model.image_pool=1", "data.max_length=64",
-              "data.numbers=standard"]
+OLD_RECIPE = [
+    "train.weight_decay=0",
+    "train.schedule=constant",
+    "train.warmup_fraction=0",
+    "train.grad_clip=0",
+    "train.label_smoothing=0",
+    "data.char_ngrams=0",
+    "model.image_pool=1",
+    "data.max_length=64",
+    "data.numbers=standard",
+]
 
 
 def test_a_config_hashes_as_it_did_before_model_columns_existed():
@@ -136,8 +155,9 @@ def test_a_config_hashes_as_it_did_before_model_columns_existed():
     the value that trains as before must keep them, and the new recipe's defaults must not."""
     assert ledger.config_hash(load_config(None, ["name=hash", *OLD_RECIPE])) == "8de0f4511f458552"
     quickstart = Path(__file__).parents[3] / "configs" / "quickstart.yaml"
-    old_space = ("tune.search_space={train.lr: {loguniform: [1.0e-4, 1.0e-2]}, "
-                 "model.hidden: {choice: [[64], [128, 64]]}}")
+    old_space = (
+        "tune.search_space={train.lr: {loguniform: [1.0e-4, 1.0e-2]}, model.hidden: {choice: [[64], [128, 64]]}}"
+    )
     assert ledger.config_hash(load_config(quickstart, [*OLD_RECIPE, old_space])) == "c4c6d200223da96b"
     for changed in ("model.columns.note.embedding_dim=8", "data.tokenizer=bpe", "train.schedule=cosine"):
         assert ledger.config_hash(load_config(None, ["name=hash", *OLD_RECIPE, changed])) != "8de0f4511f458552"

@@ -66,4 +66,5 @@ def test_a_paused_trial_gets_one_line_then_its_promotion(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("] ", 1)[1] for line in lines[2:]] == [
         "trial t_00000 paused after epoch 1: resumes if it ranks in its rung's top",
-        "trial t_00000 promoted: resumes after epoch 1"]
+        "trial t_00000 promoted: resumes after epoch 1",
+    ]

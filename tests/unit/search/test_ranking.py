@@ -73,8 +73,15 @@ def test_trials_tied_on_the_metric_go_to_the_lower_val_loss_not_the_fewer_epochs
 
     def result(trial_id: str, accuracy: list[float], loss: list[float]):
         epochs = list(range(1, len(accuracy) + 1))
-        frame = pd.DataFrame({"epoch": epochs, "val_accuracy": accuracy, "val_loss": loss, "trial_id": trial_id,
-                              "checkpoint_path": [f"/ckpt/{trial_id}/{e}" for e in epochs]})
+        frame = pd.DataFrame(
+            {
+                "epoch": epochs,
+                "val_accuracy": accuracy,
+                "val_loss": loss,
+                "trial_id": trial_id,
+                "checkpoint_path": [f"/ckpt/{trial_id}/{e}" for e in epochs],
+            }
+        )
         return SimpleNamespace(metrics_dataframe=frame, path=f"/x/run_{trial_id}_0", config={}, error=None)
 
     short = summarize(result("short", [0.9767], [0.45]), cfg)

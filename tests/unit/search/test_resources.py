@@ -10,8 +10,10 @@ def cfg(*overrides):
 
 
 def test_quickstart_runs_one_trial_at_a_time_on_two_cores():
-    assert max_concurrent_trials(cfg("train.num_workers=2", "train.cpus_per_worker=0.5"),
-                                 cluster_cpus=2, cluster_gpus=0) == 1
+    assert (
+        max_concurrent_trials(cfg("train.num_workers=2", "train.cpus_per_worker=0.5"), cluster_cpus=2, cluster_gpus=0)
+        == 1
+    )
 
 
 def test_bigger_clusters_run_more_trials_but_respect_the_cap():
@@ -37,8 +39,11 @@ def test_gpus():
 def test_only_training_groups_empty_past_the_grace_are_orphaned():
     from pipelines.search.resources import TRIAL_ACTOR_CPU, orphaned_groups
 
-    groups = {"train-live": [{"CPU": 0.5}, {"CPU": 0.5}], "train-dead": [{"CPU": 0.5}, {"CPU": 0.5}],
-              "trial": [{"CPU": TRIAL_ACTOR_CPU}]}
+    groups = {
+        "train-live": [{"CPU": 0.5}, {"CPU": 0.5}],
+        "train-dead": [{"CPU": 0.5}, {"CPU": 0.5}],
+        "trial": [{"CPU": TRIAL_ACTOR_CPU}],
+    }
     seen: dict[str, float] = {}
     assert orphaned_groups(groups, {"train-live"}, seen, now=0.0, grace_s=60) == []
     assert set(seen) == {"train-dead"}, "a trial actor's group is never a candidate"

@@ -10,25 +10,30 @@ def space(**entries):
 
 
 def test_domains_parse():
-    parsed = parse_search_space({
-        "train.lr": {"loguniform": [1e-4, 1e-2]},
-        "model.dropout": {"uniform": [0, 0.5]},
-        "train.batch_size": {"randint": [16, 128]},
-        "model.hidden": {"choice": [[64], [128, 64]]},
-    })
+    parsed = parse_search_space(
+        {
+            "train.lr": {"loguniform": [1e-4, 1e-2]},
+            "model.dropout": {"uniform": [0, 0.5]},
+            "train.batch_size": {"randint": [16, 128]},
+            "model.hidden": {"choice": [[64], [128, 64]]},
+        }
+    )
     assert parsed["train.lr"] == Domain("loguniform", (1e-4, 1e-2))
     assert parsed["train.batch_size"] == Domain("randint", (16, 128))
     assert parsed["model.hidden"].examples() == [[64], [128, 64]]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"gaussian": [0, 1]}, "unknown domain 'gaussian'"),
-    ({"choice": []}, "choice needs a non-empty list"),
-    ({"uniform": [1, 0]}, "needs low < high"),
-    ({"loguniform": [0, 1]}, "loguniform needs low > 0"),
-    ({"uniform": [0]}, "needs [low, high]"),
-    ([1, 2], "expected one of"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"gaussian": [0, 1]}, "unknown domain 'gaussian'"),
+        ({"choice": []}, "choice needs a non-empty list"),
+        ({"uniform": [1, 0]}, "needs low < high"),
+        ({"loguniform": [0, 1]}, "loguniform needs low > 0"),
+        ({"uniform": [0]}, "needs [low, high]"),
+        ([1, 2], "expected one of"),
+    ],
+)
 def test_malformed_domains(spec, message):
     with pytest.raises(ValueError) as err:
         parse_domain("train.lr", spec)

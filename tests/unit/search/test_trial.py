@@ -53,11 +53,16 @@ def test_a_reports_checkpoint_is_the_train_runs_path_or_the_trials_own_folder():
 
     from pipelines.search.tuner import checkpoint_paths
 
-    in_actor = pd.DataFrame({"epoch": [1, 2, 3],
-                             "checkpoint_dir_name": ["checkpoint_000000", None, "checkpoint_000002"]})
+    in_actor = pd.DataFrame(
+        {"epoch": [1, 2, 3], "checkpoint_dir_name": ["checkpoint_000000", None, "checkpoint_000002"]}
+    )
     assert list(checkpoint_paths(in_actor, "/runs/ray/s/run_trial_1/")) == [
-        "/runs/ray/s/run_trial_1/checkpoint_000000", None, "/runs/ray/s/run_trial_1/checkpoint_000002"]
-    train_run = pd.DataFrame({"epoch": [1], "checkpoint_path": ["/runs/ray/train-x/checkpoint_0"],
-                              "checkpoint_dir_name": [None]})  # Tune saw no checkpoint of its own
+        "/runs/ray/s/run_trial_1/checkpoint_000000",
+        None,
+        "/runs/ray/s/run_trial_1/checkpoint_000002",
+    ]
+    train_run = pd.DataFrame(
+        {"epoch": [1], "checkpoint_path": ["/runs/ray/train-x/checkpoint_0"], "checkpoint_dir_name": [None]}
+    )  # Tune saw no checkpoint of its own
     assert list(checkpoint_paths(train_run, "/runs/ray/s/run_trial_1")) == ["/runs/ray/train-x/checkpoint_0"]
     assert list(checkpoint_paths(pd.DataFrame({"epoch": [1]}), None)) == [None]

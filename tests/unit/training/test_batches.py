@@ -56,8 +56,10 @@ def test_rebatching_chunks_of_any_size_gives_full_batches_and_one_short_last():
 
 
 def test_equal_rows_in_different_chunks_give_ranks_the_same_number_of_batches():
-    counts = {len(list(rebatch(chunks_of(sizes), 4, seed=1, device=torch.device("cpu"))))
-              for sizes in ([12, 12], [7, 10, 7], [24], [1] * 24)}
+    counts = {
+        len(list(rebatch(chunks_of(sizes), 4, seed=1, device=torch.device("cpu"))))
+        for sizes in ([12, 12], [7, 10, 7], [24], [1] * 24)
+    }
     assert counts == {6}, "DDP ranks must step the same number of times"
 
 

@@ -11,16 +11,24 @@ from pipelines import data, images
 from pipelines.config import KilnConfig
 from pipelines.training import local
 
-CASES = [(8, False, "nearest"), (16, True, "bilinear"), (32, False, "bilinear"), (32, True, "nearest"),
-         (64, False, "nearest"), (64, True, "bilinear")]
+CASES = [
+    (8, False, "nearest"),
+    (16, True, "bilinear"),
+    (32, False, "bilinear"),
+    (32, True, "nearest"),
+    (64, False, "nearest"),
+    (64, True, "bilinear"),
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("side, colour, resample", CASES,
-                         ids=[f"{s}px-{'rgb-jpg' if c else 'grey-png'}-{r}" for s, c, r in CASES])
+@pytest.mark.parametrize(
+    "side, colour, resample", CASES, ids=[f"{s}px-{'rgb-jpg' if c else 'grey-png'}-{r}" for s, c, r in CASES]
+)
 def test_digits_images_train_to_095_at_any_size_and_in_colour(tmp_path: Path, side, colour, resample):
-    root = images.write_digits(tmp_path / "digits", side=side, colour=colour, resample=resample,
-                               suffix=".jpg" if colour else ".png")
+    root = images.write_digits(
+        tmp_path / "digits", side=side, colour=colour, resample=resample, suffix=".jpg" if colour else ".png"
+    )
     cfg = KilnConfig.model_validate({"data": {"source": str(root)}, "train": {"epochs": 10, "lr": 3e-3}})
     frame = data.read_local(data.resolve_source(cfg.data, tmp_path))
     fitted = local.fit(cfg, frame)

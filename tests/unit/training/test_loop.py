@@ -24,8 +24,10 @@ def test_an_epoch_returns_loss_and_row_sums_and_learns():
     data = separable()
     prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(4)], labels=[0, 1])
     before = val_metrics(*validate(model, data, batch_size=64), prep, loss_function("auto", "classification"))
-    losses = [train_epoch(model, optimizer, data, batch_size=32, seed=epoch, device=torch.device("cpu"),
-                          amp=None) for epoch in range(5)]
+    losses = [
+        train_epoch(model, optimizer, data, batch_size=32, seed=epoch, device=torch.device("cpu"), amp=None)
+        for epoch in range(5)
+    ]
     outputs, targets = validate(model, data, batch_size=64)
     after = val_metrics(outputs, targets, prep, loss_function("auto", "classification"))
     assert all(loss.dtype == torch.float64 and loss[1] == 256 for loss in losses), "(loss sum, rows)"
@@ -40,8 +42,9 @@ def test_regression_learns_a_standardised_target_and_reports_rmse_in_the_labels_
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 3)).astype(np.float32)
     price = 1000 + 300 * x[:, 0] - 100 * x[:, 1]
-    prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(3)], [], "regression",
-                         float(price.mean()), float(price.std()))
+    prep = Preprocessing(
+        [Encoder(f"f{i}", "number") for i in range(3)], [], "regression", float(price.mean()), float(price.std())
+    )
     data = InMemory.from_arrays((x, prep.encode(pd.Series(price))), torch.device("cpu"))
     assert data.y.dtype == torch.float32
     torch.manual_seed(0)
@@ -49,8 +52,9 @@ def test_regression_learns_a_standardised_target_and_reports_rmse_in_the_labels_
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     loss_fn = loss_function("auto", "regression")
     for epoch in range(30):
-        train_epoch(model, optimizer, data, batch_size=64, seed=epoch, device=torch.device("cpu"), amp=None,
-                    loss_fn=loss_fn)
+        train_epoch(
+            model, optimizer, data, batch_size=64, seed=epoch, device=torch.device("cpu"), amp=None, loss_fn=loss_fn
+        )
     outputs, targets = validate(model, data, batch_size=128)
     scores = val_metrics(outputs, targets, prep, loss_fn)
     predicted = prep.decode(outputs.numpy())
@@ -77,6 +81,8 @@ def test_a_bf16_epoch_on_the_cpu_still_learns():
     data = InMemory.from_arrays((x.numpy(), y.numpy()), torch.device("cpu"))
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    losses = [train_epoch(model, optimizer, data, batch_size=32, seed=e, device=torch.device("cpu"),
-                          amp=torch.bfloat16) for e in range(4)]
+    losses = [
+        train_epoch(model, optimizer, data, batch_size=32, seed=e, device=torch.device("cpu"), amp=torch.bfloat16)
+        for e in range(4)
+    ]
     assert losses[-1][0] / losses[-1][1] < 0.5 * losses[0][0] / losses[0][1]

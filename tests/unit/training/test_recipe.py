@@ -55,7 +55,7 @@ def test_clipping_bounds_the_step_and_label_smoothing_only_touches_the_training_
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
         train_epoch(model, optimizer, data, batch_size=64, seed=0, device=torch.device("cpu"), grad_clip=clip)
-        steps[clip] = sum(float((p - b).norm() ** 2) for p, b in zip(model.parameters(), before, strict=True)) ** .5
+        steps[clip] = sum(float((p - b).norm() ** 2) for p, b in zip(model.parameters(), before, strict=True)) ** 0.5
     assert steps[0.01] == pytest.approx(0.01, rel=1e-3) and steps[0.0] > 1
     logits, y = torch.tensor([[10.0, -10.0]]), torch.tensor([0])
     assert loss_function("auto", "classification", label_smoothing=0.1)(logits, y) > 0.5
@@ -73,10 +73,15 @@ def test_batch_norm_statistics_are_re_estimated_from_the_current_weights():
     assert model[1].momentum == 0.1
 
 
-@pytest.mark.parametrize("override, key", [("train.warmup_fraction=1.5", "train.warmup_fraction"),
-                                           ("train.weight_decay=-0.1", "train.weight_decay"),
-                                           ("train.label_smoothing=1", "train.label_smoothing"),
-                                           ("train.grad_clip=-1", "train.grad_clip")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.warmup_fraction=1.5", "train.warmup_fraction"),
+        ("train.weight_decay=-0.1", "train.weight_decay"),
+        ("train.label_smoothing=1", "train.label_smoothing"),
+        ("train.grad_clip=-1", "train.grad_clip"),
+    ],
+)
 def test_a_recipe_value_out_of_range_is_refused_naming_the_key(override, key):
     from pipelines.config import load_config
 
