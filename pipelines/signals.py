@@ -42,7 +42,7 @@ def _terminate(signum: int, frame) -> None:
 
 
 def stop_requested() -> bool:
-    """Whether a stop signal came since `install`, Tune's graceful SIGINT included: Tune's handler puts back the
+    """Whether a stop signal came (in this process), Tune's graceful SIGINT included: Tune's handler puts back the
     one it found (ours) when it fires, and otherwise stays installed after the search."""
     tune_handles_sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
     return bool(_received) or (tune_handles_sigint and signal.getsignal(signal.SIGINT) is _interrupt)

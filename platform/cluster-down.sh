@@ -59,6 +59,7 @@ elif [[ -n $(ray_pids) ]]; then
 else
   say "Ray nodes not running"
 fi
+[[ -n $(ray_pids) ]] || rm -f "$RAY_SESSIONS"  # its sessions are empty: the ids may be reused
 
 # PostgreSQL: a fast shutdown (clients disconnected, data flushed).
 PG_BIN=$(pg_bindir || true)

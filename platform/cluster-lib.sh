@@ -60,16 +60,17 @@ pg_bindir() {
   [[ -n $dir && -x $dir/pg_ctl ]] && echo "$dir"
 }
 
-# PIDs of this cluster's Ray processes: those whose command line names this cluster's temp dir, the
-# Ray client server on CLIENT_PORT, and their descendants (dashboard modules, agents, workers).
-# (`ray stop` would stop every Ray process on the machine, other users' runtimes included.)
+# PIDs of this cluster's Ray processes: every process in the sessions cluster-up.sh started `ray start` in
+# (RAY_SESSIONS, one per node: `ray start` daemonises, so its processes are no one's descendants, but they keep
+# the session), and their descendants (dashboard modules, agents, workers). Never by name or command line:
+# another user's Ray looks the same. (`ray stop` would stop every Ray process on the machine.)
+RAY_SESSIONS="$STATE/run/ray.sessions"
 ray_pids() {
-  local pid cmd roots=() queue=() seen=" "
-  for pid in $(pgrep -f -- "$RAY_TEMP_DIR" || true); do
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    [[ $cmd == *"$RAY_TEMP_DIR"* && $pid != "$$" ]] && roots+=("$pid")
+  local pid sid roots=() queue=() seen=" "
+  [[ -s $RAY_SESSIONS ]] || return 0
+  for sid in $(cat "$RAY_SESSIONS"); do
+    [[ $sid =~ ^[1-9][0-9]*$ ]] && roots+=($(pgrep -s "$sid" || true))
   done
-  roots+=($(pgrep -f -- "ray.util.client.server .*--port=$CLIENT_PORT( |$)" || true))
   queue=("${roots[@]}")
   while (( ${#queue[@]} )); do
     pid=${queue[0]}; queue=("${queue[@]:1}")

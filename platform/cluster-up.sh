@@ -47,7 +47,10 @@ fi
 ray_start() {  # ray_start ROLE CPUS MIN_WORKER_PORT MAX_WORKER_PORT AGENT_PORT ARGS...: one node, logged
   local role=$1 cpus=$2 min_port=$3 max_port=$4 agent_port=$5 log="$STATE/logs/ray-$1-start.log"
   shift 5
-  timeout 120 "$RAY_BIN" start "$@" --disable-usage-stats --node-ip-address="$HOST" \
+  mkdir -p "$(dirname "$RAY_SESSIONS")"
+  # A session of its own, recorded: cluster-down.sh finds this node's processes by it (cluster-lib.sh ray_pids).
+  setsid --wait bash -c 'echo $$ >>"$0"; exec "$@"' "$RAY_SESSIONS" \
+    timeout 120 "$RAY_BIN" start "$@" --disable-usage-stats --node-ip-address="$HOST" \
     --dashboard-agent-listen-port="$agent_port" \
     --num-cpus="$cpus" --num-gpus=0 --object-store-memory="$OBJECT_STORE_BYTES" \
     --min-worker-port="$min_port" --max-worker-port="$max_port" \

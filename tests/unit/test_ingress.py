@@ -57,8 +57,8 @@ def test_haproxys_files_go_to_a_fresh_folder_only_this_user_can_enter(monkeypatc
 
     from pipelines.config import load_config
 
-    for key in ingress.PRIVATE_FILES:
-        monkeypatch.delenv(key, raising=False)
+    for key in [*ingress.PRIVATE_FILES, "RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]:  # a runtime this process started
+        monkeypatch.delenv(key, raising=False)  # set them here, and a value already set wins
     first, second = (ingress.environment(load_config(None, [])) for _ in range(2))
     folder = first["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]
     assert folder != second["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] and "haproxy-serve" not in folder
