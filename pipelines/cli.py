@@ -137,9 +137,15 @@ def cmd_predict(args) -> int:
     from serving import client
 
     cfg = _config(args)
-    url = args.url or f"http://{cfg.serve.host}:{cfg.serve.port}"
-    client.check_serves(url, args.name)
-    for prediction in client.predict_file(url, args.file):
+    url = args.url or f"{cfg.serve.scheme}://{cfg.serve.host}:{cfg.serve.port}"
+    if client.sends_token_in_clear(url):
+        console.note(
+            f"warning: --url {url}: plain HTTP to another machine; the bearer token in ${cfg.serve.token_env} "
+            "crosses the network readable by anyone on the way (serve with serve.tls_certfile, use https://)"
+        )
+    verify = cfg.serve.tls_certfile or True  # a self-signed endpoint's own certificate
+    client.check_serves(url, args.name, verify=verify)
+    for prediction in client.predict_file(url, args.file, verify=verify):
         console.say(str(prediction))
     return EXIT_OK
 
@@ -393,9 +399,14 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
         console.say("Serving until Ctrl-C.")
         return
     body = json.dumps({"instances": rows})
-    console.say(f"Try it:\n  curl -s -X POST {url}/predict -H 'Content-Type: application/json'{token} -d '{body}'")
+    ca = f" --cacert {cfg.serve.tls_certfile}" if cfg.serve.tls_certfile else ""
+    console.say(f"Try it:\n  curl -s{ca} -X POST {url}/predict -H 'Content-Type: application/json'{token} -d '{body}'")
     answer = requests.post(
-        f"{url}/predict", json={"instances": rows}, headers=auth.client_headers(cfg.serve), timeout=60
+        f"{url}/predict",
+        json={"instances": rows},
+        headers=auth.client_headers(cfg.serve),
+        timeout=60,
+        verify=cfg.serve.tls_certfile or True,
     )
     console.say(f"Sample answer ({answer.status_code}): {answer.text}")
     console.say("Serving until Ctrl-C.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -423,6 +424,28 @@ class ServeConfig(Section):
     """Requests waiting for a replica beyond which clients get 503 (-1 = unbounded)."""
     reload_interval_s: PositiveFloat = 2.0
     """How often the endpoint checks whether the alias moved, to switch versions without downtime."""
+    tls_certfile: str | None = None
+    """PEM certificate (chain) the endpoint serves HTTPS with, beside `tls_keyfile`: off loopback the bearer token
+    then never crosses the network in clear. TLS runs in Serve's Python proxy (its HAProxy ingress has none)."""
+    tls_keyfile: str | None = None
+    """The certificate's PEM private key (keep it mode 0600)."""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_certfile else "http"
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> ServeConfig:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            missing = "tls_keyfile" if self.tls_certfile else "tls_certfile"
+            raise ValueError(f"serve.{missing}: HTTPS needs both serve.tls_certfile and serve.tls_keyfile")
+        for key in ("tls_certfile", "tls_keyfile"):
+            path = getattr(self, key)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"serve.{key}: {path} is not a file")
+        if self.tls_certfile and self.ingress == "haproxy":
+            raise ValueError("serve.ingress: haproxy serves no TLS; use proxy (or auto) with serve.tls_certfile")
+        return self
 
     @model_validator(mode="after")
     def _no_open_endpoint_beyond_loopback(self) -> ServeConfig:

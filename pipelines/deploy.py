@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines import checkpoint, console, integrity, registry, runtime, store
 from pipelines.config import KilnConfig
-from pipelines.errors import DataError
+from pipelines.errors import ConfigError, DataError
 
 
 def ingress_env(cfg: KilnConfig) -> dict[str, str]:
@@ -31,10 +31,16 @@ def start_serving(cfg: KilnConfig, ref: str, checked: registry.ServingTarget | N
     """Serve a registered model of this store. `NAME@ALIAS` follows the alias (the endpoint switches versions
     when it moves); `NAME/VERSION` stays pinned. `checked`: check_servable's answer for `ref`, when the caller
     already has it (kiln serve checks before the runtime starts). Returns the endpoint's base URL."""
-    from serving.app import app_name, deploy
+    from serving.app import app_name, deploy, live_apps
 
     target = checked or check_servable(cfg, ref)
-    runtime.started_app(app_name(target.name, cfg.tracking_uri))  # before it starts: a failed start is cleaned up too
+    application = app_name(target.name, cfg.tracking_uri)
+    if application in live_apps() and application not in runtime.deployed_apps():
+        raise ConfigError(
+            f"serve: {target.name} of this store is already served on this cluster (application {application}), "
+            "by another Kiln process; use that endpoint, or stop it (Ctrl-C where it runs) and serve again"
+        )
+    runtime.started_app(application)  # before it starts: a failed start is cleaned up too
     url = deploy(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)
     follows = f" (follows @{target.alias})" if target.alias else ""
     console.say(f"  serving {target.name} v{target.version}{follows} at {url}")

@@ -79,11 +79,12 @@ def register(
     compares the task's primary test metric (`test_value`: test_accuracy or test_rmse).
 
     The model is logged as MLflow models-from-code (pipelines/pyfunc_code.py, no pickle) with the checkpoint's
-    JSON and weights; the sha256 of the version's files is recorded (integrity.TAG) for every later load."""
+    JSON and weights; the version's files are signed (integrity.TAG, keyed) for every later load."""
     import mlflow
 
     mlflow_client = tracking.client(cfg)
     name = cfg.registry.model_name
+    key = integrity.signing_key()
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
         with (
@@ -109,7 +110,7 @@ def register(
     version = int(info.registered_model_version)
     metric = primary_metric(cfg.task)
     tags = {
-        integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version)),
+        integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version), key),
         "run_id": parent_run_id,
         "task": cfg.task,
         "test_metric": metric,

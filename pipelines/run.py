@@ -16,6 +16,7 @@ from pipelines import (
     evaluate,
     images,
     ingest,
+    integrity,
     registry,
     runtime,
     storage,
@@ -23,7 +24,7 @@ from pipelines import (
     tracking,
 )
 from pipelines.config import KilnConfig
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, DataError
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
 from pipelines.report import tables
@@ -48,6 +49,7 @@ class RunResult:
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
     storage.check_reachable(cfg)  # the ledger check_resume reads lives there
+    integrity.signing_key()  # a key file that cannot be used fails now, not at registration
     if serve and cfg.serve.enabled:
         auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
     cfg = decide_space(decide_task(cfg))
@@ -251,8 +253,21 @@ def check_resume(cfg: KilnConfig, resume: bool) -> ledger.SearchState | None:
             f"--resume: the config changed since search {previous.name} started; "
             "run without --resume to start a new search"
         )
+    check_signed(cfg, previous.name)
     console.say(f"  resuming search {previous.name} (MLflow run {previous.parent_run_id})")
     return previous
+
+
+def check_signed(cfg: KilnConfig, search_name: str) -> None:
+    """Every file of the search that Tune would unpickle is one the search saved and signed (exit 2 otherwise)."""
+    from pipelines.search import signing
+
+    signature = signing.SearchSignature.of(cfg, search_name)
+    try:
+        signature.load()
+        signature.verify()
+    except integrity.IntegrityError as err:
+        raise DataError(str(err)) from None
 
 
 def write_report(cfg: KilnConfig, parent_run_id: str) -> None:

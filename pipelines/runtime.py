@@ -98,6 +98,11 @@ def own_dashboard() -> int:
 _apps: list[str] = []
 
 
+def deployed_apps() -> list[str]:
+    """The Serve applications this process deployed (and stops on the way out)."""
+    return list(_apps)
+
+
 def started_app(name: str) -> None:
     """Remember a Serve application this process deployed (deploy.start_serving)."""
     if name not in _apps:

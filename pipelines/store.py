@@ -20,50 +20,68 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def version_folder(uri: str, name: str, version: int | str) -> str:
-    """A local folder holding version VERSION of model NAME in this store."""
+def version_folder(uri: str, name: str, version: int | str, *, into: str | None = None) -> str:
+    """A local folder holding version VERSION of model NAME in this store: a copy under `into`, or (None) where
+    MLflow keeps it (for a local store, the store's own files)."""
     import mlflow
 
     # Not through `models:/NAME/VERSION`: MLflow 3.17 resolves those with the process-wide registry URI
     # whatever registry_uri it is given (ModelsArtifactRepository._get_model_uri_infos).
     location = client(uri).get_model_version_download_uri(name, str(version))
-    return mlflow.artifacts.download_artifacts(location, tracking_uri=uri)
+    return mlflow.artifacts.download_artifacts(location, tracking_uri=uri, dst_path=into)
+
+
+def verified_copy(uri: str, name: str, version: int | str, into: str, *, key: bytes | None = None) -> str:
+    """Version VERSION of model NAME copied under `into` (a folder only this process writes), once the copy's
+    files match the signature recorded at registration (integrity.TAG under the signing key): what is loaded
+    afterwards is the copy that was checked, never a second read of the store. Raises integrity.IntegrityError
+    naming the version otherwise."""
+    from pipelines import integrity
+
+    tags = client(uri).get_model_version(name, str(version)).tags
+    recorded = tags.get(integrity.TAG)
+    if recorded is None:
+        legacy = integrity.LEGACY_TAG in tags
+        before = " (an unkeyed sha256, which whoever can write the store can reset)" if legacy else ""
+        raise integrity.IntegrityError(
+            f"{name} v{version} was registered without a signature{before}; register it again with kiln run"
+        )
+    folder = version_folder(uri, name, version, into=into)
+    found = integrity.digest(folder, integrity.signing_key() if key is None else key)
+    if found != recorded:
+        raise integrity.IntegrityError(
+            f"{name} v{version}: its files changed since registration, or it was signed with another key "
+            f"({integrity.KEY_ENV} names a team's key); refusing to load it"
+        )
+    return folder
 
 
 def load_pyfunc(uri: str, name: str, version: int | str):
-    """Version VERSION of model NAME in this store, as a pyfunc model. MLflow runs the version's stored code
-    to build it: Kiln does this only for a version it just logged (registry.load_check); everything else goes
-    through load_verified."""
+    """Version VERSION of model NAME in this store, as a pyfunc model, the way a user's mlflow.pyfunc.load_model
+    builds it (running the version's stored code), from a copy whose signature was checked first."""
+    import tempfile
+
     import mlflow
 
-    return mlflow.pyfunc.load_model(version_folder(uri, name, version))
+    with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
+        return mlflow.pyfunc.load_model(verified_copy(uri, name, version, into))
 
 
-def load_verified(uri: str, name: str, version: int | str, *, factory: str | None = None):
+def load_verified(uri: str, name: str, version: int | str, *, factory: str | None = None, key: bytes | None = None):
     """Version VERSION of model NAME as an InferenceModel, built from its checkpoint (JSON and a weights-only
-    state dict) after its files' sha256 matches the one recorded at registration: no code or pickle from the
-    store runs. Raises integrity.IntegrityError naming the version otherwise. A checkpoint naming a user factory
-    is built only when it is `factory` (checkpoint.trusted_factory of the config that loads it)."""
+    state dict) in a copy whose signature was checked (verified_copy): no code or pickle from the store runs.
+    A checkpoint naming a user factory is built only when it is `factory` (checkpoint.trusted_factory of the
+    config that loads it). `key`: the signing key (a replica gets it from the process that deployed it)."""
+    import tempfile
+
     from mlflow.models import Model
 
-    from pipelines import integrity
     from pipelines.inference import InferenceModel
 
-    recorded = client(uri).get_model_version(name, str(version)).tags.get(integrity.TAG)
-    folder = version_folder(uri, name, version)
-    if recorded is None:
-        raise integrity.IntegrityError(
-            f"{name} v{version} was registered without a sha256 (before Kiln recorded "
-            "them); register it again with kiln run"
-        )
-    found = integrity.digest(folder)
-    if found != recorded:
-        raise integrity.IntegrityError(
-            f"{name} v{version}: its files changed since registration (sha256 "
-            f"{found[:12]}..., registered {recorded[:12]}...); refusing to load it"
-        )
-    artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
-    return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
+    with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
+        folder = verified_copy(uri, name, version, into, key=key)
+        artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
+        return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from ray import serve
 
-from pipelines import auth, checkpoint, registry
+from pipelines import auth, checkpoint, integrity, registry
 from pipelines.config import KilnConfig, ServeConfig
 from pipelines.errors import ConfigError
 from serving.limits import answered_hosts
@@ -51,10 +51,13 @@ class ModelEndpoint:
         serve_config: dict[str, Any],
         token_sha256: str | None = None,
         factory: str | None = None,
+        signing_key: str | None = None,
     ):
         self.cfg = ServeConfig.model_validate(serve_config)
         self.factory = factory  # the user factory the serving config trusts (checkpoint.trusted_factory), if any
         self.token_sha256 = token_sha256
+        # The deploying process's key (hex): a replica on another node checks signatures without a key file.
+        self.signing_key = bytes.fromhex(signing_key) if signing_key else None
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.source = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
         if alias:  # each replica, at its own start: one added or restarted later serves the alias's version now
@@ -88,6 +91,7 @@ class ModelEndpoint:
             self.name,
             version,
             factory=self.factory,
+            key=self.signing_key,
             max_image_pixels=self.cfg.max_image_pixels,
             gpu=self.cfg.num_gpus > 0,
             max_request_pixels=self.cfg.max_request_pixels,
@@ -149,6 +153,11 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
     return options
 
 
+def live_apps() -> set[str]:
+    """The Serve applications running in the connected Ray runtime (none when Serve is not running)."""
+    return set(serve.status().applications)
+
+
 def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int | None = None) -> str:
     """Serve `models:/name@alias` (following the alias) or `models:/name/version` (pinned) from cfg's store,
     on cfg.serve.host:port under serve.route_prefix, as the application `app_name(name, store)`; return the URL.
@@ -158,9 +167,10 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
     s = cfg.serve
     # HeadOnly: one ingress at serve.host:port. On several nodes of one host (the local cluster) one proxy per
     # node would fight over the same port.
+    tls = {"ssl_certfile": s.tls_certfile, "ssl_keyfile": s.tls_keyfile} if s.tls_certfile else {}
     serve.start(
         proxy_location="HeadOnly",
-        http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s},
+        http_options={"host": s.host, "port": s.port, "request_timeout_s": s.request_timeout_s, **tls},
     )
     application = app_name(name, cfg.tracking_uri)
     try:
@@ -178,8 +188,8 @@ def deploy(cfg: KilnConfig, *, name: str, alias: str | None = None, version: int
             f"({' '.join(str(err).split())[:200]}); set serve.route_prefix to a free path, e.g. "
             f"/{name}"
         ) from None
-    url = f"http://{s.host}:{s.port}{s.route_prefix.rstrip('/')}"
-    wait_until_ready(url)
+    url = f"{s.scheme}://{s.host}:{s.port}{s.route_prefix.rstrip('/')}"
+    wait_until_ready(url, verify=s.tls_certfile or True)
     return url
 
 
@@ -194,17 +204,19 @@ def bind(cfg: KilnConfig, *, name: str, alias: str | None, version: int | None):
         serve_config=cfg.serve.model_dump(),
         token_sha256=auth.digest(token) if token else None,
         factory=checkpoint.trusted_factory(cfg.model),
+        signing_key=integrity.signing_key().hex(),
     )
 
 
-def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
+def wait_until_ready(url: str, timeout_s: float = 60.0, *, verify: bool | str = True) -> None:
     """The deployment is up; wait until the ingress in front of it answers too (HAProxy starts on its own)."""
     import requests
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:  # open without the token
+            # The health routes are open without the token.
+            if requests.get(f"{url}/v2/health/ready", timeout=5, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -217,10 +229,19 @@ def wait_until_ready(url: str, timeout_s: float = 60.0) -> None:
 def app_from_env(args: dict[str, str]):
     """Application builder for Serve config files and KubeRay's RayService (`import_path:
     serving.app:app_from_env`). Args: `model` (NAME, NAME@ALIAS or NAME/VERSION), optional `config` (a Kiln
-    YAML for serve.* and the store) and `tracking_uri`. Does not start Serve: the caller's config does."""
+    YAML for serve.* and the store), `tracking_uri` and `auth` (token). Does not start Serve: the caller's config
+    does, and binds where its http_options say, which Kiln cannot see; so the endpoint built here always needs
+    the bearer token (in $serve.token_env of the process that builds it)."""
     from pipelines.config import load_config
 
     overrides = [f"tracking.uri={args['tracking_uri']}"] if args.get("tracking_uri") else []
+    overrides += [f"serve.auth={args['auth']}"] if args.get("auth") else []
     cfg = load_config(args.get("config"), overrides)
+    if cfg.serve.auth != "token" or not auth.read_token(cfg.serve):
+        raise ConfigError(
+            "serve.auth: an application a Serve config or RayService starts binds where its http_options say, "
+            "which Kiln cannot check; give it `auth: token` in its args and the token in "
+            f"${cfg.serve.token_env} (a Kubernetes secret)"
+        )
     target = registry.serving_target(cfg, args.get("model") or registry.champion_ref(cfg))
     return bind(cfg, name=target.name, alias=target.alias, version=None if target.alias else target.version)

@@ -56,7 +56,20 @@ def feature_matrix(
     return [list(row) for row in zip(*columns_out, strict=True)]
 
 
-def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, timeout_s: float = 60) -> list:
+def sends_token_in_clear(url: str) -> bool:
+    """A token would go over plain HTTP to a host that is not this machine."""
+    from urllib.parse import urlsplit
+
+    from pipelines.auth import client_headers
+    from pipelines.config import LOOPBACK
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK and bool(client_headers())
+
+
+def predict_file(
+    url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, timeout_s: float = 60, verify: bool | str = True
+) -> list:
     """Every row's prediction, in file order. Chunks shrink when the endpoint says a body is too large."""
     import requests
 
@@ -64,6 +77,7 @@ def predict_file(url: str, path: str | Path, *, chunk_rows: int = CHUNK_ROWS, ti
 
     url = url.rstrip("/")
     with requests.Session() as session:
+        session.verify = verify
         session.headers.update(client_headers())  # $KILN_SERVE_TOKEN, for an endpoint with serve.auth: token
         info = _checked(session.get(f"{url}/model", timeout=timeout_s), url)
         rows = feature_matrix(read_rows(path), info["features"], path, info.get("types"))
@@ -98,14 +112,15 @@ def _checked(answer, url: str) -> dict:
     return answer.json()
 
 
-def check_serves(url: str, ref: str) -> None:
+def check_serves(url: str, ref: str, *, verify: bool | str = True) -> None:
     """The endpoint at `url` answers and serves the model `ref` (NAME, NAME@ALIAS or NAME/VERSION) names."""
     import requests
 
     from pipelines.auth import client_headers
 
     try:
-        served = _checked(requests.get(f"{url.rstrip('/')}/model", headers=client_headers(), timeout=30), url)
+        answer = requests.get(f"{url.rstrip('/')}/model", headers=client_headers(), timeout=30, verify=verify)
+        served = _checked(answer, url)
     except requests.ConnectionError:
         raise ModelNotFound(f"no endpoint answers at {url}; start one with 'kiln serve --model {ref}'") from None
     name = ref.split("@")[0].split("/")[0]

@@ -34,9 +34,10 @@ SIDE_PORTS = (
 
 
 def uses_haproxy(cfg: KilnConfig) -> bool:
-    """auto: HAProxy on a local runtime (one node, everything on loopback); the Python proxy on a cluster."""
+    """auto: HAProxy on a local runtime (one node, everything on loopback); the Python proxy on a cluster, or
+    where the endpoint serves HTTPS (serve.tls_certfile: HAProxy's template has no TLS)."""
     if cfg.serve.ingress == "auto":
-        return cfg.ray.address is None
+        return cfg.ray.address is None and not cfg.serve.tls_certfile
     return cfg.serve.ingress == "haproxy"
 
 
@@ -82,8 +83,11 @@ def private_folder() -> str:
 def environment(cfg: KilnConfig) -> dict[str, str]:
     """The ingress's environment for the runtime Kiln starts (set before Ray starts, so its processes inherit
     it); a value the user already set wins. Side ports are fresh every start: a parent Kiln process's ports
-    are in use by its own endpoint. HAProxy's files go to a private folder (PRIVATE_FILES)."""
-    env = haproxy_env() if uses_haproxy(cfg) else {}
+    are in use by its own endpoint. HAProxy's files go to a private folder (PRIVATE_FILES). Without HAProxy
+    (serve.ingress: proxy, or HTTPS) it is switched off, whatever the environment inherited."""
+    if not uses_haproxy(cfg):
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    env = haproxy_env()
     if env:
         folder = private_folder()
         env.update(

@@ -38,9 +38,10 @@ class Predictor:
 
     @classmethod
     def from_registry(cls, tracking_uri: str, name: str, version: int, **options) -> Predictor:
-        """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files' sha256
-        checked and its checkpoint loaded without running any stored code (store.load_verified)."""
-        model = store.load_verified(tracking_uri, name, version, factory=options.pop("factory", None))
+        """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files'
+        signature checked and its checkpoint loaded without running any stored code (store.load_verified)."""
+        factory, key = options.pop("factory", None), options.pop("key", None)
+        model = store.load_verified(tracking_uri, name, version, factory=factory, key=key)
         if options.pop("gpu", False):
             model.to("cuda")
         return cls(model, name=name, version=version, **options)

@@ -12,7 +12,7 @@ from typing import Any
 from pipelines import signals, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import SearchInterrupted
-from pipelines.search import resources, scheduler
+from pipelines.search import resources, scheduler, signing
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY, Candidate, choose_existing, rank
 from pipelines.search.space import Domain, parse_search_space
 
@@ -75,8 +75,11 @@ def search(
         ),
         resources.trial_resources(cfg, use_gpu),
     )
-    if resume:
-        where = storage.ray_storage(cfg)
+    where = storage.ray_storage(cfg)
+    signature = signing.SearchSignature.of(cfg, search_name)
+    if resume:  # nothing of the folder is unpickled before every file Tune would unpickle is one it saved
+        signature.load()
+        signature.verify()
         tuner = tune.Tuner.restore(
             f"{where['storage_path']}/{search_name}",
             trainable,
@@ -85,7 +88,12 @@ def search(
             storage_filesystem=where["storage_filesystem"],
         )
     else:
-        tuner = build_tuner(cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=callbacks)
+        signer = signing.signing_callback(where["storage_filesystem"], signature.folder, search_name)
+        tuner = build_tuner(
+            cfg, trainable, search_name=search_name, concurrency=concurrency, callbacks=[*callbacks, signer]
+        )
+    signature.add_stored(signing.TUNER_STATE)  # Tune writes it straight to storage, when the Tuner is made
+    signature.save()
     # Only Train runs leave worker groups behind, and only Kiln's own runtime's are Kiln's to remove.
     reap = cfg.ray.address is None and not resources.in_trial_actor(cfg)
     main_thread = threading.current_thread() is threading.main_thread()

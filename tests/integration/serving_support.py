@@ -46,3 +46,37 @@ def tiny_store(
         assert registered.version == number
         tracking.end_run(versioned, parent, "FINISHED")
     return cfg, frame
+
+
+def fuzz(url: str, *, api: str, examples: int, workdir: Path, seed: int = 0) -> dict:
+    """Schemathesis over the endpoint's own OpenAPI document (/openapi.json), one API at a time: `v2` (the Open
+    Inference Protocol's routes) or `kiln` (/predict, /model, the health checks). Returns the requests sent and
+    how many got a status of 500 or more, read from its HAR report; `failures`: what it printed otherwise."""
+    import json
+    import subprocess
+
+    har = workdir / f"fuzz-{api}.har"
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--report",
+        "har",
+        "--report-har-path",
+        str(har),
+        *(["--include-path-regex", "^/v2"] if api == "v2" else ["--exclude-path-regex", "^/v2"]),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=workdir)
+    statuses = [entry["response"]["status"] for entry in json.loads(har.read_text())["log"]["entries"]]
+    return {
+        "requests": len(statuses),
+        "five_xx": sum(status >= 500 for status in statuses),
+        "exit_status": done.returncode,
+        "failures": "" if done.returncode == 0 else (done.stdout + done.stderr)[-3000:],
+    }

