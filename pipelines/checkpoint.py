@@ -11,11 +11,13 @@ from torch import nn
 
 from pipelines.config import ModelConfig
 from pipelines.encoding import Preprocessing
+from pipelines.errors import ConfigError
 from pipelines.models import BUILDERS, build_model
 
 META_FILE = "kiln.json"
 WEIGHTS_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
+FACTORY_FILE = "factory.py"  # a registered version's copy of its user factory's module (signed with the rest)
 
 
 def save(
@@ -60,10 +62,26 @@ def trusted_factory(cfg: ModelConfig, *, own_run: bool = False) -> str | None:
     return cfg.name if ":" in cfg.name and (own_run or cfg.trust_code) else None
 
 
+def factory_source(name: str) -> Path:
+    """The source file of a user factory's module (`package.module:function`), to travel inside a version."""
+    import importlib.util
+
+    module = name.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    origin = Path(spec.origin) if spec and spec.origin else None
+    if origin is None or origin.suffix != ".py" or not origin.is_file():
+        raise ConfigError(f"model.name: {name!r}: its module is not a Python source file a version can carry")
+    return origin
+
+
 def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
     """Rebuild the model from a checkpoint folder, in eval mode on the CPU. kiln.json's model.name decides what
     is built, and the folder may come from a shared store: a name outside Kiln's builders is imported only when
-    it is `factory` (trusted_factory), and a failure inside it, SystemExit included, is an error, not an exit."""
+    it is `factory` (trusted_factory), and a failure inside it, SystemExit included, is an error, not an exit.
+    A registered version runs the factory module it carries (FACTORY_FILE), the code that was signed with it."""
     meta = read_meta(folder)
     prep = Preprocessing.from_dict(meta["preprocessing"])
     saved = saved_model_config(meta["model"])
@@ -72,8 +90,12 @@ def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Mo
             f"{folder}: its model.name {saved.name!r} is code outside Kiln; it is built only where "
             f"the loading config says model.name: {saved.name!r} and model.trust_code: true"
         )
+    carried = Path(folder) / FACTORY_FILE
+    code = str(carried) if saved.name not in BUILDERS and carried.is_file() else None
     try:
-        model = build_model(saved, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
+        model = build_model(
+            saved, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots, factory_file=code
+        )
     except (Exception, SystemExit) as err:
         raise ValueError(f"{folder}: building {saved.name!r} failed: {type(err).__name__}: {err}") from None
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)

@@ -23,9 +23,12 @@ def pair_buckets(vocabulary: int) -> int:
 BUILDERS = ("mlp", "cnn")  # Kiln's own; any other model.name is a user factory (package.module:function)
 
 
-def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: list[Slot] = ()) -> nn.Module:
+def build_model(
+    cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: list[Slot] = (), factory_file: str | None = None
+) -> nn.Module:
     """`mlp`, `cnn`, or a user factory `package.module:function(input_dim, num_classes, cfg)`. With text or image
-    columns an mlp is the head of a concat combiner: each such column's encoder beside the other columns' values."""
+    columns an mlp is the head of a concat combiner: each such column's encoder beside the other columns' values.
+    `factory_file`: the factory's module as a registered version carries it, run instead of the installed one."""
     if cfg.name == "mlp":
         if slots:
             return Combined(input_dim, num_classes, cfg, slots)
@@ -40,11 +43,32 @@ def build_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots: li
     if ":" in cfg.name:
         module_name, _, attr = cfg.name.partition(":")
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
+            module = module_from_file(factory_file) if factory_file else importlib.import_module(module_name)
+            factory = getattr(module, attr)
         except (ImportError, AttributeError) as err:
             raise ValueError(f"model.name: cannot import {cfg.name!r} ({err})") from None
         return factory(input_dim, num_classes, cfg)
     raise ValueError(f"model.name: unknown model {cfg.name!r}; use mlp, cnn or 'package.module:factory'")
+
+
+def module_from_file(path: str):
+    """A module run from its source file under a name of its own (its content's hash), not from sys.path."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    source = open(path, "rb").read()
+    name = f"kiln_version_factory_{hashlib.sha256(source).hexdigest()[:16]}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+    return sys.modules[name]
 
 
 def mlp(input_dim: int, num_classes: int, hidden: list[int], dropout: float) -> nn.Module:

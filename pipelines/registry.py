@@ -18,6 +18,7 @@ from pipelines import checkpoint, integrity, locks, metrics, storage, store, tra
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
 from pipelines.evaluate import primary_metric, score
+from pipelines.models import BUILDERS
 
 
 @dataclass(frozen=True)
@@ -196,18 +197,22 @@ SERVED_FILES = ("kiln.json", "model.pt")  # what a version needs of a checkpoint
 
 
 def servable(checkpoint_dir: str, staging: str) -> str:
-    """The checkpoint's files a version keeps, in a folder named `checkpoint` under `staging`."""
+    """The checkpoint's files a version keeps, in a folder named `checkpoint` under `staging`; with a user
+    factory, its module's source too (checkpoint.FACTORY_FILE), so the version runs the code it was signed with."""
     folder = Path(staging) / "checkpoint"
     folder.mkdir()
     for file in SERVED_FILES:
         shutil.copy2(Path(checkpoint_dir) / file, folder / file)
+    name = checkpoint.read_meta(folder)["model"]["name"]
+    if name not in BUILDERS:
+        shutil.copyfile(checkpoint.factory_source(name), folder / checkpoint.FACTORY_FILE)
     return str(folder)
 
 
 def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, *, fresh: bool = False) -> None:
-    """Never point an alias at something that does not load: load and predict the way serving will (its sha256
-    checked, the checkpoint loaded without running stored code) and, for a version just logged (`fresh`), the
-    way a user's mlflow.pyfunc.load_model will."""
+    """Never point an alias at something that does not load: load and predict the way serving will (its
+    signature checked, the checkpoint loaded without running stored code but a trusted factory's) and, for a
+    version just logged (`fresh`), the way a user's mlflow.pyfunc.load_model will."""
     try:
         store.load_verified(cfg.tracking_uri, name, version, factory=checkpoint.trusted_factory(cfg.model)).predict(
             example

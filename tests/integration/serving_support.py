@@ -73,9 +73,15 @@ def fuzz(url: str, *, api: str, examples: int, workdir: Path, seed: int = 0) -> 
         *(["--include-path-regex", "^/v2"] if api == "v2" else ["--exclude-path-regex", "^/v2"]),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=workdir)
-    statuses = [entry["response"]["status"] for entry in json.loads(har.read_text())["log"]["entries"]]
+    from collections import Counter
+    from urllib.parse import urlsplit
+
+    entries = json.loads(har.read_text())["log"]["entries"]
+    statuses = [entry["response"]["status"] for entry in entries]
+    routes = Counter(f"{e['request']['method']} {urlsplit(e['request']['url']).path}" for e in entries)
     return {
         "requests": len(statuses),
+        "routes": dict(routes.most_common(12)),
         "five_xx": sum(status >= 500 for status in statuses),
         "exit_status": done.returncode,
         "failures": "" if done.returncode == 0 else (done.stdout + done.stderr)[-3000:],

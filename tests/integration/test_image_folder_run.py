@@ -155,3 +155,35 @@ def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming
     assert refused.returncode == 2, said[-3000:]
     assert "9999.png" in said and "column 'image' row" in said, said[-3000:]
     assert "✗ ingest" in refused.stdout and "» search" not in refused.stdout and "registered" not in said
+
+
+def test_health_checks_answer_while_big_images_are_validated(image_run):
+    """Images are decoded off the event loop: requests of the largest images a request may hold (4 of 16 M
+    pixels, serve.max_request_pixels) leave the replica's health route answering at once."""
+    import io
+    import threading
+    import time
+
+    from PIL import Image
+
+    _, run = image_run
+    buffer = io.BytesIO()
+    Image.new("L", (4000, 4000), color=7).save(buffer, format="PNG")  # 16 M pixels in a few KiB
+    rows = [{"image": {"b64": base64.b64encode(buffer.getvalue()).decode()}}] * 4
+    answers = []
+
+    def heavy():
+        answers.append(requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=120).status_code)
+
+    senders = [threading.Thread(target=heavy) for _ in range(3)]
+    for sender in senders:
+        sender.start()
+    health = []
+    while any(s.is_alive() for s in senders):
+        started = time.perf_counter()
+        assert requests.get(f"{run.url}/healthz", timeout=10).status_code == 200
+        health.append(time.perf_counter() - started)
+    for sender in senders:
+        sender.join()
+    assert answers == [200] * 3 and len(health) >= 3, (answers, health)
+    assert max(health) < 1.0, health

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from serving_support import FEATURES, tiny_store
+from serving_support import FEATURES, fuzz, tiny_store
 
 from tests_support import ROOT, descendants_named, free_port
 
@@ -359,6 +359,15 @@ def test_the_rayservice_manifest_application_serves_the_champion(live, monkeypat
         assert answer.headers["X-Model-Version"] == live.predict().headers["X-Model-Version"]
     finally:
         serve.delete("manifest")
+
+
+def test_requests_generated_from_the_openapi_document_never_get_a_server_error(live, tmp_path):
+    """Schemathesis, a few hundred requests in all (benchmarks/fuzz.py sends over 2,000 per API)."""
+    for api, examples in (("kiln", 60), ("v2", 12)):
+        result = fuzz(live.url, api=api, examples=examples, workdir=tmp_path)
+        assert result["five_xx"] == 0 and result["exit_status"] == 0, result
+        assert result["requests"] >= 100, result  # the document's operations were reached, not just one
+    assert live.predict().status_code == 200
 
 
 def test_serving_a_model_another_process_serves_on_the_cluster_is_refused_not_replaced(live):

@@ -77,3 +77,29 @@ def test_a_factory_that_exits_is_an_error_not_an_exit(saved):
     rename(folder, "kiln_test_factory:exits")
     with pytest.raises(ValueError, match="building 'kiln_test_factory:exits' failed: SystemExit"):
         InferenceModel(folder, factory="kiln_test_factory:exits")
+
+
+def test_a_version_carries_its_factorys_module_and_runs_that_copy_not_the_installed_one(saved, tmp_path):
+    """The code a trusted version runs is the code signed with it (the digest covers every file of a version):
+    changing or removing the installed module afterwards changes nothing, and a factory only ever installed
+    somewhere else still serves."""
+    from pipelines.registry import servable
+
+    folder, marker = saved
+    (tmp_path / "staging").mkdir()
+    version = servable(str(folder), str(tmp_path / "staging"))
+    carried = tmp_path / "staging" / "checkpoint" / checkpoint.FACTORY_FILE
+    assert carried.read_text() == (tmp_path / "usercode" / "kiln_test_factory.py").read_text()
+    (tmp_path / "usercode" / "kiln_test_factory.py").write_text("raise RuntimeError('the installed copy ran')\n")
+    sys.modules.pop("kiln_test_factory", None)
+    trusted = checkpoint.trusted_factory(ModelConfig(name="kiln_test_factory:factory", trust_code=True))
+    model = InferenceModel(version, factory=trusted)
+    assert marker.exists() and model.outputs([[1.0, 2.0]]).shape == (1, 2)
+    assert "kiln_test_factory" not in sys.modules  # the installed module was never imported
+
+
+def test_a_factory_module_that_is_not_a_source_file_cannot_be_registered():
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.name: 'math:sqrt': its module is not a Python source file"):
+        checkpoint.factory_source("math:sqrt")  # built into the interpreter
