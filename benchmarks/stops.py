@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import record  # noqa: E402
-from tests_support import KILN, alive, descendants, free_port, ignore_sigint, kill_with_children  # noqa: E402
+from tests_support import KILN, alive, descendants, free_port, kill_with_children, supervised  # noqa: E402
 
 STAGE_LINES = {  # the first line kiln prints in each stage
     "ingest": "» ingest",
@@ -47,15 +47,7 @@ def one_case(stage: str, signame: str, root: Path) -> dict:
     signum, expected = SIGNALS[signame]
     command = [KILN, "run", "configs/quickstart.yaml", "--set", f"storage.root={root}"]
     command += ["--set", f"serve.port={free_port()}", *SMALL]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=ignore_sigint,
-    )
+    process = supervised(command)
     reached = threading.Event()
     lines: list[str] = []
 

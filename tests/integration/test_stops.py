@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests_support import KILN, ROOT, alive, descendants, ignore_sigint
+from tests_support import KILN, ROOT, alive, descendants, supervised
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +41,7 @@ SEARCH = [
 def terminated(tmp_path_factory):
     root = tmp_path_factory.mktemp("stops") / "runs"
     command = [KILN, "run", *SEARCH, "--set", f"storage.root={root}"]
-    driver = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-        preexec_fn=ignore_sigint,
-    )
+    driver = supervised(command)
     lines, members = [], []
     for line in driver.stdout:
         lines.append(line.rstrip())

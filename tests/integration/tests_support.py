@@ -63,11 +63,10 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def start_run(config: str, root: Path, *extra: str, command_name: str = "run", sigint_ignored: bool = False) -> LiveRun:
-    """`kiln run` (or `kiln serve`, with command_name) until it serves; its output lands in `lines`."""
-    port = free_port()
-    command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
-    process = subprocess.Popen(
+def supervised(command: list[str], *, sigint_ignored: bool = True) -> subprocess.Popen:
+    """`command` started as a supervisor starts it: a session of its own, output unbuffered on a pipe, and (by
+    default) SIGINT ignored, as a non-interactive shell's `cmd &` leaves it."""
+    return subprocess.Popen(
         command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -77,6 +76,13 @@ def start_run(config: str, root: Path, *extra: str, command_name: str = "run", s
         start_new_session=True,
         preexec_fn=ignore_sigint if sigint_ignored else None,
     )
+
+
+def start_run(config: str, root: Path, *extra: str, command_name: str = "run", sigint_ignored: bool = False) -> LiveRun:
+    """`kiln run` (or `kiln serve`, with command_name) until it serves; its output lands in `lines`."""
+    port = free_port()
+    command = [KILN, command_name, config, "--set", f"storage.root={root}", "--set", f"serve.port={port}", *extra]
+    process = supervised(command, sigint_ignored=sigint_ignored)
     certs = [a.split("=", 1)[1] for a in extra if str(a).startswith("serve.tls_certfile=")]
     run = LiveRun(root, port, process, verify=certs[0] if certs else True)
     ready = threading.Event()
