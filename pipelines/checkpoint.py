@@ -48,8 +48,9 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 
 
 def saved_model_config(saved: dict[str, Any]) -> ModelConfig:
-    """A checkpoint's model section as a config; one saved before model.image_pool pooled globally."""
-    return ModelConfig.model_validate({"image_pool": 1, **saved})
+    """A checkpoint's model section as a config; one saved before model.image_pool pooled globally, and before
+    model.text_wide had no wide path."""
+    return ModelConfig.model_validate({"image_pool": 1, "text_wide": False, **saved})
 
 
 class UntrustedModel(ValueError):

@@ -191,6 +191,10 @@ class ModelConfig(Section):
     transformer = a small Transformer encoder over its words, mean-pooled (word order matters)."""
     embedding_dim: PositiveInt = 64
     """Width of a text column's word embeddings and of its encoder's output."""
+    text_wide: bool = True
+    """Beside the bag encoder's embeddings, a linear path from each word and word pair straight to the outputs
+    (wide and deep): what TF-IDF + logistic regression learns, which a few thousand short texts teach better
+    than embeddings. Measured on fine_foods and airline_tweets: +0.8 to +3.1 points in 6 of 6 paired runs."""
     text_layers: PositiveInt = 2
     """Transformer layers (text_encoder: transformer)."""
     text_heads: PositiveInt = 4

@@ -147,6 +147,13 @@ def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (vectors * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def word_pairs(ids: torch.Tensor, present: torch.Tensor, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pair of neighbouring words hashed into 1..buckets-1 (0 where either is padding), and where both are."""
+    both = present[:, :-1] & present[:, 1:]
+    pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % (buckets - 1) + 1
+    return pairs * both, both
+
+
 class TextBag(nn.Module):
     """A bag of n-grams: the mean embedding of a text's words plus the mean embedding of its word pairs, each
     pair hashed into `pair_buckets` rows (so "not good" differs from "good" without a pair vocabulary), plus the
@@ -169,9 +176,37 @@ class TextBag(nn.Module):
             pooled = pooled + masked_mean(self.chars(grams), grams > 0)
         if self.pairs is None:
             return pooled
-        pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % (self.buckets - 1) + 1
-        both = present[:, :-1] & present[:, 1:]
-        return pooled + masked_mean(self.pairs(pairs * both), both)
+        pairs, both = word_pairs(ids, present, self.buckets)
+        return pooled + masked_mean(self.pairs(pairs), both)
+
+
+class WideBag(nn.Module):
+    """The wide half of wide-and-deep text: a weight per output for each word and each hashed word pair, summed
+    over a text's words (and pairs) and divided by the square root of their count, added to the head's
+    outputs. Starts at zero, so training begins from the deep model alone."""
+
+    def __init__(self, bag: TextBag, outputs: int):
+        super().__init__()
+        self.length, self.buckets = bag.length, bag.buckets
+        self.words = nn.Embedding(bag.words.num_embeddings, outputs, padding_idx=0)
+        self.pairs = nn.Embedding(bag.buckets, outputs, padding_idx=0) if bag.pairs is not None else None
+        for table in (self.words, self.pairs):
+            if table is not None:
+                nn.init.zeros_(table.weight)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids[:, : self.length]
+        present = ids > 0
+        total = _sqrt_mean(self.words(ids), present)
+        if self.pairs is None:
+            return total
+        pairs, both = word_pairs(ids, present, self.buckets)
+        return total + _sqrt_mean(self.pairs(pairs), both)
+
+
+def _sqrt_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(vectors.dtype)
+    return (vectors * weights).sum(1) / weights.sum(1).clamp(min=1.0).sqrt()
 
 
 class TextTransformer(nn.Module):
@@ -273,6 +308,13 @@ class Combined(nn.Module):
         self.encoders = nn.ModuleList(self._encoder(slot, cfg) for slot in self.slots)
         width = len(self.dense) + sum(encoder.out_dim for encoder in self.encoders)
         self.head = mlp(width, num_classes, cfg.hidden, cfg.dropout)
+        # Wide paths of bag-encoded text columns (model.text_wide), by the index of their slot.
+        self.wide_of = [
+            i
+            for i, (slot, encoder) in enumerate(zip(self.slots, self.encoders, strict=True))
+            if isinstance(encoder, TextBag) and cfg.for_column(slot.column).text_wide
+        ]
+        self.wides = nn.ModuleList(WideBag(self.encoders[i], num_classes) for i in self.wide_of)
 
     @staticmethod
     def _encoder(slot: Slot, cfg: ModelConfig) -> nn.Module:
@@ -298,4 +340,8 @@ class Combined(nn.Module):
                 parts.append(encoder(columns.round().long()))
             else:
                 parts.append(encoder(columns.reshape(-1, slot.channels, slot.size, slot.size)))
-        return self.head(torch.cat(parts, dim=1))
+        out = self.head(torch.cat(parts, dim=1))
+        for i, wide in zip(self.wide_of, self.wides, strict=True):
+            slot = self.slots[i]
+            out = out + wide(x[:, slot.start : slot.start + slot.width].round().long())
+        return out

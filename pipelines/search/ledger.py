@@ -96,6 +96,7 @@ ADDED_LATER = (
     ("data", "char_ngrams", 0),
     ("data", "numbers", "standard"),
     ("model", "trust_code", False),
+    ("model", "text_wide", False),
     ("model", "image_pool", 1),
     ("model", "image_standardize", "dataset"),
     ("train", "schedule", "constant"),
