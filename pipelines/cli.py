@@ -143,9 +143,8 @@ def cmd_predict(args) -> int:
             f"warning: --url {url}: plain HTTP to another machine; the bearer token in ${cfg.serve.token_env} "
             "crosses the network readable by anyone on the way (serve with serve.tls_certfile, use https://)"
         )
-    verify = cfg.serve.tls_certfile or True  # a self-signed endpoint's own certificate
-    client.check_serves(url, args.name, verify=verify)
-    for prediction in client.predict_file(url, args.file, verify=verify):
+    client.check_serves(url, args.name, verify=cfg.serve.verify)
+    for prediction in client.predict_file(url, args.file, verify=cfg.serve.verify):
         console.say(str(prediction))
     return EXIT_OK
 
@@ -406,7 +405,7 @@ def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
         json={"instances": rows},
         headers=auth.client_headers(cfg.serve),
         timeout=60,
-        verify=cfg.serve.tls_certfile or True,
+        verify=cfg.serve.verify,
     )
     console.say(f"Sample answer ({answer.status_code}): {answer.text}")
     console.say("Serving until Ctrl-C.")

@@ -438,6 +438,12 @@ class ServeConfig(Section):
     def scheme(self) -> str:
         return "https" if self.tls_certfile else "http"
 
+    @property
+    def verify(self) -> bool | str:
+        """What a client of this endpoint checks its certificate against (requests' `verify`): the endpoint's
+        own certificate when it serves HTTPS (self-signed ones included), else the system's authorities."""
+        return self.tls_certfile or True
+
     @model_validator(mode="after")
     def _tls_files(self) -> ServeConfig:
         if bool(self.tls_certfile) != bool(self.tls_keyfile):

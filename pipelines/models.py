@@ -141,10 +141,12 @@ def augment(x: torch.Tensor, slots: list[Slot], *, flip: bool, generator: torch.
     return x
 
 
-def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the positions where mask is true: [B, L, D], [B, L] -> [B, D]."""
+def masked_mean(vectors: torch.Tensor, mask: torch.Tensor, *, sqrt: bool = False) -> torch.Tensor:
+    """Mean over the positions where mask is true: [B, L, D], [B, L] -> [B, D]; `sqrt`: the sum divided by the
+    square root of their count instead."""
     weights = mask.unsqueeze(-1).to(vectors.dtype)
-    return (vectors * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    count = weights.sum(1).clamp(min=1.0)
+    return (vectors * weights).sum(1) / (count.sqrt() if sqrt else count)
 
 
 def word_pairs(ids: torch.Tensor, present: torch.Tensor, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,16 +199,11 @@ class WideBag(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids[:, : self.length]
         present = ids > 0
-        total = _sqrt_mean(self.words(ids), present)
+        total = masked_mean(self.words(ids), present, sqrt=True)
         if self.pairs is None:
             return total
         pairs, both = word_pairs(ids, present, self.buckets)
-        return total + _sqrt_mean(self.pairs(pairs), both)
-
-
-def _sqrt_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(vectors.dtype)
-    return (vectors * weights).sum(1) / weights.sum(1).clamp(min=1.0).sqrt()
+        return total + masked_mean(self.pairs(pairs), both, sqrt=True)
 
 
 class TextTransformer(nn.Module):
@@ -334,14 +331,15 @@ class Combined(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = [x[:, self.dense]]
-        for slot, encoder in zip(self.slots, self.encoders, strict=True):
+        ids: dict[int, torch.Tensor] = {}  # each text column's word ids, for its encoder and its wide path
+        for i, (slot, encoder) in enumerate(zip(self.slots, self.encoders, strict=True)):
             columns = x[:, slot.start : slot.start + slot.width]
             if slot.kind == "text":
-                parts.append(encoder(columns.round().long()))
+                ids[i] = columns.round().long()
+                parts.append(encoder(ids[i]))
             else:
                 parts.append(encoder(columns.reshape(-1, slot.channels, slot.size, slot.size)))
         out = self.head(torch.cat(parts, dim=1))
         for i, wide in zip(self.wide_of, self.wides, strict=True):
-            slot = self.slots[i]
-            out = out + wide(x[:, slot.start : slot.start + slot.width].round().long())
+            out = out + wide(ids[i])
         return out

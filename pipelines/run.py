@@ -264,8 +264,7 @@ def check_signed(cfg: KilnConfig, search_name: str) -> None:
 
     signature = signing.SearchSignature.of(cfg, search_name)
     try:
-        signature.load()
-        signature.verify()
+        signature.check()
     except integrity.IntegrityError as err:
         raise DataError(str(err)) from None
 

@@ -128,6 +128,11 @@ class SearchSignature:
             )
         self.versions = {str(k): [str(d) for d in v] for k, v in inner["files"].items() if isinstance(v, list)}
 
+    def check(self) -> int:
+        """load, then verify: what a resume does before Tune reads anything of the folder."""
+        self.load()
+        return self.verify()
+
     def verify(self) -> int:
         """Every guarded file of the search folder in storage is a version this search wrote; else
         IntegrityError naming the first that is not. Returns how many files were checked."""

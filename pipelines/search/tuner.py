@@ -77,9 +77,8 @@ def search(
     )
     where = storage.ray_storage(cfg)
     signature = signing.SearchSignature.of(cfg, search_name)
-    if resume:  # nothing of the folder is unpickled before every file Tune would unpickle is one it saved
-        signature.load()
-        signature.verify()
+    if resume:  # checked again here (run.check_signed did before the runtime started): the last look before Tune
+        signature.check()
         tuner = tune.Tuner.restore(
             f"{where['storage_path']}/{search_name}",
             trainable,
