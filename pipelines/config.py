@@ -125,6 +125,11 @@ class DataConfig(Section):
     max_categories: PositiveInt = 50
     """Most frequent values of a category column kept as their own level (from the train split); rarer ones,
     and values never seen in training, share an "other" level."""
+    categories: Literal["auto", "onehot", "embed"] = "auto"
+    """How a category column reaches the network: onehot = a 0/1 column per kept value (data.max_categories);
+    embed = one learned vector per value seen at least twice in the train split (an embedding table, as
+    Ludwig, fastai and TabTransformer do: a city, a product or an agent with hundreds of values keeps them all);
+    auto = embed the columns with more distinct train values than data.max_categories, one-hot the rest."""
     max_length: PositiveInt = 256
     """A text column's words kept per row (the first ones); longer texts are cut. 256: product reviews (median 51
     words, a long tail) scored 2.3 points higher than at 64 in benchmarks/quality.py's direct runs; the Transformer
@@ -190,7 +195,8 @@ class ModelConfig(Section):
     """How a text column becomes a vector: bag = the mean of its words' and word pairs' embeddings (fast);
     transformer = a small Transformer encoder over its words, mean-pooled (word order matters)."""
     embedding_dim: PositiveInt = 64
-    """Width of a text column's word embeddings and of its encoder's output."""
+    """Width of a text column's word embeddings and of its encoder's output, and of an embedded category's vector
+    (data.categories)."""
     text_wide: bool = True
     """Beside the bag encoder's embeddings, a linear path from each word and word pair straight to the outputs
     (wide and deep): what TF-IDF + logistic regression learns, which a few thousand short texts teach better

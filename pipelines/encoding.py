@@ -5,7 +5,9 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
             when the train split had missing cells
   binary    the two training values as 0 and 1; a missing or unseen value sets its "missing" column
   category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
-            level and an "other" level, which every rarer or unseen value shares
+            level and an "other" level, which every rarer or unseen value shares; or, embedded (data.categories),
+            one column holding the value's index in that same order (a level seen at least twice, up to
+            MAX_EMBEDDED), which the model looks up in an embedding table (models.CategoryEmbedding)
   text      data.max_length word ids over the train split's vocabulary (pipelines/text.py), then
             data.char_ngrams hashed character n-gram ids; the model embeds them (models.TextBag,
             models.TextTransformer)
@@ -50,10 +52,10 @@ def level(value: Any) -> str | None:
 class Slot(NamedTuple):
     """A text or image column's place in the matrix: columns start..start+width."""
 
-    kind: str  # text | image
+    kind: str  # text | image | category (embedded: one column of level ids)
     start: int
     width: int
-    vocabulary: int = 0  # text: ids the embedding needs
+    vocabulary: int = 0  # text, category: ids the embedding needs
     channels: int = 0  # image
     size: int = 0
     column: str = ""  # the column's name (its encoder's settings: model.columns)
@@ -85,6 +87,7 @@ class Encoder:
     # at evenly spaced ranks; a value maps to its rank's normal score (empty: (x - mean) / std)
     bins: list[float] = field(default_factory=list)  # number, data.numbers ple: the bins' edges (train quantiles);
     # a piecewise-linear column per bin follows the standardised value (empty: none)
+    embed: bool = False  # category: one column of level ids for an embedding, instead of one-hot (as saved before)
 
     @property
     def width(self) -> int:
@@ -96,7 +99,7 @@ class Encoder:
             return self.max_length + self.char_ngrams
         if self.type == "image":
             return self.channels * self.size * self.size
-        return len(self.levels) + 2
+        return 1 if self.embed else len(self.levels) + 2
 
     @property
     def vocabulary_size(self) -> int:
@@ -112,6 +115,8 @@ class Encoder:
             return [f"{self.name}={self.levels[-1]}", f"{self.name}={MISSING}"]
         if self.type in ("text", "image"):
             return [f"{self.name}[{i}]" for i in range(self.width)]
+        if self.embed:
+            return [self.name]
         return [f"{self.name}={v}" for v in self.levels] + [f"{self.name}={MISSING}", f"{self.name}={OTHER}"]
 
     def encode(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
@@ -135,9 +140,11 @@ class Encoder:
             unknown = np.array([n not in self.levels for n in names], dtype=np.float64)
             return np.column_stack([ones, unknown])
         index = {v: i for i, v in enumerate(self.levels)}
+        ids = np.array([index.get(n, len(self.levels) + 1) if n is not None else len(self.levels) for n in names])
+        if self.embed:  # the one-hot column's index: the levels, then "missing", then "other"
+            return ids.astype(np.float64).reshape(-1, 1)
         out = np.zeros((len(names), self.width))
-        for row, n in enumerate(names):
-            out[row, index.get(n, len(self.levels) + 1) if n is not None else len(self.levels)] = 1.0
+        out[np.arange(len(names)), ids] = 1.0
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +166,7 @@ class Encoder:
             "char_ngrams": self.char_ngrams,
             "quantiles": self.quantiles,
             "bins": self.bins,
+            "embed": self.embed,
         }
 
     def token_ids(self, values) -> np.ndarray:
@@ -188,6 +196,8 @@ class Encoder:
         return out
 
 
+MAX_EMBEDDED = 10_000  # an embedded category's levels kept at most (its most frequent)
+EMBED_MIN_COUNT = 2  # an embedded level is seen this often in the train split; a rarer value shares "other"
 QUANTILES = 101  # ranks kept per number column with data.numbers: quantile (scikit-learn's default is 1000)
 
 
@@ -227,6 +237,7 @@ def fit_encoder(
     tokenizer: str = "words",
     char_ngrams: int = 0,
     numbers: str = "standard",
+    categories: str = "onehot",
 ) -> Encoder:
     """One column's encoding, from its train-split values."""
     if kind == "text":
@@ -278,6 +289,9 @@ def fit_encoder(
         return Encoder(name, kind, levels=sorted(counts.index)[:2])
     # Most frequent first; ties by value, so the same data always gives the same columns.
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    if categories == "embed" or (categories == "auto" and len(ranked) > max_categories):
+        kept = [v for v, n in ranked[:MAX_EMBEDDED] if n >= EMBED_MIN_COUNT]
+        return Encoder(name, kind, levels=kept, embed=True)
     return Encoder(name, kind, levels=[v for v, _ in ranked[:max_categories]])
 
 
@@ -316,7 +330,8 @@ class Preprocessing:
 
     @property
     def slots(self) -> list[Slot]:
-        """Where each text and image column lies in the matrix: what the model's encoders read."""
+        """Where each text, image and embedded category column lies in the matrix: what the model's encoders
+        read."""
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
@@ -333,6 +348,8 @@ class Preprocessing:
                 )
             elif e.type == "image":
                 slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
+            elif e.embed:
+                slots.append(Slot("category", start, 1, vocabulary=len(e.levels) + 2, column=e.name))
             start += e.width
         return slots
 
@@ -399,6 +416,7 @@ def sizes(data_cfg) -> dict[str, int]:
         "tokenizer": data_cfg.tokenizer,
         "char_ngrams": data_cfg.char_ngrams,
         "numbers": data_cfg.numbers,
+        "categories": data_cfg.categories,
     }
 
 
@@ -416,6 +434,7 @@ def fit(
     tokenizer: str = "words",
     char_ngrams: int = 0,
     numbers: str = "standard",
+    categories: str = "onehot",
 ) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`."""
@@ -433,6 +452,7 @@ def fit(
             tokenizer=tokenizer,
             char_ngrams=char_ngrams,
             numbers=numbers,
+            categories=categories,
         )
         for name, kind in types.items()
     ]

@@ -95,6 +95,7 @@ ADDED_LATER = (
     ("data", "tokenizer", "words"),
     ("data", "char_ngrams", 0),
     ("data", "numbers", "standard"),
+    ("data", "categories", "onehot"),
     ("model", "trust_code", False),
     ("model", "text_wide", False),
     ("model", "image_pool", 1),

@@ -102,6 +102,9 @@ def mixed_run(tmp_path_factory):
         "train.lr=1.0e-2",
         "--set",
         "train.keep_checkpoints=1",
+        # town's 4 values are more than 3: embedded (data.categories auto), not one-hot
+        "--set",
+        "data.max_categories=3",
         # the text column gets its own encoder (the model's default is the bag of words)
         "--set",
         "model.columns.note={text_encoder: transformer, embedding_dim: 16, text_heads: 2, text_layers: 1}",
@@ -131,7 +134,7 @@ def test_the_run_registers_the_checkpoint_ray_kept(mixed_run):
     assert row.split()[2:4] == [str(EPOCHS), str(EPOCHS)], row  # the trials table: epochs run, best epoch
 
 
-def test_the_text_column_trains_and_serves_with_its_own_encoder(mixed_run):
+def test_the_text_column_and_the_embedded_category_train_and_serve_with_their_own_encoders(mixed_run):
     import torch
 
     _, _, run = mixed_run
@@ -141,7 +144,8 @@ def test_the_text_column_trains_and_serves_with_its_own_encoder(mixed_run):
     )
     weights = torch.load(checkpoint / "model.pt", weights_only=True)
     assert any(".encoder.layers.0.self_attn." in key for key in weights)  # a Transformer, 16 wide
-    assert weights["encoders.0.words.weight"].shape[1] == 16
+    assert weights["encoders.1.words.weight"].shape[1] == 16
+    assert weights["encoders.0.table.weight"].shape[0] == 6  # town embedded: its 4 values, missing and other
     # the endpoint rebuilt it from the version's files (test_the_endpoint_takes_strings... sends it text)
 
 

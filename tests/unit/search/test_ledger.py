@@ -146,6 +146,7 @@ OLD_RECIPE = [
     "model.image_pool=1",
     "data.max_length=64",
     "data.numbers=standard",
+    "data.categories=onehot",
     "model.text_wide=false",
 ]
 
