@@ -169,21 +169,30 @@ class Encoder:
             "embed": self.embed,
         }
 
+    def decode_pixels(self, raw: bytes, *, max_pixels: int, budget: images.PixelBudget | None = None) -> np.ndarray:
+        """An image column's bytes from a request as the [channels, size, size] pixels `encode_images` takes:
+        decoded once, within `max_pixels` and the request's `budget` (images.ImageError otherwise)."""
+        return images.pixels(raw, size=self.size, channels=self.channels, max_pixels=max_pixels, budget=budget)
+
     def token_ids(self, values) -> np.ndarray:
         if self.tokenizer:
             return text.bpe_ids(values, self.tokenizer, max_length=self.max_length)
         return text.token_ids(values, self.levels, max_length=self.max_length)
 
     def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
-        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. File
-        names are opened only with `allow_paths` (ingest); requests' pixel caps are checked before this
-        (serve.max_image_pixels), so here only PIL's own decompression-bomb limit applies."""
+        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. A cell is
+        image bytes, a file name (opened only with `allow_paths`: ingest), or the [channels, size, size] pixels
+        `decode_pixels` gave (an endpoint decodes a request's images once, while it checks them within
+        serve.max_image_pixels; here only PIL's own decompression-bomb limit applies)."""
         out = np.zeros((len(values), self.width), dtype=np.float32)
         per_channel = len(self.channel_mean) == self.channels
         mean = np.asarray(self.channel_mean, np.float32)[:, None, None] if per_channel else self.mean
         std = np.asarray(self.channel_std, np.float32)[:, None, None] if per_channel else self.std
         for at, (row, value) in enumerate(zip(values.index, values, strict=True)):  # row: the table's own
             if text.is_missing(value):
+                continue
+            if isinstance(value, np.ndarray) and value.shape == (self.channels, self.size, self.size):
+                out[at] = ((value - mean) / std).reshape(-1)
                 continue
             try:
                 decoded = images.pixels(

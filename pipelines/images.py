@@ -77,12 +77,19 @@ def open_image(
 
 
 def pixels(
-    value, *, size: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS, allow_paths: bool = False
+    value,
+    *,
+    size: int,
+    channels: int,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    allow_paths: bool = False,
+    budget: PixelBudget | None = None,
 ) -> np.ndarray:
     """[channels, size, size] float32 in 0..1: grey (channels 1) or RGB (3), resized with bilinear filtering."""
     from PIL import Image
 
-    image = open_image(value, max_pixels=max_pixels, allow_paths=allow_paths).convert("L" if channels == 1 else "RGB")
+    image = open_image(value, max_pixels=max_pixels, allow_paths=allow_paths, budget=budget)
+    image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 255.0

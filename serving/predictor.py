@@ -30,6 +30,7 @@ class Predictor:
     ):
         self.model, self.name, self.version = model, name, version
         self.max_image_pixels, self.max_request_pixels = max_image_pixels, max_request_pixels
+        self.image_encoders = {e.name: e for e in model.preprocessing.encoders if e.type == "image"}
 
     @property
     def has_images(self) -> bool:
@@ -94,7 +95,7 @@ class Predictor:
                 if value is None:
                     continue
                 if types[self.features[j]] == "image":
-                    row[j] = self.image_bytes(value, where, budget)
+                    row[j] = self.image_pixels(value, self.features[j], where, budget)
                 elif types[self.features[j]] == "number":
                     if isinstance(value, bool) or not isinstance(value, int | float):
                         raise RequestError(f"{where}: expected a number, got {value!r}")
@@ -105,10 +106,12 @@ class Predictor:
             table.append(list(row))
         return pd.DataFrame(table, columns=self.features, dtype=object)
 
-    def image_bytes(self, value: Any, where: str, budget: images.PixelBudget | None = None) -> bytes:
+    def image_pixels(
+        self, value: Any, feature: str, where: str, budget: images.PixelBudget | None = None
+    ) -> np.ndarray:
         """An image cell of a request: {"b64": "<base64 PNG, JPEG or WebP>"} (the TensorFlow Serving / KServe v1
-        convention), checked to decode within serve.max_image_pixels. Never a path: that would read the
-        server's files."""
+        convention), decoded once, within serve.max_image_pixels, to the pixels the model reads. Never a path:
+        that would read the server's files."""
         if not (isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)):
             raise RequestError(
                 f'{where}: expected an image as {{"b64": "<base64 PNG or JPEG>"}}, got {str(value)[:60]!r}'
@@ -118,10 +121,13 @@ class Predictor:
         except (binascii.Error, ValueError):
             raise RequestError(f"{where}: b64 is not valid base64") from None
         try:
-            images.open_image(raw, max_pixels=self.max_image_pixels, budget=budget)
+            return self.decode_image(feature, raw, budget)
         except images.ImageError as err:
             raise RequestError(f"{where}: {err}") from None
-        return raw
+
+    def decode_image(self, feature: str, raw: bytes, budget: images.PixelBudget | None = None) -> np.ndarray:
+        """Image column `feature`'s bytes as its pixels, within serve.max_image_pixels and the request's budget."""
+        return self.image_encoders[feature].decode_pixels(raw, max_pixels=self.max_image_pixels, budget=budget)
 
     def predict(self, instances: Any, *, probabilities: bool = False) -> dict[str, Any]:
         return self.answer(self.model.outputs(self.rows(instances)), probabilities=probabilities)

@@ -209,6 +209,7 @@ def build_api(
                 types=predictor.model.preprocessing.types,
                 max_image_pixels=predictor.max_image_pixels,
                 max_request_pixels=predictor.max_request_pixels,
+                decode_image=predictor.decode_image,
             )
             # Images decode while they are checked, and a large body parses for a while: off the event loop,
             # so health checks and other requests go on meanwhile.

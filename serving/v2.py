@@ -15,6 +15,7 @@ import binascii
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from pipelines import images
 
+# An image column's checked bytes -> the pixels its model reads: (feature, bytes, the request's pixel budget).
+DecodeImage = Callable[[str, bytes, "images.PixelBudget | None"], np.ndarray]
 HEADER_LENGTH = "inference-header-content-length"
 """Triton's binary extension: the JSON part is this many bytes; raw tensor bytes follow."""
 OUTPUT = "predictions"
@@ -103,10 +106,11 @@ def parse_infer(
     types: dict[str, str] | None = None,
     max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
     max_request_pixels: int = 64_000_000,
+    decode_image: DecodeImage | None = None,
 ) -> InferRequest:
     """Validate an infer request against the model's features (and their `types`: a number column takes numbers
-    only; an image column's images decode within `max_image_pixels`); every message names the input, row or
-    feature."""
+    only; an image column's images decode within `max_image_pixels`, by `decode_image` into the pixels the model
+    reads where it is given, so each image decodes once); every message names the input, row or feature."""
     head, binary = _split(body, header_length)
     try:
         request = json.loads(head)
@@ -134,6 +138,7 @@ def parse_infer(
             types or dict.fromkeys(features, "number"),
             max_image_pixels,
             images.PixelBudget(max_request_pixels),
+            decode_image,
         )
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -286,6 +291,7 @@ def _columns(
     types: dict[str, str],
     max_image_pixels: int = images.DEFAULT_MAX_PIXELS,
     budget: images.PixelBudget | None = None,
+    decode_image: DecodeImage | None = None,
 ) -> np.ndarray:
     by_name: dict[str, np.ndarray] = {}
     for name, array in tensors:
@@ -309,9 +315,10 @@ def _columns(
         raise ProtocolError(f"feature tensors must have the same N >= 1 rows (got {lengths})")
     for f in features:
         if types.get(f) == "image":
-            by_name[f] = np.array(
-                [_image(v, f, i, max_image_pixels, budget) for i, v in enumerate(by_name[f])], dtype=object
-            )
+            cells = np.empty(len(by_name[f]), dtype=object)  # each cell one image (np.array would stack pixels)
+            for i, v in enumerate(by_name[f]):
+                cells[i] = _image(v, f, i, max_image_pixels, budget, decode_image)
+            by_name[f] = cells
             continue
         undecodable = [i for i, v in enumerate(by_name[f]) if isinstance(v, bytes)]
         if undecodable:
@@ -335,8 +342,16 @@ def _columns(
     return rows
 
 
-def _image(value: Any, name: str, row: int, max_pixels: int, budget: images.PixelBudget | None) -> bytes | None:
-    """An image column's element: raw bytes (the binary extension), base64 in JSON, or null (a missing image)."""
+def _image(
+    value: Any,
+    name: str,
+    row: int,
+    max_pixels: int,
+    budget: images.PixelBudget | None,
+    decode_image: DecodeImage | None = None,
+) -> bytes | np.ndarray | None:
+    """An image column's element: raw bytes (the binary extension), base64 in JSON, or null (a missing image).
+    Checked, it is `decode_image`'s pixels where that is given, else the bytes."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -347,6 +362,8 @@ def _image(value: Any, name: str, row: int, max_pixels: int, budget: images.Pixe
     if not isinstance(value, bytes):
         raise ProtocolError(f"input {name!r} row {row}: expected image bytes, got {value!r}")
     try:
+        if decode_image is not None:
+            return decode_image(name, value, budget)
         images.open_image(value, max_pixels=max_pixels, budget=budget)
     except images.ImageError as err:
         raise ProtocolError(f"input {name!r} row {row}: {err}") from None

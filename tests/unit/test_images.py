@@ -215,3 +215,31 @@ def test_one_requests_images_together_stay_within_serve_max_request_pixels(tmp_p
             max_image_pixels=100_000,
             max_request_pixels=200_000,
         )
+
+
+def test_a_requests_images_are_decoded_once_on_either_protocol(tmp_path, monkeypatch):
+    """Checking a request decoded each image and the forward pass decoded it again: the check now hands the
+    model the pixels it decoded."""
+    import json as jsonlib
+
+    from serving import v2
+
+    predictor = predictor_of_images(tmp_path)
+    cell = base64.b64encode(png(np.full((8, 8), 255))).decode()
+    opened = []
+    real = images.open_image
+    monkeypatch.setattr(images, "open_image", lambda *a, **k: opened.append(1) or real(*a, **k))
+
+    answer = predictor.predict([{"image": {"b64": cell}}] * 3 + [[None]])
+    assert len(answer["predictions"]) == 4 and len(opened) == 3
+
+    opened.clear()
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": [cell] * 3}]}
+    parsed = v2.parse_infer(
+        jsonlib.dumps(body).encode(), ["image"], types={"image": "image"}, decode_image=predictor.decode_image
+    )
+    outputs = predictor.model.outputs(parsed.rows)
+    assert len(outputs) == 3 and len(opened) == 3
+    # the pixels the check decoded are the ones a fresh decode of the bytes gives
+    bytes_frame = pd.DataFrame({"image": [base64.b64decode(cell)]}, dtype=object)
+    assert np.allclose(predictor.model.outputs(bytes_frame), outputs[:1])
