@@ -74,8 +74,6 @@ def test_a_400_value_category_is_learned_where_one_hot_of_the_top_50_cannot():
     )
     rmse = {}
     for categories in ("onehot", "auto"):
-        cfg = KilnConfig.model_validate(
-            {"data": {"label": "y", "categories": categories}, "train": {"epochs": 10}}
-        )
+        cfg = KilnConfig.model_validate({"data": {"label": "y", "categories": categories}, "train": {"epochs": 10}})
         rmse[categories] = local.fit(cfg, frame).test["test_rmse"]
     assert rmse["auto"] < 0.8 < 2.0 < rmse["onehot"], rmse  # noise is 0.5; the towns' spread is 3
