@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines import metrics
+from pipelines import console, metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.auto import is_auto, written
 from pipelines.search.auto import resolve as resolve_space
@@ -50,6 +50,18 @@ def _file_safe(value: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_file_safe)]
+
+
+def name_of_source(source: str) -> str:
+    """A run name from a data.source: its file or folder name without the extension ("/data/hotel_rates.csv" ->
+    "hotel_rates", "s3://bucket/sales/" -> "sales", "builtin:digits-images" -> "digits-images"), made file-safe;
+    "" when nothing usable is left."""
+    import re
+
+    last = source.removeprefix("builtin:").rstrip("/").rsplit("/", 1)[-1]
+    stem = last.split(".")[0] if not last.startswith(".") else last
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).replace("..", ".").lstrip(".-")[:100]
+    return safe
 
 
 class Section(BaseModel):
@@ -587,7 +599,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
     raw = apply_overrides(raw, overrides)
-    return validate(raw, source)
+    cfg = validate(raw, source)
+    named = {o.partition("=")[0].strip() for o in overrides}
+    if "data.source" in named and "name" not in named and name_of_source(cfg.data.source) not in ("", cfg.name):
+        # The config's name describes its own data: a run on other data is named after that data instead.
+        set_dotted(raw, "name", name_of_source(cfg.data.source))
+        cfg = validate(raw, source)
+        console.note(f"run named {cfg.name!r} after data.source (set name=... to choose another)")
+    return cfg
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
