@@ -8,12 +8,12 @@ SHELL  := /bin/bash
 # pip warns once per package about this machine's extra local indexes; keep the output readable.
 QUIET_PIP := { grep -v "is ignored" || true; }
 
-.PHONY: install run test lint bench clean clean-all cluster-up cluster-down cluster-check cluster-run
+.PHONY: install run test lint pythons bench clean clean-all cluster-up cluster-down cluster-check cluster-run
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11; 3.12 and 3.13 install too, with PyPI's CUDA build of torch)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
@@ -49,6 +49,15 @@ cluster-run: cluster-up
 lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks
 	$(BIN)/ruff format --check pipelines serving tests benchmarks
+
+# Every pin (Kiln's and dev's) resolves to a wheel for Python 3.12 and 3.13 too: a dry run, nothing installed.
+pythons: install
+	$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements-all.txt
+	for version in 3.12 3.13; do \
+		$(BIN)/pip install --dry-run --quiet --ignore-installed --only-binary=:all: --python-version $$version \
+			--target $(VENV)/dry-run -r $(VENV)/requirements-all.txt 2>&1 | $(QUIET_PIP); \
+		echo "Python $$version: every pin resolves to a wheel"; done
 
 # clean leaves kiln-runs/ alone: it holds the MLflow store, the registry and every model in it.
 clean:
