@@ -1,4 +1,4 @@
-"""Write the README's Performance table from benchmarks/results.json (between the marker comments).
+"""Write the tables of docs/performance.md and docs/quality.md from benchmarks/results.json (between the markers).
 
 .venv/bin/python benchmarks/readme_table.py
 """
@@ -70,10 +70,10 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
 
 def main() -> None:
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
-    readme = ROOT / "README.md"
-    text = replace_between(readme.read_text(), BEGIN, END, table(results))
-    text = replace_between(text, PLAN_BEGIN, PLAN_END, plan_table(results))
-    readme.write_text(replace_between(text, QUALITY_BEGIN, QUALITY_END, quality_table(results)))
+    performance, quality = ROOT / "docs" / "performance.md", ROOT / "docs" / "quality.md"
+    text = replace_between(performance.read_text(), BEGIN, END, table(results))
+    performance.write_text(replace_between(text, PLAN_BEGIN, PLAN_END, plan_table(results)))
+    quality.write_text(replace_between(quality.read_text(), QUALITY_BEGIN, QUALITY_END, quality_table(results)))
     print(table(results))
     print(plan_table(results))
 
