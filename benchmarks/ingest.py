@@ -60,7 +60,7 @@ def stall_loop(config: dict) -> None:
 
 
 def plasma_mib() -> int:
-    from ray._private.internal_api import memory_summary
+    from pipelines.ray_private import memory_summary
 
     found = PLASMA.search(memory_summary(stats_only=True))
     return int(found.group(1)) if found else 0

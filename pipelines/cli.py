@@ -199,7 +199,7 @@ def cmd_validate(args) -> int:
     cfg = _config(args)
     run.preflight(cfg)
     checked = data.inspect(cfg.data, cfg.storage_root)
-    cfg = run.decide_space(_for_task(cfg, checked.task), checked)
+    cfg = run.decide_space(run.for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
     console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
     target = f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification" else "regression"
@@ -210,18 +210,9 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
-def _for_task(cfg, task: str):
-    """The config with the data's task decided (a tune.metric of the other task is a ConfigError)."""
-    try:
-        return cfg.for_task(task)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def cmd_plan(args) -> int:
-    from pipelines import data, encoding, run, runtime
-    from pipelines.plan import calibrate, cost, flops, hardware, shapes, show
-    from pipelines.search import resources
+    from pipelines import run
+    from pipelines.plan import show
 
     cfg = _config(args)
     try:
@@ -230,52 +221,7 @@ def cmd_plan(args) -> int:
         raise ConfigError(f"--workers: expected numbers like 1,2,4 (got {args.workers!r})") from None
     if not workers or workers[0] < 1:
         raise ConfigError(f"--workers: counts must be at least 1 (got {args.workers!r})")
-    checked = data.inspect(cfg.data, cfg.storage_root)
-    cfg = run.decide_space(_for_task(cfg, checked.task), checked, say=console.note if args.json else console.say)
-    check_column_encoders(cfg, checked.types)
-    frame = checked.frame
-    num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
-    train_rows = data.split_counts(len(frame), cfg.data.split)[0]
-    # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    prep = encoding.fit(
-        frame,
-        checked.types,
-        frame[cfg.data.label],
-        **encoding.sizes(cfg.data),
-        task=cfg.task,
-        train_labels=frame[cfg.data.label],
-    )
-    width = prep.width
-    local = args.hardware == "local"
-    samples = [s for s in shapes.shape_samples(cfg) if s]
-    if local:
-        more = f", then the search's {len(samples)} model shapes" if samples else ""
-        console.note(f"calibrating this machine on the model's own shapes{more} (a few seconds each) ...")
-        profile = calibrate.calibrate_local(cfg, width, num_classes, slots=prep.slots)
-    else:
-        profile = hardware.load_profile(args.hardware)
-    priced = [
-        (
-            s,
-            calibrate.for_shape(profile, cfg.with_sample(s), width, num_classes, slots=prep.slots)
-            if local
-            else profile,
-        )
-        for s in samples
-    ]
-    concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
-    result = cost.plan(
-        cfg,
-        profile=profile,
-        workers=workers,
-        input_dim=width,
-        num_classes=num_classes,
-        train_rows=train_rows,
-        max_concurrent=concurrency,
-        slots=prep.slots,
-        shapes=priced,
-    )
-    result["inputs"] = flops.input_tables(prep.encoders, cfg)
+    result = run.plan(cfg, workers=workers, hardware=args.hardware, say=console.note if args.json else console.say)
     console.say(json.dumps(result, indent=2) if args.json else show.plan_table(result))
     if args.png:
         show.save_png(result, args.png)

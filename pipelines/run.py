@@ -13,6 +13,7 @@ from pipelines import (
     console,
     data,
     deploy,
+    encoding,
     evaluate,
     images,
     ingest,
@@ -23,7 +24,7 @@ from pipelines import (
     task,
     tracking,
 )
-from pipelines.config import KilnConfig
+from pipelines.config import KilnConfig, check_column_encoders
 from pipelines.errors import ConfigError, DataError
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
@@ -48,83 +49,30 @@ class RunResult:
 
 
 def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: bool = False) -> RunResult:
-    storage.check_reachable(cfg)  # the ledger check_resume reads lives there
-    integrity.signing_key()  # a key file that cannot be used fails now, not at registration
-    if serve and cfg.serve.enabled:
-        auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
-    cfg = decide_space(decide_task(cfg))
-    previous = check_resume(cfg, resume)
-    preflight(cfg)
+    cfg, previous = check_before_start(cfg, serve=serve, resume=resume)
     timings: dict[str, float] = {}
     with console.stage("runtime", timings):
         runtime.start(cfg, verbose=verbose, env=deploy.ingress_env(cfg))
     with console.stage("ingest", timings):
         splits = ingest.ingest(cfg, say=console.say)
         console.say(ingest.describe(cfg, splits))
-    epochs = EpochCheck.predict(
-        cfg,
-        input_dim=splits.input_dim,
-        num_classes=splits.output_dim,
-        train_rows=splits.num_rows["train"],
-        slots=splits.preprocessing.slots,
-        say=console.say,
-    )
-    with RunRecord(
-        cfg, tags={"kiln.data_fingerprint": splits.fingerprint, **epochs.tags}, resume_from=previous if resume else None
-    ) as record:
+    epochs = predict_epochs(cfg, splits)
+    tags = {"kiln.data_fingerprint": splits.fingerprint, **epochs.tags}
+    with RunRecord(cfg, tags=tags, resume_from=previous if resume else None) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
         with console.stage("search", timings):
-            result = tuner.search(
-                cfg,
-                splits,
-                search_name=record.name,
-                resume=resume,
-                callbacks=[
-                    trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]),
-                    progress.progress_callback(cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs),
-                ],
-            )
-        record.search_done()
-        console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
-        metrics, line = epochs.compare(result.epoch_times_s)
-        record.log_metrics(metrics)
-        console.say(line)
-
+            result = search(cfg, splits, record, epochs, inputs, resume=resume)
+        compare_epochs(epochs, result, record)
         with console.stage("evaluate", timings):
             best_checkpoint = storage.local_checkpoint(cfg, result.best.best_checkpoint)
-            test = evaluate.test_report(
-                best_checkpoint,
-                splits.test_frame,
-                splits.test_y,
-                factory=checkpoint.trusted_factory(cfg.model, own_run=True),
-            )
-            record.log_dict(test.to_dict(), "test_report.json")
-            record.log_metrics({**test.metrics, f"best_{cfg.tune.metric}": result.best.best_metric})
-            console.say(
-                f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
-                f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}"
-            )
+            test = evaluate_best(cfg, splits, record, result, best_checkpoint)
             trees = fit_baseline(cfg, splits, record)
             if trees is not None:
                 console.say(
                     f"  {test.primary}: network {test.value:.4f}, {trees.name} {trees.metrics[test.primary]:.4f}"
                 )
-
         with console.stage("register", timings):
-            registered = registry.register(
-                cfg,
-                checkpoint_dir=best_checkpoint,
-                test_frame=splits.test_frame,
-                test_labels=splits.test_labels,
-                parent_run_id=record.run_id,
-                test_value=test.value,
-                data_fingerprint=splits.fingerprint,
-                lineage=registry.lineage(cfg.tune.metric, result.best),
-            )
-            console.say(registered.describe(cfg.registry.alias))
-            reported = {t.trial_id: [c.checkpoint for c in t.candidates] for t in result.trials}
-            freed = storage.prune_checkpoints(cfg, reported, keep=result.best.trial_id)
-            console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
+            registered = register(cfg, splits, record, result, test, best_checkpoint)
         record.set_tags(
             {
                 "kiln.best_trial_id": result.best.trial_id,
@@ -134,12 +82,108 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         )
         record.log_metrics({f"stage_{k}_s": v for k, v in timings.items()})
     write_report(cfg, record.run_id)
-
     run_result = RunResult(record.run_id, result, test, registered, splits.example, timings=timings, baseline=trees)
     if serve and cfg.serve.enabled:
         with console.stage("serve", timings):
             run_result.endpoint = deploy.start_serving(cfg, registry.champion_ref(cfg))
     return run_result
+
+
+def check_before_start(cfg: KilnConfig, *, serve: bool, resume: bool) -> tuple[KilnConfig, ledger.SearchState | None]:
+    """Everything that can fail before a runtime starts: the store, the signing key, the serving token, the task,
+    the search space, the search to resume. The config with its task and space decided, and the saved search."""
+    storage.check_reachable(cfg)  # the ledger check_resume reads lives there
+    integrity.signing_key()  # a key file that cannot be used fails now, not at registration
+    if serve and cfg.serve.enabled:
+        auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
+    cfg = decide_space(decide_task(cfg))
+    previous = check_resume(cfg, resume)
+    preflight(cfg)
+    return cfg, previous
+
+
+def predict_epochs(cfg: KilnConfig, splits: ingest.Splits) -> EpochCheck:
+    """kiln plan's epoch time for this data and search, said now and checked against the search's measured one."""
+    return EpochCheck.predict(
+        cfg,
+        input_dim=splits.input_dim,
+        num_classes=splits.output_dim,
+        train_rows=splits.num_rows["train"],
+        slots=splits.preprocessing.slots,
+        say=console.say,
+    )
+
+
+def search(
+    cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, epochs: EpochCheck, inputs: list, *, resume: bool
+) -> tuner.SearchResult:
+    """The Tune search, each trial its own MLflow run under the parent, its progress said as it goes; then the
+    trials' table."""
+    result = tuner.search(
+        cfg,
+        splits,
+        search_name=record.name,
+        resume=resume,
+        callbacks=[
+            trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]),
+            progress.progress_callback(cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs),
+        ],
+    )
+    record.search_done()
+    console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
+    return result
+
+
+def compare_epochs(epochs: EpochCheck, result: tuner.SearchResult, record: RunRecord) -> None:
+    metrics, line = epochs.compare(result.epoch_times_s)
+    record.log_metrics(metrics)
+    console.say(line)
+
+
+def evaluate_best(
+    cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, result: tuner.SearchResult, best_checkpoint
+) -> evaluate.TestReport:
+    """The best trial's checkpoint scored on the test split, logged on the parent run and said."""
+    test = evaluate.test_report(
+        best_checkpoint,
+        splits.test_frame,
+        splits.test_y,
+        factory=checkpoint.trusted_factory(cfg.model, own_run=True),
+    )
+    record.log_dict(test.to_dict(), "test_report.json")
+    record.log_metrics({**test.metrics, f"best_{cfg.tune.metric}": result.best.best_metric})
+    console.say(
+        f"  best trial {result.best.trial_id}, epoch {result.best.best_epoch}: "
+        f"{cfg.tune.metric}={result.best.best_metric:.4f}, {test.primary}={test.value:.4f}"
+    )
+    return test
+
+
+def register(
+    cfg: KilnConfig,
+    splits: ingest.Splits,
+    record: RunRecord,
+    result: tuner.SearchResult,
+    test: evaluate.TestReport,
+    best_checkpoint,
+) -> registry.Registered:
+    """The best checkpoint as a registry version (the alias moved by registry.promote), other trials' checkpoints
+    pruned."""
+    registered = registry.register(
+        cfg,
+        checkpoint_dir=best_checkpoint,
+        test_frame=splits.test_frame,
+        test_labels=splits.test_labels,
+        parent_run_id=record.run_id,
+        test_value=test.value,
+        data_fingerprint=splits.fingerprint,
+        lineage=registry.lineage(cfg.tune.metric, result.best),
+    )
+    console.say(registered.describe(cfg.registry.alias))
+    reported = {t.trial_id: [c.checkpoint for c in t.candidates] for t in result.trials}
+    freed = storage.prune_checkpoints(cfg, reported, keep=result.best.trial_id)
+    console.say(f"  pruned other trials' checkpoints ({freed / 2**20:.1f} MiB freed)")
+    return registered
 
 
 def fit_baseline(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord) -> baseline.Baseline | None:
@@ -181,6 +225,69 @@ def record_inputs(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, *, 
     except Exception as err:
         console.say(f"  note: the splits were not recorded as MLflow datasets ({type(err).__name__}: {err})")
         return []
+
+
+def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say) -> dict:
+    """`kiln plan`: the data checked and the task and space decided as `run` decides them, then each worker
+    count's predicted step, epoch and search time on `hardware` ("local": calibrated on this machine)."""
+    from pipelines.plan import calibrate, cost, flops, shapes
+    from pipelines.plan import hardware as profiles
+
+    checked = data.inspect(cfg.data, cfg.storage_root)
+    cfg = decide_space(for_task(cfg, checked.task), checked, say=say)
+    check_column_encoders(cfg, checked.types)
+    frame = checked.frame
+    num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
+    train_rows = data.split_counts(len(frame), cfg.data.split)[0]
+    # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
+    prep = encoding.fit(
+        frame,
+        checked.types,
+        frame[cfg.data.label],
+        **encoding.sizes(cfg.data),
+        task=cfg.task,
+        train_labels=frame[cfg.data.label],
+    )
+    width = prep.width
+    local = hardware == "local"
+    samples = [s for s in shapes.shape_samples(cfg) if s]
+    if local:
+        more = f", then the search's {len(samples)} model shapes" if samples else ""
+        console.note(f"calibrating this machine on the model's own shapes{more} (a few seconds each) ...")
+        profile = calibrate.calibrate_local(cfg, width, num_classes, slots=prep.slots)
+    else:
+        profile = profiles.load_profile(hardware)
+    priced = [
+        (
+            s,
+            calibrate.for_shape(profile, cfg.with_sample(s), width, num_classes, slots=prep.slots)
+            if local
+            else profile,
+        )
+        for s in samples
+    ]
+    concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=runtime.local_cpus(cfg), cluster_gpus=0)
+    result = cost.plan(
+        cfg,
+        profile=profile,
+        workers=workers,
+        input_dim=width,
+        num_classes=num_classes,
+        train_rows=train_rows,
+        max_concurrent=concurrency,
+        slots=prep.slots,
+        shapes=priced,
+    )
+    result["inputs"] = flops.input_tables(prep.encoders, cfg)
+    return result
+
+
+def for_task(cfg: KilnConfig, task: str) -> KilnConfig:
+    """The config with the data's task decided (a tune.metric of the other task is a ConfigError)."""
+    try:
+        return cfg.for_task(task)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def decide_task(cfg: KilnConfig) -> KilnConfig:

@@ -41,6 +41,8 @@ class OrphanReaper:
         from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
         from ray.util.state import list_actors
 
+        from pipelines import ray_private
+
         groups = {
             pg_id: list(info["bundles"].values())
             for pg_id, info in placement_group_table().items()
@@ -48,7 +50,7 @@ class OrphanReaper:
         }
         # This runtime's dashboard, by address: with other Ray runtimes on the machine the state API would
         # otherwise refuse to guess.
-        dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
+        dashboard = ray_private.dashboard_address()
         actors = list_actors(
             address=f"http://{dashboard}",
             filters=[("state", "!=", "DEAD")],

@@ -128,9 +128,22 @@ class DDPConfig(BackendConfig):
 
     @property
     def framework(self):
-        from ray.train.v2._internal.util import TrainingFramework
+        from pipelines import ray_private
 
-        return TrainingFramework.TORCH  # what Ray's dashboard shows the run as
+        return ray_private.torch_framework()  # what Ray's dashboard shows the run as
+
+
+def _address_and_free_port() -> tuple[str, int]:
+    """On a worker: its node's address and a port free there, for the process group's rendezvous (what
+    ray.train._internal.utils.get_address_and_port does, from public APIs)."""
+    import socket
+
+    import ray
+
+    address = ray.util.get_node_ip_address()
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return address, s.getsockname()[1]
 
 
 class DDPBackend(Backend):
@@ -141,9 +154,8 @@ class DDPBackend(Backend):
 
     def on_start(self, worker_group, backend_config: DDPConfig) -> None:
         import ray
-        from ray.train._internal.utils import get_address_and_port
 
-        address, port = worker_group.execute_single(0, get_address_and_port)
+        address, port = worker_group.execute_single(0, _address_and_free_port)
         worker_group.execute(_set_distributed_env, address=address, port=port)
         ray.get(
             [
