@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from pipelines import console, signals
-from pipelines.config import KilnConfig, check_column_encoders, load_config
+from pipelines.config import KilnConfig, check_column_encoders, load_config, named_after_data
 from pipelines.errors import ConfigError, DataError, ModelNotFound, SearchInterrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -233,6 +233,8 @@ def cmd_run(args) -> int:
     from pipelines import run, tracking
 
     cfg = _config(args)
+    if named_after_data(cfg, args.overrides):
+        console.say(f"  run named {cfg.name!r} after data.source (set name=... to choose another)")
     try:
         result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose, resume=args.resume)
     except SearchInterrupted as stopped:

@@ -21,11 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines import console, metrics
+from pipelines import metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.auto import is_auto, written
 from pipelines.search.auto import resolve as resolve_space
-from pipelines.search.space import parse_search_space
+from pipelines.search.space import decoded, parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary", "text", "image")
 # Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
@@ -364,6 +364,11 @@ class TuneConfig(Section):
     """Dotted config paths to domains: {choice: [...]}, {uniform: [lo, hi]},
     {loguniform: [lo, hi]}, {randint: [lo, hi)}. `auto` builds the space from the data (search/auto.py; kiln
     validate prints it); `{auto: true, train.lr: {...}}` builds it and keeps the keys written beside it."""
+    search: Literal["random", "tpe"] = "random"
+    """How each new trial's config is picked: random (Ray Tune's BasicVariantGenerator), or tpe (Optuna's
+    TPESampler through Ray Tune's OptunaSearch: after a few random trials, each new one is drawn where the better
+    trials so far lie; it learns from every epoch a trial reports, and a trial the scheduler stopped counts as
+    pruned at its last epoch, not as finished). Works with every scheduler; --resume restores it."""
     max_concurrent_trials: PositiveInt | None = None
     """null = as many as the cluster's CPUs fit."""
     seed: NonNegativeInt = 0
@@ -553,10 +558,12 @@ class KilnConfig(Section):
         return validate(raw, "tune.search_space: auto")
 
     def with_sample(self, sample: dict[str, Any]) -> KilnConfig:
-        """One trial's config: this one with each sampled dotted path set."""
+        """One trial's config: this one with each sampled dotted path set (a choice a sampler saw as JSON text,
+        search.space.encoded, as the value it stands for)."""
         raw = self.model_dump()
+        space = parse_search_space(written(self.tune.search_space))
         for key, value in sample.items():
-            set_dotted(raw, key, value)
+            set_dotted(raw, key, decoded(space[key], value) if key in space else value)
         return KilnConfig.model_validate(raw)
 
     @property
@@ -600,13 +607,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
     raw = apply_overrides(raw, overrides)
     cfg = validate(raw, source)
-    named = {o.partition("=")[0].strip() for o in overrides}
-    if "data.source" in named and "name" not in named and name_of_source(cfg.data.source) not in ("", cfg.name):
+    if named_after_data(cfg, overrides):
         # The config's name describes its own data: a run on other data is named after that data instead.
         set_dotted(raw, "name", name_of_source(cfg.data.source))
         cfg = validate(raw, source)
-        console.note(f"run named {cfg.name!r} after data.source (set name=... to choose another)")
     return cfg
+
+
+def named_after_data(cfg: KilnConfig, overrides: list[str]) -> bool:
+    """Whether `overrides` change data.source but not name, so the run takes the data's name (load_config)."""
+    named = {o.partition("=")[0].strip() for o in overrides}
+    return "data.source" in named and "name" not in named and name_of_source(cfg.data.source) != ""
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:

@@ -161,6 +161,20 @@ def find_trial_run(cfg: KilnConfig, parent_run_id: str, trial_id: str) -> str | 
     return found[0].info.run_id if found else None
 
 
+def end_lost_trial_runs(cfg: KilnConfig, parent_run_id: str, trial_ids: set[str]) -> list[str]:
+    """Trial runs under the parent still RUNNING for a trial the search no longer has, ended as KILLED and tagged
+    kiln.lost; their ids."""
+    found = client(cfg).search_runs(
+        [experiment_id(cfg)],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    lost = [r.info.run_id for r in found if r.data.tags.get("kiln.trial_id") not in trial_ids]
+    for run_id in lost:
+        set_tags(cfg, run_id, {"kiln.lost": "the search's driver was killed before Tune saved this trial"})
+        end_run(cfg, run_id, "KILLED")
+    return lost
+
+
 def last_epoch_logged(cfg: KilnConfig, run_id: str) -> int:
     return max((m.step for m in client(cfg).get_metric_history(run_id, cfg.tune.metric)), default=0)
 

@@ -96,6 +96,7 @@ ADDED_LATER = (
     ("data", "char_ngrams", 0),
     ("data", "numbers", "standard"),
     ("data", "categories", "onehot"),
+    ("tune", "search", "random"),
     ("model", "trust_code", False),
     ("model", "text_wide", False),
     ("model", "image_pool", 1),

@@ -6,6 +6,7 @@ turns domains into Ray Tune's (tuner.to_tune_domain); a trial's config is `cfg.w
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,3 +54,18 @@ def parse_domain(key: str, spec: Any) -> Domain:
 
 def parse_search_space(space: dict[str, Any]) -> dict[str, Domain]:
     return {key: parse_domain(key, spec) for key, spec in space.items()}
+
+
+def encoded(value: Any) -> Any:
+    """A choice's value as a sampler that takes only plain values (Optuna's categorical) sees it: a list or a
+    mapping as compact JSON text, anything else as it is."""
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, list | tuple | dict) else value
+
+
+def decoded(domain: Domain, value: Any) -> Any:
+    """The choice `encoded` turned into `value`, or `value` itself."""
+    if domain.kind == "choice" and isinstance(value, str):
+        for arg in domain.args:
+            if not isinstance(arg, str) and encoded(arg) == value:
+                return arg
+    return value

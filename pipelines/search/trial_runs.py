@@ -82,6 +82,11 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
         def on_trial_error(self, iteration, trials, trial, **info):
             self._end(trial, "FAILED")
 
+        def on_experiment_end(self, trials, **info):
+            # A trial the sampler had made when the driver was killed, but that Tune's saved state missed, is not
+            # restored by --resume (a model-based sampler's trials have new ids): its run would stay RUNNING.
+            tracking.end_lost_trial_runs(cfg, parent_run_id, {t.trial_id for t in trials})
+
         def _end(self, trial, status):
             run_id = self.runs.get(trial.trial_id)
             if run_id:

@@ -12,7 +12,7 @@ from typing import Any
 from pipelines import signals, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import SearchInterrupted
-from pipelines.search import resources, scheduler, signing
+from pipelines.search import resources, scheduler, signing, space
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY, Candidate, choose_existing, rank
 from pipelines.search.space import Domain, parse_search_space
 
@@ -40,11 +40,13 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)  # what the user should know, one line each
 
 
-def to_tune_domain(domain: Domain):
+def to_tune_domain(domain: Domain, *, plain_choices: bool = False):
+    """Ray Tune's domain; `plain_choices`: a choice's lists and mappings as JSON text (space.encoded), for Optuna,
+    whose categorical takes plain values only (cfg.with_sample decodes them)."""
     from ray import tune
 
     if domain.kind == "choice":
-        return tune.choice(list(domain.args))
+        return tune.choice([space.encoded(v) for v in domain.args] if plain_choices else list(domain.args))
     return getattr(tune, domain.kind)(*domain.args)
 
 
@@ -126,9 +128,12 @@ def search(
 
 def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: int, callbacks: list[Any]):
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    param_space = {key: to_tune_domain(d) for key, d in parse_search_space(cfg.tune.search_space).items()}
+    from pipelines.search.sampler import search_algorithm
+
+    plain = cfg.tune.search == "tpe"
+    domains = parse_search_space(cfg.tune.search_space)
+    param_space = {key: to_tune_domain(d, plain_choices=plain) for key, d in domains.items()}
     in_actor = resources.in_trial_actor(cfg)
     # A trial trained in its actor checkpoints and restarts through Tune, as a Train run does through Train.
     in_actor_run = (
@@ -156,7 +161,7 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
             num_samples=cfg.tune.num_samples,
             max_concurrent_trials=cap,
             reuse_actors=in_actor,
-            search_alg=BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cap or 0),
+            search_alg=search_algorithm(cfg, cap),
         ),
         run_config=tune.RunConfig(
             name=search_name, **storage.ray_storage(cfg), verbose=0, callbacks=list(callbacks), **in_actor_run

@@ -155,6 +155,12 @@ def test_the_id_column_is_left_out_and_said(mixed_run):
     assert "5 features (" in run.output  # signal, noise, town, smoker, note
 
 
+def test_a_run_on_other_data_is_named_after_it(mixed_run):
+    _, _, run = mixed_run
+    assert "run named 'table' after data.source (set name=... to choose another)" in run.output
+    assert store_client(run.tracking_uri).get_experiment_by_name("table") is not None  # not tiny.yaml's kiln-test
+
+
 def test_the_endpoint_takes_strings_nulls_and_unseen_values(mixed_run):
     _, table, run = mixed_run
     rows = [
