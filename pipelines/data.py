@@ -340,9 +340,25 @@ def describe(checked: Checked, cfg: DataConfig) -> list[str]:
     )
     notes += [checked.task_note] if checked.task_note else []
     asked = ("label", "excluded: data.drop", "excluded: not in data.features")  # the user's own choices
-    return notes + [
-        f"note: column {c.name!r} {c.use}" for c in checked.columns if c.type is None and c.use not in asked
-    ]
+    notes += [f"note: column {c.name!r} {c.use}" for c in checked.columns if c.type is None and c.use not in asked]
+    return notes + [category_note(c, cfg) for c in checked.columns if c.type == "category" and category_note(c, cfg)]
+
+
+def category_note(column, cfg: DataConfig) -> str:
+    """What becomes of a category with many values (data.categories), from its distinct values in the whole
+    table (the train split's decide, so a column near data.max_categories may go either way)."""
+    many = column.distinct > cfg.max_categories
+    if cfg.categories == "embed" or (cfg.categories == "auto" and many):
+        return (
+            f"note: column {column.name!r} ({column.distinct} values) is embedded: a learned vector per value seen "
+            "twice in train (data.categories)"
+        )
+    if many:
+        return (
+            f"note: column {column.name!r} keeps its {cfg.max_categories} most frequent of {column.distinct} "
+            "values; the rest share 'other' (data.categories: auto embeds them all)"
+        )
+    return ""
 
 
 def split_counts(num_rows: int, split: SplitConfig) -> tuple[int, int, int]:

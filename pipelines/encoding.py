@@ -50,7 +50,7 @@ def level(value: Any) -> str | None:
 
 
 class Slot(NamedTuple):
-    """A text or image column's place in the matrix: columns start..start+width."""
+    """A text, image or embedded category column's place in the matrix: columns start..start+width."""
 
     kind: str  # text | image | category (embedded: one column of level ids)
     start: int

@@ -146,6 +146,7 @@ def test_the_text_column_and_the_embedded_category_train_and_serve_with_their_ow
     assert any(".encoder.layers.0.self_attn." in key for key in weights)  # a Transformer, 16 wide
     assert weights["encoders.1.words.weight"].shape[1] == 16
     assert weights["encoders.0.table.weight"].shape[0] == 6  # town embedded: its 4 values, missing and other
+    assert "note: column 'town' (4 values) is embedded" in run.output
     # the endpoint rebuilt it from the version's files (test_the_endpoint_takes_strings... sends it text)
 
 

@@ -115,3 +115,15 @@ def test_a_regression_split_covers_the_targets_whole_range():
 def test_integer_class_labels_are_classes():
     checked = data.check_frame(frame().assign(label=[i % 10 for i in range(60)]), DataConfig())
     assert checked.frame["label"].nunique() == 10
+
+
+def test_validate_says_which_categories_are_embedded_or_cut_to_max_categories():
+    from pipelines.schema import Column
+
+    towns = Column("town", "category", 0, 98, "feature")
+    plans = Column("plan", "category", 0, 3, "feature")
+    auto = DataConfig(label="y")
+    assert data.category_note(towns, auto).startswith("note: column 'town' (98 values) is embedded")
+    assert data.category_note(plans, auto) == ""
+    cut = data.category_note(towns, DataConfig(label="y", categories="onehot"))
+    assert "keeps its 50 most frequent of 98 values" in cut
