@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import images, metrics, schema, task
+from pipelines import encoding, images, metrics, schema, task
 from pipelines.config import DataConfig, SplitConfig
 from pipelines.errors import DataError, one_line
 from pipelines.schema import Column
@@ -341,19 +341,19 @@ def describe(checked: Checked, cfg: DataConfig) -> list[str]:
     notes += [checked.task_note] if checked.task_note else []
     asked = ("label", "excluded: data.drop", "excluded: not in data.features")  # the user's own choices
     notes += [f"note: column {c.name!r} {c.use}" for c in checked.columns if c.type is None and c.use not in asked]
-    return notes + [category_note(c, cfg) for c in checked.columns if c.type == "category" and category_note(c, cfg)]
+    categories = (category_note(c, cfg) for c in checked.columns if c.type == "category")
+    return notes + [note for note in categories if note]
 
 
 def category_note(column, cfg: DataConfig) -> str:
     """What becomes of a category with many values (data.categories), from its distinct values in the whole
     table (the train split's decide, so a column near data.max_categories may go either way)."""
-    many = column.distinct > cfg.max_categories
-    if cfg.categories == "embed" or (cfg.categories == "auto" and many):
+    if encoding.embedded(cfg.categories, column.distinct, cfg.max_categories):
         return (
             f"note: column {column.name!r} ({column.distinct} values) is embedded: a learned vector per value seen "
             "twice in train (data.categories)"
         )
-    if many:
+    if column.distinct > cfg.max_categories:
         return (
             f"note: column {column.name!r} keeps its {cfg.max_categories} most frequent of {column.distinct} "
             "values; the rest share 'other' (data.categories: auto embeds them all)"

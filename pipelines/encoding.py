@@ -205,6 +205,11 @@ class Encoder:
         return out
 
 
+def embedded(categories: str, distinct: int, max_categories: int) -> bool:
+    """data.categories' rule: whether a category with `distinct` train values is embedded rather than one-hot."""
+    return categories == "embed" or (categories == "auto" and distinct > max_categories)
+
+
 MAX_EMBEDDED = 10_000  # an embedded category's levels kept at most (its most frequent)
 EMBED_MIN_COUNT = 2  # an embedded level is seen this often in the train split; a rarer value shares "other"
 QUANTILES = 101  # ranks kept per number column with data.numbers: quantile (scikit-learn's default is 1000)
@@ -298,7 +303,7 @@ def fit_encoder(
         return Encoder(name, kind, levels=sorted(counts.index)[:2])
     # Most frequent first; ties by value, so the same data always gives the same columns.
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    if categories == "embed" or (categories == "auto" and len(ranked) > max_categories):
+    if embedded(categories, len(ranked), max_categories):
         kept = [v for v, n in ranked[:MAX_EMBEDDED] if n >= EMBED_MIN_COUNT]
         return Encoder(name, kind, levels=kept, embed=True)
     return Encoder(name, kind, levels=[v for v, _ in ranked[:max_categories]])
