@@ -13,8 +13,9 @@ import json
 import tempfile
 import time
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 from pipelines.search import tuner
 
 from common import median, record

@@ -69,7 +69,7 @@ def bare_training(cfg, x, y, val_x, val_y, epochs: int):
     import torch
     import torch.nn.functional as F
 
-    from pipelines.models import build_model
+    from pipelines.model.networks import build_model
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, input_dim=x.shape[1], num_classes=int(y.max()) + 1)

@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--examples-v2", type=int, default=180, help="--max-examples per v2 operation")
     args = parser.parse_args()
 
-    from pipelines import deploy, runtime
+    from pipelines import deploy
+    from pipelines.cluster import runtime
 
     with tempfile.TemporaryDirectory(prefix="kiln-fuzz-") as folder:
         cfg, _ = tiny_store(Path(folder), NAME, [f"serve.port={free_port()}"])

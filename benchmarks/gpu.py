@@ -4,8 +4,8 @@ Torch only (Ray's wheel is too large to carry to the device machine), but Kiln's
 `pipelines.training.loop.train_epoch` (train.precision auto: bf16 autocast on CUDA) over
 `pipelines.training.batches.InMemory` tensors on the
 device, the model is DDP-wrapped over an NCCL process group of world size 1 and the epoch's loss sums are
-all-reduced as a multi-worker run does; the served model is saved and loaded with `pipelines.checkpoint`
-and run as `pipelines.inference.InferenceModel` runs it. Interleaved CPU GPU CPU GPU, medians.
+all-reduced as a multi-worker run does; the served model is saved and loaded with `pipelines.model.checkpoint`
+and run as `pipelines.model.inference.InferenceModel` runs it. Interleaved CPU GPU CPU GPU, medians.
 
     python3 benchmarks/gpu.py [--rows 100000] [--pairs 3] [--out gpu.json]
 """
@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import checkpoint  # noqa: E402
+from pipelines.cluster.ports import free_port  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
-from pipelines.encoding import Encoder, Preprocessing, Slot  # noqa: E402
-from pipelines.models import augment, build_model  # noqa: E402
+from pipelines.data.preprocessing import Encoder, Preprocessing, Slot  # noqa: E402
+from pipelines.model import checkpoint  # noqa: E402
+from pipelines.model.networks import augment, build_model  # noqa: E402
 from pipelines.plan.flops import count_flops  # noqa: E402
-from pipelines.ports import free_port  # noqa: E402
 from pipelines.training.batches import InMemory  # noqa: E402
 from pipelines.training.loop import autocast_dtype, sum_over_ranks, train_epoch, validate  # noqa: E402
 

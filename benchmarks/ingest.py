@@ -16,8 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 
 from common import median, record, write_classification
 
@@ -30,7 +31,7 @@ def stall_loop(config: dict) -> None:
     import torch
     import torch.nn.functional as F
 
-    from pipelines.models import mlp
+    from pipelines.model.networks import mlp
     from pipelines.training.batches import Streaming
 
     torch.manual_seed(0)
@@ -60,7 +61,7 @@ def stall_loop(config: dict) -> None:
 
 
 def plasma_mib() -> int:
-    from pipelines.ray_private import memory_summary
+    from pipelines.cluster.ray_private import memory_summary
 
     found = PLASMA.search(memory_summary(stats_only=True))
     return int(found.group(1)) if found else 0

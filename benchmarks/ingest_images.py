@@ -1,7 +1,7 @@
 """ingest_images: decoding images (JPEG decode, resize, standardise; the training shift on batches), three ways
 side by side on the same generated JPEG files, in one run:
 
-  (a) Kiln's ingest in the driver (pipelines/encoding.py, one process),
+  (a) Kiln's ingest in the driver (pipelines/data/preprocessing.py, one process),
   (b) the same work in Ray Data tasks: Kiln's streamed pipeline for sets too large to decode up front
       (ingest.decoding, map_batches over every CPU),
   (c) a plain torch DataLoader with 2 workers doing the same decode per image.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.encoding import Preprocessing
+from pipelines.data.preprocessing import Preprocessing
 
 from common import record
 
@@ -34,7 +34,7 @@ from common import record
 def streamed(part: pd.DataFrame, prep: Preprocessing):
     """Kiln's streamed pipeline for image sets too large to decode up front (ingest.decoding; its check pass
     decodes every image once)."""
-    from pipelines import ingest
+    from pipelines.data import ingest
 
     return ingest.decoding(part, prep, ["image"], "label", seed=0, split="train")
 
@@ -66,7 +66,7 @@ def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: 
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from pipelines import images
+    from pipelines.data import images
 
     mean = np.asarray(encoder.channel_mean, np.float32)[:, None, None]
     std = np.asarray(encoder.channel_std, np.float32)[:, None, None]
@@ -90,8 +90,8 @@ def augment_stall(encoder, steps: int = 60) -> tuple[float, float, float]:
     import torch.nn.functional as F
 
     from pipelines.config import ModelConfig
-    from pipelines.encoding import Slot
-    from pipelines.models import augment, build_model
+    from pipelines.data.preprocessing import Slot
+    from pipelines.model.networks import augment, build_model
 
     slots = [Slot("image", 0, encoder.width, channels=encoder.channels, size=encoder.size)]
     model = build_model(
@@ -126,8 +126,8 @@ def stream_stall(dataset, encoder, passes: int = 2) -> tuple[float, float, float
     import torch.nn.functional as F
 
     from pipelines.config import ModelConfig
-    from pipelines.encoding import Slot
-    from pipelines.models import build_model
+    from pipelines.data.preprocessing import Slot
+    from pipelines.model.networks import build_model
     from pipelines.training.batches import InMemory, Streaming
 
     torch.set_num_threads(1)  # as a trial's worker
@@ -166,14 +166,15 @@ def main() -> None:
     args = parser.parse_args()
     import pandas as pd
 
-    from pipelines import encoding, images, runtime
+    from pipelines.cluster import runtime
     from pipelines.config import load_config
+    from pipelines.data import images, preprocessing
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as root:
         folder = write_jpegs(Path(root) / "jpegs", args.images)
         frame = pd.DataFrame(images.class_folders(folder), columns=["image", "label"])
-        prep = encoding.fit(frame, {"image": "image"}, frame["label"], max_categories=50, image_size=64)
+        prep = preprocessing.fit(frame, {"image": "image"}, frame["label"], max_categories=50, image_size=64)
         encoder = prep.encoders[0]
 
         started = time.perf_counter()

@@ -10,8 +10,9 @@ import argparse
 import json
 import tempfile
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 from pipelines.plan import calibrate, cost, flops
 from pipelines.training.launch import build_trainer
 

@@ -101,7 +101,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_sets
 
-    from pipelines import images
+    from pipelines.data import images
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", default=",".join(quality_sets.SETS))

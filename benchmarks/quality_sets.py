@@ -14,7 +14,7 @@ stratified on the label for classification, plain random for regression), fit on
 test part; the validation part is not used. Tables: HistGradientBoostingClassifier/Regressor(random_state=0,
 categorical_features="from_dtype") on the frame less `drop`, after the string columns were cast to pandas
 "category" (on the whole frame, before the split). Texts: TfidfVectorizer(ngram_range=(1, 2), min_df=2,
-sublinear_tf=True) + LogisticRegression(max_iter=2000). The task is Kiln's auto rule (pipelines/task.py);
+sublinear_tf=True) + LogisticRegression(max_iter=2000). The task is Kiln's auto rule (pipelines/data/task.py);
 accuracy for classification, RMSE for regression (label units). Measured with pandas 3.1.1, scikit-learn 1.9.1
 and the PACKAGES pins below, OMP_NUM_THREADS=1 (all 14 in 7 s; on a busy 2-core machine HistGradientBoosting's
 default threads made the 5-class fit take minutes). Test parts are small (52 rows for penguins, 60 for cars_mpg):

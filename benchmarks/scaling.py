@@ -11,8 +11,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 from pipelines.training.launch import build_trainer
 
 from common import median, record, write_classification

@@ -30,8 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 from pipelines.search import tuner
 from pipelines.search.space import parse_search_space
 
@@ -170,7 +171,7 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from pipelines.models import build_model
+    from pipelines.model.networks import build_model
 
     train_x, train_y, val_x, val_y = data
     datasets = {

@@ -118,7 +118,8 @@ def measure(ingress: str, pairs: int) -> dict:
         cfg, frame = tiny_store(Path(tmp), NAME, [f"serve.port={kiln_port}", f"serve.ingress={ingress}"], versions=1)
         body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
         bare = subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(bare_port)], cwd=ROOT)
-        from pipelines import deploy, runtime
+        from pipelines import deploy
+        from pipelines.cluster import runtime
 
         runtime.start(cfg, env=deploy.ingress_env(cfg))  # as `kiln run` and `kiln serve` start it, ingress included
         from serving.app import deploy  # after the start: Serve reads its ingress settings at import

@@ -3,7 +3,7 @@
 encoder and training loop:
 
 - fit: seconds to fit each vocabulary on the train split's texts; encode: texts a second to ids;
-- test accuracy of the bag encoder (models.TextBag: words plus hashed pairs of ids) under a linear head, trained
+- test accuracy of the bag encoder (networks.TextBag: words plus hashed pairs of ids) under a linear head, trained
   the same number of epochs with the same seed, on the clean test split and on the test split with typos (one
   letter dropped from 15% of the words of length 4 or more: words a word vocabulary has never seen, which BPE
   breaks into pieces it has).
@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines import text
 from pipelines.config import SplitConfig
-from pipelines.data import split
-from pipelines.models import TextBag
-from pipelines.reviews import reviews
+from pipelines.data import text
+from pipelines.data.reviews import reviews
+from pipelines.data.sources import split
+from pipelines.model.networks import TextBag
 
 from common import median, pin_threads, record
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import ingest, runtime
+from pipelines.cluster import runtime
 from pipelines.config import load_config
+from pipelines.data import ingest
 from pipelines.training.launch import build_trainer
 
 from common import bare_training, median, pin_threads, record, write_teacher_table

@@ -176,7 +176,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from pipelines import registry
+    from pipelines.tracking import registry
 
     cfg = _config(args)
     registry.promote(cfg, args.name, args.version)
@@ -185,7 +185,7 @@ def cmd_promote(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from pipelines import registry
+    from pipelines.tracking import registry
 
     cfg = _config(args)
     current, previous = registry.rollback(cfg, args.name)
@@ -194,14 +194,15 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from pipelines import data, run, schema
+    from pipelines import run
+    from pipelines.data import schema, sources
 
     cfg = _config(args)
     run.preflight(cfg)
-    checked = data.inspect(cfg.data, cfg.storage_root)
+    checked = sources.inspect(cfg.data, cfg.storage_root)
     cfg = run.decide_space(run.for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
-    console.say(schema.table(checked.columns), *data.describe(checked, cfg.data))
+    console.say(schema.table(checked.columns), *sources.describe(checked, cfg.data))
     target = f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification" else "regression"
     console.say(
         f"{args.config}: ok ({len(checked.frame)} rows, {len(checked.features)} features, {target}, "
@@ -230,7 +231,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pipelines import run, tracking
+    from pipelines import run
+    from pipelines.tracking import mlflow_runs
 
     cfg = _config(args)
     if named_after_data(cfg, args.overrides):
@@ -249,15 +251,15 @@ def cmd_run(args) -> int:
         f"\nDone: {result.registered.name} v{result.registered.version}, "
         f"{test.primary}={test.value:.4f}{beside} ({timings})"
     )
-    from pipelines import baseline
+    from pipelines.model import baseline
 
     loss = baseline.verdict(test.primary, test.value, result.baseline)
     if loss:
         console.say(f"Note: {loss}")
-    links = tracking.ui_links(cfg, "http://127.0.0.1:5000")
+    links = mlflow_runs.ui_links(cfg, "http://127.0.0.1:5000")
     console.say(f"MLflow UI: {_again('ui', args)}" + (", then:" if links else ""), *(f"  {link}" for link in links))
     if result.endpoint is None:
-        from pipelines import runtime
+        from pipelines.cluster import runtime
 
         runtime.stop()
         return EXIT_OK
@@ -266,7 +268,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from pipelines import auth, deploy, registry, runtime
+    from pipelines import deploy
+    from pipelines.cluster import runtime
+    from pipelines.tracking import registry
+    from serving import auth
 
     cfg = _config(args)
     ref = args.model or registry.champion_ref(cfg)
@@ -296,12 +301,12 @@ def cmd_ui(args) -> int:
         if not (cfg.storage_root / "mlflow.db").exists():
             raise ConfigError(f"storage.root: no MLflow store at {cfg.storage_root}; run 'kiln run CONFIG' first")
         command += ["--default-artifact-root", (cfg.storage_root / "mlartifacts").as_uri()]
-    from pipelines import tracking
+    from pipelines.tracking import mlflow_runs
 
     base = f"http://127.0.0.1:{args.port}"
     console.say(
         f"MLflow UI for {cfg.tracking_uri}: {base}  (Ctrl-C to stop)",
-        *(f"  {link}" for link in tracking.ui_links(cfg, base)),
+        *(f"  {link}" for link in mlflow_runs.ui_links(cfg, base)),
     )
     sys.stdout.flush()
     os.execv(command[0], command)  # the UI takes this process over: signals reach it directly
@@ -323,7 +328,7 @@ def json_rows(frame) -> list[list]:
 
     import pandas as pd
 
-    from pipelines.encoding import plain
+    from pipelines.data.preprocessing import plain
 
     def cell(value):
         if isinstance(value, bytes):
@@ -336,7 +341,7 @@ def json_rows(frame) -> list[list]:
 def _announce(url: str, rows: list | None, cfg: KilnConfig) -> None:
     import requests
 
-    from pipelines import auth
+    from serving import auth
 
     console.say(f"\nEndpoint: {url}/predict   (health: {url}/healthz)")
     token = f' -H "Authorization: Bearer ${cfg.serve.token_env}"' if cfg.serve.auth == "token" else ""
@@ -374,7 +379,7 @@ def _shutdown() -> None:
         import ray
 
         if ray.is_initialized():
-            from pipelines import runtime
+            from pipelines.cluster import runtime
 
             runtime.stop()
     except Exception:  # already gone

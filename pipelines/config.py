@@ -21,17 +21,21 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines import metrics
+from pipelines import task_metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.auto import is_auto, written
 from pipelines.search.auto import resolve as resolve_space
 from pipelines.search.space import decoded, parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary", "text", "image")
-# Metrics an epoch reports (pipelines/metrics.py); `tune.metric` must be one of the task's.
-REPORTED_METRICS = tuple(dict.fromkeys(m for task in metrics.TASKS for m in metrics.reported(task)))
+# Metrics an epoch reports (pipelines/task_metrics.py); `tune.metric` must be one of the task's.
+REPORTED_METRICS = tuple(dict.fromkeys(m for task in task_metrics.TASKS for m in task_metrics.reported(task)))
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-LOSSES = {"cross_entropy": metrics.CLASSIFICATION, "mse": metrics.REGRESSION, "huber": metrics.REGRESSION}
+LOSSES = {
+    "cross_entropy": task_metrics.CLASSIFICATION,
+    "mse": task_metrics.REGRESSION,
+    "huber": task_metrics.REGRESSION,
+}
 
 
 def _file_safe(value: str) -> str:
@@ -131,7 +135,7 @@ class DataConfig(Section):
     features: list[str] | None = None
     """Feature columns in order; null = every column except the label (and those dropped or excluded)."""
     types: dict[str, str] = {}
-    """Column -> number | category | binary | text, overriding what Kiln infers (pipelines/schema.py has the rule)."""
+    """Column -> number | category | binary | text, overriding what Kiln infers (the rule: data/schema.py)."""
     drop: list[str] = []
     """Columns never used (an id, a leak)."""
     max_categories: PositiveInt = 50
@@ -171,7 +175,7 @@ class DataConfig(Section):
     network's."""
     task: Literal["auto", "classification", "regression"] = "auto"
     """auto: regression for a numeric label with fractions or more than 20 distinct values, else
-    classification (pipelines/task.py has the rule; kiln validate says which it picked)."""
+    classification (pipelines/data/task.py has the rule; kiln validate says which it picked)."""
     max_classes: PositiveInt = 100
     """A classification label with more distinct values than this is refused: it is almost surely a number
     to predict (data.task: regression)."""
@@ -535,8 +539,8 @@ class KilnConfig(Section):
         """This config with the task decided: data.task set, tune.metric and tune.mode defaulted to the task's
         (a metric of the other task is refused, naming it)."""
         check_fits_task(self, task)
-        metric = self.tune.metric or f"val_{metrics.PRIMARY[task]}"
-        tune = self.tune.model_copy(update={"metric": metric, "mode": self.tune.mode or metrics.mode_of(metric)})
+        metric = self.tune.metric or f"val_{task_metrics.PRIMARY[task]}"
+        tune = self.tune.model_copy(update={"metric": metric, "mode": self.tune.mode or task_metrics.mode_of(metric)})
         return self.model_copy(update={"data": self.data.model_copy(update={"task": task}), "tune": tune})
 
     @property
@@ -582,10 +586,10 @@ class KilnConfig(Section):
 
 def check_fits_task(cfg: KilnConfig, task: str) -> None:
     metric, loss = cfg.tune.metric, cfg.train.loss
-    if metric is not None and metrics.task_of(metric) not in (None, task):
+    if metric is not None and task_metrics.task_of(metric) not in (None, task):
         raise ValueError(
-            f"tune.metric: {metric} is a {metrics.task_of(metric)} metric, but the task is {task}; "
-            f"use one of {', '.join(metrics.reported(task))}"
+            f"tune.metric: {metric} is a {task_metrics.task_of(metric)} metric, but the task is {task}; "
+            f"use one of {', '.join(task_metrics.reported(task))}"
         )
     if loss != "auto" and LOSSES[loss] != task:
         raise ValueError(f"train.loss: {loss} is a {LOSSES[loss]} loss, but the task is {task}")

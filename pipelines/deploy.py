@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pipelines import checkpoint, console, integrity, registry, runtime, store
+from pipelines import console
+from pipelines.cluster import runtime
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError, DataError
+from pipelines.model import checkpoint
+from pipelines.tracking import integrity, mlflow_store, registry
 
 
 def ingress_env(cfg: KilnConfig) -> dict[str, str]:
@@ -14,12 +17,19 @@ def ingress_env(cfg: KilnConfig) -> dict[str, str]:
     return ingress.environment(cfg)
 
 
+def check_token(cfg: KilnConfig) -> None:
+    """serve.auth: token needs its token before anything starts: a missing or unreadable one is a ConfigError."""
+    from serving import auth
+
+    auth.read_token(cfg.serve)
+
+
 def check_servable(cfg: KilnConfig, ref: str) -> registry.ServingTarget:
     """What `ref` serves, once its version loads as a replica will load it: a missing model is ModelNotFound, a
     version whose files changed since registration a DataError (exit 2), both before anything starts."""
     target = registry.serving_target(cfg, ref)
     try:
-        store.load_verified(
+        mlflow_store.load_verified(
             cfg.tracking_uri, target.name, target.version, factory=checkpoint.trusted_factory(cfg.model)
         )
     except integrity.IntegrityError as err:

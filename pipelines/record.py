@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines import tracking
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError, SearchInterrupted
 from pipelines.search import ledger
+from pipelines.tracking import mlflow_runs
 
 
 class RunRecord:
@@ -43,9 +43,9 @@ class RunRecord:
                         "meanwhile; nothing left to resume"
                     )
                 self.state = now.with_status(ledger.RUNNING).leased_here()
-                tracking.reopen(cfg, self.state.parent_run_id)
+                mlflow_runs.reopen(cfg, self.state.parent_run_id)
             else:
-                self.state = ledger.new(cfg, tracking.start_parent(cfg, run_name=name, tags=self.tags), name)
+                self.state = ledger.new(cfg, mlflow_runs.start_parent(cfg, run_name=name, tags=self.tags), name)
             ledger.save(cfg, self.state)
         except BaseException:
             self.held.release()
@@ -63,7 +63,7 @@ class RunRecord:
 
     def _end(self, run_status: str, ledger_status: str) -> None:
         try:
-            tracking.end_run(self.cfg, self.run_id, run_status)
+            mlflow_runs.end_run(self.cfg, self.run_id, run_status)
             ledger.save(self.cfg, self.state.with_status(ledger_status))
         finally:
             self.held.release()
@@ -74,10 +74,10 @@ class RunRecord:
         ledger.save(self.cfg, self.state)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        tracking.log_metrics(self.cfg, self.run_id, metrics)
+        mlflow_runs.log_metrics(self.cfg, self.run_id, metrics)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        tracking.set_tags(self.cfg, self.run_id, tags)
+        mlflow_runs.set_tags(self.cfg, self.run_id, tags)
 
     def log_dict(self, payload: dict[str, Any], artifact_file: str) -> None:
-        tracking.log_dict(self.cfg, self.run_id, payload, artifact_file)
+        mlflow_runs.log_dict(self.cfg, self.run_id, payload, artifact_file)

@@ -6,30 +6,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipelines import (
-    auth,
-    baseline,
-    checkpoint,
-    console,
-    data,
-    deploy,
-    encoding,
-    evaluate,
-    images,
-    ingest,
-    integrity,
-    registry,
-    runtime,
-    storage,
-    task,
-    tracking,
-)
+from pipelines import console, deploy
+from pipelines.cluster import runtime, storage
 from pipelines.config import KilnConfig, check_column_encoders
+from pipelines.data import images, ingest, preprocessing, sources, task
 from pipelines.errors import ConfigError, DataError
+from pipelines.model import baseline, checkpoint, evaluate
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
 from pipelines.report import tables
 from pipelines.search import auto, ledger, progress, resources, trial_runs, tuner
+from pipelines.tracking import integrity, mlflow_runs, registry
 
 
 @dataclass
@@ -95,7 +82,7 @@ def check_before_start(cfg: KilnConfig, *, serve: bool, resume: bool) -> tuple[K
     storage.check_reachable(cfg)  # the ledger check_resume reads lives there
     integrity.signing_key()  # a key file that cannot be used fails now, not at registration
     if serve and cfg.serve.enabled:
-        auth.read_token(cfg.serve)  # serve.auth: token without a token fails now, not after the search
+        deploy.check_token(cfg)  # serve.auth: token without a token fails now, not after the search
     cfg = decide_space(decide_task(cfg))
     previous = check_resume(cfg, resume)
     preflight(cfg)
@@ -218,9 +205,9 @@ def record_inputs(cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, *, 
     """The splits as MLflow dataset inputs, logged on the parent run ([train, val, test]; trials get the first
     two). Lineage is worth a note when it fails, never the run."""
     try:
-        inputs = tracking.dataset_inputs(splits.frames(cfg.data.label), source=splits.source, label=cfg.data.label)
+        inputs = mlflow_runs.dataset_inputs(splits.frames(cfg.data.label), source=splits.source, label=cfg.data.label)
         if not resume:  # a resumed parent run has them already
-            tracking.log_inputs(cfg, record.run_id, inputs)
+            mlflow_runs.log_inputs(cfg, record.run_id, inputs)
         return inputs
     except Exception as err:
         console.say(f"  note: the splits were not recorded as MLflow datasets ({type(err).__name__}: {err})")
@@ -233,18 +220,18 @@ def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say)
     from pipelines.plan import calibrate, cost, flops, shapes
     from pipelines.plan import hardware as profiles
 
-    checked = data.inspect(cfg.data, cfg.storage_root)
+    checked = sources.inspect(cfg.data, cfg.storage_root)
     cfg = decide_space(for_task(cfg, checked.task), checked, say=say)
     check_column_encoders(cfg, checked.types)
     frame = checked.frame
     num_classes = frame[cfg.data.label].nunique() if cfg.task == "classification" else 1  # the output width
-    train_rows = data.split_counts(len(frame), cfg.data.split)[0]
+    train_rows = sources.split_counts(len(frame), cfg.data.split)[0]
     # The encoded width (one-hot levels, missing columns) as ingest will fit it; all rows are close enough here.
-    prep = encoding.fit(
+    prep = preprocessing.fit(
         frame,
         checked.types,
         frame[cfg.data.label],
-        **encoding.sizes(cfg.data),
+        **preprocessing.sizes(cfg.data),
         task=cfg.task,
         train_labels=frame[cfg.data.label],
     )
@@ -292,18 +279,18 @@ def for_task(cfg: KilnConfig, task: str) -> KilnConfig:
 
 def decide_task(cfg: KilnConfig) -> KilnConfig:
     """The task, from data.task or the label column (read alone, without Ray), said when Kiln picked it."""
-    resolved, note = task.resolve(cfg, data.label_column(cfg.data, cfg.storage_root))
+    resolved, note = task.resolve(cfg, sources.label_column(cfg.data, cfg.storage_root))
     if note:
         console.say(f"  {note}")
     return resolved
 
 
-def decide_space(cfg: KilnConfig, checked: data.Checked | None = None, *, say=console.say) -> KilnConfig:
+def decide_space(cfg: KilnConfig, checked: sources.Checked | None = None, *, say=console.say) -> KilnConfig:
     """`tune.search_space: auto` built from the data's columns (read without Ray, before anything starts), said
     in one line; a written space passes as it is."""
     if not auto.is_auto(cfg.tune.search_space):
         return cfg
-    checked = checked or data.inspect(cfg.data, cfg.storage_root)
+    checked = checked or sources.inspect(cfg.data, cfg.storage_root)
     resolved = cfg.with_space(
         checked.types, rows=len(checked.frame), colour=has_colour(checked), text_words=text_words(checked)
     )
@@ -311,14 +298,14 @@ def decide_space(cfg: KilnConfig, checked: data.Checked | None = None, *, say=co
     return resolved
 
 
-def text_words(checked: data.Checked) -> int:
+def text_words(checked: sources.Checked) -> int:
     """The 90th-percentile word count of the longest text column (0 without text)."""
     columns = [name for name, kind in checked.types.items() if kind == "text"]
     counts = [checked.frame[name].dropna().astype(str).str.split().str.len().quantile(0.9) for name in columns]
     return int(max((c for c in counts if c == c), default=0))
 
 
-def has_colour(checked: data.Checked) -> bool:
+def has_colour(checked: sources.Checked) -> bool:
     """Any image column holding colour images, from its first files."""
     columns = [name for name, kind in checked.types.items() if kind == "image"]
     return any(images.describe(checked.frame[name].dropna())[1] == 3 for name in columns)

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 from ray import serve
 
-from pipelines import auth, checkpoint, integrity, registry
 from pipelines.config import KilnConfig, ServeConfig
 from pipelines.errors import ConfigError
+from pipelines.model import checkpoint
+from pipelines.tracking import integrity, registry
+from serving import auth
 from serving.limits import answered_hosts
 from serving.metrics import Metrics
 from serving.predictor import Predictor, alias_version, predict_batches

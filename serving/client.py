@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.encoding import plain
+from pipelines.data.preprocessing import plain
 from pipelines.errors import DataError, ModelNotFound
 
 CHUNK_ROWS = 1000
@@ -60,8 +60,8 @@ def sends_token_in_clear(url: str) -> bool:
     """A token would go over plain HTTP to a host that is not this machine."""
     from urllib.parse import urlsplit
 
-    from pipelines.auth import client_headers
     from pipelines.config import LOOPBACK
+    from serving.auth import client_headers
 
     parts = urlsplit(url)
     return parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK and bool(client_headers())
@@ -73,7 +73,7 @@ def predict_file(
     """Every row's prediction, in file order. Chunks shrink when the endpoint says a body is too large."""
     import requests
 
-    from pipelines.auth import client_headers
+    from serving.auth import client_headers
 
     url = url.rstrip("/")
     with requests.Session() as session:
@@ -116,7 +116,7 @@ def check_serves(url: str, ref: str, *, verify: bool | str = True) -> None:
     """The endpoint at `url` answers and serves the model `ref` (NAME, NAME@ALIAS or NAME/VERSION) names."""
     import requests
 
-    from pipelines.auth import client_headers
+    from serving.auth import client_headers
 
     try:
         answer = requests.get(f"{url.rstrip('/')}/model", headers=client_headers(), timeout=30, verify=verify)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipelines.cluster.ports import free_ports
 from pipelines.config import KilnConfig
-from pipelines.ports import free_ports
 
 WRAPPER = Path(__file__).resolve().parent / "haproxy-loopback.sh"
 # The drain: a replica behind HAProxy stays open this long after it is told to stop, so HAProxy can deregister it

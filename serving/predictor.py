@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import images, store
-from pipelines.inference import InferenceModel
+from pipelines.data import images
+from pipelines.model.inference import InferenceModel
+from pipelines.tracking import mlflow_store
 
 
 class RequestError(ValueError):
@@ -40,9 +41,9 @@ class Predictor:
     @classmethod
     def from_registry(cls, tracking_uri: str, name: str, version: int, **options) -> Predictor:
         """Only `models:/NAME/VERSION` of this store's registry, never a path from a request; its files'
-        signature checked and its checkpoint loaded without running any stored code (store.load_verified)."""
+        signature checked and its checkpoint loaded without running any stored code (mlflow_store.load_verified)."""
         factory, key = options.pop("factory", None), options.pop("key", None)
-        model = store.load_verified(tracking_uri, name, version, factory=factory, key=key)
+        model = mlflow_store.load_verified(tracking_uri, name, version, factory=factory, key=key)
         if options.pop("gpu", False):
             model.to("cuda")
         return cls(model, name=name, version=version, **options)
@@ -135,7 +136,7 @@ class Predictor:
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> int:
     """The version `models:/NAME@ALIAS` points at in this store's registry."""
-    return int(store.client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    return int(mlflow_store.client(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
 def predict_batches(items: list[tuple[Predictor, np.ndarray]], *, max_rows: int = 10_000) -> list[np.ndarray]:

@@ -14,8 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from pipelines import auth
-from serving import protocol, v2
+from serving import auth, protocol, v2
 from serving.limits import LOOPBACK_HOSTS, VERSION_HEADER, BodyTooLarge, Guard, error_body
 from serving.metrics import Metrics
 from serving.predictor import Predictor, RequestError

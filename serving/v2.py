@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import images
+from pipelines.data import images
 
 # An image column's checked bytes -> the pixels its model reads: (feature, bytes, the request's pixel budget).
 DecodeImage = Callable[[str, bytes, "images.PixelBudget | None"], np.ndarray]

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import checkpoint, encoding
 from pipelines.config import ModelConfig
+from pipelines.data import preprocessing
+from pipelines.model import checkpoint
 
 
 def train_tiny(folder: Path, *, steps: int = 100, seed: int = 0) -> pd.DataFrame:
@@ -15,10 +16,10 @@ def train_tiny(folder: Path, *, steps: int = 100, seed: int = 0) -> pd.DataFrame
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 4)) * 3 + 10
     df = pd.DataFrame(x, columns=["a", "b", "c", "d"]).assign(label=np.where(x[:, 0] > 10, "high", "low"))
-    prep = encoding.fit(df, dict.fromkeys(["a", "b", "c", "d"], "number"), df["label"], max_categories=10)
+    prep = preprocessing.fit(df, dict.fromkeys(["a", "b", "c", "d"], "number"), df["label"], max_categories=10)
     cfg = ModelConfig(hidden=[8], dropout=0.0)
     torch.manual_seed(seed)
-    from pipelines.models import build_model
+    from pipelines.model.networks import build_model
 
     model = build_model(cfg, input_dim=4, num_classes=2)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)

@@ -14,8 +14,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from pipelines.cluster.ports import free_port
 from pipelines.config import KilnConfig
-from pipelines.models import build_model, sample_input
+from pipelines.model.networks import build_model, sample_input
 from pipelines.plan.flops import count_flops
 from pipelines.plan.hardware import (
     IN_WORKER_SLOWDOWN,
@@ -26,7 +27,6 @@ from pipelines.plan.hardware import (
     at_speed,
     local_cores,
 )
-from pipelines.ports import free_port
 
 
 def calibrate_local(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipelines import text
 from pipelines.config import KilnConfig
-from pipelines.models import build_model, pair_buckets, sample_input
+from pipelines.data import text
+from pipelines.model.networks import build_model, pair_buckets, sample_input
 
 BYTES_PER_PARAM = 4  # float32 weights; DDP all-reduces float32 gradients of the same size
 
@@ -36,7 +36,7 @@ def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int
 
 
 def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
-    """Each feature column's share of the network's input (encoding.Encoder list): its encoded width and, for a
+    """Each feature column's share of the network's input (preprocessing.Encoder list): its encoded width and, for a
     category or binary column, the parameters of its one-hot table, which are its rows of the first layer's
     weights (an embedding of width hidden[0]; 0 where the model is not an mlp)."""
     first = cfg.model.hidden[0] if cfg.model.name == "mlp" and cfg.model.hidden else 0

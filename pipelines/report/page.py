@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines import baseline, tracking
-from pipelines.baseline import NAME as TREES
 from pipelines.config import KilnConfig
+from pipelines.model import baseline
+from pipelines.model.baseline import NAME as TREES
 from pipelines.search import scheduler
 from pipelines.search.ranking import best_epoch
+from pipelines.tracking import mlflow_runs
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ReportData:
 
 
 def collect(cfg: KilnConfig, run_id: str) -> ReportData:
-    client = tracking.client(cfg)
+    client = mlflow_runs.client(cfg)
     parent = client.get_run(run_id)
     params, metrics, tags = parent.data.params, parent.data.metrics, parent.data.tags
     metric = params.get("tune.metric", cfg.tune.metric)
@@ -131,7 +132,7 @@ def build(cfg: KilnConfig, run_id: str) -> Path:
     path = cfg.storage_root / "reports" / f"{data.run_name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data))
-    tracking.client(cfg).log_artifact(run_id, str(path))
+    mlflow_runs.client(cfg).log_artifact(run_id, str(path))
     return path
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
-from pipelines import baseline, console, tracking
+from pipelines import console
 from pipelines.config import KilnConfig
 from pipelines.console import describe_sample
+from pipelines.model import baseline
+from pipelines.tracking import mlflow_runs
 
 
 def _when(ms: int | None) -> str:
@@ -21,7 +23,7 @@ def _duration(start_ms: int | None, end_ms: int | None) -> str:
 
 
 def runs_table(cfg: KilnConfig, limit: int = 20) -> str:
-    client = tracking.client(cfg)
+    client = mlflow_runs.client(cfg)
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = (
         client.search_runs(
@@ -59,7 +61,7 @@ def runs_table(cfg: KilnConfig, limit: int = 20) -> str:
 
 
 def models_table(cfg: KilnConfig) -> str:
-    client = tracking.client(cfg)
+    client = mlflow_runs.client(cfg)
     rows = []
     for model in client.search_registered_models():
         versions = client.search_model_versions(f"name = '{model.name}'")

@@ -10,7 +10,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, replace
 
-from pipelines import locks, storage
+from pipelines.cluster import locks, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import ConfigError
 

@@ -41,7 +41,7 @@ class OrphanReaper:
         from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
         from ray.util.state import list_actors
 
-        from pipelines import ray_private
+        from pipelines.cluster import ray_private
 
         groups = {
             pg_id: list(info["bundles"].values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines import storage
+from pipelines.cluster import storage
 from pipelines.config import KilnConfig
 from pipelines.search import promotion
 

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from pipelines import integrity
+from pipelines.tracking import integrity
 
 SIGNATURE_FILE = "kiln-search.sig"
 TUNER_STATE = "tuner.pkl"  # Tune writes it straight to storage when a Tuner is made, not through staging
@@ -48,7 +48,7 @@ class SearchSignature:
     @classmethod
     def of(cls, cfg, search_name: str) -> SearchSignature:
         """The signature of search SEARCH_NAME in cfg's storage.root."""
-        from pipelines import storage
+        from pipelines.cluster import storage
 
         where = storage.ray_storage(cfg)
         return cls(where["storage_filesystem"], f"{where['storage_path']}/{search_name}", search_name)

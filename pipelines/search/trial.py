@@ -12,7 +12,7 @@ import ray.train
 from ray.util.queue import Queue
 
 from pipelines.config import KilnConfig
-from pipelines.encoding import Preprocessing
+from pipelines.data.preprocessing import Preprocessing
 from pipelines.search import resources
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from pipelines import tracking
 from pipelines.config import KilnConfig
+from pipelines.tracking import mlflow_runs
 
 
 def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | None = None, inputs: list = ()):
@@ -32,17 +32,17 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.runs:
                 return
-            existing = tracking.find_trial_run(cfg, parent_run_id, trial.trial_id)  # a resumed search
+            existing = mlflow_runs.find_trial_run(cfg, parent_run_id, trial.trial_id)  # a resumed search
             if existing:
                 self.runs[trial.trial_id] = existing
                 # What the store holds, not what an older snapshot of this callback remembers: a restarted
                 # trial reports its restored epoch again, and that epoch may or may not have been written.
-                self.logged[trial.trial_id] = tracking.last_epoch_logged(cfg, existing)
-                tracking.client(cfg).update_run(existing, status="RUNNING")
+                self.logged[trial.trial_id] = mlflow_runs.last_epoch_logged(cfg, existing)
+                mlflow_runs.client(cfg).update_run(existing, status="RUNNING")
                 return
             trial_cfg = cfg.with_sample(trial.config)
-            run = tracking.client(cfg).create_run(
-                tracking.experiment_id(cfg),
+            run = mlflow_runs.client(cfg).create_run(
+                mlflow_runs.experiment_id(cfg),
                 run_name=f"trial-{trial.trial_id}",
                 tags={
                     "mlflow.parentRunId": parent_run_id,
@@ -52,17 +52,17 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
                 },
             )
             self.runs[trial.trial_id] = run.info.run_id
-            mlflow_client = tracking.client(cfg)
-            for key, value in tracking.trial_params(trial_cfg).items():
+            mlflow_client = mlflow_runs.client(cfg)
+            for key, value in mlflow_runs.trial_params(trial_cfg).items():
                 mlflow_client.log_param(run.info.run_id, key, value)
-            tracking.log_inputs(cfg, run.info.run_id, list(inputs))
+            mlflow_runs.log_inputs(cfg, run.info.run_id, list(inputs))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             run_id = self.runs.get(trial.trial_id)
             if run_id is None:
                 return
             if result.get("node_ids") and trial.trial_id not in self.tagged:
-                tracking.set_tags(cfg, run_id, {"node_ids": str(result["node_ids"])})
+                mlflow_runs.set_tags(cfg, run_id, {"node_ids": str(result["node_ids"])})
                 self.tagged.add(trial.trial_id)
             step = int(result.get("epoch", result.get("training_iteration", 0)))
             if step <= self.logged.get(trial.trial_id, 0):
@@ -70,10 +70,10 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
             # tune.metric first: MLflow's compare page plots the first metric a run logged against the parameters
             metrics = {
                 k: result[k]
-                for k in (cfg.tune.metric, *tracking.LOGGED_METRICS)
+                for k in (cfg.tune.metric, *mlflow_runs.LOGGED_METRICS)
                 if isinstance(result.get(k), int | float) and math.isfinite(result[k])
             }
-            tracking.log_metrics(cfg, run_id, metrics, step=step)
+            mlflow_runs.log_metrics(cfg, run_id, metrics, step=step)
             self.logged[trial.trial_id] = step
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -85,12 +85,12 @@ def trial_callback(cfg: KilnConfig, parent_run_id: str, tags: dict[str, str] | N
         def on_experiment_end(self, trials, **info):
             # A trial the sampler had made when the driver was killed, but that Tune's saved state missed, is not
             # restored by --resume (a model-based sampler's trials have new ids): its run would stay RUNNING.
-            tracking.end_lost_trial_runs(cfg, parent_run_id, {t.trial_id for t in trials})
+            mlflow_runs.end_lost_trial_runs(cfg, parent_run_id, {t.trial_id for t in trials})
 
         def _end(self, trial, status):
             run_id = self.runs.get(trial.trial_id)
             if run_id:
-                tracking.set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("epoch", 0))})
-                tracking.end_run(cfg, run_id, status)
+                mlflow_runs.set_tags(cfg, run_id, {"kiln.epochs_run": str(trial.last_result.get("epoch", 0))})
+                mlflow_runs.end_run(cfg, run_id, status)
 
     return MlflowTrials()

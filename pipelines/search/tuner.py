@@ -9,7 +9,8 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipelines import signals, storage
+from pipelines import signals
+from pipelines.cluster import storage
 from pipelines.config import KilnConfig
 from pipelines.errors import SearchInterrupted
 from pipelines.search import resources, scheduler, signing, space
@@ -231,7 +232,9 @@ def trial_id_of(path: str | None) -> str:
 def with_existing_checkpoint(cfg: KilnConfig, trial: TrialSummary) -> tuple[TrialSummary, str | None]:
     """The trial as it can be evaluated: its best checkpoint that still exists in storage, and a one-line
     note when that is not the best-ranked one; an error naming the path when none exists."""
-    choice = choose_existing(list(trial.candidates), lambda path: storage.checkpoint_exists(cfg, path))
+    from pipelines.model import checkpoint  # torch, only once a search has a best trial
+
+    choice = choose_existing(list(trial.candidates), lambda path: checkpoint.exists(cfg, path))
     if choice.chosen is None:
         raise RuntimeError(
             f"trial {trial.trial_id}: no checkpoint left to evaluate; expected one at "

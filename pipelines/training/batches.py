@@ -14,14 +14,10 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from pipelines.data.preprocessing import matrix_bytes
+
 DTYPES = {"x": torch.float32}  # y keeps its own: class indices (int64) or a standardised target (float32)
-BYTES_PER_LABEL = 8
 CHUNK_BYTES = 16 << 20  # what Ray Data hands the streaming path at a time
-
-
-def shard_bytes(rows: int, input_dim: int) -> int:
-    """Bytes of `rows` float32 feature vectors and their int64 labels."""
-    return rows * (input_dim * 4 + BYTES_PER_LABEL)
 
 
 class InMemory:
@@ -64,7 +60,7 @@ class Streaming:
 
     def __init__(self, shard, device: torch.device, *, input_dim: int):
         self.shard, self.device = shard, device
-        self.chunk_rows = max(1, CHUNK_BYTES // shard_bytes(1, input_dim))
+        self.chunk_rows = max(1, CHUNK_BYTES // matrix_bytes(1, input_dim))
 
     def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`seed` shuffles (training); None keeps the order (evaluation)."""

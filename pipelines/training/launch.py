@@ -16,9 +16,9 @@ from typing import Any
 
 from ray.train.backend import Backend, BackendConfig
 
-from pipelines import storage
+from pipelines.cluster import storage
 from pipelines.config import KilnConfig
-from pipelines.encoding import Preprocessing
+from pipelines.data.preprocessing import Preprocessing
 
 PROCESS_GROUP_TIMEOUT_S = 1800  # TorchConfig's default
 SHUTDOWN_TIMEOUT_S = 30
@@ -128,7 +128,7 @@ class DDPConfig(BackendConfig):
 
     @property
     def framework(self):
-        from pipelines import ray_private
+        from pipelines.cluster import ray_private
 
         return ray_private.torch_framework()  # what Ray's dashboard shows the run as
 

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import checkpoint, data, encoding, metrics
+from pipelines import task_metrics
 from pipelines.config import KilnConfig
+from pipelines.data import preprocessing, sources
+from pipelines.model import checkpoint
 from pipelines.training.loop import train_loop_per_worker
 
 
@@ -65,15 +67,15 @@ class Fitted:
 def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
     """Train `cfg` (no search: its own values) on `frame`'s train split in this process; score the best epoch."""
     started = time.perf_counter()
-    checked = data.check_frame(frame, cfg.data)
+    checked = sources.check_frame(frame, cfg.data)
     cfg = cfg.for_task(checked.task)
     rows, label = checked.frame, cfg.data.label
-    train_idx, val_idx, test_idx = data.split(rows[label].to_numpy(), cfg.data.split, checked.task)
-    prep = encoding.fit(
+    train_idx, val_idx, test_idx = sources.split(rows[label].to_numpy(), cfg.data.split, checked.task)
+    prep = preprocessing.fit(
         rows.iloc[train_idx],
         checked.types,
         rows[label],
-        **encoding.sizes(cfg.data),
+        **preprocessing.sizes(cfg.data),
         task=checked.task,
         train_labels=rows[label].iloc[train_idx],
     )
@@ -99,8 +101,8 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         with torch.inference_mode():
             outputs = model(torch.as_tensor(x_test)).double().numpy()
     if prep.regression:
-        scores = metrics.regression(prep.decode(outputs), prep.decode(y_test))
+        scores = task_metrics.regression(prep.decode(outputs), prep.decode(y_test))
     else:
-        scores = metrics.classification(torch.softmax(torch.as_tensor(outputs), 1).numpy(), y_test)
+        scores = task_metrics.classification(torch.softmax(torch.as_tensor(outputs), 1).numpy(), y_test)
     best = {k: v for k, v in worker.best.items() if k.startswith("val_")}
-    return Fitted(best, metrics.prefixed("test", scores), worker.history, time.perf_counter() - started)
+    return Fitted(best, task_metrics.prefixed("test", scores), worker.history, time.perf_counter() - started)

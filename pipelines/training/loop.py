@@ -13,10 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines import checkpoint, metrics
+from pipelines import task_metrics
 from pipelines.config import ModelConfig, TrainConfig
-from pipelines.encoding import Preprocessing
-from pipelines.models import augment, build_model
+from pipelines.data.preprocessing import Preprocessing
+from pipelines.model import checkpoint
+from pipelines.model.networks import augment, build_model
 from pipelines.training import batches, recipe
 
 
@@ -188,7 +189,7 @@ def loss_function(loss: str, task: str, *, label_smoothing: float = 0.0):
     """train.loss (auto: the task's own) on the network's outputs and the targets; `label_smoothing` applies to
     cross-entropy (the training loss; evaluation takes the plain one)."""
     if loss == "auto":
-        loss = "mse" if task == metrics.REGRESSION else "cross_entropy"
+        loss = "mse" if task == task_metrics.REGRESSION else "cross_entropy"
     if loss == "cross_entropy":
         if label_smoothing:
             return lambda outputs, y, **kw: F.cross_entropy(outputs, y, label_smoothing=label_smoothing, **kw)
@@ -202,14 +203,14 @@ def val_metrics(outputs: torch.Tensor, targets: torch.Tensor, prep: Preprocessin
     if len(targets) == 0:
         return {
             "val_loss": float("nan"),
-            **metrics.prefixed("val", metrics.compute(prep.task, np.zeros((0, 1)), np.zeros(0))),
+            **task_metrics.prefixed("val", task_metrics.compute(prep.task, np.zeros((0, 1)), np.zeros(0))),
         }
     loss = float(loss_fn(outputs, targets))
     if prep.regression:
-        scores = metrics.regression(prep.decode(outputs.numpy()), prep.decode(targets.numpy()))
+        scores = task_metrics.regression(prep.decode(outputs.numpy()), prep.decode(targets.numpy()))
     else:
-        scores = metrics.classification(torch.softmax(outputs.double(), dim=1).numpy(), targets.numpy())
-    return {"val_loss": loss, **metrics.prefixed("val", scores)}
+        scores = task_metrics.classification(torch.softmax(outputs.double(), dim=1).numpy(), targets.numpy())
+    return {"val_loss": loss, **task_metrics.prefixed("val", scores)}
 
 
 def train_epoch(

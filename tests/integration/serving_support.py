@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import registry, tracking
 from pipelines.config import KilnConfig, load_config
+from pipelines.tracking import mlflow_runs, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # shared helpers such as tiny_model
@@ -32,7 +32,7 @@ def tiny_store(
         frame = train_tiny(folder, steps=100 if number == 1 else 20, seed=number)
         promote = "always" if number == 1 else "never"
         versioned = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"promote": promote})})
-        parent = tracking.start_parent(versioned, run_name=f"v{number}", tags={})
+        parent = mlflow_runs.start_parent(versioned, run_name=f"v{number}", tags={})
         test = frame.sample(40, random_state=number)
         registered = registry.register(
             versioned,
@@ -44,7 +44,7 @@ def tiny_store(
             data_fingerprint="f" * 16,
         )
         assert registered.version == number
-        tracking.end_run(versioned, parent, "FINISHED")
+        mlflow_runs.end_run(versioned, parent, "FINISHED")
     return cfg, frame
 
 

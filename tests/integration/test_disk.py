@@ -11,7 +11,7 @@ FIXED_BYTES, PER_TRIAL_BYTES = 10 * 2**20, 2**20  # the stated bound: 10 MiB + 1
 
 
 def search_folder(root, num_samples: int) -> int:
-    from pipelines.storage import folder_bytes
+    from pipelines.cluster.storage import folder_bytes
 
     out = subprocess.run(
         [

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines import images
+from pipelines.data import images
 
 from tests_support import KILN, start_run
 

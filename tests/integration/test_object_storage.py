@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.store import scoped
+from pipelines.tracking.mlflow_store import scoped
 
 from tests_support import KILN, ROOT, free_port, kill_mid_search, store_client
 

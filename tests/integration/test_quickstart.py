@@ -190,7 +190,7 @@ def test_bad_config_exits_2_with_one_line_and_starts_nothing(tmp_path):
 def test_run_folder_keeps_only_the_winners_checkpoints(live_run):
     """Stopped and losing trials' checkpoints are pruned after registering; the folder stays bounded:
     about 5 MiB fixed (dataset, MLflow store, the registered model) plus well under 1 MiB a trial."""
-    from pipelines.storage import folder_bytes
+    from pipelines.cluster.storage import folder_bytes
 
     weights = list((live_run.root / "ray").rglob("model.pt"))  # <trial's folder>/checkpoint_*/model.pt
     assert len({w.parent.parent for w in weights}) == 1

@@ -48,7 +48,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    from pipelines import deploy, runtime
+    from pipelines import deploy
+    from pipelines.cluster import runtime
 
     port = free_port()
     cfg, frame = tiny_store(
@@ -243,7 +244,7 @@ def test_concurrent_single_rows_share_a_forward_pass(live):
 
 
 def test_promote_and_rollback_switch_the_live_endpoint_with_zero_failed_requests(live):
-    from pipelines import registry
+    from pipelines.tracking import registry
 
     stop, seen = threading.Event(), [[], []]
 
@@ -382,7 +383,7 @@ def test_serving_a_model_another_process_serves_on_the_cluster_is_refused_not_re
 
 def test_a_pinned_version_does_not_follow_the_alias(live):
     """Last: redeploys the endpoint pinned to v1, then moves the alias away from it."""
-    from pipelines import registry
+    from pipelines.tracking import registry
     from serving.app import deploy
 
     deploy(live.cfg, name=NAME, version=1)

@@ -19,7 +19,7 @@ OTHER = "import ray, sys; ray.init(num_cpus=1, include_dashboard=False); print('
 def test_a_ray_process_finds_its_own_runtimes_state_beside_another_instance(tmp_path):
     import ray
 
-    from pipelines import runtime
+    from pipelines.cluster import runtime
     from pipelines.config import load_config
 
     other = subprocess.Popen(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ports import free_port  # noqa: F401  (the tests' free ports)
+from pipelines.cluster.ports import free_port  # noqa: F401  (the tests' free ports)
 
 ROOT = Path(__file__).resolve().parents[2]
 KILN = str(Path(sys.executable).parent / "kiln")

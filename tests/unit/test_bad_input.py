@@ -178,12 +178,12 @@ def check(args, message, tmp_path, capsys):
 def test_a_csv_ray_cannot_parse_is_named_by_its_row_not_by_rays_retry_message(tmp_path):
     """pandas writes a lone carriage return inside a field unquoted; Ray Data's CSV reader then sees a short row
     and says only "Failed to apply UDF transform". The error names the file and the row's text."""
-    from pipelines import data, ingest
+    from pipelines.data import ingest, sources
 
     path = tmp_path / "tweets.csv"
     path.write_bytes(b'text,label\n"fine",a\nbroken\rtweet,b\nok,a\n')
-    said = ingest.read_error(data.Source([str(path)], "csv"), RuntimeError("Failed to apply UDF transform"))
+    said = ingest.read_error(sources.Source([str(path)], "csv"), RuntimeError("Failed to apply UDF transform"))
     assert said.startswith("tweets.csv: CSV parse error: Expected 2 columns, got 1"), said
     fine = tmp_path / "fine.csv"
     fine.write_text("text,label\nok,a\n")
-    assert ingest.read_error(data.Source([str(fine)], "csv"), RuntimeError("lost")) == "lost"
+    assert ingest.read_error(sources.Source([str(fine)], "csv"), RuntimeError("lost")) == "lost"

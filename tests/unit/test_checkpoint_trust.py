@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from pipelines import checkpoint, encoding
 from pipelines.config import ModelConfig
-from pipelines.inference import InferenceModel
-from pipelines.models import build_model
+from pipelines.data import preprocessing
+from pipelines.model import checkpoint
+from pipelines.model.inference import InferenceModel
+from pipelines.model.networks import build_model
 
 FACTORY_MODULE = """
 import pathlib
@@ -33,7 +34,9 @@ def saved(tmp_path, monkeypatch):
     (tmp_path / "usercode").mkdir()
     (tmp_path / "usercode" / "kiln_test_factory.py").write_text(FACTORY_MODULE.format(marker=str(marker)))
     monkeypatch.syspath_prepend(str(tmp_path / "usercode"))
-    prep = encoding.Preprocessing([encoding.Encoder("a", "number"), encoding.Encoder("b", "number")], [0, 1])
+    prep = preprocessing.Preprocessing(
+        [preprocessing.Encoder("a", "number"), preprocessing.Encoder("b", "number")], [0, 1]
+    )
     cfg = ModelConfig(name="kiln_test_factory:factory")
     model = build_model(ModelConfig(name="mlp", hidden=[]), input_dim=2, num_classes=2)[0]  # the same weights
     folder = tmp_path / "ckpt"
@@ -83,7 +86,7 @@ def test_a_version_carries_its_factorys_module_and_runs_that_copy_not_the_instal
     """The code a trusted version runs is the code signed with it (the digest covers every file of a version):
     changing or removing the installed module afterwards changes nothing, and a factory only ever installed
     somewhere else still serves."""
-    from pipelines.registry import servable
+    from pipelines.tracking.registry import servable
 
     folder, marker = saved
     (tmp_path / "staging").mkdir()

@@ -44,8 +44,8 @@ def test_objects_lost_during_ingest_are_read_again_once(monkeypatch):
     import pytest
     from ray.exceptions import ObjectLostError
 
-    from pipelines import ingest
     from pipelines.config import load_config
+    from pipelines.data import ingest
 
     calls, said = [], []
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import encoding
-from pipelines.encoding import Encoder, Preprocessing
+from pipelines.data import preprocessing
+from pipelines.data.preprocessing import Encoder, Preprocessing
 
 
 def table(n=60):
@@ -29,7 +29,7 @@ TYPES = {"f1": "number", "f2": "number", "town": "category", "smoker": "binary"}
 def test_number_statistics_come_from_train_rows_only():
     df = table()
     train = df.iloc[:30]
-    prep = encoding.fit(train, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
+    prep = preprocessing.fit(train, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
     assert [e.mean for e in prep.encoders] == pytest.approx(train[["f1", "f2"]].mean().tolist())
     standardised = prep.transform(train[["f1", "f2"]])
     assert standardised.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
@@ -38,13 +38,13 @@ def test_number_statistics_come_from_train_rows_only():
 
 def test_constant_column_is_not_divided_by_zero():
     df = table().assign(f2=1.0)
-    prep = encoding.fit(df, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
+    prep = preprocessing.fit(df, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
     assert np.isfinite(prep.transform(df[["f1", "f2"]])).all()
 
 
 def test_missing_numbers_take_the_train_median_and_an_indicator():
     train = pd.DataFrame({"x": [1.0, 2.0, np.nan, 10.0]})
-    encoder = encoding.fit_encoder("x", "number", train["x"], max_categories=5)
+    encoder = preprocessing.fit_encoder("x", "number", train["x"], max_categories=5)
     assert encoder.median == 2.0 and encoder.indicator and encoder.names == ["x", "x=missing"]
     out = encoder.encode(pd.Series([np.nan, None, 2.0]))
     assert out[:, 1].tolist() == [1, 1, 0]
@@ -53,7 +53,7 @@ def test_missing_numbers_take_the_train_median_and_an_indicator():
 
 def test_categories_keep_the_most_frequent_train_values_and_share_other():
     train = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"])
-    encoder = encoding.fit_encoder("town", "category", train, max_categories=2)
+    encoder = preprocessing.fit_encoder("town", "category", train, max_categories=2)
     assert encoder.levels == ["a", "b"] and encoder.width == 4
     out = encoder.encode(pd.Series(["a", "c", "never seen", None, 3]))
     assert out.argmax(axis=1).tolist() == [0, 3, 3, 2, 3]  # a, other, other, missing, other
@@ -61,19 +61,19 @@ def test_categories_keep_the_most_frequent_train_values_and_share_other():
 
 
 def test_category_levels_ignore_how_a_number_was_written():
-    encoder = encoding.fit_encoder("code", "category", pd.Series([3, 3, 7]), max_categories=5)
+    encoder = preprocessing.fit_encoder("code", "category", pd.Series([3, 3, 7]), max_categories=5)
     assert encoder.encode(pd.Series([3.0, "3", 7])).argmax(axis=1).tolist() == [0, 0, 1]
 
 
 def test_binary_maps_two_values_and_flags_the_rest():
-    encoder = encoding.fit_encoder("smoker", "binary", pd.Series(["yes", "no", "no"]), max_categories=5)
+    encoder = preprocessing.fit_encoder("smoker", "binary", pd.Series(["yes", "no", "no"]), max_categories=5)
     assert encoder.levels == ["no", "yes"]
     assert encoder.encode(pd.Series(["yes", "no", None, "maybe"])).tolist() == [[1, 0], [0, 0], [0, 1], [0, 1]]
 
 
 def test_mixed_rows_round_trip_through_json_and_encode_alike():
     df = table()
-    prep = encoding.fit(df, TYPES, df["label"], max_categories=10)
+    prep = preprocessing.fit(df, TYPES, df["label"], max_categories=10)
     restored = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     rows = df[list(TYPES)].head(5)
     assert restored.width == prep.width == 1 + 1 + 5 + 2
@@ -89,7 +89,7 @@ def test_a_checkpoint_from_before_column_types_still_loads():
 
 
 def test_integer_labels_stay_integers():
-    prep = encoding.fit(table(), {"f1": "number"}, pd.Series(np.array([3, 1, 2, 1])), max_categories=5)
+    prep = preprocessing.fit(table(), {"f1": "number"}, pd.Series(np.array([3, 1, 2, 1])), max_categories=5)
     assert prep.labels == [1, 2, 3] and all(type(v) is int for v in prep.labels)
 
 
@@ -99,12 +99,12 @@ def test_an_encoder_names_its_columns():
 
 def test_a_regression_target_is_standardised_on_train_and_decoded_back_after_json():
     train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "price": [100.0, 200.0, 300.0, 400.0]})
-    prep = encoding.fit(
+    prep = preprocessing.fit(
         train, {"x": "number"}, train["price"], max_categories=10, task="regression", train_labels=train["price"]
     )
     targets = prep.encode(train["price"])
     assert targets.dtype == np.float32 and abs(targets.mean()) < 1e-6 and abs(targets.std() - 1) < 1e-6
-    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again.regression and again.output_dim == 1 and again.labels == []
     assert np.allclose(again.decode(targets), train["price"])
 
@@ -116,17 +116,17 @@ def test_quantile_numbers_become_normal_scores_of_their_train_rank_and_travel_as
 
     rng = np.random.default_rng(0)
     skewed = pd.Series(np.exp(rng.normal(size=2000)))  # log-normal: standardising leaves a long tail
-    encoder = encoding.fit_encoder("x", "number", skewed, max_categories=5, numbers="quantile")
+    encoder = preprocessing.fit_encoder("x", "number", skewed, max_categories=5, numbers="quantile")
     z = encoder.encode(skewed)[:, 0]
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05 and z.max() <= 3.0
     assert encoder.encode(pd.Series([float(np.median(skewed))]))[0, 0] == pytest.approx(0.0, abs=0.05)
     assert encoder.encode(pd.Series([1e9]))[0, 0] == pytest.approx(norm.ppf(0.99865), abs=1e-3), "clipped"
-    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    again = preprocessing.Encoder(**json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(again.encode(skewed), encoder.encode(skewed))
     many_ties = pd.Series([0.0] * 900 + [1.0, 2.0, 3.0] * 34)
-    tied = encoding.fit_encoder("t", "number", many_ties, max_categories=5, numbers="quantile")
+    tied = preprocessing.fit_encoder("t", "number", many_ties, max_categories=5, numbers="quantile")
     assert tied.encode(pd.Series([0.0]))[0, 0] == pytest.approx(norm.ppf(0.45), abs=0.05), "ties rank mid-way"
-    two = encoding.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="quantile")
+    two = preprocessing.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="quantile")
     assert two.quantiles == [], "two values are standardised"
 
 
@@ -136,9 +136,9 @@ def test_ple_numbers_add_a_piecewise_linear_column_per_train_quantile_bin_and_tr
     rng = np.random.default_rng(0)
     values = pd.Series(rng.exponential(size=1000))
     values[3] = np.nan
-    encoder = encoding.fit_encoder("x", "number", values, max_categories=5, numbers="ple")
+    encoder = preprocessing.fit_encoder("x", "number", values, max_categories=5, numbers="ple")
     bins = len(encoder.bins) - 1
-    assert bins == encoding.PLE_BINS and encoder.width == 1 + bins + 1, "value, one column per bin, missing"
+    assert bins == preprocessing.PLE_BINS and encoder.width == 1 + bins + 1, "value, one column per bin, missing"
     encoded = encoder.encode(pd.Series([encoder.bins[0] - 1.0, encoder.bins[5], 1e9, np.nan]))
     assert encoded.shape == (4, encoder.width) and len(encoder.names) == encoder.width
     pieces = encoded[:, 1:-1]
@@ -148,17 +148,17 @@ def test_ple_numbers_add_a_piecewise_linear_column_per_train_quantile_bin_and_tr
     assert encoded[3, -1] == 1 and encoded[3, 0] == pytest.approx((encoder.median - encoder.mean) / encoder.std)
     middle = (encoder.bins[2] + encoder.bins[3]) / 2
     assert encoder.encode(pd.Series([middle]))[0, 1 + 2] == pytest.approx(0.5), "halfway through bin 3"
-    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    again = preprocessing.Encoder(**json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(again.encode(values), encoder.encode(values))
-    two = encoding.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="ple")
+    two = preprocessing.fit_encoder("b", "number", pd.Series([0.0, 1.0] * 50), max_categories=5, numbers="ple")
     assert two.bins == [] and two.width == 1, "two values are standardised only"
 
 
 def test_auto_numbers_are_ple_on_large_train_splits_only():
     rng = np.random.default_rng(1)
-    for rows, has_bins in ((encoding.PLE_FROM_ROWS - 1, False), (encoding.PLE_FROM_ROWS, True)):
+    for rows, has_bins in ((preprocessing.PLE_FROM_ROWS - 1, False), (preprocessing.PLE_FROM_ROWS, True)):
         train = pd.DataFrame({"x": rng.normal(size=rows)})
-        prep = encoding.fit(
+        prep = preprocessing.fit(
             train, {"x": "number"}, pd.Series([0, 1] * (rows // 2 + 1)), max_categories=5, numbers="auto"
         )
         assert bool(prep.encoders[0].bins) == has_bins, rows

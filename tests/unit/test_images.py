@@ -1,5 +1,5 @@
 """Image columns: the class-folder source, decoding and its errors, the fitted encoding, training-only shifts,
-the CNN in the combiner, and what a request may send (pipelines/images.py, encoding, models, serving)."""
+the CNN in the combiner, and what a request may send (pipelines/data/images.py, encoding, models, serving)."""
 
 import base64
 import io
@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import checkpoint, data, encoding, images
 from pipelines.config import DataConfig, ModelConfig
-from pipelines.encoding import Slot
+from pipelines.data import images, preprocessing, sources
+from pipelines.data.preprocessing import Slot
 from pipelines.errors import DataError
-from pipelines.inference import InferenceModel
-from pipelines.models import augment, build_model
+from pipelines.model import checkpoint
+from pipelines.model.inference import InferenceModel
+from pipelines.model.networks import augment, build_model
 from serving.predictor import Predictor, RequestError
 
 
@@ -28,15 +29,15 @@ def png(array: np.ndarray) -> bytes:
 
 def test_builtin_digits_images_is_a_class_folder_tree_read_as_image_and_label(tmp_path):
     cfg = DataConfig(source="builtin:digits-images")
-    source = data.resolve_source(cfg, tmp_path)
+    source = sources.resolve_source(cfg, tmp_path)
     assert source.format == "images" and sorted(
         p.name for p in (tmp_path / "datasets" / "digits-images").iterdir()
     ) == [str(d) for d in range(10)]
-    checked = data.inspect(cfg, tmp_path)
+    checked = sources.inspect(cfg, tmp_path)
     assert checked.types == {"image": "image"} and len(checked.frame) == 1797
-    assert data.resolve_source(DataConfig(source=str(tmp_path / "datasets" / "digits-images")), tmp_path) == source
+    assert sources.resolve_source(DataConfig(source=str(tmp_path / "datasets" / "digits-images")), tmp_path) == source
     with pytest.raises(DataError, match="an image folder's label column is 'label'"):
-        data.label_column(DataConfig(source="builtin:digits-images", label="digit"), tmp_path)
+        sources.label_column(DataConfig(source="builtin:digits-images", label="digit"), tmp_path)
 
 
 def test_hidden_folders_and_files_in_a_class_folder_tree_are_not_classes_or_images(tmp_path):
@@ -57,20 +58,20 @@ def test_a_table_of_file_names_reads_them_beside_the_table(tmp_path):
     pd.DataFrame({"photo": [f"pics/{i}.png" for i in range(4)] * 5, "label": list("abab") * 5}).to_csv(
         tmp_path / "table.csv", index=False
     )
-    checked = data.inspect(DataConfig(source=str(tmp_path / "table.csv")), tmp_path)
+    checked = sources.inspect(DataConfig(source=str(tmp_path / "table.csv")), tmp_path)
     assert checked.types == {"photo": "image"} and checked.frame["photo"][0] == str(tmp_path / "pics" / "0.png")
-    assert data.resolve_source(DataConfig(source=str(tmp_path)), tmp_path).format == "csv"  # not a class folder
+    assert sources.resolve_source(DataConfig(source=str(tmp_path)), tmp_path).format == "csv"  # not a class folder
 
 
 def test_image_encoding_travels_as_json_and_standardises_with_train_statistics():
     cells = pd.Series([png(np.full((8, 8), v)) for v in (0, 128, 255)] + [None], dtype=object)
-    encoder = encoding.fit_encoder("image", "image", cells, max_categories=5)
+    encoder = preprocessing.fit_encoder("image", "image", cells, max_categories=5)
     assert (encoder.size, encoder.channels, encoder.width) == (8, 1, 64)
     encoded = encoder.encode(cells)
     assert abs(encoded[:3].mean()) < 1e-5 and np.all(encoded[3] == 0)  # a missing image is the mean image
-    again = encoding.Encoder(**json.loads(json.dumps(encoder.to_dict())))
+    again = preprocessing.Encoder(**json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(again.encode(cells), encoded)
-    colour = encoding.fit_encoder(
+    colour = preprocessing.fit_encoder(
         "image", "image", pd.Series([png(np.zeros((40, 30, 3)))] * 3), max_categories=5, image_size=16
     )
     assert (colour.size, colour.channels) == (16, 3)
@@ -85,20 +86,20 @@ def test_each_channel_is_standardised_with_its_own_train_statistics():
         ],
         dtype=object,
     )
-    encoder = encoding.fit_encoder("photo", "image", cells, max_categories=5)
+    encoder = preprocessing.fit_encoder("photo", "image", cells, max_categories=5)
     encoded = encoder.encode(cells).reshape(6, 3, -1)
     np.testing.assert_allclose(encoded.mean(axis=(0, 2)), 0.0, atol=1e-5)  # every channel centred
     np.testing.assert_allclose(encoded[:, [0, 2]].std(axis=(0, 2)), 1.0, atol=1e-4)  # and scaled
     assert np.allclose(encoded[:, 1], 0.0, atol=1e-6) and encoder.channel_std[1] == 1.0  # constant: kept
     saved_before = {k: v for k, v in encoder.to_dict().items() if not k.startswith("channel_")}
-    old = encoding.Encoder(**saved_before)  # a model saved before per-channel statistics still encodes
+    old = preprocessing.Encoder(**saved_before)  # a model saved before per-channel statistics still encodes
     assert old.encode(cells).shape == (6, 3 * 64)
 
 
 def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png at all")
-    encoder = encoding.Encoder("photo", "image", size=4, channels=1)
+    encoder = preprocessing.Encoder("photo", "image", size=4, channels=1)
     with pytest.raises(images.ImageError, match=r"column 'photo' row 1 \(.*broken.png\): not a PNG, JPEG or WebP"):
         encoder.encode(pd.Series([png(np.zeros((4, 4))), str(bad)], dtype=object), allow_paths=True)
     with pytest.raises(images.ImageError, match="a file name where image bytes are expected"):
@@ -131,8 +132,8 @@ def test_the_cnn_reads_image_columns_beside_numbers():
 
 def predictor_of_images(folder, max_pixels: int = 10_000) -> Predictor:
     """A checkpoint of a 4x4 grey image classifier, as the endpoint loads one."""
-    encoder = encoding.Encoder("image", "image", size=4, channels=1)
-    prep = encoding.Preprocessing([encoder], ["a", "b"])
+    encoder = preprocessing.Encoder("image", "image", size=4, channels=1)
+    prep = preprocessing.Preprocessing([encoder], ["a", "b"])
     model_cfg = ModelConfig(hidden=[4], image_channels=[4])
     model = build_model(model_cfg, input_dim=16, num_classes=2, slots=prep.slots)
     checkpoint.save(folder, model=model, optimizer=None, model_cfg=model_cfg, preprocessing=prep, epoch=1, metrics={})

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pipelines.config import ModelConfig
-from pipelines.inference import InferenceModel
-from pipelines.models import build_model
+from pipelines.model.inference import InferenceModel
+from pipelines.model.networks import build_model
 from serving.predictor import Predictor, RequestError
 
 

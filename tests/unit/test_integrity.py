@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from pipelines import integrity
 from pipelines.errors import ConfigError
+from pipelines.tracking import integrity
 
 KEY = bytes(range(32))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from pipelines import metrics
+from pipelines import task_metrics
 
 
 def probabilities(rows: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -18,7 +18,7 @@ def probabilities(rows: int, classes: int, seed: int) -> tuple[np.ndarray, np.nd
 @pytest.mark.parametrize("classes", [2, 3, 7])
 def test_classification_metrics_match_scikit_learn(classes):
     probs, truth = probabilities(400, classes, seed=classes)
-    got = metrics.classification(probs, truth)
+    got = task_metrics.classification(probs, truth)
     predicted = probs.argmax(axis=1)
     assert got["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted))
     assert got["f1_macro"] == pytest.approx(sk.f1_score(truth, predicted, average="macro"))
@@ -34,13 +34,13 @@ def test_classification_metrics_match_scikit_learn(classes):
 def test_auc_counts_tied_scores_half_as_scikit_learn_does():
     scores = np.array([0.1, 0.5, 0.5, 0.5, 0.9, 0.2])
     positive = np.array([0, 1, 0, 1, 1, 0])
-    assert metrics.binary_auc(scores, positive == 1) == pytest.approx(sk.roc_auc_score(positive, scores))
+    assert task_metrics.binary_auc(scores, positive == 1) == pytest.approx(sk.roc_auc_score(positive, scores))
 
 
 def test_f1_macro_counts_a_class_never_predicted_as_zero():
     truth, predicted = np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1])
     probs = np.eye(3)[predicted] * 0.9 + 0.1 / 3
-    assert metrics.classification(probs, truth)["f1_macro"] == pytest.approx(
+    assert task_metrics.classification(probs, truth)["f1_macro"] == pytest.approx(
         sk.f1_score(truth, predicted, average="macro", zero_division=0)
     )
 
@@ -49,16 +49,16 @@ def test_regression_metrics_match_scikit_learn():
     rng = np.random.default_rng(1)
     truth = rng.normal(200, 50, 300)
     predicted = truth + rng.normal(0, 20, 300)
-    got = metrics.regression(predicted, truth)
+    got = task_metrics.regression(predicted, truth)
     assert got["rmse"] == pytest.approx(sk.mean_squared_error(truth, predicted) ** 0.5)
     assert got["mae"] == pytest.approx(sk.mean_absolute_error(truth, predicted))
     assert got["r2"] == pytest.approx(sk.r2_score(truth, predicted))
 
 
 def test_each_metric_knows_its_task_and_direction():
-    assert metrics.mode_of("val_accuracy") == "max" and metrics.mode_of("test_r2") == "max"
-    assert metrics.mode_of("val_rmse") == "min" and metrics.mode_of("val_log_loss") == "min"
-    assert metrics.mode_of("val_loss") == "min"
-    assert metrics.task_of("val_auc") == "classification" and metrics.task_of("val_mae") == "regression"
-    assert metrics.task_of("val_loss") is None
-    assert "val_r2" in metrics.reported("regression") and "val_accuracy" not in metrics.reported("regression")
+    assert task_metrics.mode_of("val_accuracy") == "max" and task_metrics.mode_of("test_r2") == "max"
+    assert task_metrics.mode_of("val_rmse") == "min" and task_metrics.mode_of("val_log_loss") == "min"
+    assert task_metrics.mode_of("val_loss") == "min"
+    assert task_metrics.task_of("val_auc") == "classification" and task_metrics.task_of("val_mae") == "regression"
+    assert task_metrics.task_of("val_loss") is None
+    assert "val_r2" in task_metrics.reported("regression") and "val_accuracy" not in task_metrics.reported("regression")

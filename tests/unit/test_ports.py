@@ -3,7 +3,7 @@ cannot take one between the pick and the bind."""
 
 import socket
 
-from pipelines import ports
+from pipelines.cluster import ports
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():

@@ -1,4 +1,4 @@
-"""Private Ray APIs live in pipelines/ray_private.py alone, read against one Ray version: an upgrade fails here,
+"""Private Ray APIs live in pipelines/cluster/ray_private.py alone, read against one Ray version: an upgrade fails here,
 not deep inside a trial."""
 
 from __future__ import annotations
@@ -8,15 +8,16 @@ from pathlib import Path
 
 import ray
 
-from pipelines import ray_private
+from pipelines.cluster import ray_private
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOM = ROOT / "pipelines" / "ray_private.py"
+ROOM = ROOT / "pipelines" / "cluster" / "ray_private.py"
 
 
 def test_ray_is_the_version_the_private_uses_were_read_against():
     assert ray.__version__ == ray_private.RAY_VERSION, (
-        f"Ray {ray.__version__}: re-read every use in pipelines/ray_private.py against its source, then set RAY_VERSION"
+        f"Ray {ray.__version__}: re-read every use in pipelines/cluster/ray_private.py against its source, "
+        "then set RAY_VERSION"
     )
 
 

@@ -7,10 +7,10 @@ import pytest
 from mlflow import MlflowClient
 from tiny_model import train_tiny
 
-from pipelines import registry, tracking
 from pipelines.cli import main
 from pipelines.config import load_config
 from pipelines.errors import ModelNotFound
+from pipelines.tracking import mlflow_runs, registry
 
 NAME = "gate-test"
 
@@ -29,8 +29,8 @@ def store(tmp_path):
 def register(cfg, folder, test, score=None, **overrides):
     if overrides:
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update=overrides)})
-    parent = tracking.start_parent(cfg, run_name="search", tags={})
-    from pipelines.evaluate import test_report
+    parent = mlflow_runs.start_parent(cfg, run_name="search", tags={})
+    from pipelines.model.evaluate import test_report
 
     features = test[["a", "b", "c", "d"]]
     if score is None:
@@ -47,7 +47,7 @@ def register(cfg, folder, test, score=None, **overrides):
 
 
 def champion(cfg) -> int:
-    return int(tracking.client(cfg).get_model_version_by_alias(NAME, "champion").version)
+    return int(mlflow_runs.client(cfg).get_model_version_by_alias(NAME, "champion").version)
 
 
 def test_if_better_gate_keeps_the_champion_against_a_weaker_model(store):
@@ -64,7 +64,7 @@ def test_if_better_gate_keeps_the_champion_against_a_weaker_model(store):
 
 
 def test_if_better_compares_again_when_another_run_moved_the_alias_meanwhile(store, monkeypatch):
-    from pipelines.evaluate import test_report
+    from pipelines.model.evaluate import test_report
 
     cfg, folders, test = store
     register(cfg, folders["weak"], test)  # v1, the champion
@@ -128,7 +128,7 @@ def test_rollback_follows_the_live_alias_when_it_was_moved_outside_kiln(store, c
     register(cfg, folders["good"], test)
     register(cfg, folders["weak"], test, promote="never")
     register(cfg, folders["good"], test, promote="never")
-    tracking.client(cfg).set_registered_model_alias(NAME, "champion", "3")  # by hand, e.g. in the MLflow UI
+    mlflow_runs.client(cfg).set_registered_model_alias(NAME, "champion", "3")  # by hand, e.g. in the MLflow UI
     store_args = ["--set", f"storage.root={cfg.storage.root}", "--set", f"registry.model_name={NAME}"]
     assert main(["rollback", NAME, *store_args]) == 0
     assert champion(cfg) == 1  # the champion before the live one, not the history's own previous entry
@@ -159,8 +159,8 @@ def test_promote_takes_the_config_as_every_command_does(store, tmp_path):
 def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refused(store, capsys):
     import hashlib
 
-    from pipelines import integrity
-    from pipelines import store as stores
+    from pipelines.tracking import integrity
+    from pipelines.tracking import mlflow_store as stores
 
     cfg, folders, test = store
     registered, _ = register(cfg, folders["good"], test)
@@ -192,8 +192,8 @@ def test_a_version_holds_code_and_json_not_a_pickle_and_a_changed_file_is_refuse
 
 
 def test_the_users_pyfunc_load_check_runs_no_stored_code_before_the_signature_is_checked(store, tmp_path):
-    from pipelines import integrity
-    from pipelines import store as stores
+    from pipelines.tracking import integrity
+    from pipelines.tracking import mlflow_store as stores
 
     cfg, folders, test = store
     registered, _ = register(cfg, folders["good"], test)
@@ -217,7 +217,7 @@ def test_an_alias_move_waits_for_another_kiln_process_moving_it_and_gives_up_aft
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pipelines import registry\nfrom pipelines.config import "
+            "import sys, time\nfrom pipelines.tracking import registry\nfrom pipelines.config import "
             f"load_config\ncfg = load_config(None, ['storage.root={cfg.storage.root}'])\n"
             f"with registry.alias_lock(cfg, '{NAME}', 'champion'):\n"
             "    print('held', flush=True); time.sleep(float(sys.stdin.readline()))\nprint(time.time(), flush=True)",

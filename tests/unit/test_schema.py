@@ -1,11 +1,11 @@
-"""The column-type rule (pipelines/schema.py), one case each, and the schema table validate prints."""
+"""The column-type rule (pipelines/data/schema.py), one case each, and the schema table validate prints."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import schema
 from pipelines.config import DataConfig
+from pipelines.data import schema
 
 
 @pytest.mark.parametrize(

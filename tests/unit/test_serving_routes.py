@@ -12,7 +12,7 @@ import pytest
 import requests
 import uvicorn
 
-from pipelines.inference import InferenceModel
+from pipelines.model.inference import InferenceModel
 from serving.metrics import Metrics
 from serving.predictor import Predictor, predict_batches
 from serving.routes import build_api
@@ -332,7 +332,7 @@ def tiny_endpoint(tmp_path_factory):
 
 
 def test_with_a_token_every_route_but_health_needs_it(tiny_endpoint):
-    from pipelines import auth
+    from serving import auth
 
     endpoint, frame = tiny_endpoint
     token = "s3cret-token-of-enough-length"
@@ -390,9 +390,9 @@ def test_a_merged_batch_runs_at_most_max_rows_per_forward_pass(tiny_endpoint):
 
 
 def test_the_token_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch):
-    from pipelines import auth
     from pipelines.config import ServeConfig
     from pipelines.errors import ConfigError
+    from serving import auth
 
     monkeypatch.delenv("KILN_SERVE_TOKEN", raising=False)
     assert auth.read_token(ServeConfig()) is None  # auth: none

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import storage
+from pipelines.cluster import storage
 from pipelines.config import load_config
 from pipelines.errors import ConfigError
 
@@ -66,9 +66,10 @@ def test_pruning_a_search_trained_in_trial_actors_keeps_the_trials_records(tmp_p
 
 
 def test_credentials_in_a_uri_never_reach_mlflow_params():
-    from pipelines import storage, tracking
+    from pipelines.cluster import storage
     from pipelines.config import load_config
+    from pipelines.tracking import mlflow_runs
 
     cfg = load_config(None, ["storage.root=s3://AKIAKEY:s3cr3t@bucket/kiln", "data.source=s3://AKIAKEY:s3cr3t@b/t.csv"])
-    logged = str(tracking.flatten(storage.masked(cfg.model_dump())))
+    logged = str(mlflow_runs.flatten(storage.masked(cfg.model_dump())))
     assert "s3cr3t" not in logged and "AKIAKEY" not in logged and "s3://***@bucket/kiln" in logged

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import task
 from pipelines.config import DataConfig, load_config
+from pipelines.data import task
 from pipelines.errors import ConfigError, DataError
 
 

@@ -1,4 +1,4 @@
-"""Text columns: the word vocabulary (pipelines/text.py), its encoding in the matrix, both encoders learning a
+"""Text columns: the word vocabulary (pipelines/data/text.py), its encoding in the matrix, both encoders learning a
 text task in-process, the text baseline, and the inference rule that calls a column text."""
 
 import json
@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipelines import baseline, data, encoding, schema, text
 from pipelines.config import DataConfig, ModelConfig
-from pipelines.models import build_model
+from pipelines.data import preprocessing, schema, sources, text
+from pipelines.model import baseline
+from pipelines.model.networks import build_model
 
 
 def test_vocabulary_is_the_train_splits_frequent_words_and_ids_pad_to_max_length():
@@ -31,8 +32,8 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
             "label": ["p", "n", "n", "p"] * 5,
         }
     )
-    prep = encoding.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
-    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    prep = preprocessing.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
+    again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
     assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0)]
     np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
@@ -55,13 +56,13 @@ def test_character_ngrams_catch_what_the_word_vocabulary_drops_and_are_stable():
 
 def test_a_text_column_with_character_ngrams_round_trips_and_feeds_the_bag():
     from pipelines.config import ModelConfig
-    from pipelines.models import build_model
+    from pipelines.model.networks import build_model
 
     frame = pd.DataFrame(
         {"note": ["a very good day", "a bad day", None, "good good"] * 5, "label": ["p", "n", "n", "p"] * 5}
     )
-    prep = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=4, char_ngrams=16)
-    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    prep = preprocessing.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=4, char_ngrams=16)
+    again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 4 + 16 and prep.slots[0].chars == 16
     x = prep.transform(frame[["note"]])
     assert (x[:, 4:] > 0).sum() > 0
@@ -76,18 +77,18 @@ def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pie
             "label": ["p", "n", "n", "p"] * 10,
         }
     )
-    prep = encoding.fit(
+    prep = preprocessing.fit(
         frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8, vocab_size=60, tokenizer="bpe"
     )
     (encoder,) = prep.encoders
     assert encoder.tokenizer and encoder.levels == [] and 3 < encoder.vocabulary_size <= 60 + text.RESERVED
-    again = encoding.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep
     ids = again.transform(pd.DataFrame({"note": ["the ketle works", "", None, "zzz qqq"]})).astype(int)
     assert (ids[0] > text.UNKNOWN).sum() >= 3  # "ketle": pieces of "kettle", not one unknown word
     assert ids[1].tolist() == ids[2].tolist() == [text.EMPTY] + [0] * 7
     assert ids[3][0] == text.UNKNOWN  # letters never seen in training
-    words = encoding.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8)
+    words = preprocessing.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8)
     assert words.transform(pd.DataFrame({"note": ["the ketle works"]}))[0, 1] == text.UNKNOWN
 
 
@@ -109,7 +110,9 @@ def negation_task(rows: int, seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("encoder, tokenizer", [("bag", "words"), ("transformer", "words"), ("bag", "bpe")])
 def test_each_text_encoder_learns_a_task_word_order_decides(encoder, tokenizer):
     train, val = negation_task(800, 0), negation_task(200, 1)
-    prep = encoding.fit(train, {"review": "text"}, train["label"], max_categories=5, max_length=16, tokenizer=tokenizer)
+    prep = preprocessing.fit(
+        train, {"review": "text"}, train["label"], max_categories=5, max_length=16, tokenizer=tokenizer
+    )
     torch.manual_seed(0)
     model = build_model(
         ModelConfig(hidden=[32], text_encoder=encoder, embedding_dim=16, text_layers=1, text_heads=2, dropout=0.0),
@@ -136,7 +139,7 @@ def test_the_transformer_reads_a_batch_as_long_as_its_longest_text_whatever_max_
     texts = ["good kettle", "the kettle broke on the second day", None, "good"]
     vocabulary = text.fit_vocabulary(texts * 2, size=20)
     torch.manual_seed(0)
-    from pipelines.models import TextTransformer
+    from pipelines.model.networks import TextTransformer
 
     encoder = TextTransformer(len(vocabulary) + text.RESERVED, 40, dim=16, layers=1, heads=2, dropout=0.0).eval()
     short, long = (torch.tensor(text.token_ids(texts, vocabulary, max_length=n)) for n in (8, 40))
@@ -149,8 +152,8 @@ def test_the_transformer_reads_a_batch_as_long_as_its_longest_text_whatever_max_
 
 
 def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path):
-    frame = pd.read_parquet(data.write_builtin("reviews", tmp_path))
-    checked = data.check_frame(frame, DataConfig(label="sentiment"))
+    frame = pd.read_parquet(sources.write_builtin("reviews", tmp_path))
+    checked = sources.check_frame(frame, DataConfig(label="sentiment"))
     assert checked.types == {"review": "text", "product": "category", "price": "number", "verified": "binary"}
     train, test = checked.frame.iloc[:1500], checked.frame.iloc[1500:]
     fitted = baseline.fit_and_score(
@@ -195,7 +198,7 @@ def test_pandas_na_is_a_missing_text_as_none_is():
 def test_each_text_column_can_have_its_own_encoder():
     from pipelines.config import check_column_encoders, load_config
     from pipelines.errors import ConfigError
-    from pipelines.models import TextBag, TextTransformer
+    from pipelines.model.networks import TextBag, TextTransformer
 
     frame = pd.DataFrame(
         {
@@ -206,7 +209,7 @@ def test_each_text_column_can_have_its_own_encoder():
         }
     )
     types = {"title": "text", "body": "text", "town": "category"}
-    prep = encoding.fit(frame, types, frame["label"], max_categories=5, max_length=6)
+    prep = preprocessing.fit(frame, types, frame["label"], max_categories=5, max_length=6)
     cfg = load_config(None, ["model.columns.body={text_encoder: transformer, embedding_dim: 8, text_heads: 2}"]).model
     check_column_encoders(load_config(None, ["model.columns.body.text_encoder=transformer"]), types)
     model = build_model(cfg, input_dim=prep.width, num_classes=2, slots=prep.slots)

@@ -269,7 +269,7 @@ def test_calibration_measures_loopback_all_reduce():
 
 
 def test_plan_counts_each_category_tables_parameters():
-    from pipelines.encoding import Encoder
+    from pipelines.data.preprocessing import Encoder
 
     encoders = [
         Encoder("town", "category", levels=["a", "b", "c"]),

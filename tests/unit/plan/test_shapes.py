@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import encoding
 from pipelines.config import load_config
+from pipelines.data import preprocessing
 from pipelines.plan import cost, hardware, shapes
 from pipelines.plan.check import EpochCheck
 
@@ -49,7 +49,7 @@ def text_table(rows: int = 200) -> pd.DataFrame:
 
 def test_the_runs_check_times_text_shapes_on_this_machine_and_prices_a_transformer_above_a_bag():
     frame = text_table()
-    prep = encoding.fit(frame, {"review": "text"}, frame["label"], max_categories=5, max_length=16)
+    prep = preprocessing.fit(frame, {"review": "text"}, frame["label"], max_categories=5, max_length=16)
     said = []
 
     def check(encoder: str) -> float:

@@ -1,7 +1,7 @@
 import base64
 import re
 
-from pipelines.evaluate import confusion_matrix
+from pipelines.model.evaluate import confusion_matrix
 from pipelines.report.page import ReportData, TrialData, render_html
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.fs
 import pytest
 
-from pipelines import integrity
 from pipelines.search import signing
+from pipelines.tracking import integrity
 
 KEY = bytes(range(32))
 NAME = "kiln-test-1"

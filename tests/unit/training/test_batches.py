@@ -4,7 +4,8 @@ path's rebatching of Ray Data chunks: the same guarantees whatever the chunk siz
 import numpy as np
 import torch
 
-from pipelines.training.batches import InMemory, rebatch, shard_bytes
+from pipelines.data.preprocessing import matrix_bytes
+from pipelines.training.batches import InMemory, rebatch
 
 
 def shard(rows: int = 10) -> InMemory:
@@ -36,8 +37,8 @@ def test_ranks_split_the_val_set_exactly():
     assert rows == list(range(11))
 
 
-def test_shard_bytes_counts_float32_features_and_int64_labels():
-    assert shard_bytes(1000, 64) == 1000 * (64 * 4 + 8)
+def test_matrix_bytes_counts_float32_features_and_int64_labels():
+    assert matrix_bytes(1000, 64) == 1000 * (64 * 4 + 8)
 
 
 def chunks_of(sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:

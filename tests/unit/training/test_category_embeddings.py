@@ -10,41 +10,42 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import checkpoint, encoding
 from pipelines.config import KilnConfig, ModelConfig
-from pipelines.models import build_model, sample_input
+from pipelines.data import preprocessing
+from pipelines.model import checkpoint
+from pipelines.model.networks import build_model, sample_input
 from pipelines.training import local
 
 TOWNS = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"])  # d is seen once
 
 
 def test_auto_embeds_only_a_column_with_more_values_than_max_categories():
-    many = encoding.fit_encoder("town", "category", TOWNS, max_categories=2, categories="auto")
-    few = encoding.fit_encoder("town", "category", TOWNS, max_categories=4, categories="auto")
+    many = preprocessing.fit_encoder("town", "category", TOWNS, max_categories=2, categories="auto")
+    few = preprocessing.fit_encoder("town", "category", TOWNS, max_categories=4, categories="auto")
     assert many.embed and many.width == 1 and many.names == ["town"]
     assert not few.embed and few.width == 6
-    assert not encoding.fit_encoder("town", "category", TOWNS, max_categories=2, categories="onehot").embed
+    assert not preprocessing.fit_encoder("town", "category", TOWNS, max_categories=2, categories="onehot").embed
 
 
 def test_embedded_ids_follow_the_one_hot_order_and_a_value_seen_once_is_other():
-    encoder = encoding.fit_encoder("town", "category", TOWNS, max_categories=2, categories="embed")
+    encoder = preprocessing.fit_encoder("town", "category", TOWNS, max_categories=2, categories="embed")
     assert encoder.levels == ["a", "b", "c"]  # d, seen once in train, has no vector of its own
     ids = encoder.encode(pd.Series(["a", "c", "d", "never seen", None]))
     assert ids.ravel().tolist() == [0, 2, 4, 4, 3]  # the levels, then missing (3), then other (4)
 
 
 def test_a_preprocessing_saved_before_embeddings_loads_as_one_hot():
-    prep = encoding.fit(
+    prep = preprocessing.fit(
         pd.DataFrame({"town": TOWNS}), {"town": "category"}, pd.Series([0, 1] * 5 + [0]), max_categories=2
     )
     saved = json.loads(json.dumps(prep.to_dict()))
     del saved["encoders"][0]["embed"]  # as Kiln wrote it before the key existed
-    assert encoding.Preprocessing.from_dict(saved) == prep and not prep.encoders[0].embed
+    assert preprocessing.Preprocessing.from_dict(saved) == prep and not prep.encoders[0].embed
 
 
 def embedded_model(tmp_path=None):
     frame = pd.DataFrame({"town": TOWNS, "x": np.arange(len(TOWNS), dtype=float)})
-    prep = encoding.fit(
+    prep = preprocessing.fit(
         frame, {"town": "category", "x": "number"}, pd.Series([0, 1] * 5 + [0]), max_categories=2, categories="auto"
     )
     cfg = ModelConfig(hidden=[8], embedding_dim=4)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import data, images
 from pipelines.config import KilnConfig
+from pipelines.data import images, sources
 from pipelines.training import local
 
 # 32 px grey PNG goes through `kiln run` to the endpoint in tests/integration/test_image_folder_run.py, and every
@@ -30,7 +30,7 @@ def test_digits_images_train_to_095_at_any_size_and_in_colour(tmp_path: Path, si
         tmp_path / "digits", side=side, colour=colour, resample=resample, suffix=".jpg" if colour else ".png"
     )
     cfg = KilnConfig.model_validate({"data": {"source": str(root)}, "train": {"epochs": 10, "lr": 3e-3}})
-    frame = data.read_local(data.resolve_source(cfg.data, tmp_path))
+    frame = sources.read_local(sources.resolve_source(cfg.data, tmp_path))
     fitted = local.fit(cfg, frame)
     assert fitted.test["test_accuracy"] >= 0.95, [round(e["val_accuracy"], 3) for e in fitted.epochs]
     assert fitted.val["val_accuracy"] >= 0.95

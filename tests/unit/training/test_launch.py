@@ -14,7 +14,7 @@ import cloudpickle
 from pipelines.search import trial, tuner
 from pipelines.training import launch
 from pipelines.config import load_config
-from pipelines.encoding import Encoder, Preprocessing
+from pipelines.data.preprocessing import Encoder, Preprocessing
 cfg = load_config(None, []).for_task("classification")
 run = launch.build_trainer(cfg, datasets={}, name="probe", use_gpu=False, arrays={},
                            preprocessing=Preprocessing([Encoder("a", "number"), Encoder("b", "number")], [0, 1]))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import mean_squared_error
 
-from pipelines.encoding import Encoder, Preprocessing
+from pipelines.data.preprocessing import Encoder, Preprocessing
 from pipelines.training.batches import InMemory
 from pipelines.training.loop import loss_function, train_epoch, val_metrics, validate
 

@@ -8,9 +8,10 @@ import json
 import pandas as pd
 import torch
 
-from pipelines import checkpoint, encoding
 from pipelines.config import ModelConfig
-from pipelines.models import build_model
+from pipelines.data import preprocessing
+from pipelines.model import checkpoint
+from pipelines.model.networks import build_model
 
 REVIEWS = ["good food", "bad food", "not good at all", "very good", "awful", "great and good"] * 20
 LABELS = pd.Series([1, 0, 0, 1, 0, 1] * 20)
@@ -18,7 +19,7 @@ LABELS = pd.Series([1, 0, 0, 1, 0, 1] * 20)
 
 def text_model(**model):
     frame = pd.DataFrame({"review": REVIEWS})
-    prep = encoding.fit(frame, {"review": "text"}, LABELS, max_categories=5, max_length=8)
+    prep = preprocessing.fit(frame, {"review": "text"}, LABELS, max_categories=5, max_length=8)
     cfg = ModelConfig(hidden=[8], **model)
     net = build_model(cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
     return prep, cfg, net, torch.from_numpy(prep.transform(frame))

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipelines.config import ModelConfig
-from pipelines.encoding import Preprocessing
+from pipelines.cluster import storage
+from pipelines.config import KilnConfig, ModelConfig
+from pipelines.data.preprocessing import Preprocessing
 from pipelines.errors import ConfigError
-from pipelines.models import BUILDERS, build_model
+from pipelines.model.networks import BUILDERS, build_model
 
 META_FILE = "kiln.json"
 WEIGHTS_FILE = "model.pt"
@@ -102,3 +103,14 @@ def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Mo
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), prep, meta
+
+
+def exists(cfg: KilnConfig, path: str) -> bool:
+    """A complete checkpoint is at `path` (in storage's filesystem): its metadata file, written last, is there."""
+    import pyarrow.fs
+
+    fs = storage.filesystem(cfg)[0]
+    try:
+        return fs.get_file_info(f"{path.rstrip('/')}/{META_FILE}").type == pyarrow.fs.FileType.File
+    except OSError:
+        return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics
+from pipelines import task_metrics
 from pipelines.config import DataConfig, KilnConfig
 from pipelines.errors import ConfigError, DataError
 
@@ -36,14 +36,14 @@ def infer(labels: pd.Series) -> tuple[str, str]:
     """(task, why) for a label column by the rule above."""
     present = labels.dropna()
     if not is_number_column(present):
-        return metrics.CLASSIFICATION, "its values are not numbers"
+        return task_metrics.CLASSIFICATION, "its values are not numbers"
     numbers = present.to_numpy(dtype=np.float64)
     distinct = present.nunique()
     if not np.all(np.mod(numbers, 1) == 0):
-        return metrics.REGRESSION, f"numbers with fractions ({distinct} distinct values)"
+        return task_metrics.REGRESSION, f"numbers with fractions ({distinct} distinct values)"
     if distinct > REGRESSION_MIN_DISTINCT:
-        return metrics.REGRESSION, f"{distinct} distinct whole numbers (over {REGRESSION_MIN_DISTINCT})"
-    return metrics.CLASSIFICATION, f"{distinct} distinct whole numbers (at most {REGRESSION_MIN_DISTINCT})"
+        return task_metrics.REGRESSION, f"{distinct} distinct whole numbers (over {REGRESSION_MIN_DISTINCT})"
+    return task_metrics.CLASSIFICATION, f"{distinct} distinct whole numbers (at most {REGRESSION_MIN_DISTINCT})"
 
 
 def decide(labels: pd.Series, cfg: DataConfig) -> tuple[str, str | None]:
@@ -56,7 +56,7 @@ def decide(labels: pd.Series, cfg: DataConfig) -> tuple[str, str | None]:
 
 def check_label(labels: pd.Series, task: str, cfg: DataConfig) -> None:
     distinct = labels.nunique()
-    if task == metrics.REGRESSION:
+    if task == task_metrics.REGRESSION:
         if not is_number_column(labels):
             bad = next((v for v in labels if not _is_number(v)), labels.iloc[0] if len(labels) else None)
             raise DataError(

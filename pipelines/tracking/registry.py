@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines import checkpoint, integrity, locks, metrics, storage, store, tracking
+from pipelines import task_metrics
+from pipelines.cluster import locks, storage
 from pipelines.config import KilnConfig
 from pipelines.errors import ModelNotFound
-from pipelines.evaluate import primary_metric, score
-from pipelines.models import BUILDERS
+from pipelines.model import checkpoint
+from pipelines.model.evaluate import primary_metric, score
+from pipelines.model.networks import BUILDERS
+from pipelines.tracking import integrity, mlflow_runs, mlflow_store
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,18 @@ def register(
     """Log and register a new version; move the alias only if it loads and passes the promotion gate, which
     compares the task's primary test metric (`test_value`: test_accuracy or test_rmse).
 
-    The model is logged as MLflow models-from-code (pipelines/pyfunc_code.py, no pickle) with the checkpoint's
+    The model is logged as MLflow models-from-code (pipelines/tracking/pyfunc_code.py, no pickle) with the checkpoint's
     JSON and weights; the version's files are signed (integrity.TAG, keyed) for every later load."""
     import mlflow
 
-    mlflow_client = tracking.client(cfg)
+    mlflow_client = mlflow_runs.client(cfg)
     name = cfg.registry.model_name
     key = integrity.signing_key()
     example = test_frame.head(4)
     try:  # logging validates the input example, so a model that cannot predict stops here
         with (
             tempfile.TemporaryDirectory() as staging,
-            store.scoped(cfg.tracking_uri),
+            mlflow_store.scoped(cfg.tracking_uri),
             mlflow.start_run(run_id=parent_run_id),
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.redirect_stderr(io.StringIO()),
@@ -111,7 +114,7 @@ def register(
     version = int(info.registered_model_version)
     metric = primary_metric(cfg.task)
     tags = {
-        integrity.TAG: integrity.digest(store.version_folder(cfg.tracking_uri, name, version), key),
+        integrity.TAG: integrity.digest(mlflow_store.version_folder(cfg.tracking_uri, name, version), key),
         "run_id": parent_run_id,
         "task": cfg.task,
         "test_metric": metric,
@@ -126,7 +129,7 @@ def register(
 
     load_check(cfg, name, version, example, fresh=True)
     promote, reason = gate_and_move(cfg, mlflow_client, version, test_value, test_frame, test_labels)
-    tracking.set_tags(
+    mlflow_runs.set_tags(
         cfg,
         parent_run_id,
         {"kiln.promotion": reason, "kiln.promoted": str(promote).lower(), "kiln.model_version": str(version)},
@@ -214,11 +217,11 @@ def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, 
     signature checked, the checkpoint loaded without running stored code but a trusted factory's) and, for a
     version just logged (`fresh`), the way a user's mlflow.pyfunc.load_model will."""
     try:
-        store.load_verified(cfg.tracking_uri, name, version, factory=checkpoint.trusted_factory(cfg.model)).predict(
-            example
-        )
+        mlflow_store.load_verified(
+            cfg.tracking_uri, name, version, factory=checkpoint.trusted_factory(cfg.model)
+        ).predict(example)
         if fresh:
-            store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
+            mlflow_store.load_pyfunc(cfg.tracking_uri, name, version).predict(example)
     except Exception as err:
         raise RuntimeError(
             f"{name} v{version} failed its load check, alias not moved: {type(err).__name__}: {err}"
@@ -237,14 +240,14 @@ def should_promote(
     if current is None:
         return True, f"no {alias} yet"
     try:
-        champion = store.load_verified(
+        champion = mlflow_store.load_verified(
             cfg.tracking_uri, cfg.registry.model_name, current, factory=checkpoint.trusted_factory(cfg.model)
         )
         previous = score(cfg.task, list(champion.predict(champion.feature_frame(test_frame))), test_labels)
     except Exception as err:  # e.g. trained on other features, for the other task, or its files changed
         return True, f"{alias} v{current} cannot score this test split ({type(err).__name__})"
     metric = primary_metric(cfg.task)
-    decision = test_value >= previous if metrics.mode_of(metric) == "max" else test_value <= previous
+    decision = test_value >= previous if task_metrics.mode_of(metric) == "max" else test_value <= previous
     verdict = "at least as good as" if decision else "worse than"
     return decision, (
         f"{metric} {test_value:.4f} is {verdict} {alias} v{current} ({previous:.4f} on the same test split)"
@@ -257,7 +260,7 @@ def _history_key(alias: str) -> str:
 
 def move_alias(cfg: KilnConfig, name: str, version: int) -> None:
     """Point the alias at `version`, remembering where it pointed before (for rollback)."""
-    mlflow_client = tracking.client(cfg)
+    mlflow_client = mlflow_runs.client(cfg)
     alias = cfg.registry.alias
     model = mlflow_client.get_registered_model(name)
     history = json.loads(model.tags.get(_history_key(alias), "[]"))
@@ -269,7 +272,7 @@ def move_alias(cfg: KilnConfig, name: str, version: int) -> None:
 
 def promote(cfg: KilnConfig, name: str, version: int) -> None:
     """`kiln promote NAME VERSION`: load-check, then move the alias to that version."""
-    mlflow_client = tracking.client(cfg)
+    mlflow_client = mlflow_runs.client(cfg)
     try:
         mlflow_client.get_model_version(name, str(version))
     except Exception:
@@ -281,7 +284,7 @@ def promote(cfg: KilnConfig, name: str, version: int) -> None:
 
 def rollback(cfg: KilnConfig, name: str) -> tuple[int, int]:
     """`kiln rollback NAME`: the alias goes back to the champion before the current one."""
-    mlflow_client = tracking.client(cfg)
+    mlflow_client = mlflow_runs.client(cfg)
     alias = cfg.registry.alias
     with alias_lock(cfg, name, alias):  # read and moved with no other Kiln move between
         try:
@@ -315,7 +318,7 @@ def _example_of(cfg: KilnConfig, name: str, version: int) -> pd.DataFrame:
     """The input example stored with a version, to load-check it."""
     from mlflow.models import Model
 
-    local = store.version_folder(cfg.tracking_uri, name, version)
+    local = mlflow_store.version_folder(cfg.tracking_uri, name, version)
     return Model.load(local).load_input_example(local)
 
 
@@ -351,7 +354,7 @@ def serving_target(cfg: KilnConfig, ref: str) -> ServingTarget:
 
 def resolve(cfg: KilnConfig, ref: str) -> tuple[str, int]:
     """`NAME`, `NAME@ALIAS` or `NAME/VERSION` to (name, version), from this store's registry only."""
-    mlflow_client = tracking.client(cfg)
+    mlflow_client = mlflow_runs.client(cfg)
     if "@" in ref:
         name, alias = ref.split("@", 1)
     elif "/" in ref:

@@ -11,18 +11,19 @@ from typing import Any
 
 import yaml
 
-from pipelines import storage, store
+from pipelines.cluster import storage
 from pipelines.config import REPORTED_METRICS, KilnConfig
+from pipelines.tracking import mlflow_store
 
 # Every epoch's metrics, and once per Train run the seconds from the trial's start to its first training step.
 LOGGED_METRICS = (*REPORTED_METRICS, "trial_startup_s")
 
 
 def client(cfg: KilnConfig):
-    """The config's store (store.client); a local store's folder is made on first use."""
+    """The config's store (mlflow_store.client); a local store's folder is made on first use."""
     if cfg.tracking.uri is None:
         cfg.storage_root.mkdir(parents=True, exist_ok=True)
-    return store.client(cfg.tracking_uri)
+    return mlflow_store.client(cfg.tracking_uri)
 
 
 # MLflow 3's UI marks an experiment's kind with this tag: "custom_model_development" is model training (runs,

@@ -7,12 +7,12 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
   category  one-hot over the train split's most frequent values (at most data.max_categories), a "missing"
             level and an "other" level, which every rarer or unseen value shares; or, embedded (data.categories),
             one column holding the value's index in that same order (a level seen at least twice, up to
-            MAX_EMBEDDED), which the model looks up in an embedding table (models.CategoryEmbedding)
-  text      data.max_length word ids over the train split's vocabulary (pipelines/text.py), then
-            data.char_ngrams hashed character n-gram ids; the model embeds them (models.TextBag,
-            models.TextTransformer)
-  image     channels x size x size pixels (pipelines/images.py), standardised per channel with the train split's
-            mean and std; a missing cell is the mean image (zeros); the model's CNN reads them (models.ImageCNN)
+            MAX_EMBEDDED), which the model looks up in an embedding table (networks.CategoryEmbedding)
+  text      data.max_length word ids over the train split's vocabulary (pipelines/data/text.py), then
+            data.char_ngrams hashed character n-gram ids; the model embeds them (networks.TextBag,
+            networks.TextTransformer)
+  image     channels x size x size pixels (pipelines/data/images.py), standardised per channel with the train split's
+            mean and std; a missing cell is the mean image (zeros); the model's CNN reads them (networks.ImageCNN)
 Nothing here refuses a row: a missing or unseen value has a column of its own.
 The label: classification, the index of its value among every value seen; regression, the value standardised
 with the train split's mean and standard deviation (`decode` maps the network's output back).
@@ -27,9 +27,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from pipelines import images, text
+from pipelines.data import images, text
 
 MISSING, OTHER = "missing", "other"
+BYTES_PER_LABEL = 8  # a label counted as int64
+
+
+def matrix_bytes(rows: int, width: int) -> int:
+    """Bytes of `rows` float32 feature vectors `width` wide and their int64 labels: what a shard holds."""
+    return rows * (width * 4 + BYTES_PER_LABEL)
 
 
 def plain(value: Any) -> Any:

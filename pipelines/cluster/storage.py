@@ -107,19 +107,6 @@ def folder_bytes(folder: Path) -> int:
     return tree_bytes(pyarrow.fs.LocalFileSystem(), str(folder))
 
 
-def checkpoint_exists(cfg: KilnConfig, path: str) -> bool:
-    """A complete checkpoint is at `path` (in storage's filesystem): its metadata file, written last, is there."""
-    import pyarrow.fs
-
-    from pipelines.checkpoint import META_FILE
-
-    fs = filesystem(cfg)[0]
-    try:
-        return fs.get_file_info(f"{path.rstrip('/')}/{META_FILE}").type == pyarrow.fs.FileType.File
-    except OSError:
-        return False
-
-
 def prune_checkpoints(cfg: KilnConfig, trials: dict[str, list[str]], *, keep: str) -> int:
     """Delete every trial's checkpoints but `keep`'s (the registered model holds its own copy): its Train run's
     folder, or (a trial trained in its Tune actor) the checkpoint folders it reported, given in `trials`

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import data, encoding, images
 from pipelines.config import KilnConfig, check_column_encoders
-from pipelines.encoding import Preprocessing, plain
+from pipelines.data import images, preprocessing, sources
+from pipelines.data.preprocessing import Preprocessing, plain
 from pipelines.errors import DataError, one_line
-from pipelines.training import batches
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
     )
 
 
-def read(source: data.Source):
+def read(source: sources.Source):
     import ray.data
 
     if source.format == "parquet":
@@ -90,7 +89,7 @@ def read(source: data.Source):
     return ray.data.read_csv(source.paths, convert_options=csv.ConvertOptions(strings_can_be_null=True))
 
 
-def read_error(source: data.Source, err: Exception) -> str:
+def read_error(source: sources.Source, err: Exception) -> str:
     """Why the source did not read, in the reader's own words: Ray Data wraps a CSV parse error in its retry
     messages ("Failed to apply UDF transform"), so a local CSV is parsed again here for the line that names the
     row (pyarrow's "Expected 2 columns, got 1: ...")."""
@@ -122,28 +121,28 @@ def _ingest(cfg: KilnConfig) -> Splits:
     from ray.data.extensions import TensorArray
     from ray.exceptions import ObjectLostError
 
-    source = data.resolve_source(cfg.data, cfg.storage_root)
+    source = sources.resolve_source(cfg.data, cfg.storage_root)
     try:
         frame = (
-            data.read_local(source)
+            sources.read_local(source)
             if source.format == "images"
-            else data.anchor_image_paths(read(source).to_pandas(), source)
+            else sources.anchor_image_paths(read(source).to_pandas(), source)
         )
     except (ObjectLostError, DataError):
         raise  # the cluster's fault, not the data's; or the data's, already named
     except Exception as err:  # Ray wraps reader errors in its own types
         raise DataError(f"data.source: cannot read {source.paths[0]}: {read_error(source, err)[:200]}") from None
-    checked = data.check_frame(frame, cfg.data)
+    checked = sources.check_frame(frame, cfg.data)
     check_column_encoders(cfg, checked.types)
     frame, features = checked.frame, checked.features
     label = cfg.data.label
-    train_idx, val_idx, test_idx = data.split(frame[label].to_numpy(), cfg.data.split, checked.task)
+    train_idx, val_idx, test_idx = sources.split(frame[label].to_numpy(), cfg.data.split, checked.task)
     try:
-        prep = encoding.fit(
+        prep = preprocessing.fit(
             frame.iloc[train_idx],
             checked.types,
             frame[label],
-            **encoding.sizes(cfg.data),
+            **preprocessing.sizes(cfg.data),
             task=checked.task,
             train_labels=frame[label].iloc[train_idx],
         )
@@ -165,7 +164,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
         return ray.data.from_pandas(pd.DataFrame({"x": TensorArray(x), "y": y})).materialize()
 
     num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
-    fits = batches.shard_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
+    fits = preprocessing.matrix_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
     image_columns = [n for n, kind in checked.types.items() if kind == "image"]
     # Data that fits goes to trials through the object store as plain arrays; only larger data streams
     # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
@@ -183,7 +182,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
 
     # The test rows as a request or the pyfunc gives them: an image column's file names read as bytes (the
     # model never opens a file after ingest), so evaluation, the registry's gate and the input example agree.
-    test = data.with_image_bytes(frame.iloc[test_idx], image_columns)
+    test = sources.with_image_bytes(frame.iloc[test_idx], image_columns)
     if image_columns:
         check_images(test[features], prep)  # evaluation decodes them after the search: fail now instead
     return Splits(
@@ -193,13 +192,13 @@ def _ingest(cfg: KilnConfig) -> Splits:
         test_y=test[cfg.data.label].to_numpy(),
         example=test[features].head(4).reset_index(drop=True),
         preprocessing=prep,
-        fingerprint=data.fingerprint(source),
+        fingerprint=sources.fingerprint(source),
         num_rows=num_rows,
         arrays=arrays,
         train_frame=frame.iloc[train_idx][[*features, cfg.data.label]].reset_index(drop=True),
         val_frame=frame.iloc[val_idx][[*features, cfg.data.label]].reset_index(drop=True),
         source=source.paths[0] if len(source.paths) == 1 else str(Path(source.paths[0]).parent),
-        notes=tuple(data.describe(checked, cfg.data)),
+        notes=tuple(sources.describe(checked, cfg.data)),
     )
 
 
@@ -223,7 +222,9 @@ def decoding(part: pd.DataFrame, prep: Preprocessing, features: list[str], label
 
     rows = part[[*features, label]].sample(frac=1.0, random_state=seed)
     rows = rows.assign(**{ROW: rows.index}).reset_index(drop=True)
-    per_block = min(max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // batches.shard_bytes(1, prep.width)), MAX_DECODE_ROWS)
+    per_block = min(
+        max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // preprocessing.matrix_bytes(1, prep.width)), MAX_DECODE_ROWS
+    )
     blocks = ray.data.from_pandas([rows.iloc[start : start + per_block] for start in range(0, len(rows), per_block)])
     checked = blocks.map_batches(
         _Decode(prep, features, label, check=True), batch_format="pandas", batch_size=per_block, num_cpus=DECODE_CPUS

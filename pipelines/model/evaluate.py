@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import metrics
-from pipelines.encoding import plain
-from pipelines.inference import InferenceModel
+from pipelines import task_metrics
+from pipelines.data.preprocessing import plain
+from pipelines.model.inference import InferenceModel
 
 MAX_CURVES = 10  # ROC curves drawn one per class (one-vs-rest) up to this many classes
 MAX_POINTS = 2000  # regression: (actual, predicted) pairs kept for the report's plots
@@ -51,7 +51,7 @@ class TestReport:
 
 
 def primary_metric(task: str) -> str:
-    return f"test_{metrics.PRIMARY[task]}"
+    return f"test_{task_metrics.PRIMARY[task]}"
 
 
 def accuracy(predictions: list[Any], labels: list[Any]) -> float:
@@ -60,9 +60,9 @@ def accuracy(predictions: list[Any], labels: list[Any]) -> float:
 
 def score(task: str, predictions: list[Any], truth: list[Any]) -> float:
     """The task's primary metric of plain predictions (what any model answers, probabilities or not)."""
-    if task == metrics.REGRESSION:
-        return metrics.regression(np.asarray(predictions, dtype=np.float64), np.asarray(truth, dtype=np.float64))[
-            metrics.PRIMARY[task]
+    if task == task_metrics.REGRESSION:
+        return task_metrics.regression(np.asarray(predictions, dtype=np.float64), np.asarray(truth, dtype=np.float64))[
+            task_metrics.PRIMARY[task]
         ]
     return accuracy(predictions, truth)
 
@@ -86,8 +86,8 @@ def test_report(
         truth = np.asarray(test_y, dtype=np.float64)
         step = max(1, len(truth) // MAX_POINTS)
         return TestReport(
-            metrics.REGRESSION,
-            metrics.prefixed("test", metrics.regression(outputs, truth)),
+            task_metrics.REGRESSION,
+            task_metrics.prefixed("test", task_metrics.regression(outputs, truth)),
             points=(truth[::step].tolist(), outputs[::step].tolist()),
         )
     truth_values = [plain(v) for v in test_y]
@@ -96,13 +96,13 @@ def test_report(
     labels = prep.labels
     positive = range(1, 2) if len(labels) == 2 else range(len(labels)) if len(labels) <= MAX_CURVES else range(0)
     roc = {
-        str(labels[c]): metrics.roc_curve(outputs[:, c], index == c)
+        str(labels[c]): task_metrics.roc_curve(outputs[:, c], index == c)
         for c in positive
         if 0 < (index == c).sum() < len(index)
     }
     return TestReport(
-        metrics.CLASSIFICATION,
-        metrics.prefixed("test", metrics.classification(outputs, index)),
+        task_metrics.CLASSIFICATION,
+        task_metrics.prefixed("test", task_metrics.classification(outputs, index)),
         labels,
         confusion_matrix(truth_values, predictions, labels),
         roc or None,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines import text
 from pipelines.config import ModelConfig
-from pipelines.encoding import Slot
+from pipelines.data import text
+from pipelines.data.preprocessing import Slot
 
 MAX_PAIR_BUCKETS = 1 << 16  # hashed word pairs of a TextBag: 4 per word of the vocabulary, 1024 to 65536
 

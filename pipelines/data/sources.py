@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import encoding, images, metrics, schema, task
+from pipelines import task_metrics
 from pipelines.config import DataConfig, SplitConfig
+from pipelines.data import images, preprocessing, schema, task
+from pipelines.data.schema import Column
 from pipelines.errors import DataError, one_line
-from pipelines.schema import Column
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses", "reviews", "digits-images")
@@ -73,14 +74,14 @@ def _format_of(path: str) -> str:
 def write_builtin(name: str, folder: Path) -> Path:
     """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits, breast
     cancer (string labels) and diabetes (a regression: `progression`), or `customers` and `houses`, generated
-    tables with the mess real ones have (a yes/no label; a price), and `reviews`, free text (pipelines/reviews.py)."""
+    tables with the mess real ones have (a yes/no label; a price), and `reviews`, free text (data/reviews.py)."""
     path = folder / f"{name}.parquet"
     if path.exists():
         return path
     if name in ("customers", "houses"):
         frame = customers() if name == "customers" else houses()
     elif name == "reviews":
-        from pipelines.reviews import reviews
+        from pipelines.data.reviews import reviews
 
         frame = reviews()
     elif name == "diabetes":
@@ -293,7 +294,7 @@ class Checked:
     frame: pd.DataFrame  # the rows that have a label
     columns: list[Column]  # every column of the file, with its type and use (schema.infer)
     rows_without_label: int
-    task: str = metrics.CLASSIFICATION
+    task: str = task_metrics.CLASSIFICATION
     task_note: str | None = None  # why, when data.task is auto
 
     @property
@@ -316,15 +317,15 @@ def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> Checked:
         labels = frame[cfg.label]
     kind, note = task.decide(labels, cfg)
     classes = labels.nunique()
-    if kind == metrics.CLASSIFICATION and classes < 2:
+    if kind == task_metrics.CLASSIFICATION and classes < 2:
         raise DataError(
             f"data.label: column {cfg.label!r} has {classes} class{'es' if classes != 1 else ''} "
             "among the labelled rows; need at least 2"
         )
     parts = split(labels.to_numpy(), cfg.split, kind)
-    too_few = len(parts[0]) < (classes if kind == metrics.CLASSIFICATION else 2)
+    too_few = len(parts[0]) < (classes if kind == task_metrics.CLASSIFICATION else 2)
     if min(len(p) for p in parts) < 1 or too_few:
-        over = f" over {classes} classes" if kind == metrics.CLASSIFICATION else ""
+        over = f" over {classes} classes" if kind == task_metrics.CLASSIFICATION else ""
         raise DataError(
             f"data: {len(frame)} rows are too few for split val={cfg.split.val:g} test={cfg.split.test:g}{over}"
         )
@@ -348,7 +349,7 @@ def describe(checked: Checked, cfg: DataConfig) -> list[str]:
 def category_note(column, cfg: DataConfig) -> str:
     """What becomes of a category with many values (data.categories), from its distinct values in the whole
     table (the train split's decide, so a column near data.max_categories may go either way)."""
-    if encoding.embedded(cfg.categories, column.distinct, cfg.max_categories):
+    if preprocessing.embedded(cfg.categories, column.distinct, cfg.max_categories):
         return (
             f"note: column {column.name!r} ({column.distinct} values) is embedded: a learned vector per value seen "
             "twice in train (data.categories)"
@@ -370,7 +371,7 @@ def split_counts(num_rows: int, split: SplitConfig) -> tuple[int, int, int]:
 def split(labels: np.ndarray, cfg: SplitConfig, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices of train/val/test: stratified by class, or for regression by decile of the target, so each
     split sees the whole range."""
-    if kind == metrics.REGRESSION:
+    if kind == task_metrics.REGRESSION:
         deciles = pd.qcut(pd.Series(labels, dtype=np.float64).rank(method="first"), 10, labels=False, duplicates="drop")
         return stratified_split(deciles.to_numpy(), cfg)
     return stratified_split(labels, cfg)

@@ -8,8 +8,8 @@ import threading
 import warnings
 
 from pipelines import signals
+from pipelines.cluster.ports import free_port
 from pipelines.config import KilnConfig
-from pipelines.ports import free_port
 
 QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 this silences Tune's tables

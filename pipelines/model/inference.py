@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import checkpoint
+from pipelines.model import checkpoint
 
 
 class InferenceModel:

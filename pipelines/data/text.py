@@ -4,7 +4,7 @@ Words are lower-cased runs of letters, digits and apostrophes, and `!`/`?` on th
 the train split's most frequent words seen at least twice (at most `data.vocab_size`); a row becomes
 `data.max_length` ids, padded with 0. Reserved ids: 0 padding, 1 a word outside the vocabulary, 2 an empty or
 missing text (so every row has at least one id an encoder can attend to). Word pairs (bigrams) are not in the
-vocabulary: the bag encoder hashes pairs of ids itself (models.TextBag).
+vocabulary: the bag encoder hashes pairs of ids itself (networks.TextBag).
 
 Or, with `data.tokenizer: bpe`, byte-pair pieces trained on the train split by the `tokenizers` library
 (`fit_bpe`), saved as that library's own JSON (a declarative file, no code). Measured side by side

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines import console, images, text
+from pipelines import console
 from pipelines.config import COLUMN_TYPES, DataConfig
+from pipelines.data import images, text
 from pipelines.errors import DataError
 
 IDENTIFIER_SHARE = 0.95

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from pipelines import storage
+from pipelines.cluster import storage
 from pipelines.config import KilnConfig
 
 

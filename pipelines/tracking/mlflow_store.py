@@ -36,7 +36,7 @@ def verified_copy(uri: str, name: str, version: int | str, into: str, *, key: by
     files match the signature recorded at registration (integrity.TAG under the signing key): what is loaded
     afterwards is the copy that was checked, never a second read of the store. Raises integrity.IntegrityError
     naming the version otherwise."""
-    from pipelines import integrity
+    from pipelines.tracking import integrity
 
     tags = client(uri).get_model_version(name, str(version)).tags
     recorded = tags.get(integrity.TAG)
@@ -76,7 +76,7 @@ def load_verified(uri: str, name: str, version: int | str, *, factory: str | Non
 
     from mlflow.models import Model
 
-    from pipelines.inference import InferenceModel
+    from pipelines.model.inference import InferenceModel
 
     with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
         folder = verified_copy(uri, name, version, into, key=key)

@@ -39,12 +39,12 @@ class Baseline:
 def verdict(primary: str, network: float, baseline: Baseline | None) -> str | None:
     """One line when the baseline scored better than the network on the test split: by how much, and what to
     try; None when the network is at least as good (or there is no baseline)."""
-    from pipelines import metrics
+    from pipelines import task_metrics
 
     theirs = baseline.metrics.get(primary) if baseline else None
     if theirs is None:
         return None
-    higher = metrics.mode_of(primary) == "max"
+    higher = task_metrics.mode_of(primary) == "max"
     if (network >= theirs) if higher else (network <= theirs):
         return None
     by = f"{theirs - network:.4f}" if higher else f"{network / theirs:.3f}x"
@@ -63,7 +63,7 @@ def verdict(primary: str, network: float, baseline: Baseline | None) -> str | No
 def as_trees_see_it(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """Numbers as floats (NaN stays missing); category and binary columns as pandas categoricals over the
     train split's values (an unseen value becomes missing)."""
-    from pipelines.encoding import level
+    from pipelines.data.preprocessing import level
 
     out = {}
     for name, kind in types.items():
@@ -94,8 +94,8 @@ def fit_and_score(
 
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    from pipelines import metrics
-    from pipelines.encoding import level, plain
+    from pipelines import task_metrics
+    from pipelines.data.preprocessing import level, plain
 
     if "text" in types.values():
         return _fit_linear_on_text(train, train_y, test, test_y, types, task=task, labels=labels)
@@ -104,19 +104,19 @@ def fit_and_score(
     }
     started = time.perf_counter()
     x_train, x_test = as_trees_see_it(train, types, categories), as_trees_see_it(test, types, categories)
-    if task == metrics.REGRESSION:
+    if task == task_metrics.REGRESSION:
         trees = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=seed)
         trees.fit(x_train, np.asarray(train_y, dtype=np.float64))
-        scores = metrics.regression(trees.predict(x_test), np.asarray(test_y, dtype=np.float64))
-        return Baseline(metrics.prefixed("test", scores), time.perf_counter() - started)
+        scores = task_metrics.regression(trees.predict(x_test), np.asarray(test_y, dtype=np.float64))
+        return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started)
     labels = labels if labels is not None else sorted({plain(v) for v in train_y}, key=str)
     index = {label: i for i, label in enumerate(labels)}
     trees = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
     trees.fit(x_train, [index[plain(v)] for v in train_y])
     probabilities = np.zeros((len(test), len(labels)))
     probabilities[:, trees.classes_] = trees.predict_proba(x_test)
-    scores = metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
-    return Baseline(metrics.prefixed("test", scores), time.perf_counter() - started)
+    scores = task_metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
+    return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started)
 
 
 def _fit_linear_on_text(
@@ -138,8 +138,8 @@ def _fit_linear_on_text(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from pipelines import metrics
-    from pipelines.encoding import level, plain
+    from pipelines import task_metrics
+    from pipelines.data.preprocessing import level, plain
 
     def as_text(frame: pd.DataFrame) -> pd.DataFrame:
         out = {}
@@ -167,14 +167,14 @@ def _fit_linear_on_text(
     columns = ColumnTransformer(parts)
     x_train, x_test = columns.fit_transform(as_text(train)), columns.transform(as_text(test))
     name = TEXT_NAME[task]
-    if task == metrics.REGRESSION:
+    if task == task_metrics.REGRESSION:
         model = Ridge().fit(x_train, np.asarray(train_y, dtype=np.float64))
-        scores = metrics.regression(model.predict(x_test), np.asarray(test_y, dtype=np.float64))
-        return Baseline(metrics.prefixed("test", scores), time.perf_counter() - started, name)
+        scores = task_metrics.regression(model.predict(x_test), np.asarray(test_y, dtype=np.float64))
+        return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started, name)
     labels = labels if labels is not None else sorted({plain(v) for v in train_y}, key=str)
     index = {label: i for i, label in enumerate(labels)}
     model = LogisticRegression(max_iter=2000).fit(x_train, [index[plain(v)] for v in train_y])
     probabilities = np.zeros((len(test), len(labels)))
     probabilities[:, model.classes_] = model.predict_proba(x_test)
-    scores = metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
-    return Baseline(metrics.prefixed("test", scores), time.perf_counter() - started, name)
+    scores = task_metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
+    return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started, name)
