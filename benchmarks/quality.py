@@ -101,7 +101,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_sets
 
-    from pipelines.data import images
+    from pipelines.data import builtin
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", default=",".join(quality_sets.SETS))
@@ -122,7 +122,7 @@ def main() -> None:
         for side in (int(s) for s in filter(None, args.images.split(","))):
             for colour in (False, True):
                 name = f"digits_{side}px_{'rgb_jpg' if colour else 'grey_png'}"
-                folder = images.write_digits(
+                folder = builtin.write_digits(
                     tmp / name,
                     side=side,
                     colour=colour,

@@ -25,7 +25,7 @@ from torch import nn
 
 from pipelines.config import SplitConfig
 from pipelines.data import text
-from pipelines.data.reviews import reviews
+from pipelines.data.builtin import reviews
 from pipelines.data.sources import split
 from pipelines.model.networks import TextBag
 

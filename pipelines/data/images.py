@@ -132,35 +132,3 @@ def is_class_folder_tree(root: Path) -> bool:
         return False
     folders = [p for p in root.iterdir() if p.is_dir()]
     return bool(folders) and any(f.suffix.lower() in SUFFIXES for d in folders for f in d.iterdir())
-
-
-def write_digits(
-    root: Path, *, side: int = 16, colour: bool = False, resample: str = "bilinear", suffix: str = ".png", seed: int = 0
-) -> Path:
-    """scikit-learn's digits as image files in class folders (root/<digit>/<n><suffix>), upscaled to side x side:
-    the image set `builtin:digits-images` is (grey PNG, bilinear). `colour` paints each digit in a random bright
-    colour on a random dark background, different for every image (colored MNIST's scheme); `resample` is nearest
-    or bilinear; `suffix` .png or .jpg (JPEG at PIL's default quality). Written once; a half-written tree is never
-    used (atomic rename)."""
-    from PIL import Image
-    from sklearn import datasets
-
-    if root.exists():
-        return root
-    digits = datasets.load_digits()
-    rng = np.random.default_rng(seed)
-    method = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}[resample]
-    tmp = root.with_name(root.name + ".tmp")
-    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
-        folder = tmp / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        ink = image / 16.0
-        if colour:
-            background, foreground = rng.uniform(0, 64, size=3), rng.uniform(96, 255, size=3)
-            painted = background + ink[..., None] * (foreground - background)
-            picture = Image.fromarray(painted.round().astype(np.uint8), mode="RGB")
-        else:
-            picture = Image.fromarray((ink * 255).astype(np.uint8), mode="L")
-        picture.resize((side, side), method).save(folder / f"{i:04d}{suffix}")
-    tmp.replace(root)
-    return root

@@ -14,12 +14,9 @@ import pandas as pd
 
 from pipelines import task_metrics
 from pipelines.config import DataConfig, SplitConfig
-from pipelines.data import images, preprocessing, schema, task
+from pipelines.data import builtin, images, preprocessing, schema, task
 from pipelines.data.schema import Column
 from pipelines.errors import DataError, one_line
-
-BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("digits", "breast_cancer", "diabetes", "customers", "houses", "reviews", "digits-images")
 
 
 @dataclass(frozen=True)
@@ -34,16 +31,16 @@ class Source:
 def resolve_source(cfg: DataConfig, storage_root: Path) -> Source:
     """Turn `data.source` into files to read; builtin sets are written once as parquet."""
     source = cfg.source
-    if source.startswith(BUILTIN_PREFIX):
-        name = source.removeprefix(BUILTIN_PREFIX)
-        if name not in BUILTINS:
+    if source.startswith(builtin.PREFIX):
+        name = source.removeprefix(builtin.PREFIX)
+        if name not in builtin.NAMES:
             raise DataError(
                 f"data.source: unknown builtin {source!r}; choose one of "
-                + ", ".join(BUILTIN_PREFIX + b for b in BUILTINS)
+                + ", ".join(builtin.PREFIX + b for b in builtin.NAMES)
             )
         if name == "digits-images":
-            return Source([str(images.write_digits(storage_root / "datasets" / name))], "images")
-        return Source([str(write_builtin(name, storage_root / "datasets"))], "parquet")
+            return Source([str(builtin.write_digits(storage_root / "datasets" / name))], "images")
+        return Source([str(builtin.write_table(name, storage_root / "datasets"))], "parquet")
     if "://" in source and not source.startswith("file://"):
         return Source([source], _format_of(source))
     path = Path(source.removeprefix("file://")).expanduser().resolve()
@@ -69,109 +66,6 @@ def _format_of(path: str) -> str:
     if suffix == ".csv":
         return "csv"
     raise DataError(f"data.source: {path} is neither parquet nor CSV")
-
-
-def write_builtin(name: str, folder: Path) -> Path:
-    """A built-in table as a real parquet file (written once, atomically): scikit-learn's digits, breast
-    cancer (string labels) and diabetes (a regression: `progression`), or `customers` and `houses`, generated
-    tables with the mess real ones have (a yes/no label; a price), and `reviews`, free text (data/reviews.py)."""
-    path = folder / f"{name}.parquet"
-    if path.exists():
-        return path
-    if name in ("customers", "houses"):
-        frame = customers() if name == "customers" else houses()
-    elif name == "reviews":
-        from pipelines.data.reviews import reviews
-
-        frame = reviews()
-    elif name == "diabetes":
-        from sklearn import datasets
-
-        frame = datasets.load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
-    else:
-        from sklearn import datasets
-
-        loaded = (datasets.load_digits if name == "digits" else datasets.load_breast_cancer)(as_frame=True)
-        frame = loaded.frame.rename(columns={"target": "label"})
-        if name == "breast_cancer":
-            frame["label"] = [str(loaded.target_names[i]) for i in frame["label"]]
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
-
-
-def customers(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Will a customer churn? An id column, string categories, a yes/no answer, missing cells everywhere."""
-    rng = np.random.default_rng(seed)
-    plan = rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2])
-    region = rng.choice(["north", "south", "east", "west", "islands"], rows)
-    tenure = rng.gamma(2.0, 12.0, rows).round(1)
-    spend = (rng.normal(40, 15, rows) + np.select([plan == "plus", plan == "pro"], [20, 45], 0)).round(2)
-    support = rng.choice(["yes", "no"], rows, p=[0.3, 0.7])
-    score = (
-        1.0
-        - 0.08 * tenure
-        + 0.04 * (spend - 50)
-        + 1.5 * (support == "yes")
-        - 1.5 * (plan == "pro")
-        + 1.0 * (region == "islands")
-        + rng.normal(0, 0.5, rows)
-    )
-    frame = pd.DataFrame(
-        {
-            "customer_id": [f"C{100000 + i}" for i in range(rows)],
-            "plan": plan,
-            "region": region,
-            "tenure_months": tenure,
-            "monthly_spend": spend,
-            "called_support": support,
-            "churned": np.where(score > 0, "yes", "no"),
-        }
-    )
-    for column, share in (("region", 0.1), ("tenure_months", 0.15), ("monthly_spend", 0.05), ("called_support", 0.1)):
-        frame.loc[rng.random(rows) < share, column] = None
-    return frame
-
-
-def houses(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """What is a house's price? An id, string categories, a yes/no answer, missing cells, a skewed target."""
-    rng = np.random.default_rng(seed)
-    town = rng.choice(
-        ["old town", "riverside", "hills", "harbour", "suburbs", "airport"], rows, p=[0.15, 0.2, 0.15, 0.1, 0.3, 0.1]
-    )
-    rooms = rng.integers(1, 8, rows)
-    area = (25 + 18 * rooms + rng.gamma(2.0, 8.0, rows)).round(1)
-    built = rng.integers(1900, 2025, rows)
-    garage = rng.choice(["yes", "no"], rows, p=[0.4, 0.6])
-    premium = (
-        pd.Series(town)
-        .map({"old town": 1.35, "riverside": 1.25, "hills": 1.15, "harbour": 1.3, "suburbs": 1.0, "airport": 0.8})
-        .to_numpy()
-    )
-    price = (
-        2500
-        * area
-        * premium
-        * (1 + 0.1 * (garage == "yes"))
-        * (1 - 0.001 * (2025 - built))
-        * rng.lognormal(0, 0.08, rows)
-    )
-    frame = pd.DataFrame(
-        {
-            "listing": [f"H-{i:06d}" for i in range(rows)],
-            "town": town,
-            "rooms": rooms,
-            "area_m2": area,
-            "year_built": built,
-            "garage": garage,
-            "price": price.round(-2),
-        }
-    )
-    for column, share in (("town", 0.05), ("area_m2", 0.1), ("garage", 0.1), ("year_built", 0.05)):
-        frame.loc[rng.random(rows) < share, column] = None
-    return frame
 
 
 def read_local(source: Source) -> pd.DataFrame:

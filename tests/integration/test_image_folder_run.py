@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines.data import images
+from pipelines.data import builtin
 
 from tests_support import KILN, start_run
 
@@ -29,7 +29,7 @@ MODEL = "digits-cnn-test"
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("images") / "runs"
-    folder = images.write_digits(root.parent / "digits-32", side=32)
+    folder = builtin.write_digits(root.parent / "digits-32", side=32)
     run = start_run(
         "configs/examples/digits_images.yaml",
         root,
@@ -129,7 +129,7 @@ def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
 
 
 def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming_the_file(tmp_path):
-    folder = images.write_digits(tmp_path / "digits")
+    folder = builtin.write_digits(tmp_path / "digits")
     shutil.rmtree(folder / "3")  # a smaller set: a quicker check
     (folder / "9" / "9999.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
     refused = subprocess.run(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines.data import sources
+from pipelines.data import builtin
 
 from tests_support import KILN, ROOT, alive, descendants, self_signed_certificate, start_run, store_client
 
@@ -27,7 +27,7 @@ EPOCHS = 12
 @pytest.fixture(scope="module")
 def price_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prices")
-    table = sources.houses(rows=800, seed=1)
+    table = builtin.houses(rows=800, seed=1)
     table.to_csv(folder / "houses.csv", index=False)
     trained = subprocess.run(
         [

@@ -3,12 +3,12 @@
 import numpy as np
 
 from pipelines.config import DataConfig
-from pipelines.data import sources
+from pipelines.data import builtin, sources
 from pipelines.model import baseline
 
 
 def test_trees_score_the_generated_customers_table_from_its_raw_columns():
-    table = sources.customers(rows=1200)
+    table = builtin.customers(rows=1200)
     checked = sources.check_frame(table, DataConfig(label="churned"))
     assert "customer_id" not in checked.types  # the identifier is left out for the trees too
     train, test = checked.frame.iloc[:900], checked.frame.iloc[900:].copy()
@@ -22,7 +22,7 @@ def test_trees_score_the_generated_customers_table_from_its_raw_columns():
 
 
 def test_trees_regress_the_generated_houses_table_in_the_labels_units():
-    table = sources.houses(rows=1200)
+    table = builtin.houses(rows=1200)
     checked = sources.check_frame(table, DataConfig(label="price"))
     assert checked.task == "regression"
     train, test = checked.frame.iloc[:900], checked.frame.iloc[900:]

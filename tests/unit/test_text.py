@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.config import DataConfig, ModelConfig
-from pipelines.data import preprocessing, schema, sources, text
+from pipelines.data import builtin, preprocessing, schema, sources, text
 from pipelines.model import baseline
 from pipelines.model.networks import build_model
 
@@ -152,7 +152,7 @@ def test_the_transformer_reads_a_batch_as_long_as_its_longest_text_whatever_max_
 
 
 def test_the_text_baseline_is_tfidf_and_a_linear_model_on_every_column(tmp_path):
-    frame = pd.read_parquet(sources.write_builtin("reviews", tmp_path))
+    frame = pd.read_parquet(builtin.write_table("reviews", tmp_path))
     checked = sources.check_frame(frame, DataConfig(label="sentiment"))
     assert checked.types == {"review": "text", "product": "category", "price": "number", "verified": "binary"}
     train, test = checked.frame.iloc[:1500], checked.frame.iloc[1500:]

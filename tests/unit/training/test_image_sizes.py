@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import KilnConfig
-from pipelines.data import images, sources
+from pipelines.data import builtin, sources
 from pipelines.training import local
 
 # 32 px grey PNG goes through `kiln run` to the endpoint in tests/integration/test_image_folder_run.py, and every
@@ -26,7 +26,7 @@ CASES = [
     "side, colour, resample", CASES, ids=[f"{s}px-{'rgb-jpg' if c else 'grey-png'}-{r}" for s, c, r in CASES]
 )
 def test_digits_images_train_to_095_at_any_size_and_in_colour(tmp_path: Path, side, colour, resample):
-    root = images.write_digits(
+    root = builtin.write_digits(
         tmp_path / "digits", side=side, colour=colour, resample=resample, suffix=".jpg" if colour else ".png"
     )
     cfg = KilnConfig.model_validate({"data": {"source": str(root)}, "train": {"epochs": 10, "lr": 3e-3}})
