@@ -102,6 +102,11 @@ def digest(folder: str | Path, key: bytes) -> str:
     return mac.hexdigest()
 
 
+# What MLflow itself writes into a version's folder after registration: mlflow.pyfunc.load_model("models:/...")
+# on a local store records the name and version there. Kiln never reads it, so it is left out of the signature.
+UNSIGNED = {"registered_model_meta"}
+
+
 def _files(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     pending = [root]
@@ -109,6 +114,8 @@ def _files(root: Path) -> list[tuple[str, Path]]:
         with os.scandir(pending.pop()) as entries:
             for entry in entries:
                 path = Path(entry.path)
+                if path.parent == root and entry.name in UNSIGNED and entry.is_file(follow_symlinks=False):
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(path)
                 elif entry.is_file(follow_symlinks=False):

@@ -82,6 +82,15 @@ def test_the_digest_depends_on_the_key_names_bytes_and_where_one_file_ends(tmp_p
     assert base != integrity.digest(folder_of(tmp_path / "g", {"x": b"12", "sub/y": b"3", "extra": b""}), KEY)
 
 
+def test_what_mlflows_own_load_writes_into_a_version_leaves_its_signature_alone(tmp_path):
+    """mlflow.pyfunc.load_model("models:/NAME@ALIAS") on a local store writes registered_model_meta into the
+    version's folder: a user loading the pyfunc must not make the version unservable. Only that name, only there."""
+    files = {"MLmodel": b"m", "checkpoint/weights": b"w"}
+    base = integrity.digest(folder_of(tmp_path / "a", files), KEY)
+    assert base == integrity.digest(folder_of(tmp_path / "b", {**files, "registered_model_meta": b"v: 1"}), KEY)
+    assert base != integrity.digest(folder_of(tmp_path / "c", {**files, "checkpoint/registered_model_meta": b""}), KEY)
+
+
 @pytest.mark.parametrize("kind", ["link", "fifo"])
 def test_a_version_holding_a_link_or_a_special_file_is_refused_naming_it(tmp_path, kind):
     root = folder_of(tmp_path / "v", {"model.pt": b"w"})
