@@ -15,6 +15,7 @@ very arrays Kiln's ingest produced. Clocks start when each search starts: Ray's 
 are paid once and reported beside.
 
     .venv/bin/python benchmarks/search_vs_peers.py [--seeds 1] [--samples 16] [--workloads small,large]
+        [--systems kiln,kiln_promote,optuna,ray_docs]   (also kiln_tpe, kiln_tpe_promote, kiln_pbt)
 
 On 2 cores it takes about an hour: the large workload's random search alone is ~8 minutes and Ray's documented
 wiring over 10 minutes per workload (every trial is a fresh Train run).
@@ -34,7 +35,7 @@ from pipelines.cluster import runtime
 from pipelines.config import load_config
 from pipelines.data import ingest
 from pipelines.search import tuner
-from pipelines.search.space import parse_search_space
+from pipelines.search.space import parse_search_space, to_tune_domain
 
 from common import bare_training, median, pin_threads, record, write_teacher_table
 
@@ -62,6 +63,12 @@ WORKLOADS = {
 
 
 SYSTEMS = ("kiln", "kiln_promote", "optuna", "ray_docs")
+VARIANTS = {  # Kiln with another tune.search / scheduler, over the same space and seeds (--systems picks them)
+    "kiln_promote": {"tune.scheduler.name": "asha_promote"},
+    "kiln_tpe": {"tune.search": "tpe"},
+    "kiln_tpe_promote": {"tune.search": "tpe", "tune.scheduler.name": "asha_promote"},
+    "kiln_pbt": {"tune.scheduler.name": "pbt"},
+}
 TARGETS = {"search_time_ratio_vs_optuna_large": 1.0, "search_time_ratio_vs_ray_docs_large": 0.6}
 
 
@@ -214,7 +221,7 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
         trainer.fit()
 
     clock = Clock()
-    space = {key: tuner.to_tune_domain(domain) for key, domain in parse_search_space(cfg.tune.search_space).items()}
+    space = {key: to_tune_domain(domain) for key, domain in parse_search_space(cfg.tune.search_space).items()}
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
         max_t=epochs,
@@ -258,7 +265,7 @@ def workload_config(kind: str, root: str, samples: int, seed: int):
     return load_config("configs/quickstart.yaml", overrides).for_task("classification")
 
 
-def one_workload(kind: str, seeds: int, samples: int) -> dict:
+def one_workload(kind: str, seeds: int, samples: int, systems=SYSTEMS) -> dict:
     import ray
 
     rows = []
@@ -277,12 +284,12 @@ def one_workload(kind: str, seeds: int, samples: int) -> dict:
             goal = max(v for _, v in reference.points) - 0.005
             say(kind, seed, "random_search", reference.summary(goal))
             searches = {}
-            for system in SYSTEMS:  # each printed as it ends: an interrupted run keeps the rest
+            for system in systems:  # each printed as it ends: an interrupted run keeps the rest
                 if system == "kiln":
                     searches[system] = kiln(cfg, splits, f"kiln-{kind}-{seed}")
-                elif system == "kiln_promote":
-                    promoted = cfg.with_sample({"tune.scheduler.name": "asha_promote"})
-                    searches[system] = kiln(promoted, splits, f"kiln-promote-{kind}-{seed}")
+                elif system in VARIANTS:
+                    variant = cfg.with_sample(VARIANTS[system])
+                    searches[system] = kiln(variant, splits, f"{system.replace('_', '-')}-{kind}-{seed}")
                 elif system == "optuna":
                     searches[system] = in_process(
                         cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples, prune=True
@@ -321,11 +328,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--workloads", default="small,large")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"of {', '.join(SYSTEMS[:1] + tuple(VARIANTS) + SYSTEMS[2:])}"
+    )
     args = parser.parse_args()
+    systems = tuple(args.systems.split(","))
     pin_threads(1)  # the in-process peers run one trial per core, as Kiln's trials do
     for kind in args.workloads.split(","):  # each workload's figures land as it ends: a late failure keeps them
         figures = []
-        result = one_workload(kind, args.seeds, args.samples)
+        result = one_workload(kind, args.seeds, args.samples, systems)
         rows = result["rows"]
         baseline = (
             f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
@@ -342,7 +353,14 @@ def main() -> None:
                 f"search_time_ratio_promote_vs_optuna_{kind}",
                 f"Kiln with tune.scheduler.name: asha_promote against {optuna}",
             ),
+            *(
+                (variant, "optuna", f"search_time_ratio_{variant.removeprefix('kiln_')}_vs_optuna_{kind}", optuna)
+                for variant in VARIANTS
+                if variant != "kiln_promote"
+            ),
         ):
+            if system not in systems or peer not in systems:
+                continue
             ratio = median([time_to_goal(r[system]) / time_to_goal(r[peer]) for r in rows])
             figures.append(
                 {

@@ -13,7 +13,7 @@ from pipelines import console, signals
 from pipelines.config import KilnConfig, check_column_encoders, load_config, named_after_data
 from pipelines.errors import ConfigError, DataError, ModelNotFound, SearchInterrupted
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ROWS_FAILED = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +118,14 @@ def parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--file", required=True, help="CSV or parquet rows, columns named like the features")
     predict.add_argument("--url", help="endpoint base URL (default http://serve.host:serve.port)")
+    score = command(
+        "score",
+        cmd_score,
+        "score a CSV or parquet table with a registered version on Ray Data, into a file",
+        positionals=(("model", {"help": "NAME, NAME@ALIAS or NAME/VERSION"}),),
+    )
+    score.add_argument("--input", required=True, help="a CSV or parquet file, or a folder of them")
+    score.add_argument("--output", required=True, help="the scored rows: a .parquet or .csv file")
     command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version")
     command("models", cmd_models, "registered models: versions, aliases, test metric")
     ui = command("ui", cmd_ui, "open the MLflow UI on this store")
@@ -146,6 +154,23 @@ def cmd_predict(args) -> int:
     client.check_serves(url, args.name, verify=cfg.serve.verify)
     for prediction in client.predict_file(url, args.file, verify=cfg.serve.verify):
         console.say(str(prediction))
+    return EXIT_OK
+
+
+def cmd_score(args) -> int:
+    from pipelines.scoring import job
+
+    cfg = _config(args)
+    result = job.score(cfg, args.model, args.input, args.output, verbose=args.verbose)
+    console.say(result.line)
+    if result.rows_failed > cfg.score.max_error_rows:
+        console.error(
+            f"{result.rows_failed} rows failed (score.max_error_rows: {cfg.score.max_error_rows}); "
+            f"their reasons: {result.errors}"
+        )
+        _shutdown()
+        return EXIT_ROWS_FAILED
+    _shutdown()
     return EXIT_OK
 
 

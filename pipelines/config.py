@@ -25,7 +25,7 @@ from pipelines import task_metrics
 from pipelines.errors import ConfigError, one_line
 from pipelines.search.auto import is_auto, written
 from pipelines.search.auto import resolve as resolve_space
-from pipelines.search.space import decoded, parse_search_space
+from pipelines.search.space import CONTINUOUS, decoded, parse_search_space
 
 COLUMN_TYPES = ("number", "category", "binary", "text", "image")
 # Metrics an epoch reports (pipelines/task_metrics.py); `tune.metric` must be one of the task's.
@@ -344,13 +344,18 @@ class TrainConfig(Section):
 
 
 class SchedulerConfig(Section):
-    name: Literal["asha", "asha_promote", "fifo"] = "asha"
+    name: Literal["asha", "asha_promote", "fifo", "pbt"] = "asha"
     """asha stops weak trials early (Ray's ASHAScheduler); asha_promote pauses a trial at each rung with a
     checkpoint and resumes it only once it ranks in the rung's top 1/reduction_factor (the paper's ASHA: the first
-    trials no longer pass every rung unchallenged); fifo runs every trial to the end."""
+    trials no longer pass every rung unchallenged); fifo runs every trial to the end; pbt (Ray's
+    PopulationBasedTraining) trains the num_samples trials as one population: every perturbation_interval
+    epochs a trial in the bottom quarter copies a top-quarter trial's checkpoint (weights, optimizer state, its
+    place in the learning-rate schedule) and perturbs the searched continuous keys (uniform and loguniform)."""
     grace_period: PositiveInt = 1
     """Epochs every trial runs before ASHA may stop it."""
     reduction_factor: float = Field(2, gt=1)
+    perturbation_interval: PositiveInt = 2
+    """pbt: epochs between a trial's chances to exploit and explore; below train.epochs."""
     brackets: PositiveInt = 1
     """Hyperband brackets: bracket s judges its trials first at grace_period * reduction_factor**s, so a grace period
     too short for the task does not decide the whole search; trials are dealt to brackets in turn."""
@@ -405,6 +410,24 @@ class AutoscalingConfig(Section):
     min_replicas: NonNegativeInt = 1
     max_replicas: PositiveInt = 2
     target_ongoing_requests: PositiveFloat = 8
+
+
+class ScoreConfig(Section):
+    """`kiln score`: a registered version over a table on Ray Data (pipelines/scoring/)."""
+
+    keep: list[str] = []
+    """Input columns copied to the output beside `row` (the input's row number) and `prediction`, e.g. an id."""
+    probabilities: bool = False
+    """A classifier's `probability_<label>` columns too."""
+    batch_size: PositiveInt = 4096
+    """Rows per map_batches call."""
+    num_cpus: float = Field(1, gt=0)
+    """CPUs per scoring actor; the pool grows from 1 actor to as many as the cluster's CPUs fit."""
+    num_gpus: float = Field(0, ge=0)
+    """GPUs per scoring actor (a cluster with GPUs: 1 runs each actor's forward passes on one)."""
+    max_error_rows: NonNegativeInt = 0
+    """Rows that may fail (a non-number in a number column) before the job exits 3; they go to
+    `<output>.errors.parquet` with their row number and reason either way."""
 
 
 class ServeConfig(Section):
@@ -505,11 +528,15 @@ class KilnConfig(Section):
     tune: TuneConfig = TuneConfig()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    score: ScoreConfig = ScoreConfig()
 
     @model_validator(mode="after")
     def _asha_has_a_rung(self) -> KilnConfig:
         scheduler = self.tune.scheduler
         if scheduler.name == "fifo" or self.tune.num_samples == 1:
+            return self
+        if scheduler.name == "pbt":
+            check_population(self)
             return self
         if scheduler.grace_period >= self.train.epochs:
             raise ValueError(
@@ -634,6 +661,38 @@ def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     return cfg
+
+
+def check_population(cfg: KilnConfig) -> None:
+    """What tune.scheduler.name: pbt needs before anything starts."""
+    interval = cfg.tune.scheduler.perturbation_interval
+    if interval >= cfg.train.epochs:
+        raise ValueError(
+            f"tune.scheduler.perturbation_interval ({interval}) must be below train.epochs ({cfg.train.epochs}): "
+            "pbt would never perturb a trial; lower it or raise train.epochs"
+        )
+    if cfg.tune.search != "random":
+        raise ValueError(
+            f"tune.search: {cfg.tune.search} with tune.scheduler.name: pbt; pbt changes its trials' values itself, "
+            "so the sampler would learn from configs that are no longer the trials'; use tune.search: random"
+        )
+    if (
+        cfg.train.runner != "auto"
+        or cfg.train.num_workers != 1
+        or "train.num_workers" in written(cfg.tune.search_space)
+    ):
+        raise ValueError(
+            "tune.scheduler.name: pbt copies checkpoints between trials that train in their Tune actor: "
+            "set train.num_workers: 1 and train.runner: auto"
+        )
+    if is_auto(cfg.tune.search_space):
+        return  # the built space searches train.lr on a log scale
+    continuous = [k for k, d in parse_search_space(cfg.tune.search_space).items() if d.kind in CONTINUOUS]
+    if not continuous:
+        raise ValueError(
+            "tune.search_space: pbt perturbs continuous keys (uniform or loguniform), and this space has none; "
+            "add one, e.g. train.lr: {loguniform: [1e-4, 1e-2]}"
+        )
 
 
 def check_search_space(cfg: KilnConfig) -> None:

@@ -113,7 +113,13 @@ def search(
         resume=resume,
         callbacks=[
             trial_runs.trial_callback(cfg, record.run_id, epochs.tags, inputs[:2]),
-            progress.progress_callback(cfg.tune.metric, cfg.tune.mode, cfg.tune.num_samples, cfg.train.epochs),
+            progress.progress_callback(
+                cfg.tune.metric,
+                cfg.tune.mode,
+                cfg.tune.num_samples,
+                cfg.train.epochs,
+                copies=cfg.tune.scheduler.name == "pbt",
+            ),
         ],
     )
     record.search_done()

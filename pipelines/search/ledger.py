@@ -105,6 +105,7 @@ ADDED_LATER = (
     ("train", "warmup_fraction", 0.0),
     ("train", "grad_clip", 0.0),
     ("train", "label_smoothing", 0.0),
+    ("tune", "scheduler.perturbation_interval", 2),
 )
 
 
@@ -112,8 +113,12 @@ def config_hash(cfg: KilnConfig) -> str:
     """What must match to resume: the search itself, not where it is served or tracked."""
     relevant = cfg.model_dump(include={"name", "data", "model", "train", "tune"})
     for section, key, default in ADDED_LATER:
-        if relevant[section][key] == default:
-            del relevant[section][key]
+        *parents, leaf = key.split(".")
+        node = relevant[section]
+        for parent in parents:
+            node = node[parent]
+        if node[leaf] == default:
+            del node[leaf]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -8,9 +8,12 @@ import time
 from pipelines.console import describe_sample, say
 
 
-def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int, *, live: bool | None = None):
+def progress_callback(
+    metric: str, mode: str, num_samples: int, max_epochs: int, *, live: bool | None = None, copies: bool = False
+):
     """A Tune callback showing the search as it goes: a live panel in a terminal (rich), one line
-    per event otherwise (CI logs)."""
+    per event otherwise (CI logs). `copies`: a trial that starts again has copied another's checkpoint (pbt),
+    not been promoted at a rung."""
     from ray.tune import Callback
 
     live = sys.stdout.isatty() if live is None else live
@@ -34,7 +37,12 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
         def on_trial_start(self, iteration, trials, trial, **info):
             if trial.trial_id in self.running:  # paused at a rung (tune.scheduler.name: asha_promote), now on again
                 self.paused.discard(trial.trial_id)
-                self._event(f"trial {trial.trial_id} promoted: resumes after epoch {self.running[trial.trial_id]}")
+                epoch = self.running[trial.trial_id]
+                self._event(
+                    f"trial {trial.trial_id} goes on from the checkpoint it copied"
+                    if copies
+                    else f"trial {trial.trial_id} promoted: resumes after epoch {epoch}"
+                )
                 return
             self.running[trial.trial_id] = 0
             self._event(
@@ -56,10 +64,11 @@ def progress_callback(metric: str, mode: str, num_samples: int, max_epochs: int,
             for trial in trials:
                 if trial.status == "PAUSED" and trial.trial_id in self.running and trial.trial_id not in self.paused:
                     self.paused.add(trial.trial_id)
-                    self._event(
-                        f"trial {trial.trial_id} paused after epoch {self.running[trial.trial_id]}: "
-                        "resumes if it ranks in its rung's top"
-                    )
+                    if not copies:  # pbt pauses a trial only to copy another: the scheduler said which
+                        self._event(
+                            f"trial {trial.trial_id} paused after epoch {self.running[trial.trial_id]}: "
+                            "resumes if it ranks in its rung's top"
+                        )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.paused.discard(trial.trial_id)

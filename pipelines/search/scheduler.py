@@ -3,13 +3,17 @@ promotes them: search.promotion) or FIFO, and where ASHA's rungs fall."""
 
 from __future__ import annotations
 
+import json
 import math
 
+from pipelines import console
 from pipelines.cluster import storage
 from pipelines.config import KilnConfig
 from pipelines.search import promotion
+from pipelines.search.space import CONTINUOUS, Domain, parse_search_space, to_tune_domain
 
 RUNGS_FILE = "kiln-rungs.json"  # promotion's records, beside Tune's own: Tune does not save a scheduler's state
+LINEAGE_FILE = "kiln-pbt-lineage.json"  # pbt: each copy, in order
 
 
 def asha_rungs(grace_period: float, reduction_factor: float, max_epochs: float) -> list[float]:
@@ -27,6 +31,8 @@ def build_scheduler(cfg: KilnConfig, search_name: str):
 
     if cfg.tune.scheduler.name == "asha_promote":
         return promotion_scheduler(cfg, search_name)
+    if cfg.tune.scheduler.name == "pbt":
+        return population_scheduler(cfg, search_name)
     if cfg.tune.scheduler.name != "asha":
         return FIFOScheduler()
     # Rungs count epochs, not reports: after a worker-group restart an epoch may be reported twice.
@@ -37,6 +43,48 @@ def build_scheduler(cfg: KilnConfig, search_name: str):
         reduction_factor=cfg.tune.scheduler.reduction_factor,
         brackets=cfg.tune.scheduler.brackets,
     )
+
+
+def mutations(cfg: KilnConfig) -> dict[str, Domain]:
+    """The keys pbt perturbs: every searched continuous key (uniform, loguniform), with its domain."""
+    return {k: d for k, d in parse_search_space(cfg.tune.search_space).items() if d.kind in CONTINUOUS}
+
+
+def population_scheduler(cfg: KilnConfig, search_name: str):
+    """Ray's PopulationBasedTraining: every perturbation_interval epochs, a trial in the bottom quarter copies a
+    top-quarter trial's latest checkpoint and config, then multiplies each continuous key by 0.8 or 1.2 or (one
+    time in four) draws it afresh from its domain. The copy restarts from that checkpoint's weights, optimizer
+    state and epoch (training.loop), so the learning-rate schedule goes on from where the copied trial was.
+    Each copy is a terminal line and an entry of the search's lineage file (LINEAGE_FILE: who copied whom, at
+    which epoch, with which new values)."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    keys = mutations(cfg)
+
+    class Population(PopulationBasedTraining):
+        def __init__(self):
+            super().__init__(
+                time_attr="epoch",
+                perturbation_interval=cfg.tune.scheduler.perturbation_interval,
+                hyperparam_mutations={k: to_tune_domain(d) for k, d in keys.items()},
+                quantile_fraction=0.25,
+                resample_probability=0.25,
+            )
+            self.path = storage.search_file(cfg, search_name, LINEAGE_FILE)
+            self.lineage: list[dict] = []
+
+        def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
+            super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
+            epoch = int(trial_to_clone.last_result.get("epoch", 0))
+            values = {k: new_config[k] for k in keys if k in new_config}
+            self.lineage.append({"trial": trial.trial_id, "copied": trial_to_clone.trial_id, "epoch": epoch, **values})
+            storage.write_text(cfg, self.path, json.dumps(self.lineage, indent=1))
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in values.items())
+            console.say(
+                f"  trial {trial.trial_id} copies trial {trial_to_clone.trial_id} at epoch {epoch} (pbt): {shown}"
+            )
+
+    return Population()
 
 
 def bracket_milestones(cfg: KilnConfig) -> list[list[int]]:

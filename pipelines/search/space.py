@@ -1,7 +1,7 @@
 """The search space as data: `tune.search_space`'s domains, parsed. Pure: no Ray, no config.
 
 The config checks every domain against itself when it is loaded (config.check_search_space); the tuner
-turns domains into Ray Tune's (tuner.to_tune_domain); a trial's config is `cfg.with_sample(sample)`.
+turns domains into Ray Tune's (to_tune_domain, below); a trial's config is `cfg.with_sample(sample)`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+CONTINUOUS = ("uniform", "loguniform")  # the kinds pbt perturbs
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,13 @@ def decoded(domain: Domain, value: Any) -> Any:
             if not isinstance(arg, str) and encoded(arg) == value:
                 return arg
     return value
+
+
+def to_tune_domain(domain: Domain, *, plain_choices: bool = False):
+    """Ray Tune's domain; `plain_choices`: a choice's lists and mappings as JSON text (space.encoded), for Optuna,
+    whose categorical takes plain values only (cfg.with_sample decodes them)."""
+    from ray import tune
+
+    if domain.kind == "choice":
+        return tune.choice([encoded(v) for v in domain.args] if plain_choices else list(domain.args))
+    return getattr(tune, domain.kind)(*domain.args)

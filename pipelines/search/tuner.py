@@ -9,13 +9,13 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipelines import signals
+from pipelines import console, signals
 from pipelines.cluster import storage
 from pipelines.config import KilnConfig
 from pipelines.errors import SearchInterrupted
-from pipelines.search import resources, scheduler, signing, space
+from pipelines.search import resources, scheduler, signing
 from pipelines.search.ranking import CHECKPOINT_PATH_KEY, Candidate, choose_existing, rank
-from pipelines.search.space import Domain, parse_search_space
+from pipelines.search.space import parse_search_space, to_tune_domain
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,6 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)  # what the user should know, one line each
 
 
-def to_tune_domain(domain: Domain, *, plain_choices: bool = False):
-    """Ray Tune's domain; `plain_choices`: a choice's lists and mappings as JSON text (space.encoded), for Optuna,
-    whose categorical takes plain values only (cfg.with_sample decodes them)."""
-    from ray import tune
-
-    if domain.kind == "choice":
-        return tune.choice([space.encoded(v) for v in domain.args] if plain_choices else list(domain.args))
-    return getattr(tune, domain.kind)(*domain.args)
-
-
 def search(
     cfg: KilnConfig, splits, *, search_name: str, callbacks: list[Any] = (), resume: bool = False
 ) -> SearchResult:
@@ -65,6 +55,11 @@ def search(
     cluster = ray.cluster_resources()
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     concurrency = resources.max_concurrent_trials(cfg, cluster_cpus=cpus, cluster_gpus=gpus)
+    if cfg.tune.scheduler.name == "pbt" and min(concurrency, cfg.tune.num_samples) < 2:
+        console.note(
+            f"note: pbt with {min(concurrency, cfg.tune.num_samples)} trial at a time: a finished trial cannot be "
+            "copied, so no trial ever copies another; lower train.cpus_per_worker (e.g. 0.5) or add CPUs"
+        )
     use_gpu = resources.resolve_use_gpu(cfg, gpus)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -140,7 +135,8 @@ def build_tuner(cfg: KilnConfig, trainable, *, search_name: str, concurrency: in
     in_actor_run = (
         dict(
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=cfg.train.keep_checkpoints,
+                # pbt copies a trial's latest checkpoint while the trial goes on: none is deleted before the end
+                num_to_keep=None if cfg.tune.scheduler.name == "pbt" else cfg.train.keep_checkpoints,
                 checkpoint_score_attribute=cfg.tune.metric,
                 checkpoint_score_order=cfg.tune.mode,
             ),

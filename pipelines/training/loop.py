@@ -283,12 +283,17 @@ def _node_ids(world_size: int) -> str:
 
 
 def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, restored) -> tuple[int, dict[str, Any]]:
-    """After a worker or driver failure, continue from the last reported checkpoint: (its epoch, its metrics)."""
+    """After a worker or driver failure, or a pbt exploit (another trial's checkpoint under this trial's new config),
+    continue from the checkpoint: (its epoch, its metrics). The optimizer's moments come from the checkpoint, its
+    weight decay from this config (the learning rate is set from it before every step: recipe.Schedule)."""
     if not restored:
         return 0, {}
+    decay = [group["weight_decay"] for group in optimizer.param_groups]
     with restored.as_directory() as folder:
         model.load_state_dict(torch.load(Path(folder) / checkpoint.WEIGHTS_FILE, weights_only=True))
         optimizer.load_state_dict(torch.load(Path(folder) / checkpoint.OPTIMIZER_FILE, weights_only=True))
+        for group, weight_decay in zip(optimizer.param_groups, decay, strict=True):
+            group["weight_decay"] = weight_decay
         meta = checkpoint.read_meta(folder)
         return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
 

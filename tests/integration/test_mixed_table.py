@@ -270,6 +270,58 @@ def test_v2_takes_a_text_column_as_bytes(mixed_run):
     assert answer.json()["outputs"][0]["data"] == ["yes", "no"]
 
 
+def score(folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        KILN,
+        "score",
+        f"{MODEL}@champion",
+        "tests/configs/tiny.yaml",
+        "--set",
+        f"storage.root={folder / 'runs'}",
+    ]
+    return subprocess.run([*command, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_kiln_score_writes_every_row_in_order_and_the_bad_one_beside_it(mixed_run):
+    """The same table, a bad cell in row 7, through `kiln score` on Ray Data (its own runtime beside the run's):
+    rows out in input order with their numbers and ids, the bad row in the errors file, exit 3, an MLflow run."""
+    folder, table, run = mixed_run
+    table = table.astype({"signal": object})
+    table.loc[7, "signal"] = "five"
+    table.to_csv(folder / "to-score.csv", index=False)
+    out = folder / "scored.parquet"
+    done = score(
+        folder, "--input", str(folder / "to-score.csv"), "--output", str(out),
+        "--set", "score.keep=[customer_id]", "--set", "score.probabilities=true", "--set", "score.batch_size=64",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"scored {len(table) - 1} of {len(table)} rows" in done.stdout
+    scored = pd.read_parquet(out)
+    assert scored["row"].tolist() == [i for i in range(len(table)) if i != 7]  # in input order, nothing lost
+    assert scored["customer_id"].tolist() == table["customer_id"].drop(index=7).tolist()
+    truth = table["answer"].drop(index=7).to_numpy()
+    assert (scored["prediction"].to_numpy() == truth).mean() > 0.95
+    assert np.allclose(scored["probability_yes"] + scored["probability_no"], 1.0)
+    errors = pd.read_parquet(folder / "scored.parquet.errors.parquet")
+    assert errors.to_dict("records") == [{"row": 7, "error": "column 'signal': 'five' is not a number"}]
+    client = store_client(run.tracking_uri)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    experiment = client.get_run(version.run_id).info.experiment_id  # the scored version's own experiment
+    (job,) = client.search_runs([experiment], filter_string="tags.`kiln.kind` = 'score'")
+    assert job.data.metrics["rows_in"] == len(table) and job.data.metrics["rows_failed"] == 1
+    assert job.data.params["output"] == str(out)
+
+
+def test_kiln_score_refuses_a_table_without_a_feature_and_writes_nothing(mixed_run):
+    folder, table, _ = mixed_run
+    table.drop(columns=["noise"]).to_parquet(folder / "no-noise.parquet")
+    out = folder / "never.csv"
+    done = score(folder, "--input", str(folder / "no-noise.parquet"), "--output", str(out))
+    assert done.returncode == 2
+    assert "no column 'noise', a feature of this model" in done.stderr
+    assert not out.exists() and not list(folder.glob("*never*"))
+
+
 def test_sigterm_to_kiln_alone_stops_the_run_and_everything_it_started(mixed_run):
     """Last in this module: SIGTERM to the kiln process only, as a supervisor stops a service (Ray's own handler
     used to end it with `sys.exit(15)`, an abort and two Ray agents left running)."""

@@ -7,7 +7,7 @@
   data/         sources and the split, column types, the task, preprocessing, text, images, built-in data, ingest
   model/        networks, the checkpoint format, inference, evaluation, the baseline
   training/ tracking/   the loop on the workers; MLflow (the one client, runs, registry, integrity, the pyfunc)
-  search/       Ray Tune: trials, schedulers, the sampler, the ledger
+  search/ scoring/   Ray Tune: trials, schedulers, the sampler, the ledger; `kiln score` on Ray Data
   plan/ report/ what a run will cost; what it did
   run, record, deploy   the orchestrator
   cli           the `kiln` commands
@@ -40,6 +40,7 @@ LAYERS = {  # the longest matching prefix decides a module's layer
     "pipelines.tracking": 4,
     "pipelines.pyfunc_model": 4,  # the path versions registered before tracking/ import their model from
     "pipelines.search": 5,
+    "pipelines.scoring": 5,
     "pipelines.plan": 6,
     "pipelines.report": 6,
     "pipelines.run": 7,

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from pipelines.config import KilnConfig
 from pipelines.search import sampler, space
-from pipelines.search.tuner import to_tune_domain
+from pipelines.search.space import to_tune_domain
 
 SPACE = {
     "train.lr": {"loguniform": [1e-4, 1e-2]},

@@ -1,0 +1,223 @@
+"""`kiln score`: a registered version over a CSV or parquet input on Ray Data, offline. Ray Data reads the input
+and runs `map_batches` over an autoscaling pool of actors, each loading the version once through the endpoint's
+integrity-checked load; the driver streams the ordered results into the output and the errors file, numbering
+rows as they come, under temporary names moved into place only when every row is accounted for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines import console
+from pipelines.cluster import runtime
+from pipelines.config import KilnConfig
+from pipelines.data import sources
+from pipelines.errors import ConfigError, DataError
+from pipelines.model import checkpoint
+from pipelines.scoring import rows
+from pipelines.tracking import integrity, mlflow_runs, mlflow_store, registry
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class Scored:
+    rows_in: int
+    rows_out: int
+    rows_failed: int
+    seconds: float
+    output: Path
+    errors: Path | None
+
+    @property
+    def line(self) -> str:
+        rate = self.rows_in / max(self.seconds, 1e-9)
+        failed = f", {self.rows_failed} failed (reasons: {self.errors})" if self.rows_failed else ""
+        return (
+            f"scored {self.rows_out} of {self.rows_in} rows in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
+            f"{failed} -> {self.output}"
+        )
+
+
+def output_format(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ConfigError(f"--output {path}: end it in .parquet or .csv") from None
+
+
+def input_columns(source: sources.Source) -> list[str]:
+    """The input's column names, from its first file's header or schema (nothing else is read)."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    first = source.paths[0]
+    if source.format == "parquet":
+        return list(pyarrow.parquet.read_schema(first).names)
+    with pyarrow.csv.open_csv(first) as reader:
+        return list(reader.schema.names)
+
+
+class Scorer:
+    """One actor of the pool: the version, loaded once, checked against its signature like a replica's."""
+
+    def __init__(self, tracking_uri: str, name: str, version: int, factory, key: bytes, keep, probabilities):
+        self.model = mlflow_store.load_verified(tracking_uri, name, version, factory=factory, key=key)
+        self.keep, self.probabilities = keep, probabilities
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return rows.score_frame(self.model, batch, keep=self.keep, probabilities=self.probabilities)
+
+
+def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbose: bool = False) -> Scored:
+    """Score every row of `input_path` with version `ref`, into `output_path` (+ `.errors.parquet` when a row
+    failed). Bad input (a missing file or feature column, an unknown output format, a version whose files
+    changed) is a DataError or ConfigError before Ray starts."""
+    output = Path(output_path).expanduser().resolve()
+    fmt = output_format(output)
+    source = sources.resolve_source(cfg.data.model_copy(update={"source": input_path}), cfg.storage_root)
+    if source.format == "images":
+        raise DataError(f"--input {input_path}: image folders are not scored yet; give a CSV or parquet table")
+    name, version = registry.resolve(cfg, ref)
+    factory = checkpoint.trusted_factory(cfg.model)
+    try:
+        model = mlflow_store.load_verified(cfg.tracking_uri, name, version, factory=factory)
+    except integrity.IntegrityError as err:
+        raise DataError(str(err)) from None
+    keep = list(cfg.score.keep)
+    rows.check_columns(input_columns(source), model.features, keep, f"--input {input_path}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    errors_path = output.with_name(output.name + ".errors.parquet")
+    partial, partial_errors = (
+        output.with_name(f".{output.name}.partial"),
+        errors_path.with_name(f".{errors_path.name}.partial"),
+    )
+
+    runtime.start(cfg, verbose=verbose)
+    started = time.perf_counter()
+    counts = {"in": 0, "out": 0, "failed": 0}
+    try:
+        with Writer(partial, fmt) as scored, Writer(partial_errors, "parquet") as failed:
+            for batch in scored_batches(cfg, source, name, version, factory, keep):
+                numbered = batch.assign(**{rows.ROW: range(counts["in"], counts["in"] + len(batch))})
+                counts["in"] += len(batch)
+                bad = numbered[rows.ERROR] != ""
+                good = numbered[~bad].drop(columns=[rows.ERROR])
+                scored.write(good[[rows.ROW, *[c for c in good.columns if c != rows.ROW]]])
+                failed.write(numbered.loc[bad, [rows.ROW, rows.ERROR]])
+                counts["out"] += len(good)
+                counts["failed"] += int(bad.sum())
+        if counts["in"] != counts["out"] + counts["failed"]:
+            raise RuntimeError(f"rows in {counts['in']} != rows out {counts['out']} + rows failed {counts['failed']}")
+        partial.replace(output)
+        if counts["failed"]:
+            partial_errors.replace(errors_path)
+        else:
+            partial_errors.unlink(missing_ok=True)
+            errors_path.unlink(missing_ok=True)  # an older job's reasons would describe another output
+    finally:
+        partial.unlink(missing_ok=True)
+        partial_errors.unlink(missing_ok=True)
+    result = Scored(
+        counts["in"],
+        counts["out"],
+        counts["failed"],
+        time.perf_counter() - started,
+        output,
+        errors_path if counts["failed"] else None,
+    )
+    record(cfg, name, version, source, result)
+    return result
+
+
+def scored_batches(cfg: KilnConfig, source: sources.Source, name: str, version: int, factory, keep):
+    """The input's rows through the actor pool, in input order, a pandas frame at a time."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
+    read = ray.data.read_parquet if source.format == "parquet" else ray.data.read_csv
+    dataset = read(source.paths)
+    most = max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.score.num_cpus))
+    scored = dataset.map_batches(
+        Scorer,
+        fn_constructor_args=(
+            cfg.tracking_uri,
+            name,
+            version,
+            factory,
+            integrity.signing_key(),
+            keep,
+            cfg.score.probabilities,
+        ),
+        batch_size=cfg.score.batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most),
+        num_cpus=cfg.score.num_cpus,
+        num_gpus=cfg.score.num_gpus,
+    )
+    yield from scored.iter_batches(batch_size=None, batch_format="pandas")
+
+
+class Writer:
+    """One output file written a batch at a time (parquet through one ParquetWriter, CSV appended)."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt, self.writer, self.header = path, fmt, None, True
+
+    def __enter__(self) -> Writer:
+        self.path.unlink(missing_ok=True)
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if frame.empty:  # an empty frame's columns have no types yet: the first rows decide them
+            return
+        if self.fmt == "csv":
+            frame.to_csv(self.path, mode="a", header=self.header, index=False)
+            self.header = False
+            return
+        table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema))
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        elif not self.path.exists() and exc[0] is None:  # no row to write: still a file, with the row column
+            empty = pd.DataFrame({rows.ROW: pd.Series([], dtype="int64")})
+            if self.fmt == "csv":
+                empty.to_csv(self.path, index=False)
+            else:
+                empty.to_parquet(self.path, index=False)
+
+
+def record(cfg: KilnConfig, name: str, version: int, source: sources.Source, result: Scored) -> None:
+    """An MLflow run in the version's experiment: which version scored which input into which file."""
+    client = mlflow_runs.client(cfg)
+    experiment = client.get_run(client.get_model_version(name, str(version)).run_id).info.experiment_id
+    run = client.create_run(experiment, run_name=f"score-{name}-v{version}", tags={"kiln.kind": "score"})
+    run_id = run.info.run_id
+    for key, value in {
+        "model": name,
+        "version": version,
+        "input": ",".join(source.paths)[:500],
+        "input_fingerprint": sources.fingerprint(source),
+        "output": str(result.output),
+    }.items():
+        client.log_param(run_id, key, value)
+    for key, value in {
+        "rows_in": result.rows_in,
+        "rows_out": result.rows_out,
+        "rows_failed": result.rows_failed,
+        "seconds": result.seconds,
+    }.items():
+        client.log_metric(run_id, key, value)
+    client.set_terminated(run_id)
+    console.say(f"  recorded as MLflow run {run_id} (model {name} version {version})")

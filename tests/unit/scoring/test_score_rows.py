@@ -1,0 +1,78 @@
+"""Batch scoring's row rules, without Ray: what fails a row, what fails the job, and answers in input order."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.errors import DataError
+from pipelines.scoring import rows
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        (3, 3.0),
+        (2.5, 2.5),
+        ("4.25", 4.25),
+        (" 7 ", 7.0),
+        (None, None),
+        (math.nan, None),
+        ("", None),
+        (np.int64(2), 2.0),
+    ],
+)
+def test_a_number_cell_parses_or_is_missing(cell, expected):
+    assert rows.number_cell(cell) == expected
+
+
+@pytest.mark.parametrize("cell", ["abc", True, "inf", math.inf])
+def test_a_number_cell_that_is_not_a_finite_number_is_refused(cell):
+    with pytest.raises(ValueError):
+        rows.number_cell(cell)
+
+
+def test_only_the_bad_rows_fail_and_each_says_which_column_and_value():
+    frame = pd.DataFrame({"x": ["1.5", "oops", None, "2"], "town": ["a", "b", None, "zzz"]})
+    valid, errors = rows.split_valid(frame, {"x": "number", "town": "category"})
+    assert list(valid.index) == [0, 2, 3]
+    assert valid["x"].tolist()[0] == 1.5 and math.isnan(valid["x"].tolist()[1])
+    assert errors == [(1, "column 'x': 'oops' is not a number")]
+
+
+def test_a_missing_feature_or_kept_column_fails_the_job_naming_it():
+    with pytest.raises(DataError, match="--input t.csv: no column 'b', a feature of this model"):
+        rows.check_columns(["a", "id"], ["a", "b"], [], "--input t.csv")
+    with pytest.raises(DataError, match="score.keep: 'name' is not a column of --input t.csv"):
+        rows.check_columns(["a", "b"], ["a", "b"], ["name"], "--input t.csv")
+    rows.check_columns(["a", "b", "id"], ["a", "b"], ["id"], "--input t.csv")
+
+
+class Halves:
+    """A stand-in version: class 'big' when x > 0. Only the model's own interface is used."""
+
+    features = ["x"]
+
+    class preprocessing:  # noqa: N801
+        types = {"x": "number"}
+        regression = False
+        labels = ["small", "big"]
+
+    def outputs(self, frame):
+        big = (frame["x"].fillna(0).to_numpy() > 0).astype(float)
+        return np.stack([1 - big, big], axis=1)
+
+    def decode(self, outputs):
+        return [self.preprocessing.labels[i] for i in outputs.argmax(axis=1)]
+
+
+def test_every_row_comes_back_once_in_order_with_its_answer_or_its_reason():
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "x": [1.0, "bad", -2.0]})
+    out = rows.score_frame(Halves(), frame, keep=["id"], probabilities=True)
+    assert out["id"].tolist() == ["a", "b", "c"]
+    assert out.loc[[0, 2], "prediction"].tolist() == ["big", "small"]
+    assert out["error"].tolist() == ["", "column 'x': 'bad' is not a number", ""]
+    assert out.loc[0, "probability_big"] == 1.0 and out.loc[2, "probability_small"] == 1.0
