@@ -140,8 +140,8 @@ def scored_batches(cfg: KilnConfig, source: sources.Source, name: str, version: 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
     read = ray.data.read_parquet if source.format == "parquet" else ray.data.read_csv
+    actor_cpus, most = pool_shape(ray.cluster_resources().get("CPU", 1.0), cfg.score.num_cpus)
     dataset = read(source.paths)
-    most = max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.score.num_cpus))
     scored = dataset.map_batches(
         Scorer,
         fn_constructor_args=(
@@ -156,10 +156,20 @@ def scored_batches(cfg: KilnConfig, source: sources.Source, name: str, version: 
         batch_size=cfg.score.batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most),
-        num_cpus=cfg.score.num_cpus,
+        num_cpus=actor_cpus,
         num_gpus=cfg.score.num_gpus,
     )
     yield from scored.iter_batches(batch_size=None, batch_format="pandas")
+
+
+def pool_shape(cpus: float, per_actor: float) -> tuple[float, int]:
+    """(CPUs an actor reserves, most actors). One CPU always stays free for Ray Data's listing and read tasks (1
+    CPU each), or the actors would wait for blocks no task can start: on a 1-CPU runtime the one actor reserves
+    none and shares the core."""
+    free = cpus - 1.0
+    if free < per_actor:
+        return (max(free, 0.0), 1)
+    return per_actor, max(1, int(free // per_actor + 1e-9))
 
 
 class Writer:

@@ -76,3 +76,13 @@ def test_every_row_comes_back_once_in_order_with_its_answer_or_its_reason():
     assert out.loc[[0, 2], "prediction"].tolist() == ["big", "small"]
     assert out["error"].tolist() == ["", "column 'x': 'bad' is not a number", ""]
     assert out.loc[0, "probability_big"] == 1.0 and out.loc[2, "probability_small"] == 1.0
+
+
+def test_the_actor_pool_always_leaves_a_cpu_for_ray_datas_read_tasks():
+    from pipelines.scoring.job import pool_shape
+
+    assert pool_shape(1.0, 1.0) == (0.0, 1)  # a 1-CPU runtime: the actor shares the core, the reads start
+    assert pool_shape(2.0, 1.0) == (1.0, 1)
+    assert pool_shape(8.0, 1.0) == (1.0, 7)
+    assert pool_shape(8.0, 2.0) == (2.0, 3)
+    assert pool_shape(1.5, 1.0) == (0.5, 1)

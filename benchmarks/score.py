@@ -1,0 +1,150 @@
+"""kiln score against the same version in a plain loop: rows per second, side by side in one run, and the
+driver's peak memory at two input sizes.
+
+Registers a model of the generated `customers` table (string categories, gaps, an id) in a temporary store, writes
+N and 4N rows of the same generator as parquet, then measures:
+- `kiln score` (Ray Data, actor pool) with the runtime's 2 CPUs and with `ray.num_cpus=1`: the job's own seconds
+  (its closing line) and the wall time with Ray's start;
+- a plain single-process loop: pyarrow batches of 4096 rows -> the same verified version in torch -> a parquet file;
+- the `kiln score` process's peak RSS at N and 4N rows (read from /proc while it runs): flat, if the driver streams.
+
+    .venv/bin/python benchmarks/score.py [--rows 250000]
+
+The endpoint with 8 clients (issue 38's fourth arm) is not measured here yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import record
+
+ROOT = Path(__file__).resolve().parents[1]
+KILN = str(ROOT / ".venv" / "bin" / "kiln")
+NAME = "score-bench"
+
+
+def train(root: Path) -> None:
+    command = [
+        KILN, "run", "configs/quickstart.yaml", "--no-serve",
+        "--set", f"storage.root={root}", "--set", "data.source=builtin:customers", "--set", "data.label=churned",
+        "--set", "tune.num_samples=1", "--set", "tune.search_space={}", "--set", "tune.scheduler.name=fifo",
+        "--set", "train.epochs=2", "--set", f"registry.model_name={NAME}",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, timeout=900)
+
+
+def write_input(path: Path, rows: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.data import builtin
+
+    writer = None
+    for start in range(0, rows, 250_000):
+        part = builtin.customers(rows=min(250_000, rows - start), seed=start + 1).drop(columns=["churned"])
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+    return path
+
+
+def peak_rss_mb(pid: int, stop: threading.Event, into: list[float]) -> None:
+    """The process's peak resident memory (VmHWM), read until it exits."""
+    status = Path(f"/proc/{pid}/status")
+    while not stop.is_set():
+        try:
+            found = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+        except OSError:
+            break
+        if found:
+            into.append(int(found.group(1)) / 1024)
+        time.sleep(0.1)
+
+
+def kiln_score(root: Path, source: Path, out: Path, *extra: str) -> dict:
+    command = [
+        KILN, "score", NAME, "configs/quickstart.yaml", "--set", f"storage.root={root}",
+        "--input", str(source), "--output", str(out), *extra,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop, samples = threading.Event(), []
+    watcher = threading.Thread(target=peak_rss_mb, args=(process.pid, stop, samples), daemon=True)
+    watcher.start()
+    output, _ = process.communicate(timeout=3600)
+    stop.set()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(output[-2000:])
+    found = re.search(r"scored (\d+) of (\d+) rows in ([\d.]+) s", output)
+    rows, seconds = int(found.group(2)), float(found.group(3))
+    return {"rows": rows, "job_s": seconds, "wall_s": round(wall, 1), "rows_per_s": round(rows / seconds),
+            "driver_peak_rss_mb": round(max(samples, default=0.0))}  # fmt: skip
+
+
+def plain_loop(root: Path, source: Path, out: Path) -> dict:
+    """What a user writes without Ray: read in batches, predict, append."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.tracking import mlflow_store
+
+    model = mlflow_store.load_verified(f"sqlite:///{root / 'mlflow.db'}", NAME, 1)
+    started, rows, writer = time.perf_counter(), 0, None
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=4096):
+        frame = batch.to_pandas()
+        scored = pa.table({"prediction": model.predict(frame[model.features])})
+        writer = writer or pq.ParquetWriter(out, scored.schema)
+        writer.write_table(scored)
+        rows += len(frame)
+    writer.close()
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "job_s": round(seconds, 1), "rows_per_s": round(rows / seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=250_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "runs"
+        train(root)
+        small = write_input(Path(tmp) / "small.parquet", args.rows)
+        large = write_input(Path(tmp) / "large.parquet", 4 * args.rows)
+        plain = plain_loop(root, small, Path(tmp) / "plain.parquet")
+        print("plain", plain, flush=True)
+        plain_big = plain_loop(root, large, Path(tmp) / "plain-big.parquet")
+        print("plain, 4x rows", plain_big, flush=True)
+        two = kiln_score(root, small, Path(tmp) / "two.parquet")
+        print("kiln 2 CPUs", two, flush=True)
+        one = kiln_score(root, small, Path(tmp) / "one.parquet", "--set", "ray.num_cpus=1")
+        print("kiln 1 CPU", one, flush=True)
+        big = kiln_score(root, large, Path(tmp) / "big.parquet")
+        print("kiln 2 CPUs, 4x rows", big, flush=True)
+    detail = {"plain": plain, "plain_4x": plain_big, "kiln_2cpu": two, "kiln_1cpu": one, "kiln_2cpu_4x": big}
+    base = f"{args.rows:,} generated customers rows (string categories, gaps), one registered mlp, 2 cores"
+    record(
+        [
+            {"name": "score_throughput_ratio_vs_plain_loop",
+             "value": round(big["rows_per_s"] / plain_big["rows_per_s"], 3), "unit": "x", "target": None,
+             "baseline": f"a single-process pyarrow + torch loop, at 4x the rows (Ray's start excluded, the actors' "
+             f"included); {base}", "detail": detail},
+            {"name": "score_scaling_2cpu_vs_1cpu", "value": round(two["rows_per_s"] / one["rows_per_s"], 3),
+             "unit": "x", "target": None, "baseline": f"kiln score with ray.num_cpus=1; {base}"},
+            {"name": "score_driver_memory_ratio_4x_rows", "value":
+             round(big["driver_peak_rss_mb"] / max(two["driver_peak_rss_mb"], 1), 3),
+             "unit": "x", "target": None, "baseline": f"the driver's peak RSS at 4x the rows; {base}"},
+        ]
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
