@@ -61,6 +61,15 @@ def input_columns(source: sources.Source) -> list[str]:
         return list(reader.schema.names)
 
 
+def rows_in(source: sources.Source) -> int | None:
+    """The input's row count from parquet footers, independent of what came through the pool (CSV: None)."""
+    import pyarrow.parquet
+
+    if source.format != "parquet" or any("://" in p for p in source.paths):
+        return None
+    return sum(pyarrow.parquet.ParquetFile(p).metadata.num_rows for p in source.paths)
+
+
 class Scorer:
     """One actor of the pool: the version, loaded once, checked against its signature like a replica's."""
 
@@ -110,8 +119,12 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
                 failed.write(numbered.loc[bad, [rows.ROW, rows.ERROR]])
                 counts["out"] += len(good)
                 counts["failed"] += int(bad.sum())
-        if counts["in"] != counts["out"] + counts["failed"]:
-            raise RuntimeError(f"rows in {counts['in']} != rows out {counts['out']} + rows failed {counts['failed']}")
+        read = rows_in(source)
+        if counts["out"] + counts["failed"] != (counts["in"] if read is None else read):
+            raise RuntimeError(
+                f"rows in {read if read is not None else counts['in']} != rows out {counts['out']} + rows failed "
+                f"{counts['failed']}; nothing was written"
+            )
         partial.replace(output)
         if counts["failed"]:
             partial_errors.replace(errors_path)
