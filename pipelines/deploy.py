@@ -5,9 +5,9 @@ from __future__ import annotations
 from pipelines import console
 from pipelines.cluster import runtime
 from pipelines.config import KilnConfig
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ConfigError
 from pipelines.model import checkpoint
-from pipelines.tracking import integrity, mlflow_store, registry
+from pipelines.tracking import mlflow_store, registry
 
 
 def ingress_env(cfg: KilnConfig) -> dict[str, str]:
@@ -28,12 +28,9 @@ def check_servable(cfg: KilnConfig, ref: str) -> registry.ServingTarget:
     """What `ref` serves, once its version loads as a replica will load it: a missing model is ModelNotFound, a
     version whose files changed since registration a DataError (exit 2), both before anything starts."""
     target = registry.serving_target(cfg, ref)
-    try:
-        mlflow_store.load_verified(
-            cfg.tracking_uri, target.name, target.version, factory=checkpoint.trusted_factory(cfg.model)
-        )
-    except integrity.IntegrityError as err:
-        raise DataError(str(err)) from None
+    mlflow_store.load_checked(
+        cfg.tracking_uri, target.name, target.version, factory=checkpoint.trusted_factory(cfg.model)
+    )
     return target
 
 

@@ -92,10 +92,7 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
         raise DataError(f"--input {input_path}: image folders are not scored yet; give a CSV or parquet table")
     name, version = registry.resolve(cfg, ref)
     factory = checkpoint.trusted_factory(cfg.model)
-    try:
-        model = mlflow_store.load_verified(cfg.tracking_uri, name, version, factory=factory)
-    except integrity.IntegrityError as err:
-        raise DataError(str(err)) from None
+    model = mlflow_store.load_checked(cfg.tracking_uri, name, version, factory=factory)
     keep = list(cfg.score.keep)
     rows.check_columns(input_columns(source), model.features, keep, f"--input {input_path}")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,17 @@ def load_verified(uri: str, name: str, version: int | str, *, factory: str | Non
         return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
 
 
+def load_checked(uri: str, name: str, version: int | str, *, factory: str | None = None):
+    """load_verified for a command about to start: a version whose files changed is bad input (DataError, exit 2)."""
+    from pipelines.errors import DataError
+    from pipelines.tracking import integrity
+
+    try:
+        return load_verified(uri, name, version, factory=factory)
+    except integrity.IntegrityError as err:
+        raise DataError(str(err)) from None
+
+
 @contextmanager
 def scoped(uri: str) -> Iterator[None]:
     """MLflow's fluent API (log_model, start_run) pointed at this store for the duration, then put back."""
