@@ -32,7 +32,7 @@ from pipelines.data.preprocessing import Encoder, Preprocessing, Slot  # noqa: E
 from pipelines.model import checkpoint  # noqa: E402
 from pipelines.model.networks import augment, build_model  # noqa: E402
 from pipelines.plan.flops import count_flops  # noqa: E402
-from pipelines.training.batches import InMemory  # noqa: E402
+from pipelines.training.batches import InMemory, tensors  # noqa: E402
 from pipelines.training.loop import autocast_dtype, sum_over_ranks, train_epoch, validate  # noqa: E402
 
 from common import classification  # noqa: E402
@@ -44,7 +44,18 @@ CASES = {
     # An image column: 3x32x32 pixels through the residual CNN of the combiner (issue 18), shifted each batch.
     "image": (["model.hidden=[256]", "model.image_channels=[64,128,256]", "train.batch_size=512"], 3 * 32 * 32),
 }
-IMAGE_SLOTS = [Slot("image", 0, 3 * 32 * 32, channels=3, size=32)]
+IMAGE_SLOTS = [Slot("image", 0, 3 * 32 * 32, channels=3, size=32, column="image")]
+
+
+def typed(x: np.ndarray, slots) -> dict[str, np.ndarray]:
+    """Generated features as a batch: numbers as the dense columns, or an image slot's uint8 pixels."""
+    if not slots:
+        return {"x": x}
+    (slot,) = slots
+    pixels = np.clip(x * 40 + 128, 0, 255).astype(np.uint8).reshape(len(x), *slot.shape)
+    return {"x": np.zeros((len(x), 0), np.float32), slot.key: pixels}
+
+
 # Dense bf16 peaks (FLOP/s) of the devices named, for the fraction of peak an epoch reaches.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
@@ -60,7 +71,8 @@ def epochs(cfg, x, y, val, device: torch.device, *, count: int, ddp: bool, slots
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
-    train, held_out = InMemory.from_arrays((x, y), device), InMemory.from_arrays(val, device)
+    train = InMemory.from_arrays((typed(x, slots), y), device)
+    held_out = InMemory.from_arrays((typed(val[0], slots), val[1]), device)
     amp = autocast_dtype(cfg.train.precision, device)
     shifts = torch.Generator().manual_seed(0)
     shift = (lambda batch: augment(batch, list(slots), flip=True, generator=shifts)) if slots else None
@@ -99,12 +111,13 @@ def served_forward(cfg, x, device: torch.device, batch: int, *, calls: int = 50)
         )
         loaded, prep, _ = checkpoint.load_model(folder)
     loaded = loaded.to(device)
-    rows = torch.from_numpy(prep.transform(x[:batch].astype(np.float64)))
+    rows = tensors(prep.transform(x[:batch].astype(np.float64)))
     times = []
     with torch.inference_mode():
         for _ in range(calls + 5):
             started = time.perf_counter()
-            probabilities = torch.softmax(loaded(rows.to(device)), dim=1).cpu().numpy()
+            on_device = {key: values.to(device) for key, values in rows.items()}
+            probabilities = torch.softmax(loaded(on_device), dim=1).cpu().numpy()
             times.append(time.perf_counter() - started)
     assert probabilities.shape == (batch, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
     p50 = statistics.median(times[5:])

@@ -31,13 +31,13 @@ def stall_loop(config: dict) -> None:
     import torch
     import torch.nn.functional as F
 
-    from pipelines.model.networks import mlp
+    from pipelines.model.networks import mlp, reads_batches
     from pipelines.training.batches import Streaming
 
     torch.manual_seed(0)
-    model = mlp(config["input_dim"], config["num_classes"], [256, 256], 0.0)
+    model = reads_batches(mlp(config["input_dim"], config["num_classes"], [256, 256], 0.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    stream = Streaming(ray.train.get_dataset_shard("train"), torch.device("cpu"), input_dim=config["input_dim"])
+    stream = Streaming(ray.train.get_dataset_shard("train"), torch.device("cpu"), row_bytes=config["row_bytes"])
 
     def step(x, y):
         loss = F.cross_entropy(model(x), y)
@@ -99,6 +99,7 @@ def main() -> None:
             stall_loop,
             train_loop_config={
                 "input_dim": splits.input_dim,
+                "row_bytes": splits.preprocessing.row_bytes,
                 "num_classes": splits.num_classes,
                 "batch_size": args.batch_size,
                 "pairs": args.pairs,

@@ -62,14 +62,10 @@ def write_jpegs(root: Path, count: int, side: int = 96) -> Path:
 
 
 def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: int = 64) -> float:
-    import numpy as np
     import torch
     from torch.utils.data import DataLoader, Dataset
 
     from pipelines.data import images
-
-    mean = np.asarray(encoder.channel_mean, np.float32)[:, None, None]
-    std = np.asarray(encoder.channel_std, np.float32)[:, None, None]
 
     class Decoded(Dataset):
         def __len__(self):
@@ -77,7 +73,7 @@ def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: 
 
         def __getitem__(self, i):
             pixels = images.pixels(paths[i], size=encoder.size, channels=encoder.channels, allow_paths=True)
-            return torch.from_numpy(((pixels - mean) / std).reshape(-1))  # per channel, as Kiln's encoding
+            return torch.from_numpy(pixels)  # uint8, as Kiln's encoding (the model standardises)
 
     started = time.perf_counter()
     for _ in DataLoader(Decoded(), batch_size=batch, num_workers=workers):
@@ -85,20 +81,20 @@ def dataloader_images_per_s(paths: list[str], encoder, workers: int = 2, batch: 
     return len(paths) / (time.perf_counter() - started)
 
 
-def augment_stall(encoder, steps: int = 60) -> tuple[float, float, float]:
+def augment_stall(prep, steps: int = 60) -> tuple[float, float, float]:
     import torch
     import torch.nn.functional as F
 
     from pipelines.config import ModelConfig
-    from pipelines.data.preprocessing import Slot
     from pipelines.model.networks import augment, build_model
 
-    slots = [Slot("image", 0, encoder.width, channels=encoder.channels, size=encoder.size)]
+    slots = prep.slots
     model = build_model(
-        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width, num_classes=4, slots=slots
+        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=prep.width, num_classes=4, slots=slots
     )
     optimizer = torch.optim.AdamW(model.parameters())
-    x, y = torch.randn(64, encoder.width), torch.randint(0, 4, (64,))
+    x = {"x": torch.zeros(64, 0), slots[0].key: torch.randint(0, 256, (64, *slots[0].shape), dtype=torch.uint8)}
+    y = torch.randint(0, 4, (64,))
     generator = torch.Generator().manual_seed(0)
 
     def rate(shift: bool) -> float:
@@ -119,26 +115,25 @@ def augment_stall(encoder, steps: int = 60) -> tuple[float, float, float]:
     return 1 - shifted_rate / plain_rate, plain_rate, shifted_rate
 
 
-def stream_stall(dataset, encoder, passes: int = 2) -> tuple[float, float, float]:
+def stream_stall(dataset, prep, passes: int = 2) -> tuple[float, float, float]:
     """1 - (images/s of CNN steps fed by the streamed pipeline, as a trial reads it) / (images/s of the same
     steps on batches already in memory), interleaved; the step and the decode tasks share this machine's cores."""
     import torch
     import torch.nn.functional as F
 
     from pipelines.config import ModelConfig
-    from pipelines.data.preprocessing import Slot
+    from pipelines.data.preprocessing import from_block
     from pipelines.model.networks import build_model
     from pipelines.training.batches import InMemory, Streaming
 
     torch.set_num_threads(1)  # as a trial's worker
-    slots = [Slot("image", 0, encoder.width, channels=encoder.channels, size=encoder.size)]
     model = build_model(
-        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=encoder.width, num_classes=4, slots=slots
+        ModelConfig(hidden=[64], image_channels=[16, 32]), input_dim=prep.width, num_classes=4, slots=prep.slots
     )
     optimizer = torch.optim.AdamW(model.parameters())
-    stream = Streaming(dataset.iterator(), torch.device("cpu"), input_dim=encoder.width)
+    stream = Streaming(dataset.iterator(), torch.device("cpu"), row_bytes=prep.row_bytes)
     first = next(iter(dataset.iter_batches(batch_size=512, batch_format="numpy")))
-    memory = InMemory(torch.tensor(first["x"]), torch.tensor(first["y"]))
+    memory = InMemory.from_arrays(from_block(first), torch.device("cpu"))
 
     def rate(source, limit: int | None = None) -> float:
         started, rows = time.perf_counter(), 0
@@ -178,19 +173,21 @@ def main() -> None:
         encoder = prep.encoders[0]
 
         started = time.perf_counter()
-        prep.transform(frame[["image"]], allow_paths=True)
+        decoded = prep.transform(frame[["image"]], allow_paths=True)
         driver = len(frame) / (time.perf_counter() - started)
+        bytes_per_image = sum(v.nbytes for v in decoded.values()) / len(frame)
+        del decoded
 
         cfg = load_config("configs/examples/digits_images.yaml", [f"storage.root={root}/runs"])
         runtime.start(cfg)
         images_per_s(streamed(frame.head(256), prep))  # the workers' imports, once
         dataset = streamed(frame, prep)
         tasks = images_per_s(dataset)
-        streaming, streamed_steps, memory_steps = stream_stall(dataset, encoder)
+        streaming, streamed_steps, memory_steps = stream_stall(dataset, prep)
         runtime.stop()
 
         loader = dataloader_images_per_s(list(frame["image"]), encoder)
-    stall, plain_steps, shifted_steps = augment_stall(encoder)
+    stall, plain_steps, shifted_steps = augment_stall(prep)
     detail = {"images": args.images, "jpeg": "96x96 RGB, quality 90", "resized_to": 64, "cores": cores}
     record(
         [
@@ -200,6 +197,13 @@ def main() -> None:
                 "unit": "images/s/core",
                 "baseline": "one process",
                 "detail": detail,
+            },
+            {
+                "name": "image_decoded_bytes_per_image",
+                "value": round(bytes_per_image),
+                "unit": "bytes",
+                "baseline": f"{4 * encoder.width} bytes as float32 pixels (the matrix layout before typed batches)",
+                "detail": {**detail, "what": "a decoded set's arrays per image, as a trial holds them"},
             },
             {
                 "name": "image_decode_per_core_ray_data",

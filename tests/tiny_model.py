@@ -9,6 +9,7 @@ import torch
 from pipelines.config import ModelConfig
 from pipelines.data import preprocessing
 from pipelines.model import checkpoint
+from pipelines.training.batches import tensors
 
 
 def train_tiny(folder: Path, *, steps: int = 100, seed: int = 0) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def train_tiny(folder: Path, *, steps: int = 100, seed: int = 0) -> pd.DataFrame
 
     model = build_model(cfg, input_dim=4, num_classes=2)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    xt, yt = torch.from_numpy(prep.transform(x)), torch.from_numpy(prep.encode(df["label"]))
+    xt, yt = tensors(prep.transform(x)), torch.from_numpy(prep.encode(df["label"]))
     for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(xt), yt).backward()

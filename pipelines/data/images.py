@@ -1,5 +1,5 @@
-"""Images as the network sees them: decoded, resized to data.image_size, normalised with the train split's
-statistics; and the folder layouts they come in. Pure PIL and numpy (no Ray, no torch).
+"""Images as the network gets them: decoded and resized to data.image_size, as uint8 pixels (the model
+standardises them on its device); and the folder layouts they come in. Pure PIL and numpy (no Ray, no torch).
 
 A cell of an image column holds encoded bytes (PNG, JPEG, WebP: a parquet `binary` column, or what a request
 sends as base64) or, in a training table only, a path to a file. A request never names a path: an endpoint
@@ -85,14 +85,14 @@ def pixels(
     allow_paths: bool = False,
     budget: PixelBudget | None = None,
 ) -> np.ndarray:
-    """[channels, size, size] float32 in 0..1: grey (channels 1) or RGB (3), resized with bilinear filtering."""
+    """[channels, size, size] uint8: grey (channels 1) or RGB (3), resized with bilinear filtering."""
     from PIL import Image
 
     image = open_image(value, max_pixels=max_pixels, allow_paths=allow_paths, budget=budget)
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 

@@ -10,14 +10,14 @@ import pandas as pd
 
 from pipelines.config import KilnConfig, check_column_encoders
 from pipelines.data import images, preprocessing, sources
-from pipelines.data.preprocessing import Preprocessing, plain
+from pipelines.data.preprocessing import Preprocessing, plain, to_block
 from pipelines.errors import DataError, one_line
 
 
 @dataclass(frozen=True)
 class Splits:
-    train: object  # ray.data.Dataset with columns x (float32 vector) and y (class index or standardised target);
-    # None when `arrays` holds it
+    train: object  # ray.data.Dataset with a batch's columns (preprocessing.Preprocessing.transform) and y (class
+    # index or standardised target); None when `arrays` holds it
     val: object
     test_frame: pd.DataFrame  # the test split's feature columns, raw (strings, missing cells) as read
     test_y: np.ndarray
@@ -25,7 +25,7 @@ class Splits:
     preprocessing: Preprocessing
     fingerprint: str
     num_rows: dict[str, int]
-    arrays: dict[str, object] | None = None  # object refs of (x, y) for train and val, when they fit the cache
+    arrays: dict[str, object] | None = None  # object refs of (batch, y) for train and val, when they fit the cache
 
     train_frame: pd.DataFrame | None = None  # the train split's raw feature columns and labels, for the baseline
     val_frame: pd.DataFrame | None = None  # the val split's, for the runs' dataset inputs
@@ -149,7 +149,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
     except images.ImageError as err:
         raise DataError(f"data.source: {err}") from None
 
-    def arrays_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def arrays_of(idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         # Images that fit are decoded here, in the driver, once for every trial: on 2 cores that beat Ray Data
         # tasks (benchmarks/ingest_images.py: 1297 images/s on one core against 411/s a core from map_batches).
         part = frame.iloc[idx]  # its index: the table's rows, which an image error names
@@ -158,13 +158,15 @@ def _ingest(cfg: KilnConfig) -> Splits:
         except images.ImageError as err:
             raise DataError(f"data.source: {err}") from None
 
-    def to_dataset(arrays: tuple[np.ndarray, np.ndarray]):
-        x, y = arrays
+    def to_dataset(arrays: tuple[dict[str, np.ndarray], np.ndarray]):
+        columns = to_block(*arrays)
         # Materialised once here, so each trial reads blocks instead of re-running the pipeline.
-        return ray.data.from_pandas(pd.DataFrame({"x": TensorArray(x), "y": y})).materialize()
+        return ray.data.from_pandas(
+            pd.DataFrame({k: TensorArray(v) if v.ndim > 1 else v for k, v in columns.items()})
+        ).materialize()
 
     num_rows = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
-    fits = preprocessing.matrix_bytes(num_rows["train"] + num_rows["val"], prep.width) <= cfg.train.cache_shard_mb << 20
+    fits = (num_rows["train"] + num_rows["val"]) * prep.row_bytes <= cfg.train.cache_shard_mb << 20
     image_columns = [n for n, kind in checked.types.items() if kind == "image"]
     # Data that fits goes to trials through the object store as plain arrays; only larger data streams
     # through Ray Data, so only then are the datasets built (building both cost time and memory twice).
@@ -222,9 +224,7 @@ def decoding(part: pd.DataFrame, prep: Preprocessing, features: list[str], label
 
     rows = part[[*features, label]].sample(frac=1.0, random_state=seed)
     rows = rows.assign(**{ROW: rows.index}).reset_index(drop=True)
-    per_block = min(
-        max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // preprocessing.matrix_bytes(1, prep.width)), MAX_DECODE_ROWS
-    )
+    per_block = min(max(MIN_DECODE_ROWS, DECODE_BLOCK_BYTES // prep.row_bytes), MAX_DECODE_ROWS)
     blocks = ray.data.from_pandas([rows.iloc[start : start + per_block] for start in range(0, len(rows), per_block)])
     checked = blocks.map_batches(
         _Decode(prep, features, label, check=True), batch_format="pandas", batch_size=per_block, num_cpus=DECODE_CPUS
@@ -238,7 +238,7 @@ def decoding(part: pd.DataFrame, prep: Preprocessing, features: list[str], label
 
 
 class _Decode:
-    """One block of raw rows to x (float32 pixels and the other columns) and y (the label's targets); with
+    """One block of raw rows to a batch's columns (uint8 pixels and the other columns) and y (the label's targets); with
     `check`, to the first image error's message instead ("" when every image decodes)."""
 
     def __init__(self, prep: Preprocessing, features: list[str], label: str, *, check: bool = False):
@@ -252,8 +252,7 @@ class _Decode:
             except images.ImageError as err:
                 return {"error": np.array([str(err)])}
             return {"error": np.array([""])}
-        x = self.prep.transform(rows[self.features], allow_paths=True)
-        return {"x": x, "y": self.prep.encode(rows[self.label])}
+        return to_block(self.prep.transform(rows[self.features], allow_paths=True), self.prep.encode(rows[self.label]))
 
 
 def check_images(features: pd.DataFrame, prep: Preprocessing, *, rows: int = 256) -> None:

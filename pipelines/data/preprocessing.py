@@ -1,4 +1,4 @@
-"""The fitted preprocessing that travels with a model: raw table rows in, the network's float matrix out.
+"""The fitted preprocessing that travels with a model: raw table rows in, the network's typed batch out.
 
 Fitted on the train split only and saved as JSON beside the weights. Per column type:
   number    the train median fills a missing cell, then (x - mean) / std; plus a 0/1 "was missing" column
@@ -11,8 +11,14 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
   text      data.max_length word ids over the train split's vocabulary (pipelines/data/text.py), then
             data.char_ngrams hashed character n-gram ids; the model embeds them (networks.TextBag,
             networks.TextTransformer)
-  image     channels x size x size pixels (pipelines/data/images.py), standardised per channel with the train split's
-            mean and std; a missing cell is the mean image (zeros); the model's CNN reads them (networks.ImageCNN)
+  image     channels x size x size pixels as uint8 (pipelines/data/images.py); the train split's per-channel mean and
+            std travel with them (Slot.mean, Slot.std) and the model standardises on its device, in its first step
+            (networks.ImageCNN); a missing cell is the mean image
+A batch (`Preprocessing.transform`) holds each kind of column as its own array: `x`, float32 [rows, dense width],
+the number, binary and one-hot category columns in the encoders' order; then one array per text, image and embedded
+category column, named by its Slot's key: token ids int64 [rows, length] (0 pads; the mask is ids > 0), pixels
+uint8 [rows, channels, size, size], level ids int64 [rows]. Training, evaluation and inference all pass this one
+shape from ingest to the model's forward.
 Nothing here refuses a row: a missing or unseen value has a column of its own.
 The label: classification, the index of its value among every value seen; regression, the value standardised
 with the train split's mean and standard deviation (`decode` maps the network's output back).
@@ -21,6 +27,7 @@ with the train split's mean and standard deviation (`decode` maps the network's 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -30,12 +37,9 @@ import pandas as pd
 from pipelines.data import images, text
 
 MISSING, OTHER = "missing", "other"
+DENSE = "x"  # a batch's float32 columns: numbers, binary and one-hot categories
+LABEL = "y"  # the label's column in a Ray Data block, beside the batch's arrays
 BYTES_PER_LABEL = 8  # a label counted as int64
-
-
-def matrix_bytes(rows: int, width: int) -> int:
-    """Bytes of `rows` float32 feature vectors `width` wide and their int64 labels: what a shard holds."""
-    return rows * (width * 4 + BYTES_PER_LABEL)
 
 
 def plain(value: Any) -> Any:
@@ -56,7 +60,9 @@ def level(value: Any) -> str | None:
 
 
 class Slot(NamedTuple):
-    """A text, image or embedded category column's place in the matrix: columns start..start+width."""
+    """A text, image or embedded category column: its own array in a batch (`key`), and where it lay in the one
+    float32 matrix of the layout before typed batches (columns start..start+width), which a matrix model (mlp, cnn,
+    a user factory) still reads (networks.as_matrix)."""
 
     kind: str  # text | image | category (embedded: one column of level ids)
     start: int
@@ -67,6 +73,44 @@ class Slot(NamedTuple):
     column: str = ""  # the column's name (its encoder's settings: model.columns)
     length: int = 0  # text: the words a batch's longest text has, about (0: width)
     chars: int = 0  # text: hashed character n-gram ids at the slot's end (text.char_ngram_ids), after the words
+    mean: tuple[float, ...] = ()  # image: per channel, the train split's pixel mean and std on a 0..1 scale, which
+    std: tuple[float, ...] = ()  # the model standardises with (empty: 0 and 1)
+
+    @property
+    def key(self) -> str:
+        """Its array's name in a batch."""
+        return f"{self.kind}:{self.column}"
+
+    @property
+    def dtype(self) -> type:
+        return np.uint8 if self.kind == "image" else np.int64
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One row's shape in a batch."""
+        if self.kind == "image":
+            return (self.channels, self.size, self.size)
+        return () if self.kind == "category" else (self.width,)
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+def to_block(x: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
+    """A batch and its labels as one Ray Data block's columns."""
+    return {**x, LABEL: y}
+
+
+def from_block(block: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A Ray Data block's columns as (batch, labels)."""
+    return {key: values for key, values in block.items() if key != LABEL}, block[LABEL]
+
+
+def row_bytes(input_dim: int, slots: list[Slot]) -> int:
+    """Bytes of one row of a batch and its int64 label: the float32 dense columns and each slot's array."""
+    dense = input_dim - sum(slot.width for slot in slots)
+    return dense * 4 + sum(slot.row_bytes for slot in slots) + BYTES_PER_LABEL
 
 
 @dataclass(frozen=True)
@@ -108,6 +152,11 @@ class Encoder:
         return 1 if self.embed else len(self.levels) + 2
 
     @property
+    def slotted(self) -> bool:
+        """Travels as its own array (text, image, an embedded category), not among the dense columns."""
+        return self.type in ("text", "image") or self.embed
+
+    @property
     def vocabulary_size(self) -> int:
         """text: the ids an embedding table needs (the vocabulary and the reserved ids)."""
         return (text.bpe_size(self.tokenizer) if self.tokenizer else len(self.levels)) + text.RESERVED
@@ -133,11 +182,11 @@ class Encoder:
             scaled = normal_scores(filled, self.quantiles) if self.quantiles else (filled - self.mean) / self.std
             pieces = [piecewise_linear(filled, self.bins)] if self.bins else []
             return np.column_stack([scaled, *pieces, missing] if self.indicator else [scaled, *pieces])
-        if self.type == "text":  # ids below 2**24 are exact in the float32 matrix
+        if self.type == "text":
             ids = self.token_ids(values)
             if self.char_ngrams:
                 ids = np.hstack([ids, text.char_ngram_ids(values, count=self.char_ngrams)])
-            return ids.astype(np.float64)
+            return ids.astype(np.int64)
         if self.type == "image":
             return self.encode_images(values, allow_paths=allow_paths)
         names = [level(v) for v in values]
@@ -148,7 +197,7 @@ class Encoder:
         index = {v: i for i, v in enumerate(self.levels)}
         ids = np.array([index.get(n, len(self.levels) + 1) if n is not None else len(self.levels) for n in names])
         if self.embed:  # the one-hot column's index: the levels, then "missing", then "other"
-            return ids.astype(np.float64).reshape(-1, 1)
+            return ids.astype(np.int64)
         out = np.zeros((len(names), self.width))
         out[np.arange(len(names)), ids] = 1.0
         return out
@@ -176,7 +225,7 @@ class Encoder:
         }
 
     def decode_pixels(self, raw: bytes, *, max_pixels: int, budget: images.PixelBudget | None = None) -> np.ndarray:
-        """An image column's bytes from a request as the [channels, size, size] pixels `encode_images` takes:
+        """An image column's bytes from a request as the [channels, size, size] uint8 pixels `encode_images` takes:
         decoded once, within `max_pixels` and the request's `budget` (images.ImageError otherwise)."""
         return images.pixels(raw, size=self.size, channels=self.channels, max_pixels=max_pixels, budget=budget)
 
@@ -186,29 +235,44 @@ class Encoder:
         return text.token_ids(values, self.levels, max_length=self.max_length)
 
     def encode_images(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
-        """[rows, channels*size*size]; images.ImageError naming the row of a cell that does not decode. A cell is
-        image bytes, a file name (opened only with `allow_paths`: ingest), or the [channels, size, size] pixels
-        `decode_pixels` gave (an endpoint decodes a request's images once, while it checks them within
-        serve.max_image_pixels; here only PIL's own decompression-bomb limit applies)."""
-        out = np.zeros((len(values), self.width), dtype=np.float32)
-        per_channel = len(self.channel_mean) == self.channels
-        mean = np.asarray(self.channel_mean, np.float32)[:, None, None] if per_channel else self.mean
-        std = np.asarray(self.channel_std, np.float32)[:, None, None] if per_channel else self.std
+        """uint8 [rows, channels, size, size]; images.ImageError naming the row of a cell that does not decode. A
+        cell is image bytes, a file name (opened only with `allow_paths`: ingest), or the [channels, size, size]
+        pixels `decode_pixels` gave (an endpoint decodes a request's images once, while it checks them within
+        serve.max_image_pixels; here only PIL's own decompression-bomb limit applies). A missing cell is the mean
+        image, which standardises to zeros."""
+        shape = (self.channels, self.size, self.size)
+        out = np.empty((len(values), *shape), dtype=np.uint8)
+        out[:] = np.asarray(self.mean_pixel, np.uint8)[:, None, None]
         for at, (row, value) in enumerate(zip(values.index, values, strict=True)):  # row: the table's own
             if text.is_missing(value):
                 continue
-            if isinstance(value, np.ndarray) and value.shape == (self.channels, self.size, self.size):
-                out[at] = ((value - mean) / std).reshape(-1)
+            if isinstance(value, np.ndarray) and value.shape == shape and value.dtype == np.uint8:
+                out[at] = value
                 continue
             try:
-                decoded = images.pixels(
+                out[at] = images.pixels(
                     value, size=self.size, channels=self.channels, max_pixels=None, allow_paths=allow_paths
                 )
             except images.ImageError as err:
                 where = f" ({value})" if isinstance(value, str) else ""
                 raise images.ImageError(f"column {self.name!r} row {row}{where}: {err}") from None
-            out[at] = ((decoded - mean) / std).reshape(-1)
         return out
+
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        """image: per channel, the pixels' mean on a 0..1 scale (one value for all channels in older versions)."""
+        per_channel = len(self.channel_mean) == self.channels
+        return tuple(self.channel_mean) if per_channel else (self.mean,) * self.channels
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        per_channel = len(self.channel_std) == self.channels
+        return tuple(self.channel_std) if per_channel else (self.std,) * self.channels
+
+    @property
+    def mean_pixel(self) -> list[int]:
+        """image: each channel's mean as a uint8 value: a missing image's pixels, an augmentation's padding."""
+        return [int(round(min(max(m, 0.0), 1.0) * 255)) for m in self.image_mean]
 
 
 def embedded(categories: str, distinct: int, max_categories: int) -> bool:
@@ -282,8 +346,8 @@ def fit_encoder(
         if not present:  # no image in the train split: pixels as they are
             return raw
         sample = raw.encode_images(pd.Series(present[:500], dtype=object), allow_paths=True)
-        per_channel = sample.reshape(len(sample), channels, -1)  # each channel its own statistics, as torchvision's
-        std = [float(s) if s > 1e-6 else 1.0 for s in per_channel.std(axis=(0, 2))]  # Normalize takes them
+        per_channel = sample.reshape(len(sample), channels, -1) / 255.0  # each channel its own statistics, as
+        std = [float(s) if s > 1e-6 else 1.0 for s in per_channel.std(axis=(0, 2))]  # torchvision's Normalize
         return dataclasses.replace(raw, channel_mean=[float(m) for m in per_channel.mean(axis=(0, 2))], channel_std=std)
     if kind == "number":
         column = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
@@ -336,7 +400,7 @@ class Preprocessing:
 
     @property
     def width(self) -> int:
-        """The network's input width: every encoded column."""
+        """The network's input width: every encoded column (as the matrix layout counts them)."""
         return sum(e.width for e in self.encoders)
 
     @property
@@ -350,8 +414,8 @@ class Preprocessing:
 
     @property
     def slots(self) -> list[Slot]:
-        """Where each text, image and embedded category column lies in the matrix: what the model's encoders
-        read."""
+        """Each text, image and embedded category column's array in a batch, and its place in the matrix layout:
+        what the model's encoders read."""
         slots, start = [], 0
         for e in self.encoders:
             if e.type == "text":
@@ -367,24 +431,44 @@ class Preprocessing:
                     )
                 )
             elif e.type == "image":
-                slots.append(Slot("image", start, e.width, channels=e.channels, size=e.size, column=e.name))
+                slots.append(
+                    Slot(
+                        "image",
+                        start,
+                        e.width,
+                        channels=e.channels,
+                        size=e.size,
+                        column=e.name,
+                        mean=e.image_mean,
+                        std=e.image_std,
+                    )
+                )
             elif e.embed:
                 slots.append(Slot("category", start, 1, vocabulary=len(e.levels) + 2, column=e.name))
             start += e.width
         return slots
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes of one encoded row and its label: what a shard holds per row."""
+        return row_bytes(self.width, self.slots)
+
+    @property
     def all_numeric(self) -> bool:
         return all(e.type == "number" for e in self.encoders)
 
-    def transform(self, frame: pd.DataFrame | np.ndarray, *, allow_paths: bool = False) -> np.ndarray:
-        """Raw rows (a frame with the feature columns, or a matrix in feature order) to float32. An image column's
-        file names are opened only with `allow_paths` (ingest's tables; never a request or the pyfunc)."""
+    def transform(self, frame: pd.DataFrame | np.ndarray, *, allow_paths: bool = False) -> dict[str, np.ndarray]:
+        """Raw rows (a frame with the feature columns, or a matrix in feature order) to a batch: `x` and each slot's
+        array (see the module's docstring). An image column's file names are opened only with `allow_paths`
+        (ingest's tables; never a request or the pyfunc)."""
         if not isinstance(frame, pd.DataFrame):
             frame = pd.DataFrame(np.asarray(frame, dtype=object), columns=self.features)
-        if not self.encoders:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.hstack([e.encode(frame[e.name], allow_paths=allow_paths) for e in self.encoders]).astype(np.float32)
+        dense = [e.encode(frame[e.name]) for e in self.encoders if not e.slotted]
+        batch = {DENSE: np.hstack(dense).astype(np.float32) if dense else np.zeros((len(frame), 0), np.float32)}
+        slotted = [e for e in self.encoders if e.slotted]
+        for e, slot in zip(slotted, self.slots, strict=True):
+            batch[slot.key] = e.encode(frame[e.name], allow_paths=allow_paths)
+        return batch
 
     def encode(self, labels: pd.Series) -> np.ndarray:
         """Label values as the network's targets: class indices (int64), or standardised values (float32)."""

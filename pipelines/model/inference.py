@@ -38,7 +38,9 @@ class InferenceModel:
     def outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Class probabilities [N, K] (classification) or values [N] in the label's units (regression) of raw
         rows: a frame of the feature columns, or a matrix in feature order."""
-        x = torch.from_numpy(self.preprocessing.transform(rows)).to(self.device)
+        x = {
+            key: torch.from_numpy(values).to(self.device) for key, values in self.preprocessing.transform(rows).items()
+        }
         with torch.inference_mode():
             out = self.model(x).float().cpu()
         if self.preprocessing.regression:

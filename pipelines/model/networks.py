@@ -1,9 +1,14 @@
-"""Model builders: architecture only. DDP, devices and precision are applied from outside."""
+"""Model builders: architecture only. DDP, devices and precision are applied from outside.
+
+Every model built here takes a batch (preprocessing.Preprocessing.transform's arrays, as tensors): the concat
+combiner reads each column kind as its own tensor; a matrix model (an mlp over numbers only, the cnn, a user
+factory) reads the one float32 matrix `as_matrix` makes of it, in a forward pre-hook, and a tensor as it is."""
 
 from __future__ import annotations
 
 import importlib
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +16,7 @@ from torch import nn
 
 from pipelines.config import ModelConfig
 from pipelines.data import text
-from pipelines.data.preprocessing import Slot
+from pipelines.data.preprocessing import DENSE, Slot
 
 MAX_PAIR_BUCKETS = 1 << 16  # hashed word pairs of a TextBag: 4 per word of the vocabulary, 1024 to 65536
 
@@ -29,9 +34,60 @@ def build_model(
     """`mlp`, `cnn`, or a user factory `package.module:function(input_dim, num_classes, cfg)`. With text or image
     columns an mlp is the head of a concat combiner: each such column's encoder beside the other columns' values.
     `factory_file`: the factory's module as a registered version carries it, run instead of the installed one."""
+    if cfg.name == "mlp" and slots:
+        return Combined(input_dim, num_classes, cfg, slots)
+    model = _matrix_model(cfg, input_dim=input_dim, num_classes=num_classes, slots=slots, factory_file=factory_file)
+    return reads_batches(model, slots)
+
+
+def reads_batches(model: nn.Module, slots: list[Slot] = ()) -> nn.Module:
+    """A model of one float32 matrix made to take a batch too (`as_matrix`, in a forward pre-hook; the state dict
+    is unchanged)."""
+    model.register_forward_pre_hook(partial(_matrix_input, tuple(Slot(*slot) for slot in slots)))
+    return model
+
+
+def _matrix_input(slots: tuple[Slot, ...], module: nn.Module, args: tuple):
+    """A matrix model's forward pre-hook: a batch becomes the matrix; a tensor is taken as the matrix itself."""
+    if args and isinstance(args[0], dict):
+        return (as_matrix(args[0], slots), *args[1:])
+    return None
+
+
+def as_matrix(batch: dict[str, torch.Tensor], slots: tuple[Slot, ...] | list[Slot]) -> torch.Tensor:
+    """A batch as one float32 matrix: each slot's values at its place among the dense columns, word and level ids
+    as floats (exact below 2**24), pixels standardised and flattened (the layout models read before typed
+    batches; a user factory still gets it)."""
+    dense = batch[DENSE]
+    if not slots:
+        return dense
+    pieces, taken, at = [], 0, 0
+    for slot in sorted(slots, key=lambda s: s.start):
+        gap = slot.start - at  # dense columns between the previous slot and this one
+        pieces.append(dense[:, taken : taken + gap])
+        values = batch[slot.key]
+        if slot.kind == "image":
+            values = standardise(values, *pixel_statistics(slot, values.device)).flatten(1)
+        pieces.append(values.to(dense.dtype).reshape(len(values), -1))
+        taken, at = taken + gap, slot.start + slot.width
+    pieces.append(dense[:, taken:])
+    return torch.cat(pieces, dim=1)
+
+
+def pixel_statistics(slot: Slot, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image slot's per-channel mean and std as [channels, 1, 1] tensors (0 and 1 where it has none)."""
+    mean = torch.tensor(slot.mean or (0.0,) * slot.channels, dtype=torch.float32, device=device)
+    std = torch.tensor(slot.std or (1.0,) * slot.channels, dtype=torch.float32, device=device)
+    return mean[:, None, None], std[:, None, None]
+
+
+def standardise(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [B, C, H, W] to float32 standardised per channel: (pixels / 255 - mean) / std."""
+    return (pixels.float() / 255.0 - mean) / std
+
+
+def _matrix_model(cfg: ModelConfig, *, input_dim: int, num_classes: int, slots, factory_file: str | None):
     if cfg.name == "mlp":
-        if slots:
-            return Combined(input_dim, num_classes, cfg, slots)
         return mlp(input_dim, num_classes, cfg.hidden, cfg.dropout)
     if slots and ":" not in cfg.name:
         raise ValueError(
@@ -105,43 +161,48 @@ def cnn(input_dim: int, num_classes: int, channels: list[int], dropout: float) -
     return SquareImageCNN(input_dim, num_classes, channels, dropout)
 
 
-def sample_input(input_dim: int, slots: list[Slot], batch: int) -> torch.Tensor:
-    """A batch the model accepts: random values, and valid ids in text and embedded category columns (kiln
-    plan's FLOP count)."""
-    x = torch.randn(batch, input_dim)
+def sample_input(input_dim: int, slots: list[Slot], batch: int) -> dict[str, torch.Tensor]:
+    """A batch the model accepts: random values, valid ids in text and embedded category columns, random pixels
+    (kiln plan's FLOP count)."""
+    out = {DENSE: torch.randn(batch, input_dim - sum(slot.width for slot in slots))}
     for slot in slots:
         if slot.kind == "category":
-            x[:, slot.start] = torch.randint(0, slot.vocabulary, (batch,)).float()
-        if slot.kind == "text":  # words as long as the data's texts run, then padding (the Transformer trims it)
+            out[slot.key] = torch.randint(0, slot.vocabulary, (batch,))
+        elif slot.kind == "text":  # words as long as the data's texts run, then padding (the Transformer trims it)
             words = min(slot.length or slot.width, slot.width)
-            x[:, slot.start : slot.start + slot.width] = 0.0
-            x[:, slot.start : slot.start + words] = torch.randint(
-                text.RESERVED, max(slot.vocabulary, text.RESERVED + 1), (batch, words)
-            ).float()
-    return x
+            ids = torch.zeros(batch, slot.width, dtype=torch.int64)
+            ids[:, :words] = torch.randint(text.RESERVED, max(slot.vocabulary, text.RESERVED + 1), (batch, words))
+            out[slot.key] = ids
+        else:
+            out[slot.key] = torch.randint(0, 256, (batch, *slot.shape), dtype=torch.uint8)
+    return out
 
 
-def augment(x: torch.Tensor, slots: list[Slot], *, flip: bool, generator: torch.Generator | None = None):
-    """A training batch with each image shifted by up to 1/8 of its side (zero-padded: the mean image), and
-    mirrored at random when `flip`. Text and other columns are left alone; a new tensor, x is not changed."""
+def augment(batch: dict[str, torch.Tensor], slots: list[Slot], *, flip: bool, generator: torch.Generator | None = None):
+    """A training batch with each image shifted by up to 1/8 of its side (padded with the mean pixel, which
+    standardises to zero), and mirrored at random when `flip`. Other columns are left alone; a new batch, the
+    given one is not changed."""
     images = [s for s in slots if s.kind == "image"]
     if not images:
-        return x
-    x = x.clone()
+        return batch
+    batch = dict(batch)
     for slot in images:
-        batch = x[:, slot.start : slot.start + slot.width].view(-1, slot.channels, slot.size, slot.size)
-        pad = max(1, slot.size // 8)
-        padded = F.pad(batch, (pad, pad, pad, pad))
-        shift = torch.randint(0, 2 * pad + 1, (2, len(batch)), generator=generator).to(x.device)
-        side = torch.arange(slot.size, device=x.device)
+        pixels = batch[slot.key]  # [B, C, size, size] uint8
+        device, size = pixels.device, slot.size
+        pad = max(1, size // 8)
+        mean = pixel_statistics(slot)[0].clamp(0.0, 1.0).mul(255).round().to(torch.uint8).to(device)
+        padded = mean[None].expand(len(pixels), -1, size + 2 * pad, size + 2 * pad).clone()
+        padded[:, :, pad : pad + size, pad : pad + size] = pixels
+        shift = torch.randint(0, 2 * pad + 1, (2, len(pixels)), generator=generator).to(device)
+        side = torch.arange(size, device=device)
         rows, cols = shift[0][:, None] + side, shift[1][:, None] + side  # each image its own crop: [B, size]
-        which = torch.arange(len(batch), device=x.device)[:, None, None]
+        which = torch.arange(len(pixels), device=device)[:, None, None]
         shifted = padded[which, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
         if flip:
-            mirrored = (torch.rand(len(batch), generator=generator) < 0.5).to(x.device)
+            mirrored = (torch.rand(len(pixels), generator=generator) < 0.5).to(device)
             shifted = torch.where(mirrored[:, None, None, None], shifted.flip(-1), shifted)
-        x[:, slot.start : slot.start + slot.width] = shifted.reshape(len(batch), -1)
-    return x
+        batch[slot.key] = shifted.contiguous()
+    return batch
 
 
 def masked_mean(vectors: torch.Tensor, mask: torch.Tensor, *, sqrt: bool = False) -> torch.Tensor:
@@ -242,12 +303,27 @@ class ImageCNN(nn.Module):
     pooling to a grid of at most `pool` x `pool` cells, flattened: the head sees where in the image each feature
     is (a digit's stroke at the top differs from one at the bottom). Global average pooling (`pool` 1) leaves the
     head a bag of patches: on 32-64 px digits that trained to 0.46-0.80 where a 4x4 grid reaches 0.96-0.98.
-    `per_image` standardises each image by its own mean and spread first (colours and lighting that vary from
+    Its first step standardises uint8 pixels on the device with the train split's per-channel `mean` and `std`
+    (0..1 scale; buffers, not weights: a checkpoint's state is the same as when the pipeline standardised them).
+    `per_image` then standardises each image by its own mean and spread (colours and lighting that vary from
     image to image, which the set's per-channel statistics do not remove)."""
 
-    def __init__(self, channels_in: int, widths: list[int], *, size: int, pool: int = 4, per_image: bool = False):
+    def __init__(
+        self,
+        channels_in: int,
+        widths: list[int],
+        *,
+        size: int,
+        pool: int = 4,
+        per_image: bool = False,
+        mean: tuple[float, ...] = (),
+        std: tuple[float, ...] = (),
+    ):
         super().__init__()
         self.per_image = per_image
+        statistics = pixel_statistics(Slot("image", 0, 0, channels=channels_in, mean=mean, std=std))
+        self.register_buffer("mean", statistics[0], persistent=False)
+        self.register_buffer("std", statistics[1], persistent=False)
         stride = 2 if size >= STRIDED_STEM_FROM else 1  # large images: the stem halves the side (ResNet's does)
         self.stem = nn.Sequential(
             nn.Conv2d(channels_in, widths[0], 3, stride=stride, padding=1, bias=False),
@@ -266,7 +342,8 @@ class ImageCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(self.grid)
         self.out_dim = width * self.grid * self.grid
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        images = standardise(pixels, self.mean, self.std)
         if self.per_image:
             flat = images.flatten(1)
             mean, std = flat.mean(1), flat.std(1).clamp(min=1e-3)
@@ -310,19 +387,15 @@ class Residual(nn.Module):
 
 
 class Combined(nn.Module):
-    """The concat combiner (as in Ludwig): the other columns' encoded values as they are, each text, image and
-    embedded category column through its encoder, concatenated and fed to an mlp head."""
+    """The concat combiner (as in Ludwig): the dense columns as they are, each text, image and embedded category
+    column through its encoder, concatenated and fed to an mlp head."""
 
     def __init__(self, input_dim: int, num_classes: int, cfg: ModelConfig, slots: list[Slot]):
         super().__init__()
-        encoded = torch.zeros(input_dim, dtype=torch.bool)
-        for slot in slots:
-            encoded[slot.start : slot.start + slot.width] = True
-        self.register_buffer("dense", torch.flatten(torch.nonzero(~encoded)), persistent=False)
         self.slots = [Slot(*slot) for slot in slots]
         self.encoders = nn.ModuleList(self._encoder(slot, cfg) for slot in self.slots)
-        width = len(self.dense) + sum(encoder.out_dim for encoder in self.encoders)
-        self.head = mlp(width, num_classes, cfg.hidden, cfg.dropout)
+        dense = input_dim - sum(slot.width for slot in self.slots)
+        self.head = mlp(dense + sum(encoder.out_dim for encoder in self.encoders), num_classes, cfg.hidden, cfg.dropout)
         # Wide paths of bag-encoded text columns (model.text_wide), by the index of their slot.
         self.wide_of = [
             i
@@ -343,25 +416,19 @@ class Combined(nn.Module):
                 size=slot.size,
                 pool=cfg.image_pool,
                 per_image=cfg.image_standardize == "per_image",
+                mean=slot.mean,
+                std=slot.std,
             )
         words = slot.width - slot.chars
         if cfg.text_encoder == "bag":
             return TextBag(slot.vocabulary, words, cfg.embedding_dim, slot.chars)
         return TextTransformer(slot.vocabulary, words, cfg.embedding_dim, cfg.text_layers, cfg.text_heads, cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = [x[:, self.dense]]
-        ids: dict[int, torch.Tensor] = {}  # each text column's word ids, for its encoder and its wide path
-        for i, (slot, encoder) in enumerate(zip(self.slots, self.encoders, strict=True)):
-            columns = x[:, slot.start : slot.start + slot.width]
-            if slot.kind == "category":
-                parts.append(encoder(columns[:, 0].round().long()))
-            elif slot.kind == "text":
-                ids[i] = columns.round().long()
-                parts.append(encoder(ids[i]))
-            else:
-                parts.append(encoder(columns.reshape(-1, slot.channels, slot.size, slot.size)))
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [batch[DENSE]]
+        for slot, encoder in zip(self.slots, self.encoders, strict=True):
+            parts.append(encoder(batch[slot.key]))
         out = self.head(torch.cat(parts, dim=1))
         for i, wide in zip(self.wide_of, self.wides, strict=True):
-            out = out + wide(ids[i])
+            out = out + wide(batch[self.slots[i].key])
         return out

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from pipelines.config import KilnConfig
 from pipelines.data import text
+from pipelines.data.preprocessing import row_bytes
 from pipelines.model.networks import build_model, pair_buckets, sample_input
 
 BYTES_PER_PARAM = 4  # float32 weights; DDP all-reduces float32 gradients of the same size
@@ -31,8 +32,8 @@ def count_flops(cfg: KilnConfig, input_dim: int, num_classes: int, *, batch: int
         "num_params": num_params,
         "param_bytes": num_params * BYTES_PER_PARAM,
         "grad_bytes": num_params * BYTES_PER_PARAM,
-        "input_bytes_per_sample": input_dim * 4 + 8,
-    }  # float32 features, int64 label
+        "input_bytes_per_sample": row_bytes(input_dim, list(slots)),
+    }  # the batch's arrays (float32, int64 ids, uint8 pixels) and an int64 label
 
 
 def input_tables(encoders, cfg: KilnConfig) -> list[dict]:

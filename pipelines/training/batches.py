@@ -5,6 +5,9 @@ which on a small dataset costs more than the epoch's arithmetic, and each trial'
 about 2 s to start. Data that fits `train.cache_shard_mb` is put in the object store once by the driver;
 each worker takes its rows from there and slices them in place every epoch, shuffled by a seeded
 permutation, so the same seed gives the same run.
+
+A batch is a dict of tensors, one per column kind (preprocessing.Preprocessing.transform): the functions here
+slice, shuffle and move all of them together; the label travels beside it as its own tensor.
 """
 
 from __future__ import annotations
@@ -14,41 +17,54 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from pipelines.data.preprocessing import matrix_bytes
+from pipelines.data.preprocessing import from_block
 
-DTYPES = {"x": torch.float32}  # y keeps its own: class indices (int64) or a standardised target (float32)
+Batch = dict[str, torch.Tensor]
 CHUNK_BYTES = 16 << 20  # what Ray Data hands the streaming path at a time
 
 
-class InMemory:
-    """One shard as two tensors; every epoch is a seeded permutation sliced into batches."""
+def rows(batch: Batch, index) -> Batch:
+    """The same rows (a slice or an index tensor) of every tensor in the batch."""
+    return {key: values[index] for key, values in batch.items()}
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+
+def tensors(arrays: dict[str, np.ndarray], device: torch.device | None = None) -> Batch:
+    """Numpy arrays as tensors of the same dtypes, copied (the object store's are read-only)."""
+    return {key: torch.tensor(values, device=device) for key, values in arrays.items()}
+
+
+class InMemory:
+    """One shard as a batch and its labels; every epoch is a seeded permutation sliced into batches."""
+
+    def __init__(self, x: Batch, y: torch.Tensor):
         self.x, self.y = x, y
 
     @classmethod
     def from_arrays(cls, arrays: tuple, device: torch.device) -> InMemory:
-        """Numpy (x, y) as handed out by the object store (read-only, so copied once into tensors)."""
+        """Numpy (batch, y) as handed out by the object store, copied once into tensors."""
         x, y = arrays
-        return cls(torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(y, device=device))
+        return cls(tensors(x, device), torch.tensor(y, device=device))
 
     def part(self, rank: int, world_size: int) -> InMemory:
         """Every world_size-th row from `rank`: ranks split the val set exactly, no row dropped or repeated."""
-        return InMemory(self.x[rank::world_size], self.y[rank::world_size])
+        return self.take(slice(rank, None, world_size))
+
+    def take(self, index) -> InMemory:
+        return InMemory(rows(self.x, index), self.y[index])
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[Batch, torch.Tensor]]:
         """`seed` shuffles (training); None keeps the order (evaluation)."""
         if seed is None:
             for start in range(0, len(self), batch_size):
-                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+                yield rows(self.x, slice(start, start + batch_size)), self.y[start : start + batch_size]
             return
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).to(self.x.device)
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).to(self.y.device)
         for start in range(0, len(self), batch_size):
             index = order[start : start + batch_size]
-            yield self.x[index], self.y[index]
+            yield rows(self.x, index), self.y[index]
 
 
 class Streaming:
@@ -58,14 +74,14 @@ class Streaming:
     sizes that stalled a compute-bound step by 17%. So it hands out chunks of about CHUNK_BYTES, which are
     shuffled and sliced here (`rebatch`): training sees a local shuffle over each chunk's window."""
 
-    def __init__(self, shard, device: torch.device, *, input_dim: int):
+    def __init__(self, shard, device: torch.device, *, row_bytes: int):
         self.shard, self.device = shard, device
-        self.chunk_rows = max(1, CHUNK_BYTES // matrix_bytes(1, input_dim))
+        self.chunk_rows = max(1, CHUNK_BYTES // row_bytes)
 
-    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[tuple[Batch, torch.Tensor]]:
         """`seed` shuffles (training); None keeps the order (evaluation)."""
         chunks = self.shard.iter_batches(batch_size=max(self.chunk_rows, batch_size), batch_format="numpy")
-        yield from rebatch(((chunk["x"], chunk["y"]) for chunk in chunks), batch_size, seed=seed, device=self.device)
+        yield from rebatch(map(from_block, chunks), batch_size, seed=seed, device=self.device)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -76,28 +92,37 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def cat(first: Batch, second: Batch) -> Batch:
+    return {key: torch.cat([values, second[key]]) for key, values in first.items()}
+
+
 def rebatch(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, *, seed: int | None, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of `batch_size` rows from a stream of (x, y) chunks of any size: each chunk is shuffled by
+    chunks: Iterable[tuple[dict[str, np.ndarray], np.ndarray]],
+    batch_size: int,
+    *,
+    seed: int | None,
+    device: torch.device,
+) -> Iterator[tuple[Batch, torch.Tensor]]:
+    """Batches of `batch_size` rows from a stream of (batch, y) chunks of any size: each chunk is shuffled by
     `seed` (None: kept in order), rows left over at a chunk's end lead the next chunk's first batch, and only
     the stream's last batch may be short. Equal rows give equal batch counts, so DDP ranks stay in step."""
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     carry_x = carry_y = None
     for chunk_x, chunk_y in chunks:
-        x, y = torch.tensor(chunk_x, dtype=DTYPES["x"]), torch.tensor(chunk_y)
+        x, y = tensors(chunk_x), torch.tensor(chunk_y)
         if generator is not None:
             order = torch.randperm(len(y), generator=generator)
-            x, y = x[order], y[order]
+            x, y = rows(x, order), y[order]
         if carry_y is not None:
-            x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
+            x, y = cat(carry_x, x), torch.cat([carry_y, y])
         whole = len(y) - len(y) % batch_size
-        on_device_x, on_device_y = to_device(x[:whole], device), to_device(y[:whole], device)
+        on_device_x = {key: to_device(values[:whole], device) for key, values in x.items()}
+        on_device_y = to_device(y[:whole], device)
         for start in range(0, whole, batch_size):
-            yield on_device_x[start : start + batch_size], on_device_y[start : start + batch_size]
-        carry_x, carry_y = x[whole:], y[whole:]
+            yield rows(on_device_x, slice(start, start + batch_size)), on_device_y[start : start + batch_size]
+        carry_x, carry_y = rows(x, slice(whole, None)), y[whole:]
     if carry_y is not None and len(carry_y):
-        yield carry_x.to(device), carry_y.to(device)
+        yield {key: values.to(device) for key, values in carry_x.items()}, carry_y.to(device)
 
 
 def open_split(
@@ -107,7 +132,7 @@ def open_split(
     device: torch.device,
     rank: int,
     world_size: int,
-    input_dim: int,
+    row_bytes: int,
     equal: bool,
     shard,
 ) -> InMemory | Streaming:
@@ -118,10 +143,10 @@ def open_split(
     import ray
 
     if arrays is None:
-        return Streaming(shard(name), device, input_dim=input_dim)
+        return Streaming(shard(name), device, row_bytes=row_bytes)
     held = arrays[name]  # an object ref, or (x, y) themselves when training in this process (training.local)
     whole = InMemory.from_arrays(held if isinstance(held, tuple) else ray.get(held), device)
     if not equal:
         return whole.part(rank, world_size)
     per_rank = len(whole) // world_size
-    return InMemory(whole.x[rank * per_rank : (rank + 1) * per_rank], whole.y[rank * per_rank : (rank + 1) * per_rank])
+    return whole.take(slice(rank * per_rank, (rank + 1) * per_rank))

@@ -17,6 +17,7 @@ from pipelines import task_metrics
 from pipelines.config import KilnConfig
 from pipelines.data import preprocessing, sources
 from pipelines.model import checkpoint
+from pipelines.training import batches
 from pipelines.training.loop import train_loop_per_worker
 
 
@@ -80,7 +81,7 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         train_labels=rows[label].iloc[train_idx],
     )
 
-    def arrays(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         part = rows.iloc[idx]
         return prep.transform(part[checked.features], allow_paths=True), prep.encode(part[label])
 
@@ -99,7 +100,7 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         model, prep, _ = checkpoint.load_model(folder, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
         x_test, y_test = arrays(test_idx)
         with torch.inference_mode():
-            outputs = model(torch.as_tensor(x_test)).double().numpy()
+            outputs = model(batches.tensors(x_test)).double().numpy()
     if prep.regression:
         scores = task_metrics.regression(prep.decode(outputs), prep.decode(y_test))
     else:

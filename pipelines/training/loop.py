@@ -116,7 +116,7 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
     arrays = loop_config.get("arrays")  # None: the data streams through Ray Data shards
     cached = arrays is not None
     where = dict(
-        arrays=arrays, device=device, rank=rank, world_size=world_size, input_dim=prep.width, shard=worker.shard
+        arrays=arrays, device=device, rank=rank, world_size=world_size, row_bytes=prep.row_bytes, shard=worker.shard
     )
     train_data = batches.open_split("train", equal=True, **where)
     val_data = batches.open_split("val", equal=False, **where)  # with arrays, each rank evaluates its part

@@ -31,7 +31,7 @@ def test_number_statistics_come_from_train_rows_only():
     train = df.iloc[:30]
     prep = preprocessing.fit(train, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
     assert [e.mean for e in prep.encoders] == pytest.approx(train[["f1", "f2"]].mean().tolist())
-    standardised = prep.transform(train[["f1", "f2"]])
+    standardised = prep.transform(train[["f1", "f2"]])["x"]
     assert standardised.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
     assert standardised.std(axis=0) == pytest.approx([1, 1], abs=1e-5)
 
@@ -39,7 +39,7 @@ def test_number_statistics_come_from_train_rows_only():
 def test_constant_column_is_not_divided_by_zero():
     df = table().assign(f2=1.0)
     prep = preprocessing.fit(df, {"f1": "number", "f2": "number"}, df["label"], max_categories=10)
-    assert np.isfinite(prep.transform(df[["f1", "f2"]])).all()
+    assert np.isfinite(prep.transform(df[["f1", "f2"]])["x"]).all()
 
 
 def test_missing_numbers_take_the_train_median_and_an_indicator():
@@ -77,7 +77,8 @@ def test_mixed_rows_round_trip_through_json_and_encode_alike():
     restored = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     rows = df[list(TYPES)].head(5)
     assert restored.width == prep.width == 1 + 1 + 5 + 2
-    assert np.array_equal(restored.transform(rows), prep.transform(rows))
+    assert np.array_equal(restored.transform(rows)["x"], prep.transform(rows)["x"])
+    assert restored.transform(rows).keys() == {"x"}  # numbers, binary and one-hot categories: all dense float32
     assert restored.encode(pd.Series(["c", "a"])).tolist() == [2, 0]
 
 
@@ -85,7 +86,7 @@ def test_a_checkpoint_from_before_column_types_still_loads():
     old = {"features": ["a", "b"], "mean": [1.0, 2.0], "std": [2.0, 4.0], "labels": [0, 1]}
     prep = Preprocessing.from_dict(old)
     assert prep.types == {"a": "number", "b": "number"}
-    assert prep.transform(np.array([[3.0, 6.0]])).tolist() == [[1.0, 1.0]]
+    assert prep.transform(np.array([[3.0, 6.0]]))["x"].tolist() == [[1.0, 1.0]]
 
 
 def test_integer_labels_stay_integers():

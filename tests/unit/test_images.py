@@ -17,7 +17,7 @@ from pipelines.data.preprocessing import Slot
 from pipelines.errors import DataError
 from pipelines.model import checkpoint
 from pipelines.model.inference import InferenceModel
-from pipelines.model.networks import augment, build_model
+from pipelines.model.networks import augment, build_model, pixel_statistics, standardise
 from serving.predictor import Predictor, RequestError
 
 
@@ -68,7 +68,9 @@ def test_image_encoding_travels_as_json_and_standardises_with_train_statistics()
     encoder = preprocessing.fit_encoder("image", "image", cells, max_categories=5)
     assert (encoder.size, encoder.channels, encoder.width) == (8, 1, 64)
     encoded = encoder.encode(cells)
-    assert abs(encoded[:3].mean()) < 1e-5 and np.all(encoded[3] == 0)  # a missing image is the mean image
+    assert encoded.dtype == np.uint8 and encoded.shape == (4, 1, 8, 8)  # pixels travel as bytes
+    seen = standardised(encoder, encoded)  # the model's first step
+    assert abs(seen[:3].mean()) < 1e-5 and np.allclose(seen[3], 0, atol=0.01)  # a missing image is the mean image
     again = preprocessing.Encoder(**json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(again.encode(cells), encoded)
     colour = preprocessing.fit_encoder(
@@ -87,13 +89,14 @@ def test_each_channel_is_standardised_with_its_own_train_statistics():
         dtype=object,
     )
     encoder = preprocessing.fit_encoder("photo", "image", cells, max_categories=5)
-    encoded = encoder.encode(cells).reshape(6, 3, -1)
+    encoded = standardised(encoder, encoder.encode(cells)).reshape(6, 3, -1)
     np.testing.assert_allclose(encoded.mean(axis=(0, 2)), 0.0, atol=1e-5)  # every channel centred
     np.testing.assert_allclose(encoded[:, [0, 2]].std(axis=(0, 2)), 1.0, atol=1e-4)  # and scaled
     assert np.allclose(encoded[:, 1], 0.0, atol=1e-6) and encoder.channel_std[1] == 1.0  # constant: kept
     saved_before = {k: v for k, v in encoder.to_dict().items() if not k.startswith("channel_")}
     old = preprocessing.Encoder(**saved_before)  # a model saved before per-channel statistics still encodes
-    assert old.encode(cells).shape == (6, 3 * 64)
+    assert old.encode(cells).shape == (6, 3, 8, 8)
+    assert standardised(old, old.encode(cells)).max() <= 1.0  # one mean and std for all channels: 0 and 1
 
 
 def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
@@ -111,23 +114,34 @@ def test_a_cell_that_does_not_decode_names_its_column_row_and_file(tmp_path):
         images.open_image(png(np.zeros((20, 20))), max_pixels=100)
 
 
+def standardised(encoder: preprocessing.Encoder, pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as the model's first step standardises them, with the encoder's train statistics."""
+    slot = preprocessing.Preprocessing([encoder], []).slots[0]
+    return standardise(torch.from_numpy(pixels), *pixel_statistics(slot)).numpy()
+
+
 def test_shifts_move_each_image_within_its_side_and_leave_other_columns_alone():
-    x = torch.cat([torch.rand(64, 16) + 1, torch.full((64, 3), 7.0)], dim=1)  # 4x4 images, then 3 columns
-    slots = [Slot("image", 0, 16, channels=1, size=4)]
-    shifted = augment(x, slots, flip=False, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(shifted[:, 16:], x[:, 16:]) and not torch.equal(shifted, x)
-    moved = [not torch.equal(a, b) for a, b in zip(shifted[:, :16], x[:, :16], strict=True)]
+    pixels = torch.randint(101, 256, (64, 1, 4, 4), dtype=torch.uint8)
+    batch = {"x": torch.full((64, 3), 7.0), "image:i": pixels}  # 4x4 images beside 3 columns
+    slots = [Slot("image", 0, 16, channels=1, size=4, column="i", mean=(0.2,), std=(0.1,))]
+    shifted = augment(batch, slots, flip=False, generator=torch.Generator().manual_seed(0))
+    assert shifted["x"] is batch["x"] and torch.equal(batch["image:i"], pixels)  # the given batch is unchanged
+    moved = [not torch.equal(a, b) for a, b in zip(shifted["image:i"], pixels, strict=True)]
     assert 0 < sum(moved) < 64  # each image its own shift (some by zero)
-    kept = shifted[:, :16].view(64, 4, 4)
-    assert ((kept == 0) | (kept >= 1)).all()  # pixels are moved or padded, never blended
+    kept = shifted["image:i"]
+    assert kept.dtype == torch.uint8
+    assert ((kept == 51) | (kept > 100)).all()  # moved or padded with the mean pixel (0.2 * 255), never blended
 
 
-def test_the_cnn_reads_image_columns_beside_numbers():
-    slots = [Slot("image", 1, 3 * 8 * 8, channels=3, size=8)]
+def test_the_cnn_reads_uint8_image_columns_beside_numbers_and_standardises_them_itself():
+    slots = [Slot("image", 1, 3 * 8 * 8, channels=3, size=8, column="i", mean=(0.5,) * 3, std=(0.25,) * 3)]
     model = build_model(
         ModelConfig(hidden=[8], image_channels=[4, 8]), input_dim=1 + 192 + 2, num_classes=3, slots=slots
     )
-    assert model(torch.randn(5, 195)).shape == (5, 3)
+    pixels = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    assert model({"x": torch.randn(5, 3), "image:i": pixels}).shape == (5, 3)
+    saved = list(model.state_dict())
+    assert not any(k.endswith((".mean", ".std")) for k in saved), "statistics are not weights: checkpoint keys stay"
 
 
 def predictor_of_images(folder, max_pixels: int = 10_000) -> Predictor:

@@ -14,6 +14,7 @@ from pipelines.config import DataConfig, ModelConfig
 from pipelines.data import builtin, preprocessing, schema, sources, text
 from pipelines.model import baseline
 from pipelines.model.networks import build_model
+from pipelines.training.batches import rows, tensors
 
 
 def test_vocabulary_is_the_train_splits_frequent_words_and_ids_pad_to_max_length():
@@ -35,8 +36,13 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
     prep = preprocessing.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
-    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0)]
-    np.testing.assert_array_equal(again.transform(frame[["note", "x"]]), prep.transform(frame[["note", "x"]]))
+    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0, (), ())]
+    batch, restored = prep.transform(frame[["note", "x"]]), again.transform(frame[["note", "x"]])
+    assert batch.keys() == restored.keys() == {"x", "text:note"}
+    assert batch["text:note"].dtype == np.int64 and batch["text:note"].shape == (20, 4)  # token ids, 0 pads
+    assert batch["x"].dtype == np.float32 and batch["x"].shape == (20, 1)
+    for key in batch:
+        np.testing.assert_array_equal(restored[key], batch[key])
 
 
 def test_character_ngrams_catch_what_the_word_vocabulary_drops_and_are_stable():
@@ -65,9 +71,9 @@ def test_a_text_column_with_character_ngrams_round_trips_and_feeds_the_bag():
     again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 4 + 16 and prep.slots[0].chars == 16
     x = prep.transform(frame[["note"]])
-    assert (x[:, 4:] > 0).sum() > 0
+    assert (x["text:note"][:, 4:] > 0).sum() > 0
     model = build_model(ModelConfig(), input_dim=prep.width, num_classes=2, slots=prep.slots)
-    assert model(torch.as_tensor(x)).shape == (20, 2)
+    assert model(tensors(x)).shape == (20, 2)
 
 
 def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pieces_it_knows():
@@ -84,12 +90,12 @@ def test_a_bpe_vocabulary_travels_as_json_and_still_reads_a_misspelt_word_as_pie
     assert encoder.tokenizer and encoder.levels == [] and 3 < encoder.vocabulary_size <= 60 + text.RESERVED
     again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep
-    ids = again.transform(pd.DataFrame({"note": ["the ketle works", "", None, "zzz qqq"]})).astype(int)
+    ids = again.transform(pd.DataFrame({"note": ["the ketle works", "", None, "zzz qqq"]}))["text:note"]
     assert (ids[0] > text.UNKNOWN).sum() >= 3  # "ketle": pieces of "kettle", not one unknown word
     assert ids[1].tolist() == ids[2].tolist() == [text.EMPTY] + [0] * 7
     assert ids[3][0] == text.UNKNOWN  # letters never seen in training
     words = preprocessing.fit(frame, {"note": "text"}, frame["label"], max_categories=5, max_length=8)
-    assert words.transform(pd.DataFrame({"note": ["the ketle works"]}))[0, 1] == text.UNKNOWN
+    assert words.transform(pd.DataFrame({"note": ["the ketle works"]}))["text:note"][0, 1] == text.UNKNOWN
 
 
 def negation_task(rows: int, seed: int) -> pd.DataFrame:
@@ -120,16 +126,16 @@ def test_each_text_encoder_learns_a_task_word_order_decides(encoder, tokenizer):
         num_classes=2,
         slots=prep.slots,
     )
-    x, y = torch.tensor(prep.transform(train[["review"]])), torch.tensor(prep.encode(train["label"]))
+    x, y = tensors(prep.transform(train[["review"]])), torch.tensor(prep.encode(train["label"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(15):
-        for start in range(0, len(x), 32):
+        for start in range(0, len(y), 32):
             optimizer.zero_grad()
-            F.cross_entropy(model(x[start : start + 32]), y[start : start + 32]).backward()
+            F.cross_entropy(model(rows(x, slice(start, start + 32))), y[start : start + 32]).backward()
             optimizer.step()
     model.eval()
     with torch.no_grad():
-        predicted = model(torch.tensor(prep.transform(val[["review"]]))).argmax(1).numpy()
+        predicted = model(tensors(prep.transform(val[["review"]]))).argmax(1).numpy()
     assert np.mean(predicted == prep.encode(val["label"])) > 0.95
 
 
@@ -216,7 +222,7 @@ def test_each_text_column_can_have_its_own_encoder():
     title, body = model.encoders
     assert isinstance(title, TextBag) and title.out_dim == 64  # the model's settings
     assert isinstance(body, TextTransformer) and body.out_dim == 8  # the column's own
-    assert model(torch.tensor(prep.transform(frame[["title", "body", "town"]]))).shape == (20, 2)
+    assert model(tensors(prep.transform(frame[["title", "body", "town"]]))).shape == (20, 2)
     for column, said in (
         (
             "town",

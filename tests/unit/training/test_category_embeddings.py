@@ -15,6 +15,7 @@ from pipelines.data import preprocessing
 from pipelines.model import checkpoint
 from pipelines.model.networks import build_model, sample_input
 from pipelines.training import local
+from pipelines.training.batches import tensors
 
 TOWNS = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"])  # d is seen once
 
@@ -55,7 +56,7 @@ def embedded_model(tmp_path=None):
 def test_the_model_looks_up_the_column_and_a_checkpoint_loads_as_trained(tmp_path):
     prep, cfg, net, frame = embedded_model()
     assert [s.kind for s in prep.slots] == ["category"] and prep.width == 2
-    x = torch.from_numpy(prep.transform(frame))
+    x = tensors(prep.transform(frame))
     assert net.eval()(x).shape == (len(frame), 2)
     assert net(sample_input(prep.width, prep.slots, 16)).shape == (16, 2)  # kiln plan's FLOP count
     checkpoint.save(tmp_path, model=net, optimizer=None, model_cfg=cfg, preprocessing=prep, epoch=1, metrics={})

@@ -8,18 +8,19 @@ import torch
 from sklearn.metrics import mean_squared_error
 
 from pipelines.data.preprocessing import Encoder, Preprocessing
+from pipelines.model.networks import reads_batches
 from pipelines.training.batches import InMemory
 from pipelines.training.loop import loss_function, train_epoch, val_metrics, validate
 
 
 def separable(rows: int = 256) -> InMemory:
     x = torch.randn(rows, 4, generator=torch.Generator().manual_seed(0))
-    return InMemory(x, (x[:, 0] > 0).long())
+    return InMemory({"x": x}, (x[:, 0] > 0).long())
 
 
 def test_an_epoch_returns_loss_and_row_sums_and_learns():
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 2)
+    model = reads_batches(torch.nn.Linear(4, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     data = separable()
     prep = Preprocessing([Encoder(f"f{i}", "number") for i in range(4)], labels=[0, 1])
@@ -45,10 +46,10 @@ def test_regression_learns_a_standardised_target_and_reports_rmse_in_the_labels_
     prep = Preprocessing(
         [Encoder(f"f{i}", "number") for i in range(3)], [], "regression", float(price.mean()), float(price.std())
     )
-    data = InMemory.from_arrays((x, prep.encode(pd.Series(price))), torch.device("cpu"))
+    data = InMemory.from_arrays(({"x": x}, prep.encode(pd.Series(price))), torch.device("cpu"))
     assert data.y.dtype == torch.float32
     torch.manual_seed(0)
-    model = torch.nn.Linear(3, 1)
+    model = reads_batches(torch.nn.Linear(3, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     loss_fn = loss_function("auto", "regression")
     for epoch in range(30):
@@ -78,8 +79,8 @@ def test_a_bf16_epoch_on_the_cpu_still_learns():
     torch.manual_seed(0)
     x = torch.randn(512, 8)
     y = (x[:, 0] > 0).long()
-    data = InMemory.from_arrays((x.numpy(), y.numpy()), torch.device("cpu"))
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    data = InMemory.from_arrays(({"x": x.numpy()}, y.numpy()), torch.device("cpu"))
+    model = reads_batches(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = [
         train_epoch(model, optimizer, data, batch_size=32, seed=e, device=torch.device("cpu"), amp=torch.bfloat16)

@@ -7,6 +7,7 @@ from torch import nn
 
 from pipelines.config import TrainConfig
 from pipelines.errors import ConfigError
+from pipelines.model.networks import reads_batches
 from pipelines.training import recipe
 from pipelines.training.batches import InMemory
 from pipelines.training.loop import loss_function, train_epoch
@@ -48,10 +49,10 @@ def test_weight_decay_skips_biases_and_norms():
 def test_clipping_bounds_the_step_and_label_smoothing_only_touches_the_training_loss():
     torch.manual_seed(0)
     x = torch.randn(64, 3) * 1000
-    data = InMemory(x, (x[:, 0] > 0).long())
+    data = InMemory({"x": x}, (x[:, 0] > 0).long())
     steps = {}
     for clip in (0.0, 0.01):
-        model = nn.Linear(3, 2)
+        model = reads_batches(nn.Linear(3, 2))
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
         train_epoch(model, optimizer, data, batch_size=64, seed=0, device=torch.device("cpu"), grad_clip=clip)

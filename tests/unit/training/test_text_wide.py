@@ -12,6 +12,7 @@ from pipelines.config import ModelConfig
 from pipelines.data import preprocessing
 from pipelines.model import checkpoint
 from pipelines.model.networks import build_model
+from pipelines.training.batches import tensors
 
 REVIEWS = ["good food", "bad food", "not good at all", "very good", "awful", "great and good"] * 20
 LABELS = pd.Series([1, 0, 0, 1, 0, 1] * 20)
@@ -22,7 +23,7 @@ def text_model(**model):
     prep = preprocessing.fit(frame, {"review": "text"}, LABELS, max_categories=5, max_length=8)
     cfg = ModelConfig(hidden=[8], **model)
     net = build_model(cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
-    return prep, cfg, net, torch.from_numpy(prep.transform(frame))
+    return prep, cfg, net, tensors(prep.transform(frame))
 
 
 def test_the_wide_path_starts_at_zero_and_is_part_of_the_model_by_default():
