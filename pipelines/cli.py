@@ -220,13 +220,14 @@ def cmd_rollback(args) -> int:
 
 def cmd_validate(args) -> int:
     from pipelines import run
-    from pipelines.data import schema, sources
+    from pipelines.data import pretrained, schema, sources
 
     cfg = _config(args)
     run.preflight(cfg)
     checked = sources.inspect(cfg.data, cfg.storage_root)
     cfg = run.decide_space(run.for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
+    pretrained.columns(cfg.model, checked.types)  # each pretrained encoder's folder found and safe to load
     console.say(schema.table(checked.columns), *sources.describe(checked, cfg.data))
     target = f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification" else "regression"
     console.say(

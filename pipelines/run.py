@@ -9,7 +9,7 @@ import pandas as pd
 from pipelines import console, deploy
 from pipelines.cluster import runtime, storage
 from pipelines.config import KilnConfig, check_column_encoders
-from pipelines.data import images, ingest, preprocessing, sources, task
+from pipelines.data import images, ingest, preprocessing, pretrained, sources, task
 from pipelines.errors import ConfigError, DataError
 from pipelines.model import baseline, checkpoint, evaluate
 from pipelines.plan.check import EpochCheck
@@ -238,6 +238,7 @@ def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say)
         checked.types,
         frame[cfg.data.label],
         **preprocessing.sizes(cfg.data),
+        backbones=pretrained.columns(cfg.model, checked.types),
         task=cfg.task,
         train_labels=frame[cfg.data.label],
     )

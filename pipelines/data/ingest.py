@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import KilnConfig, check_column_encoders
-from pipelines.data import images, preprocessing, sources
+from pipelines.data import images, preprocessing, pretrained, sources
 from pipelines.data.preprocessing import Preprocessing, plain, to_block
 from pipelines.errors import DataError, one_line
 
@@ -143,6 +143,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
             checked.types,
             frame[label],
             **preprocessing.sizes(cfg.data),
+            backbones=pretrained.columns(cfg.model, checked.types),
             task=checked.task,
             train_labels=frame[label].iloc[train_idx],
         )

@@ -10,7 +10,8 @@ Fitted on the train split only and saved as JSON beside the weights. Per column 
             MAX_EMBEDDED), which the model looks up in an embedding table (networks.CategoryEmbedding)
   text      data.max_length word ids over the train split's vocabulary (pipelines/data/text.py), then
             data.char_ngrams hashed character n-gram ids; the model embeds them (networks.TextBag,
-            networks.TextTransformer)
+            networks.TextTransformer); or, with a pretrained encoder (model.text_encoder pretrained), the frozen
+            backbone's pooled vector, float32 among the dense columns (pipelines/data/pretrained.py)
   image     channels x size x size pixels as uint8 (pipelines/data/images.py); the train split's per-channel mean and
             std travel with them (Slot.mean, Slot.std) and the model standardises on its device, in its first step
             (networks.ImageCNN); a missing cell is the mean image
@@ -29,12 +30,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from pipelines.data import images, text
+from pipelines.data import images, pretrained, text
 
 MISSING, OTHER = "missing", "other"
 DENSE = "x"  # a batch's float32 columns: numbers, binary and one-hot categories
@@ -138,6 +140,10 @@ class Encoder:
     bins: list[float] = field(default_factory=list)  # number, data.numbers ple: the bins' edges (train quantiles);
     # a piecewise-linear column per bin follows the standardised value (empty: none)
     embed: bool = False  # category: one column of level ids for an embedding, instead of one-hot (as saved before)
+    pretrained: str = ""  # text: the frozen backbone's model folder (a version's: relative to it); "": Kiln's own
+    pooling: str = ""  # text, pretrained: mean | cls
+    dim: int = 0  # text, pretrained: the backbone's vector width
+    backbone: Any = field(default=None, compare=False, repr=False)  # text, pretrained: loaded (never saved)
 
     @property
     def width(self) -> int:
@@ -146,7 +152,7 @@ class Encoder:
         if self.type == "binary":
             return 2
         if self.type == "text":
-            return self.max_length + self.char_ngrams
+            return self.dim if self.pretrained else self.max_length + self.char_ngrams
         if self.type == "image":
             return self.channels * self.size * self.size
         return 1 if self.embed else len(self.levels) + 2
@@ -154,7 +160,7 @@ class Encoder:
     @property
     def slotted(self) -> bool:
         """Travels as its own array (text, image, an embedded category), not among the dense columns."""
-        return self.type in ("text", "image") or self.embed
+        return (self.type == "text" and not self.pretrained) or self.type == "image" or self.embed
 
     @property
     def vocabulary_size(self) -> int:
@@ -182,6 +188,9 @@ class Encoder:
             scaled = normal_scores(filled, self.quantiles) if self.quantiles else (filled - self.mean) / self.std
             pieces = [piecewise_linear(filled, self.bins)] if self.bins else []
             return np.column_stack([scaled, *pieces, missing] if self.indicator else [scaled, *pieces])
+        if self.type == "text" and self.pretrained:
+            loaded = self.backbone or pretrained.backbone(self.pretrained, self.pooling)
+            return loaded.embed(list(values))
         if self.type == "text":
             ids = self.token_ids(values)
             if self.char_ngrams:
@@ -222,6 +231,9 @@ class Encoder:
             "quantiles": self.quantiles,
             "bins": self.bins,
             "embed": self.embed,
+            "pretrained": self.pretrained,
+            "pooling": self.pooling,
+            "dim": self.dim,
         }
 
     def decode_pixels(self, raw: bytes, *, max_pixels: int, budget: images.PixelBudget | None = None) -> np.ndarray:
@@ -322,8 +334,13 @@ def fit_encoder(
     char_ngrams: int = 0,
     numbers: str = "standard",
     categories: str = "onehot",
+    backbone: tuple[str, str] | None = None,
 ) -> Encoder:
-    """One column's encoding, from its train-split values."""
+    """One column's encoding, from its train-split values; a text column with a `backbone` (its model folder and
+    pooling: pretrained.columns) is that backbone's vectors, and nothing is fitted."""
+    if kind == "text" and backbone is not None:
+        folder, pooling = backbone
+        return Encoder(name, kind, pretrained=folder, pooling=pooling, dim=pretrained.width(folder))
     if kind == "text":
         fitted = Encoder(
             name,
@@ -418,7 +435,7 @@ class Preprocessing:
         what the model's encoders read."""
         slots, start = [], 0
         for e in self.encoders:
-            if e.type == "text":
+            if e.type == "text" and not e.pretrained:  # a pretrained one's vectors are dense columns
                 slots.append(
                     Slot(
                         "text",
@@ -452,6 +469,27 @@ class Preprocessing:
     def row_bytes(self) -> int:
         """Bytes of one encoded row and its label: what a shard holds per row."""
         return row_bytes(self.width, self.slots)
+
+    def rooted(self, folder: str | Path) -> Preprocessing:
+        """With a version's pretrained model folders, which it names relative to itself, as paths under `folder`."""
+        encoders = [
+            dataclasses.replace(e, pretrained=str(Path(folder) / e.pretrained))
+            if e.pretrained and not Path(e.pretrained).is_absolute()
+            else e
+            for e in self.encoders
+        ]
+        return dataclasses.replace(self, encoders=encoders)
+
+    def loaded(self) -> Preprocessing:
+        """With each pretrained backbone loaded into memory now: what a model loaded from a folder about to be
+        removed (a verified copy of a version) encodes with."""
+        encoders = [
+            dataclasses.replace(e, backbone=pretrained.TextBackbone(Path(e.pretrained), pooling=e.pooling))
+            if e.pretrained
+            else e
+            for e in self.encoders
+        ]
+        return dataclasses.replace(self, encoders=encoders)
 
     @property
     def all_numeric(self) -> bool:
@@ -539,9 +577,11 @@ def fit(
     char_ngrams: int = 0,
     numbers: str = "standard",
     categories: str = "onehot",
+    backbones: dict[str, tuple[str, str]] | None = None,
 ) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
-    set; regression: the target's statistics from `train_labels`."""
+    set; regression: the target's statistics from `train_labels`. `backbones`: the text columns with a pretrained
+    encoder (pretrained.columns)."""
     if numbers == "auto":
         numbers = "ple" if len(train) >= PLE_FROM_ROWS else "standard"
     encoders = [
@@ -557,6 +597,7 @@ def fit(
             char_ngrams=char_ngrams,
             numbers=numbers,
             categories=categories,
+            backbone=(backbones or {}).get(name),
         )
         for name, kind in types.items()
     ]

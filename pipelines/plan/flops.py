@@ -45,6 +45,8 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
     def table(e) -> int:
         if e.type == "image":
             return 0
+        if e.type == "text" and e.pretrained:  # the frozen backbone's vectors: no table of the network's
+            return 0
         if e.type == "text":  # its word embeddings (a bag adds its hashed pairs' table)
             own = cfg.model.for_column(e.name)
             pairs = pair_buckets(e.vocabulary_size) if own.text_encoder == "bag" and e.width > 1 else 0
@@ -57,7 +59,7 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
             "type": e.type,
             "encoded": e.width,
             "table_params": table(e),
-            **({"vocabulary": e.vocabulary_size - text.RESERVED} if e.type == "text" else {}),
+            **({"vocabulary": e.vocabulary_size - text.RESERVED} if e.type == "text" and not e.pretrained else {}),
         }
         for e in encoders
     ]

@@ -28,7 +28,7 @@ def plan_table(plan_dict: dict) -> str:
         )
     inputs = plan_dict.get("inputs") or []
     tables = [i for i in inputs if i["table_params"] and i["type"] != "text"]
-    texts = [i for i in inputs if i["type"] == "text"]
+    texts = [i for i in inputs if i["type"] == "text" and "vocabulary" in i]  # a pretrained one has no table
     if inputs:
         lines.append(
             f"inputs: {len(inputs)} columns, {sum(i['encoded'] for i in inputs)} encoded"

@@ -17,6 +17,7 @@ import pandas as pd
 from pipelines import task_metrics
 from pipelines.cluster import locks, storage
 from pipelines.config import KilnConfig
+from pipelines.data import pretrained
 from pipelines.errors import ModelNotFound
 from pipelines.model import checkpoint
 from pipelines.model.evaluate import primary_metric, score
@@ -209,7 +210,20 @@ def servable(checkpoint_dir: str, staging: str) -> str:
     name = checkpoint.read_meta(folder)["model"]["name"]
     if name not in BUILDERS:
         shutil.copyfile(checkpoint.factory_source(name), folder / checkpoint.FACTORY_FILE)
+    carry_backbones(folder)
     return str(folder)
+
+
+def carry_backbones(folder: Path) -> None:
+    """Each pretrained text encoder's model folder copied into the version (`pretrained/<i>`, signed with the
+    rest), and kiln.json pointed at the copy: the endpoint, the pyfunc and promote need nothing but the version."""
+    meta = checkpoint.read_meta(folder)
+    for i, encoder in enumerate(meta["preprocessing"]["encoders"]):
+        if encoder.get("pretrained"):
+            relative = f"pretrained/{i}"
+            pretrained.copy_folder(encoder["pretrained"], folder / relative)
+            encoder["pretrained"] = relative
+    (folder / checkpoint.META_FILE).write_text(json.dumps(meta))
 
 
 def load_check(cfg: KilnConfig, name: str, version: int, example: pd.DataFrame, *, fresh: bool = False) -> None:

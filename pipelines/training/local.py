@@ -15,7 +15,7 @@ import torch
 
 from pipelines import task_metrics
 from pipelines.config import KilnConfig
-from pipelines.data import preprocessing, sources
+from pipelines.data import preprocessing, pretrained, sources
 from pipelines.model import checkpoint
 from pipelines.training import batches
 from pipelines.training.loop import train_loop_per_worker
@@ -77,6 +77,7 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         checked.types,
         rows[label],
         **preprocessing.sizes(cfg.data),
+        backbones=pretrained.columns(cfg.model, checked.types),
         task=checked.task,
         train_labels=rows[label].iloc[train_idx],
     )

