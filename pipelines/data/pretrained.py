@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.data import text
 from pipelines.errors import ConfigError
 
 REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code")  # a config that names its own modelling code
@@ -128,7 +129,7 @@ class TextBackbone:
         pads to its longest), and come back in their own order."""
         import torch
 
-        texts = ["" if t is None or (isinstance(t, float) and t != t) else str(t) for t in texts]
+        texts = ["" if text.is_missing(t) else str(t) for t in texts]
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():

@@ -55,10 +55,11 @@ def test_pickled_weights_are_refused(folder, tmp_path):
 
 
 def test_embeddings_match_sentence_transformers_and_carry_meaning(folder, backbone):
-    texts = ["The battery lasts all day.", "Battery life is excellent.", "The soup was cold.", None, ""]
+    texts = ["The battery lasts all day.", "Battery life is excellent.", "The soup was cold.", None, "", pd.NA]
     vectors = backbone.embed(texts, batch_size=2)
-    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    assert vectors.shape == (6, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(vectors[3], vectors[4], atol=1e-5)  # a missing text is the empty text
+    np.testing.assert_allclose(vectors[5], vectors[4], atol=1e-5)
     sentence_transformers = pytest.importorskip("sentence_transformers")
     reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(texts[:3])
     np.testing.assert_allclose(vectors[:3], reference, atol=1e-4)
