@@ -273,6 +273,7 @@ def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say)
         shapes=priced,
     )
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
+    result["pretrained"] = [flops.embedding_pass(e, frame[e.name], timed=local) for e in prep.encoders if e.pretrained]
     return result
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 
 from pipelines.config import KilnConfig
-from pipelines.data import text
+from pipelines.data import pretrained, text
 from pipelines.data.preprocessing import row_bytes
 from pipelines.model.networks import build_model, pair_buckets, sample_input
 
@@ -63,3 +65,26 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
         }
         for e in encoders
     ]
+
+
+def embedding_pass(encoder, texts, *, timed: bool, sample: int = 64) -> dict:
+    """A frozen pretrained encoder's one-time pass over every row, which ingest makes before the search: the
+    backbone's parameters, its forward FLOPs a text (FlopCounterMode over `sample` of the column's own texts),
+    and with `timed` the pass's seconds on this machine, from the time of that sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    backbone = pretrained.backbone(encoder.pretrained, encoder.pooling)
+    present = [t for t in texts if not text.is_missing(t)][:sample] or [""]
+    with FlopCounterMode(display=False) as counter:
+        backbone.embed(present)
+    found = {
+        "column": encoder.name,
+        "num_params": sum(p.numel() for p in backbone.model.parameters()),
+        "forward_flops_per_text": counter.get_total_flops() / len(present),
+        "rows": len(texts),
+    }
+    if timed:
+        started = time.perf_counter()
+        backbone.embed(present)
+        found["pass_s"] = (time.perf_counter() - started) / len(present) * len(texts)
+    return found

@@ -56,6 +56,12 @@ def plan_table(plan_dict: dict) -> str:
             + ", ".join(f"{describe(s['sample'])} {s['epoch_time_s']:.3f} s" for s in search["shapes"])
             + "; the search is priced at their mean"
         )
+    for e in plan_dict.get("pretrained") or []:
+        lines.append(
+            f"pretrained encoder of {e['column']}: {e['num_params']:,} parameters, "
+            f"{e['forward_flops_per_text']:,.0f} FLOPs a text forward; its one-time pass over {e['rows']:,} rows"
+            + (f" takes ~{e['pass_s']:.0f} s here, before the search" if "pass_s" in e else ", before the search")
+        )
     lines.append(
         f"recommended workers: {plan_dict['recommended_workers']} (efficiency >= 0.8); "
         f"search at {search['num_workers']} workers: {search['trial_epochs']:g} "

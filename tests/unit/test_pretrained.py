@@ -87,3 +87,24 @@ def test_a_pretrained_column_is_dense_vectors_and_a_version_names_its_folder_wit
     restored = preprocessing.Preprocessing.from_dict(saved).rooted(tmp_path)
     assert restored.encoders[0].pretrained == str(tmp_path / "pretrained/0")
     assert preprocessing.Preprocessing.from_dict(saved).rooted("/elsewhere").encoders[1] == prep.encoders[1]
+
+
+def test_kiln_plan_counts_the_backbone_and_prices_its_one_pass(folder, backbone):
+    from pipelines.plan import flops
+    from pipelines.plan.show import plan_table
+
+    encoder = preprocessing.Encoder("review", "text", pretrained=str(folder), pooling="mean", dim=384)
+    short = flops.embedding_pass(encoder, pd.Series(["good", None] * 50), timed=False)
+    long = flops.embedding_pass(encoder, pd.Series(["a long review that goes on about the kettle"] * 100), timed=True)
+    assert 22_000_000 < short["num_params"] < 23_000_000  # all-MiniLM-L6-v2: about 22.7 M
+    assert long["forward_flops_per_text"] > 3 * short["forward_flops_per_text"] > 0  # FLOPs grow with the tokens
+    assert long["rows"] == 100 and long["pass_s"] > 0 and "pass_s" not in short
+    plan = {
+        "hardware": "local",
+        "model": {"num_params": 1, "forward_flops_per_sample": 1, "backward_flops_per_sample": 1},
+        "workers": [],
+        "search": {"num_workers": 1, "trial_epochs": 1, "compute_s": 1.0, "wall_time_s": 2.0, "trial_start_s": 1.0},
+        "recommended_workers": 1,
+        "pretrained": [long],
+    }
+    assert "pretrained encoder of review: 22," in plan_table(plan) and "one-time pass over 100 rows" in plan_table(plan)
