@@ -106,7 +106,10 @@ ADDED_LATER = (
     ("train", "grad_clip", 0.0),
     ("train", "label_smoothing", 0.0),
     ("tune", "scheduler.perturbation_interval", 2),
+    ("model", "pretrained", ""),
+    ("model", "pooling", "auto"),
 )
+COLUMN_KEYS_ADDED_LATER = ("pretrained", "pooling")  # a model.columns entry's keys, left out while unset (None)
 
 
 def config_hash(cfg: KilnConfig) -> str:
@@ -119,6 +122,10 @@ def config_hash(cfg: KilnConfig) -> str:
             node = node[parent]
         if node[leaf] == default:
             del node[leaf]
+    for column in relevant["model"].get("columns", {}).values():
+        for key in COLUMN_KEYS_ADDED_LATER:
+            if column.get(key, 0) is None:
+                del column[key]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

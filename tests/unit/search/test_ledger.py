@@ -161,11 +161,14 @@ def test_a_config_hashes_as_it_did_before_model_columns_existed():
         "tune.search_space={train.lr: {loguniform: [1.0e-4, 1.0e-2]}, model.hidden: {choice: [[64], [128, 64]]}}"
     )
     assert ledger.config_hash(load_config(quickstart, [*OLD_RECIPE, old_space])) == "c4c6d200223da96b"
+    columns = "model.columns.note={text_encoder: transformer, embedding_dim: 16}"  # as hashed before pretrained
+    assert ledger.config_hash(load_config(None, ["name=h", columns])) == "43791ac4318e7bf2"
     for changed in (
         "model.columns.note.embedding_dim=8",
         "data.tokenizer=bpe",
         "train.schedule=cosine",
         "tune.scheduler.perturbation_interval=3",
+        "model.pooling=cls",
     ):
         assert ledger.config_hash(load_config(None, ["name=hash", *OLD_RECIPE, changed])) != "8de0f4511f458552"
     assert ledger.config_hash(load_config(None, ["name=hash"])) != "8de0f4511f458552"
