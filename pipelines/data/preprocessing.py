@@ -98,6 +98,16 @@ class Slot(NamedTuple):
     def row_bytes(self) -> int:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
+    @property
+    def mean_pixel(self) -> list[int]:
+        """image: an augmentation's padding (mean_pixel; 0 without statistics)."""
+        return mean_pixel(self.mean or (0.0,) * self.channels)
+
+
+def mean_pixel(means: tuple[float, ...]) -> list[int]:
+    """Each channel's mean (0..1) as a uint8 value: the pixel that standardises to zero, about."""
+    return [int(round(min(max(m, 0.0), 1.0) * 255)) for m in means]
+
 
 def to_block(x: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
     """A batch and its labels as one Ray Data block's columns."""
@@ -283,8 +293,8 @@ class Encoder:
 
     @property
     def mean_pixel(self) -> list[int]:
-        """image: each channel's mean as a uint8 value: a missing image's pixels, an augmentation's padding."""
-        return [int(round(min(max(m, 0.0), 1.0) * 255)) for m in self.image_mean]
+        """image: a missing image's pixels (mean_pixel)."""
+        return mean_pixel(self.image_mean)
 
 
 def embedded(categories: str, distinct: int, max_categories: int) -> bool:
@@ -471,21 +481,16 @@ class Preprocessing:
         return row_bytes(self.width, self.slots)
 
     def rooted(self, folder: str | Path) -> Preprocessing:
-        """With a version's pretrained model folders, which it names relative to itself, as paths under `folder`."""
+        """With a version's pretrained model folders, which it names relative to itself, as paths under `folder`,
+        each backbone loaded now (the folder may be a verified copy about to be removed). A trial checkpoint's
+        absolute folder is left to the process's cache (pretrained.backbone), which ingest already filled."""
         encoders = [
-            dataclasses.replace(e, pretrained=str(Path(folder) / e.pretrained))
+            dataclasses.replace(
+                e,
+                pretrained=str(Path(folder) / e.pretrained),
+                backbone=pretrained.TextBackbone(Path(folder) / e.pretrained, pooling=e.pooling),
+            )
             if e.pretrained and not Path(e.pretrained).is_absolute()
-            else e
-            for e in self.encoders
-        ]
-        return dataclasses.replace(self, encoders=encoders)
-
-    def loaded(self) -> Preprocessing:
-        """With each pretrained backbone loaded into memory now: what a model loaded from a folder about to be
-        removed (a verified copy of a version) encodes with."""
-        encoders = [
-            dataclasses.replace(e, backbone=pretrained.TextBackbone(Path(e.pretrained), pooling=e.pooling))
-            if e.pretrained
             else e
             for e in self.encoders
         ]

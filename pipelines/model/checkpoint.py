@@ -85,7 +85,7 @@ def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Mo
     it is `factory` (trusted_factory), and a failure inside it, SystemExit included, is an error, not an exit.
     A registered version runs the factory module it carries (FACTORY_FILE), the code that was signed with it."""
     meta = read_meta(folder)
-    prep = Preprocessing.from_dict(meta["preprocessing"]).rooted(folder).loaded()
+    prep = Preprocessing.from_dict(meta["preprocessing"]).rooted(folder)
     saved = saved_model_config(meta["model"])
     if saved.name not in BUILDERS and saved.name != factory:
         raise UntrustedModel(

@@ -190,7 +190,7 @@ def augment(batch: dict[str, torch.Tensor], slots: list[Slot], *, flip: bool, ge
         pixels = batch[slot.key]  # [B, C, size, size] uint8
         device, size = pixels.device, slot.size
         pad = max(1, size // 8)
-        mean = pixel_statistics(slot)[0].clamp(0.0, 1.0).mul(255).round().to(torch.uint8).to(device)
+        mean = torch.tensor(slot.mean_pixel, dtype=torch.uint8, device=device)[:, None, None]
         padded = mean[None].expand(len(pixels), -1, size + 2 * pad, size + 2 * pad).clone()
         padded[:, :, pad : pad + size, pad : pad + size] = pixels
         shift = torch.randint(0, 2 * pad + 1, (2, len(pixels)), generator=generator).to(device)
