@@ -72,6 +72,11 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
             *(f"  {n}" for n in splits.notes),
             f"  {sum(splits.num_rows.values())} rows, {features} features ({splits.input_dim} encoded), "
             f"{target}; split {splits.num_rows}",
+            *(
+                f"  {e.name}: embedded once, here, by the pretrained encoder in {e.pretrained} ({e.dim} wide)"
+                for e in splits.preprocessing.encoders
+                if e.pretrained
+            ),
             where,
         ]
     )

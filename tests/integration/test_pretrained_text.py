@@ -60,6 +60,7 @@ def version_folder(folder) -> tuple:
 
 def test_the_endpoint_reads_words_the_training_rows_never_used(pretrained_run):
     _, run = pretrained_run
+    assert "review: embedded once, here, by the pretrained encoder in " in run.output  # what ingest's time went on
     answer = requests.post(f"{run.url}/predict", json={"instances": [[t] for t in UNSEEN]}, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == list(UNSEEN.values())
