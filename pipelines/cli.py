@@ -227,7 +227,9 @@ def cmd_validate(args) -> int:
     checked = sources.inspect(cfg.data, cfg.storage_root)
     cfg = run.decide_space(run.for_task(cfg, checked.task), checked)
     check_column_encoders(cfg, checked.types)
-    pretrained.columns(cfg.model, checked.types)  # each pretrained encoder's folder found and safe to load
+    pretrained.columns(
+        cfg.model, checked.types, cfg.train.finetune
+    )  # each pretrained encoder's folder found and safe to load
     console.say(schema.table(checked.columns), *sources.describe(checked, cfg.data))
     target = f"{checked.frame[cfg.data.label].nunique()} classes" if cfg.task == "classification" else "regression"
     console.say(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -221,6 +222,8 @@ class ModelConfig(Section):
     pooling: Literal["auto", "mean", "cls"] = "auto"
     """text_encoder pretrained: how token vectors become one (auto = the folder's sentence-transformers pooling
     config; mean without one)."""
+    pretrained_batch_size: PositiveInt = 64
+    """text_encoder pretrained, frozen: texts per batch of the one embedding pass (each Ray Data actor's batch)."""
     embedding_dim: PositiveInt = 64
     """Width of a text column's word embeddings and of its encoder's output, and of an embedded category's vector
     (data.categories)."""
@@ -293,6 +296,11 @@ def check_column_encoders(cfg: KilnConfig, types: dict[str, str]) -> None:
             raise ConfigError(
                 f"tune.search_space.{key}: pretrained is embedded once, before the search; it cannot be searched"
             )
+        if key == "train.finetune":
+            raise ConfigError(
+                f"tune.search_space.{key}: it decides what ingest makes of a text (vectors or token ids), "
+                "once, before the search; it cannot be searched"
+            )
     for where, name, keys in named:
         if name not in encoded:
             what = f"a {types[name]} column" if name in types else "not a feature column of the data"
@@ -360,7 +368,28 @@ class TrainConfig(Section):
     streams through Ray Data every epoch, and an image set whose decoded pixels are larger is decoded in Ray
     Data tasks every epoch (only its file names or encoded bytes are held), so it may exceed memory. The sizes
     are decoded float32. 0 = always stream."""
+    finetune: str = "frozen"
+    """Pretrained text encoders (model.text_encoder pretrained): frozen = each text embedded once, before the search,
+    and the trials train the head on those vectors; last_layers:N = the backbone's last N layers train inside the
+    loop with the head (its embeddings and earlier layers stay as they are); all = the whole backbone trains.
+    Fine-tuning reads token ids every step: a forward and backward pass of the backbone per batch."""
+    backbone_lr: PositiveFloat = 5e-5
+    """Fine-tuning: the backbone's peak learning rate (warm-up and schedule as train.lr's); searchable. 5e-5: the
+    top of BERT's fine-tuning range (Devlin et al. 2019), as pretrained weights need steps far smaller than a head."""
     seed: NonNegativeInt = 0
+
+    @field_validator("finetune")
+    @classmethod
+    def _finetune(cls, value: str) -> str:
+        if finetune_layers(value) is None and value not in ("frozen", "all"):
+            raise ValueError(f"must be frozen, all or last_layers:N with N >= 1 (got {value!r})")
+        return value
+
+
+def finetune_layers(spec: str) -> int | None:
+    """train.finetune's N for last_layers:N (None for frozen, all, or anything else)."""
+    match = re.fullmatch(r"last_layers:([1-9][0-9]*)", spec)
+    return int(match.group(1)) if match else None
 
 
 class SchedulerConfig(Section):

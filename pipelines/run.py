@@ -44,7 +44,12 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
         splits = ingest.ingest(cfg, say=console.say)
         console.say(ingest.describe(cfg, splits))
     epochs = predict_epochs(cfg, splits)
-    tags = {"kiln.data_fingerprint": splits.fingerprint, **epochs.tags}
+    texts = ",".join(e.name for e in splits.preprocessing.encoders if e.type == "text")
+    tags = {
+        "kiln.data_fingerprint": splits.fingerprint,
+        **({"kiln.text_columns": texts} if texts else {}),
+        **epochs.tags,
+    }
     with RunRecord(cfg, tags=tags, resume_from=previous if resume else None) as record:
         inputs = record_inputs(cfg, splits, record, resume=resume)
         with console.stage("search", timings):
@@ -238,7 +243,7 @@ def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say)
         checked.types,
         frame[cfg.data.label],
         **preprocessing.sizes(cfg.data),
-        backbones=pretrained.columns(cfg.model, checked.types),
+        backbones=pretrained.columns(cfg.model, checked.types, cfg.train.finetune),
         task=cfg.task,
         train_labels=frame[cfg.data.label],
     )
@@ -273,7 +278,7 @@ def plan(cfg: KilnConfig, *, workers: list[int], hardware: str, say=console.say)
         shapes=priced,
     )
     result["inputs"] = flops.input_tables(prep.encoders, cfg)
-    result["pretrained"] = [flops.embedding_pass(e, frame[e.name], timed=local) for e in prep.encoders if e.pretrained]
+    result["pretrained"] = [flops.embedding_pass(e, frame[e.name], timed=local) for e in prep.encoders if e.frozen]
     return result
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import KilnConfig, check_column_encoders
-from pipelines.data import images, preprocessing, pretrained, sources
+from pipelines.data import embedding_pass, images, preprocessing, pretrained, sources
 from pipelines.data.preprocessing import Preprocessing, plain, to_block
 from pipelines.errors import DataError, one_line
 
@@ -74,6 +74,9 @@ def describe(cfg: KilnConfig, splits: Splits) -> str:
             f"{target}; split {splits.num_rows}",
             *(
                 f"  {e.name}: embedded once, here, by the pretrained encoder in {e.pretrained} ({e.dim} wide)"
+                if e.frozen
+                else f"  {e.name}: the pretrained encoder in {e.pretrained} trains in every trial ({e.finetune}, "
+                f"up to {e.max_length} tokens)"
                 for e in splits.preprocessing.encoders
                 if e.pretrained
             ),
@@ -148,12 +151,19 @@ def _ingest(cfg: KilnConfig) -> Splits:
             checked.types,
             frame[label],
             **preprocessing.sizes(cfg.data),
-            backbones=pretrained.columns(cfg.model, checked.types),
+            backbones=pretrained.columns(cfg.model, checked.types, cfg.train.finetune),
             task=checked.task,
             train_labels=frame[label].iloc[train_idx],
         )
     except images.ImageError as err:
         raise DataError(f"data.source: {err}") from None
+    embedded = embedding_pass.embed_columns(  # a frozen pretrained encoder's one pass, before any transform
+        prep,
+        frame[features],
+        cache=cfg.storage_root / "embeddings",
+        batch_size=cfg.model.pretrained_batch_size,
+        use_gpu=cfg.train.use_gpu is not False,
+    )
 
     def arrays_of(idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         # Images that fit are decoded here, in the driver, once for every trial: on 2 cores that beat Ray Data
@@ -206,7 +216,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
         train_frame=frame.iloc[train_idx][[*features, cfg.data.label]].reset_index(drop=True),
         val_frame=frame.iloc[val_idx][[*features, cfg.data.label]].reset_index(drop=True),
         source=source.paths[0] if len(source.paths) == 1 else str(Path(source.paths[0]).parent),
-        notes=tuple(sources.describe(checked, cfg.data)),
+        notes=(*sources.describe(checked, cfg.data), *embedded),
     )
 
 

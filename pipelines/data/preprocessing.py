@@ -77,6 +77,8 @@ class Slot(NamedTuple):
     chars: int = 0  # text: hashed character n-gram ids at the slot's end (text.char_ngram_ids), after the words
     mean: tuple[float, ...] = ()  # image: per channel, the train split's pixel mean and std on a 0..1 scale, which
     std: tuple[float, ...] = ()  # the model standardises with (empty: 0 and 1)
+    pretrained: str = ""  # text: the model folder of a backbone that trains in the network (its token ids shifted
+    pooling: str = ""  # by one, 0 padding: pretrained.TextBackbone.tokens), and its pooling
 
     @property
     def key(self) -> str:
@@ -150,9 +152,11 @@ class Encoder:
     bins: list[float] = field(default_factory=list)  # number, data.numbers ple: the bins' edges (train quantiles);
     # a piecewise-linear column per bin follows the standardised value (empty: none)
     embed: bool = False  # category: one column of level ids for an embedding, instead of one-hot (as saved before)
-    pretrained: str = ""  # text: the frozen backbone's model folder (a version's: relative to it); "": Kiln's own
+    pretrained: str = ""  # text: the backbone's model folder (a version's: relative to it); "": Kiln's own
     pooling: str = ""  # text, pretrained: mean | cls
     dim: int = 0  # text, pretrained: the backbone's vector width
+    finetune: str = ""  # text, pretrained: "" = frozen (its pooled vectors, among the dense columns); all or
+    # last_layers:N = its token ids (max_length of them), for the backbone inside the network (train.finetune)
     backbone: Any = field(default=None, compare=False, repr=False)  # text, pretrained: loaded (never saved)
 
     @property
@@ -162,7 +166,7 @@ class Encoder:
         if self.type == "binary":
             return 2
         if self.type == "text":
-            return self.dim if self.pretrained else self.max_length + self.char_ngrams
+            return self.dim if self.frozen else self.max_length + self.char_ngrams
         if self.type == "image":
             return self.channels * self.size * self.size
         return 1 if self.embed else len(self.levels) + 2
@@ -170,7 +174,12 @@ class Encoder:
     @property
     def slotted(self) -> bool:
         """Travels as its own array (text, image, an embedded category), not among the dense columns."""
-        return (self.type == "text" and not self.pretrained) or self.type == "image" or self.embed
+        return (self.type == "text" and not self.frozen) or self.type == "image" or self.embed
+
+    @property
+    def frozen(self) -> bool:
+        """text: a frozen pretrained backbone's vectors (dense columns, embedded once)."""
+        return bool(self.pretrained) and not self.finetune
 
     @property
     def vocabulary_size(self) -> int:
@@ -200,7 +209,7 @@ class Encoder:
             return np.column_stack([scaled, *pieces, missing] if self.indicator else [scaled, *pieces])
         if self.type == "text" and self.pretrained:
             loaded = self.backbone or pretrained.backbone(self.pretrained, self.pooling)
-            return loaded.embed(list(values))
+            return loaded.tokens(list(values)) if self.finetune else loaded.embed(list(values))
         if self.type == "text":
             ids = self.token_ids(values)
             if self.char_ngrams:
@@ -244,6 +253,7 @@ class Encoder:
             "pretrained": self.pretrained,
             "pooling": self.pooling,
             "dim": self.dim,
+            "finetune": self.finetune,
         }
 
     def decode_pixels(self, raw: bytes, *, max_pixels: int, budget: images.PixelBudget | None = None) -> np.ndarray:
@@ -344,13 +354,20 @@ def fit_encoder(
     char_ngrams: int = 0,
     numbers: str = "standard",
     categories: str = "onehot",
-    backbone: tuple[str, str] | None = None,
+    backbone: tuple[str, str, str] | None = None,
 ) -> Encoder:
-    """One column's encoding, from its train-split values; a text column with a `backbone` (its model folder and
-    pooling: pretrained.columns) is that backbone's vectors, and nothing is fitted."""
+    """One column's encoding, from its train-split values; a text column with a `backbone` (its model folder,
+    pooling and train.finetune: pretrained.columns) is that backbone's vectors, or its token ids when it is
+    fine-tuned, and nothing is fitted."""
     if kind == "text" and backbone is not None:
-        folder, pooling = backbone
-        return Encoder(name, kind, pretrained=folder, pooling=pooling, dim=pretrained.width(folder))
+        folder, pooling, finetune = backbone
+        encoder = Encoder(name, kind, pretrained=folder, pooling=pooling, dim=pretrained.width(folder))
+        if finetune == "frozen":
+            return encoder
+        loaded = pretrained.backbone(folder, pooling)  # its tokenizer (the encoder loads in the network)
+        lengths = (loaded.tokens(list(values)) > 0).sum(axis=1)
+        typical = int(np.quantile(lengths, 0.98)) if len(lengths) else loaded.max_length
+        return dataclasses.replace(encoder, finetune=finetune, max_length=loaded.max_length, typical_length=typical)
     if kind == "text":
         fitted = Encoder(
             name,
@@ -445,16 +462,18 @@ class Preprocessing:
         what the model's encoders read."""
         slots, start = [], 0
         for e in self.encoders:
-            if e.type == "text" and not e.pretrained:  # a pretrained one's vectors are dense columns
+            if e.type == "text" and not e.frozen:  # a frozen backbone's vectors are dense columns
                 slots.append(
                     Slot(
                         "text",
                         start,
                         e.width,
-                        vocabulary=e.vocabulary_size,
+                        vocabulary=0 if e.pretrained else e.vocabulary_size,
                         column=e.name,
                         length=e.typical_length or e.max_length,
                         chars=e.char_ngrams,
+                        pretrained=e.pretrained,
+                        pooling=e.pooling,
                     )
                 )
             elif e.type == "image":
@@ -484,16 +503,14 @@ class Preprocessing:
         """With a version's pretrained model folders, which it names relative to itself, as paths under `folder`,
         each backbone loaded now (the folder may be a verified copy about to be removed). A trial checkpoint's
         absolute folder is left to the process's cache (pretrained.backbone), which ingest already filled."""
-        encoders = [
-            dataclasses.replace(
-                e,
-                pretrained=str(Path(folder) / e.pretrained),
-                backbone=pretrained.TextBackbone(Path(folder) / e.pretrained, pooling=e.pooling),
-            )
-            if e.pretrained and not Path(e.pretrained).is_absolute()
-            else e
-            for e in self.encoders
-        ]
+        encoders = []
+        for e in self.encoders:
+            if e.pretrained and not Path(e.pretrained).is_absolute():
+                loaded = pretrained.TextBackbone(Path(folder) / e.pretrained, pooling=e.pooling)
+                if e.frozen:
+                    loaded.model  # noqa: B018 (loaded now; a fine-tuned one's weights load into the network)
+                e = dataclasses.replace(e, pretrained=str(Path(folder) / e.pretrained), backbone=loaded)
+            encoders.append(e)
         return dataclasses.replace(self, encoders=encoders)
 
     @property
@@ -582,7 +599,7 @@ def fit(
     char_ngrams: int = 0,
     numbers: str = "standard",
     categories: str = "onehot",
-    backbones: dict[str, tuple[str, str]] | None = None,
+    backbones: dict[str, tuple[str, str, str]] | None = None,
 ) -> Preprocessing:
     """Every feature's encoding from the training rows only; classification: the label values from the whole
     set; regression: the target's statistics from `train_labels`. `backbones`: the text columns with a pretrained

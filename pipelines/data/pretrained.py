@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.config import finetune_layers
 from pipelines.data import text
 from pipelines.errors import ConfigError
 
@@ -109,7 +110,7 @@ class TextBackbone:
     def __init__(self, folder: Path, *, pooling: str = "auto", key: str = "pretrained"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import transformers
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         transformers.logging.set_verbosity_error()  # Kiln's own lines say what happens; no progress bars
         transformers.logging.disable_progress_bar()
@@ -117,21 +118,60 @@ class TextBackbone:
         self.config = check(folder, key=key)
         self.pooling, self.normalise = pooling_of(folder, pooling), normalises(folder)
         self.max_length = max_tokens(folder, self.config)
+        self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
+        self._model = None
+        self.memory: dict[str, np.ndarray] = {}  # text -> vector, computed elsewhere (remember)
+
+    @property
+    def model(self):
+        """The encoder, loaded on first use (token ids for fine-tuning need the tokenizer only)."""
+        if self._model is None:
+            self._model = load_model(self.folder).eval()
+        return self._model
 
     @property
     def dim(self) -> int:
         return int(self.config["hidden_size"])
 
+    @property
+    def vocabulary(self) -> int:
+        """Ids `tokens` gives: the tokenizer's, shifted up by one, and 0 for padding."""
+        return len(self.tokenizer) + 1
+
+    def tokens(self, texts) -> np.ndarray:
+        """[rows, max_length] int64: each text's token ids plus one, 0 after its end (Kiln's padding; the folder's
+        own pad id may be anything), for a backbone that trains inside the network (networks.PretrainedText)."""
+        texts = ["" if text.is_missing(t) else str(t) for t in texts]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        out = np.zeros((len(texts), self.max_length), dtype=np.int64)
+        for row, one in enumerate(ids):
+            out[row, : len(one)] = np.asarray(one, dtype=np.int64) + 1
+        return out
+
+    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Vectors computed elsewhere (embedding_pass's actor pool, or its cache), answered from memory by `embed`."""
+        self.memory = dict(zip(texts, vectors, strict=True))
+
     def embed(self, texts, *, batch_size: int = 64) -> np.ndarray:
-        """[rows, dim] float32; a missing text is embedded as the empty text. Texts are batched by length (a batch
-        pads to its longest), and come back in their own order."""
+        """[rows, dim] float32; a missing text is embedded as the empty text. Each distinct text is embedded once
+        (or found among the remembered ones), by length (a batch pads to its longest)."""
+        texts = ["" if text.is_missing(t) else str(t) for t in texts]
+        known = self.memory
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        fresh = dict(zip(todo, self.forward(todo, batch_size=batch_size), strict=True))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, t in enumerate(texts):
+            out[row] = fresh[t] if t in fresh else known[t]
+        return out
+
+    def forward(self, texts: list[str], *, batch_size: int) -> np.ndarray:
+        """[rows, dim] float32 from the encoder, on its device, batched by length; in the texts' own order."""
         import torch
 
-        texts = ["" if text.is_missing(t) else str(t) for t in texts]
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        device = next(self.model.parameters()).device if texts else None
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
@@ -141,7 +181,7 @@ class TextBackbone:
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
+                ).to(device)
                 hidden = self.model(**tokens).last_hidden_state
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
@@ -150,13 +190,26 @@ class TextBackbone:
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 if self.normalise:
                     pooled = torch.nn.functional.normalize(pooled, dim=1)
-                out[rows] = pooled.float().numpy()
+                out[rows] = pooled.float().cpu().numpy()
         return out
 
 
-def columns(model_cfg, types: dict[str, str]) -> dict[str, tuple[str, str]]:
+def load_model(folder: str | Path):
+    """The folder's encoder with its weights (safetensors only, offline)."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+
+
+def layers(config: dict) -> int:
+    """The encoder's layer count, from its config."""
+    return int(config.get("num_hidden_layers") or config.get("n_layers") or config.get("num_layers") or 0)
+
+
+def columns(model_cfg, types: dict[str, str], finetune: str = "frozen") -> dict[str, tuple[str, str, str]]:
     """Each text column whose encoder is pretrained (model.text_encoder, or model.columns.<name>'s): its model
-    folder, found and checked, and its pooling. ConfigError naming the key for a folder Kiln will not load."""
+    folder, found and checked, its pooling, and `finetune` (train.finetune). ConfigError naming the key for a
+    folder Kiln will not load, or for last_layers:N beyond the folder's layers."""
     found = {}
     for name, kind in types.items():
         own = model_cfg.for_column(name)
@@ -165,8 +218,11 @@ def columns(model_cfg, types: dict[str, str]) -> dict[str, tuple[str, str]]:
         column = model_cfg.columns.get(name)
         key = f"model.columns.{name}.pretrained" if column is not None and column.pretrained else "model.pretrained"
         folder = resolve(own.pretrained, key=key)
-        check(folder, key=key)
-        found[name] = (str(folder), pooling_of(folder, own.pooling))
+        config = check(folder, key=key)
+        wanted = finetune_layers(finetune) or 0
+        if wanted > layers(config):
+            raise ConfigError(f"train.finetune: {finetune}, but {folder} ({key}) has {layers(config)} layers")
+        found[name] = (str(folder), pooling_of(folder, own.pooling), finetune)
     return found
 
 

@@ -101,8 +101,26 @@ def load_model(folder: str | Path, *, factory: str | None = None) -> tuple[nn.Mo
     except (Exception, SystemExit) as err:
         raise ValueError(f"{folder}: building {saved.name!r} failed: {type(err).__name__}: {err}") from None
     state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # A version's fine-tuned backbones: their weights are its copies' safetensors, which the model was built from.
+    carried = tuple(backbone_prefixes(Preprocessing.from_dict(meta["preprocessing"]), carried_only=True).values())
+    missing = [k for k in missing if not k.startswith(carried)] if carried else missing
+    if missing or unexpected:
+        raise ValueError(
+            f"{folder}: its weights do not fit its model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return model.eval(), prep, meta
+
+
+def backbone_prefixes(prep: Preprocessing, *, carried_only: bool = False) -> dict[str, str]:
+    """Each fine-tuned pretrained text column's weights' prefix in the concat combiner's state dict (its slot's
+    encoder); `carried_only`: those whose folder a version names within itself (registry.carry_backbones), which
+    holds the trained weights."""
+    return {
+        slot.column: f"encoders.{i}.model."
+        for i, slot in enumerate(prep.slots)
+        if slot.pretrained and not (carried_only and Path(slot.pretrained).is_absolute())
+    }
 
 
 def exists(cfg: KilnConfig, path: str) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import math
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.config import ModelConfig
-from pipelines.data import text
+from pipelines.config import ModelConfig, finetune_layers
+from pipelines.data import pretrained, text
 from pipelines.data.preprocessing import DENSE, Slot
 
 MAX_PAIR_BUCKETS = 1 << 16  # hashed word pairs of a TextBag: 4 per word of the vocabulary, 1024 to 65536
@@ -293,6 +294,54 @@ class TextTransformer(nn.Module):
         return masked_mean(hidden, present)
 
 
+class PretrainedText(nn.Module):
+    """A pretrained Hugging Face encoder that trains inside the network (train.finetune): token ids (shifted by
+    one, 0 padding: pretrained.TextBackbone.tokens) to the pooled vector of its last layer, as the frozen path
+    pools it. Built from the folder's weights; a checkpoint's state dict then holds the fine-tuned ones."""
+
+    def __init__(self, folder: str, pooling: str):
+        super().__init__()
+        self.model = pretrained.load_model(folder)
+        self.pooling, self.normalise = pooling, pretrained.normalises(Path(folder))
+        self.out_dim = int(self.model.config.hidden_size)
+        self.layers = pretrained.layers(self.model.config.to_dict())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids[:, : max(1, int((ids > 0).sum(1).max()))]  # the batch's longest text, not max_length
+        present = ids > 0
+        hidden = self.model(input_ids=(ids - 1).clamp(min=0), attention_mask=present.long()).last_hidden_state
+        pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, present)
+        return F.normalize(pooled, dim=1) if self.normalise else pooled
+
+    def trains(self, spec: str) -> None:
+        """train.finetune: which of its parameters train. all = every one but a pooler head the pooling never
+        reads (an unused parameter would stall DDP); last_layers:N = the last N of its layers; frozen = none."""
+        for parameter in self.parameters():
+            parameter.requires_grad = False
+        if spec == "all":
+            chosen = [m for name, m in self.model.named_children() if name != "pooler"]
+        else:
+            blocks = next(
+                (m for m in self.model.modules() if isinstance(m, nn.ModuleList) and len(m) == self.layers), []
+            )
+            chosen = list(blocks)[len(blocks) - (finetune_layers(spec) or 0) :] if finetune_layers(spec) else []
+        for module in chosen:
+            for parameter in module.parameters():
+                parameter.requires_grad = True
+
+
+def finetune(model: nn.Module, spec: str) -> None:
+    """Set which parameters of the model's pretrained text encoders train (train.finetune); the rest train all."""
+    for module in model.modules():
+        if isinstance(module, PretrainedText):
+            module.trains(spec)
+
+
+def backbone_parameters(model: nn.Module) -> set[int]:
+    """The ids of the parameters inside pretrained text encoders (they take train.backbone_lr)."""
+    return {id(p) for m in model.modules() if isinstance(m, PretrainedText) for p in m.parameters()}
+
+
 STRIDED_STEM_FROM = 48  # px: 64 px grey digits scored 0.948 with a full-size stem, 0.970 with a strided one, in a
 # quarter of the time
 
@@ -419,6 +468,8 @@ class Combined(nn.Module):
                 mean=slot.mean,
                 std=slot.std,
             )
+        if slot.pretrained:
+            return PretrainedText(slot.pretrained, slot.pooling)
         words = slot.width - slot.chars
         if cfg.text_encoder == "bag":
             return TextBag(slot.vocabulary, words, cfg.embedding_dim, slot.chars)

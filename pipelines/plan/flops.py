@@ -68,23 +68,26 @@ def input_tables(encoders, cfg: KilnConfig) -> list[dict]:
 
 
 def embedding_pass(encoder, texts, *, timed: bool, sample: int = 64) -> dict:
-    """A frozen pretrained encoder's one-time pass over every row, which ingest makes before the search: the
-    backbone's parameters, its forward FLOPs a text (FlopCounterMode over `sample` of the column's own texts),
-    and with `timed` the pass's seconds on this machine, from the time of that sample."""
+    """A frozen pretrained encoder's one-time pass, which ingest makes before the search over the column's distinct
+    texts (embedding_pass): the backbone's parameters, its forward FLOPs a text (FlopCounterMode over `sample` of
+    them), and with `timed` the pass's seconds on this machine, from the time of that sample."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from pipelines.data.embedding_pass import distinct_texts
+
     backbone = pretrained.backbone(encoder.pretrained, encoder.pooling)
-    present = [t for t in texts if not text.is_missing(t)][:sample] or [""]
+    distinct = distinct_texts(texts)
+    present = [t for t in distinct if t][:sample] or [""]
     with FlopCounterMode(display=False) as counter:
-        backbone.embed(present)
+        backbone.forward(present, batch_size=sample)
     found = {
         "column": encoder.name,
         "num_params": sum(p.numel() for p in backbone.model.parameters()),
         "forward_flops_per_text": counter.get_total_flops() / len(present),
-        "rows": len(texts),
+        "rows": len(distinct),
     }
     if timed:
         started = time.perf_counter()
-        backbone.embed(present)
-        found["pass_s"] = (time.perf_counter() - started) / len(present) * len(texts)
+        backbone.forward(present, batch_size=sample)
+        found["pass_s"] = (time.perf_counter() - started) / len(present) * len(distinct)
     return found

@@ -59,7 +59,8 @@ def plan_table(plan_dict: dict) -> str:
     for e in plan_dict.get("pretrained") or []:
         lines.append(
             f"pretrained encoder of {e['column']}: {e['num_params']:,} parameters, "
-            f"{e['forward_flops_per_text']:,.0f} FLOPs a text forward; its one-time pass over {e['rows']:,} rows"
+            f"{e['forward_flops_per_text']:,.0f} FLOPs a text forward; "
+            f"its one-time pass over {e['rows']:,} distinct texts"
             + (f" takes ~{e['pass_s']:.0f} s here, before the search" if "pass_s" in e else ", before the search")
         )
     lines.append(

@@ -55,6 +55,8 @@ class ReportData:
     promotion: str | None = None
     baseline: dict[str, float] = field(default_factory=dict)  # test_<metric> of the gradient-boosted trees
     baseline_name: str = TREES
+    text_columns: list[str] = field(default_factory=list)  # the data's text columns: the trials table says how
+    # each trial encoded them
 
     @property
     def trial_epochs(self) -> int:
@@ -123,6 +125,7 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         promotion=tags.get("kiln.promotion"),
         baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")},
         baseline_name=tags.get("kiln.baseline", TREES),
+        text_columns=[c for c in tags.get("kiln.text_columns", "").split(",") if c],
     )
 
 
@@ -273,12 +276,34 @@ def plot_stages(stages_s: dict[str, float]) -> str:
     return _png(fig)
 
 
+def text_encoder(params: dict[str, str], column: str) -> str:
+    """How a trial encoded a text column, from its params: bag, transformer, or the pretrained folder's name and
+    whether it was frozen or fine-tuned (and how)."""
+
+    def param(key: str) -> str:
+        own = params.get(f"model.columns.{column}.{key}", "None")
+        return own if own != "None" else params.get(f"model.{key}", "")
+
+    kind = param("text_encoder") or "bag"
+    if kind != "pretrained":
+        return kind
+    name = param("pretrained").removeprefix("package:").rstrip("/").rsplit("/", 1)[-1]
+    return f"pretrained {name} ({params.get('train.finetune', 'frozen')})"
+
+
 def render_html(data: ReportData) -> str:
     esc = html.escape
     varied = data.varied_params()
     best = next((t for t in data.trials if t.trial_id == data.best_trial_id), None)
+    texts = data.text_columns
+
+    def encoders(t: TrialData) -> str:
+        named = len(texts) > 1
+        return "; ".join(f"{c}: {text_encoder(t.params, c)}" if named else text_encoder(t.params, c) for c in texts)
+
     rows = "".join(
         f"<tr{' class=best' if t.trial_id == data.best_trial_id else ''}><td>{esc(t.trial_id)}</td>"
+        + (f"<td>{esc(encoders(t))}</td>" if texts else "")
         + "".join(f"<td>{esc(t.params.get(k, ''))}</td>" for k in varied)
         + f"<td>{t.epochs_run}</td>{_best_cells(t, data.mode)}"
         f"<td>{'yes' if t.epochs_run < data.max_epochs else 'no'}</td></tr>"
@@ -333,7 +358,9 @@ def render_html(data: ReportData) -> str:
         figures.append(("stages", plot_stages(data.stages_s)))
     images = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"></figure>' for name, b64 in figures)
     head = "".join(
-        f"<th>{esc(k)}</th>" for k in ["trial", *varied, "epochs", "best epoch", data.metric, "stopped early"]
+        f"<th>{esc(k)}</th>"
+        for k in ["trial", *(["text encoder"] if texts else []), *varied, "epochs", "best epoch", data.metric]
+        + ["stopped early"]
     )
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kiln report: {esc(data.run_name)}</title>

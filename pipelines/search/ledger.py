@@ -108,6 +108,9 @@ ADDED_LATER = (
     ("tune", "scheduler.perturbation_interval", 2),
     ("model", "pretrained", ""),
     ("model", "pooling", "auto"),
+    ("model", "pretrained_batch_size", 64),
+    ("train", "finetune", "frozen"),
+    ("train", "backbone_lr", 5e-5),
 )
 COLUMN_KEYS_ADDED_LATER = ("pretrained", "pooling")  # a model.columns entry's keys, left out while unset (None)
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import safetensors.torch
+import torch
 
 from pipelines import task_metrics
 from pipelines.cluster import locks, storage
 from pipelines.config import KilnConfig
 from pipelines.data import pretrained
+from pipelines.data.preprocessing import Preprocessing
 from pipelines.errors import ModelNotFound
 from pipelines.model import checkpoint
 from pipelines.model.evaluate import primary_metric, score
@@ -216,13 +219,27 @@ def servable(checkpoint_dir: str, staging: str) -> str:
 
 def carry_backbones(folder: Path) -> None:
     """Each pretrained text encoder's model folder copied into the version (`pretrained/<i>`, signed with the
-    rest), and kiln.json pointed at the copy: the endpoint, the pyfunc and promote need nothing but the version."""
+    rest), and kiln.json pointed at the copy: the endpoint, the pyfunc and promote need nothing but the version.
+    A fine-tuned encoder's trained weights replace the copy's model.safetensors and leave the checkpoint's
+    weights file, so the copy is that fine-tuned model, which transformers loads as it is."""
     meta = checkpoint.read_meta(folder)
+    tuned = checkpoint.backbone_prefixes(Preprocessing.from_dict(meta["preprocessing"]))
+    state = None
     for i, encoder in enumerate(meta["preprocessing"]["encoders"]):
         if encoder.get("pretrained"):
             relative = f"pretrained/{i}"
             pretrained.copy_folder(encoder["pretrained"], folder / relative)
+            if encoder["name"] in tuned:
+                if state is None:
+                    state = torch.load(folder / checkpoint.WEIGHTS_FILE, map_location="cpu", weights_only=True)
+                prefix = tuned[encoder["name"]]
+                weights = {
+                    k.removeprefix(prefix): state.pop(k).contiguous() for k in list(state) if k.startswith(prefix)
+                }
+                safetensors.torch.save_file(weights, folder / relative / pretrained.WEIGHTS, metadata={"format": "pt"})
             encoder["pretrained"] = relative
+    if state is not None:
+        torch.save(state, folder / checkpoint.WEIGHTS_FILE)
     (folder / checkpoint.META_FILE).write_text(json.dumps(meta))
 
 

@@ -77,7 +77,7 @@ def fit(cfg: KilnConfig, frame: pd.DataFrame) -> Fitted:
         checked.types,
         rows[label],
         **preprocessing.sizes(cfg.data),
-        backbones=pretrained.columns(cfg.model, checked.types),
+        backbones=pretrained.columns(cfg.model, checked.types, cfg.train.finetune),
         task=checked.task,
         train_labels=rows[label].iloc[train_idx],
     )

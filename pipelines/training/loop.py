@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pipelines import task_metrics
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.data.preprocessing import Preprocessing
-from pipelines.model import checkpoint
+from pipelines.model import checkpoint, networks
 from pipelines.model.networks import augment, build_model
 from pipelines.training import batches, recipe
 
@@ -102,6 +102,7 @@ def train_loop_per_worker(loop_config: dict[str, Any], worker: TrainWorker | Tri
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, input_dim=prep.width, num_classes=prep.output_dim, slots=prep.slots)
+    networks.finetune(model, train_cfg.finetune)
     loss_fn = loss_function(train_cfg.loss, prep.task)
     train_loss_fn = loss_function(train_cfg.loss, prep.task, label_smoothing=train_cfg.label_smoothing)
     optimizer = recipe.optimizer(model, train_cfg)
@@ -284,16 +285,17 @@ def _node_ids(world_size: int) -> str:
 
 def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, restored) -> tuple[int, dict[str, Any]]:
     """After a worker or driver failure, or a pbt exploit (another trial's checkpoint under this trial's new config),
-    continue from the checkpoint: (its epoch, its metrics). The optimizer's moments come from the checkpoint, its
-    weight decay from this config (the learning rate is set from it before every step: recipe.Schedule)."""
+    continue from the checkpoint: (its epoch, its metrics). The optimizer's moments come from the checkpoint; its
+    weight decay and a backbone's share of the learning rate from this config (the learning rate is set from it
+    before every step: recipe.Schedule)."""
     if not restored:
         return 0, {}
-    decay = [group["weight_decay"] for group in optimizer.param_groups]
+    settings = [(group["weight_decay"], group.get("lr_scale", 1.0)) for group in optimizer.param_groups]
     with restored.as_directory() as folder:
         model.load_state_dict(torch.load(Path(folder) / checkpoint.WEIGHTS_FILE, weights_only=True))
         optimizer.load_state_dict(torch.load(Path(folder) / checkpoint.OPTIMIZER_FILE, weights_only=True))
-        for group, weight_decay in zip(optimizer.param_groups, decay, strict=True):
-            group["weight_decay"] = weight_decay
+        for group, (weight_decay, lr_scale) in zip(optimizer.param_groups, settings, strict=True):
+            group["weight_decay"], group["lr_scale"] = weight_decay, lr_scale
         meta = checkpoint.read_meta(folder)
         return int(meta["epoch"]), {**meta["metrics"], "epoch": int(meta["epoch"])}
 

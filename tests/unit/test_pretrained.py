@@ -71,7 +71,7 @@ def test_a_pretrained_column_is_dense_vectors_and_a_version_names_its_folder_wit
     frame = pd.DataFrame({"review": ["good", "bad"] * 10, "price": range(20), "label": ["p", "n"] * 10})
     types = {"review": "text", "price": "number"}
     prep = preprocessing.fit(
-        frame, types, frame["label"], max_categories=5, backbones={"review": (str(folder), "mean")}
+        frame, types, frame["label"], max_categories=5, backbones={"review": (str(folder), "mean", "frozen")}
     )
     (encoder, _) = prep.encoders
     assert (encoder.pretrained, encoder.dim, encoder.width, encoder.slotted) == (str(folder), 384, 384, False)
@@ -97,10 +97,13 @@ def test_kiln_plan_counts_the_backbone_and_prices_its_one_pass(folder, backbone)
 
     encoder = preprocessing.Encoder("review", "text", pretrained=str(folder), pooling="mean", dim=384)
     short = flops.embedding_pass(encoder, pd.Series(["good", None] * 50), timed=False)
-    long = flops.embedding_pass(encoder, pd.Series(["a long review that goes on about the kettle"] * 100), timed=True)
+    long = flops.embedding_pass(
+        encoder, pd.Series([f"a long review that goes on about kettle {i}" for i in range(100)] * 2), timed=True
+    )
     assert 22_000_000 < short["num_params"] < 23_000_000  # all-MiniLM-L6-v2: about 22.7 M
     assert long["forward_flops_per_text"] > 3 * short["forward_flops_per_text"] > 0  # FLOPs grow with the tokens
-    assert long["rows"] == 100 and long["pass_s"] > 0 and "pass_s" not in short
+    assert long["rows"] == 100 and short["rows"] == 2  # the pass embeds each distinct text once
+    assert long["pass_s"] > 0 and "pass_s" not in short
     plan = {
         "hardware": "local",
         "model": {"num_params": 1, "forward_flops_per_sample": 1, "backward_flops_per_sample": 1},
@@ -109,4 +112,46 @@ def test_kiln_plan_counts_the_backbone_and_prices_its_one_pass(folder, backbone)
         "recommended_workers": 1,
         "pretrained": [long],
     }
-    assert "pretrained encoder of review: 22," in plan_table(plan) and "one-time pass over 100 rows" in plan_table(plan)
+    assert "pretrained encoder of review: 22," in plan_table(
+        plan
+    ) and "one-time pass over 100 distinct texts" in plan_table(plan)
+
+
+def test_the_embedding_cache_hits_on_the_same_texts_and_encoder_and_misses_otherwise(tiny, tmp_path):
+    """A cached pass is read back without Ray or the encoder, and handed to the process's backbone, which then
+    answers those texts from memory; another text, another pooling or changed weights is another key."""
+    from pipelines.data import embedding_pass
+
+    frame = pd.DataFrame({"review": ["good kettle", "bad lamp", None, "good kettle"] * 5, "label": ["p", "n"] * 10})
+    prep = preprocessing.fit(
+        frame, {"review": "text"}, frame["label"], max_categories=5, backbones={"review": (str(tiny), "mean", "frozen")}
+    )
+    (encoder,) = prep.encoders
+    texts = embedding_pass.distinct_texts(frame["review"])
+    assert texts == ["good kettle", "bad lamp", ""]
+    key = embedding_pass.cache_key(encoder, texts)
+    assert embedding_pass.cache_key(encoder, [*texts[:2], "bad lamp!"]) != key
+    mean, cls = encoder, preprocessing.Encoder("review", "text", pretrained=str(tiny), pooling="cls", dim=32)
+    assert embedding_pass.cache_key(cls, texts) != embedding_pass.cache_key(mean, texts)
+
+    direct = pretrained.TextBackbone(tiny).embed(texts)
+    marked = direct + 1.0  # not what the encoder gives: proof the vectors came from the cache
+    embedding_pass.write_cached(tmp_path / f"{key}.npy", marked)
+    said = embedding_pass.embed_columns(prep, frame[["review"]], cache=tmp_path, batch_size=8, use_gpu=False)
+    assert said == [f"review: 3 distinct texts' vectors read from the cache ({tmp_path / key}.npy)"]
+    try:
+        np.testing.assert_array_equal(prep.transform(frame[["review"]])["x"][:3], marked)  # from memory
+    finally:
+        pretrained.backbone(str(tiny), "mean").memory = {}  # the process's backbone, shared with other tests
+    assert not list(tmp_path.glob(".*partial"))
+
+    assert embedding_pass.read_cached(tmp_path / f"{key}.npy", 4, 32) is None  # another row count: a miss
+    (tmp_path / "torn.npy").write_bytes(b"\x93NUMPY")
+    assert embedding_pass.read_cached(tmp_path / "torn.npy", 3, 32) is None
+    weights = tiny / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        assert embedding_pass.cache_key(encoder, texts) != key
+    finally:
+        weights.write_bytes(original)

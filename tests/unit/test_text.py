@@ -36,7 +36,7 @@ def test_a_text_column_travels_as_json_and_encodes_the_same_after():
     prep = preprocessing.fit(frame, {"note": "text", "x": "number"}, frame["label"], max_categories=5, max_length=4)
     again = preprocessing.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep and prep.width == 5
-    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0, (), ())]
+    assert prep.slots == [("text", 0, 4, len(prep.encoders[0].levels) + 3, 0, 0, "note", 4, 0, (), (), "", "")]
     batch, restored = prep.transform(frame[["note", "x"]]), again.transform(frame[["note", "x"]])
     assert batch.keys() == restored.keys() == {"x", "text:note"}
     assert batch["text:note"].dtype == np.int64 and batch["text:note"].shape == (20, 4)  # token ids, 0 pads

