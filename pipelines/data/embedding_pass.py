@@ -20,6 +20,7 @@ import pandas as pd
 from pipelines.data import pretrained, text
 
 ROW, TEXT, VECTOR = "row", "text", "vector"
+ACTOR_CPUS = 4  # an actor's torch threads at most: a large node runs several actors rather than one of many threads
 HASHED_FILES = ("config.json", "tokenizer.json", pretrained.WEIGHTS)  # what decides a text's vector
 
 
@@ -86,18 +87,19 @@ def embed_columns(prep, frame: pd.DataFrame, *, cache: Path, batch_size: int, us
 
 
 def actor_pool_pass(encoder, texts: list[str], *, batch_size: int, use_gpu: bool) -> tuple[np.ndarray, int]:
-    """[texts, dim] float32 in the texts' order, from `map_batches` over an autoscaling pool of Embed actors: as
-    many as the cluster's CPUs (or GPUs) hold beside one CPU left for Ray Data's own tasks, and no more than the
+    """[texts, dim] float32 in the texts' order, from `map_batches` over an autoscaling pool of Embed actors: one
+    per GPU, or one per ACTOR_CPUS of the cluster's CPUs (the pass runs before the search, so nothing else wants
+    them; the texts are already in the object store, so no read task waits for a CPU), and no more than the
     texts' batches."""
     import ray
     import ray.data
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if use_gpu else 0
-    cpus = max(resources.get("CPU", 1.0) - 1.0, 1.0)
+    cpus = max(resources.get("CPU", 1.0), 1.0)
     batches = max(1, -(-len(texts) // batch_size))
-    most = max(1, min(gpus or int(cpus), batches))
-    per_actor = 1.0 if gpus else max(1.0, cpus // most)
+    per_actor = 1.0 if gpus else min(cpus, ACTOR_CPUS)
+    most = max(1, min(gpus or int(cpus // per_actor), batches))
     rows = ray.data.from_pandas(pd.DataFrame({ROW: np.arange(len(texts)), TEXT: texts}))
     embedded = rows.map_batches(
         Embed,
@@ -105,7 +107,7 @@ def actor_pool_pass(encoder, texts: list[str], *, batch_size: int, use_gpu: bool
         batch_size=batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most),
-        num_cpus=0 if gpus else min(per_actor, resources.get("CPU", 1.0)),
+        num_cpus=0 if gpus else per_actor,
         num_gpus=1 if gpus else 0,
     )
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)

@@ -22,9 +22,13 @@ class InferenceModel:
         self.device = torch.device("cpu")
 
     def to(self, device: str | torch.device) -> InferenceModel:
-        """Run forward passes on `device` (a replica with serve.num_gpus: cuda); rows are encoded on the CPU."""
+        """Run forward passes on `device` (a replica with serve.num_gpus: cuda), a frozen pretrained text encoder's
+        too (the expensive part of such a request); the rest of a row is encoded on the CPU."""
         self.device = torch.device(device)
         self.model = self.model.to(self.device)
+        for encoder in self.preprocessing.encoders:
+            if encoder.frozen and encoder.backbone is not None:
+                encoder.backbone.model.to(self.device)
         return self
 
     @property

@@ -159,3 +159,17 @@ def test_the_training_loop_fine_tunes_the_backbone_and_learns(tiny):
 
     tuned, held = val_accuracy(1e-3), val_accuracy(1e-9)
     assert tuned >= 0.95 and held < tuned - 0.1
+
+
+def test_kiln_plan_counts_the_fine_tuned_backbones_forward_and_backward(tiny):
+    from pipelines.config import KilnConfig
+    from pipelines.plan import flops
+
+    cfg = KilnConfig.model_validate({"data": {"source": "unused.csv", "label": "label"}})
+    tuned, frozen = fitted(tiny, "all"), fitted(tiny, "frozen")
+    with_backbone = flops.count_flops(cfg, tuned.width, 2, slots=tuned.slots)
+    head_alone = flops.count_flops(cfg, frozen.width, 2, slots=frozen.slots)
+    assert with_backbone["num_params"] > 30522 * 32 > head_alone["num_params"]  # its word embeddings among them
+    assert with_backbone["forward_flops_per_sample"] > 3 * head_alone["forward_flops_per_sample"]
+    assert with_backbone["backward_flops_per_sample"] > with_backbone["forward_flops_per_sample"]
+    assert with_backbone["input_bytes_per_sample"] >= 512 * 8  # the token ids a row carries
