@@ -181,6 +181,38 @@ def plot_trials(data: ReportData) -> str:
     return _png(fig)
 
 
+def search_order(data: ReportData) -> list[tuple[int, float, float]]:
+    """Each trial in the order the search made it (its id's number): (order, its best value, the best of the trials
+    so far). Whether the search learned shows as later trials scoring near or past the best so far."""
+    points, best_so_far = [], None
+    for order, trial in enumerate(data.trials, start=1):
+        best = best_epoch(trial.history, data.mode)
+        if best is None:
+            continue
+        value = best[1]
+        better = best_so_far is None or (value > best_so_far if data.mode == "max" else value < best_so_far)
+        best_so_far = value if better else best_so_far
+        points.append((order, value, best_so_far))
+    return points
+
+
+def plot_search(data: ReportData) -> str:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = search_order(data)
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    ax.scatter([p[0] for p in points], [p[1] for p in points], color="#4477aa", label="trial's best epoch")
+    ax.step([p[0] for p in points], [p[2] for p in points], where="post", color="#228833", label="best so far")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="trial, in the order the search made it", ylabel=data.metric, title=f"{data.metric} by trial order")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def plot_confusion(test: dict[str, Any]) -> str:
     import matplotlib
 
@@ -348,6 +380,8 @@ def render_html(data: ReportData) -> str:
             )
         )
     figures = [("trials", plot_trials(data))]
+    if len(data.trials) > 2:
+        figures.append(("search", plot_search(data)))
     if data.test and data.test.get("confusion"):
         figures.append(("confusion", plot_confusion(data.test)))
     if data.test and data.test.get("roc"):

@@ -7,6 +7,11 @@ import time
 
 from pipelines.console import describe_sample, say
 
+# Trial id -> the sampler that proposed its config (tune.search tpe: "random" for its start-up trials, then "tpe";
+# sampler.PruningOptunaSearch writes it). Process-wide, so it outlives Tune's pickling of the searcher and of this
+# callback across a --resume.
+PROPOSED_BY: dict[str, str] = {}
+
 
 def progress_callback(
     metric: str, mode: str, num_samples: int, max_epochs: int, *, live: bool | None = None, copies: bool = False
@@ -45,9 +50,10 @@ def progress_callback(
                 )
                 return
             self.running[trial.trial_id] = 0
+            proposer = PROPOSED_BY.get(trial.trial_id)
             self._event(
-                f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}): "
-                f"{describe_sample(trial.config)}"
+                f"trial {trial.trial_id} started ({len(self.running) + self._ended()}/{num_samples}"
+                f"{f', proposed by {proposer}' if proposer else ''}): {describe_sample(trial.config)}"
             )
 
         def on_trial_result(self, iteration, trials, trial, result, **info):

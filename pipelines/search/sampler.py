@@ -28,8 +28,9 @@ def search_algorithm(cfg: KilnConfig, cap: int | None):
     from ray.tune.search import ConcurrencyLimiter
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per study and per trial otherwise
-    tpe = TPESampler(seed=cfg.tune.seed, n_startup_trials=startup_trials(cfg.tune.num_samples))
-    searcher = PruningOptunaSearch(sampler=tpe, epochs=cfg.train.epochs)
+    startup = startup_trials(cfg.tune.num_samples)
+    tpe = TPESampler(seed=cfg.tune.seed, n_startup_trials=startup)
+    searcher = PruningOptunaSearch(sampler=tpe, epochs=cfg.train.epochs, startup=startup)
     return ConcurrencyLimiter(searcher, max_concurrent=cap) if cap else searcher
 
 
@@ -38,9 +39,23 @@ class PruningOptunaSearch(OptunaSearch):
     to Optuna as pruned at its last reported epoch, which TPE ranks by that epoch's value, instead of as finished
     with a value a full run would have beaten."""
 
-    def __init__(self, *args: Any, epochs: int, **kwargs: Any):
+    def __init__(self, *args: Any, epochs: int, startup: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.epochs = epochs
+        self.epochs, self.startup = epochs, startup
+
+    def suggest(self, trial_id: str) -> dict | None:
+        """The config, and who proposed it (progress.PROPOSED_BY): TPE samples at random until `startup` trials
+        have finished or been pruned (Optuna's count at the time of asking), and from its model after that."""
+        from optuna.trial import TrialState
+
+        from pipelines.search import progress
+
+        study = getattr(self, "_ot_study", None)
+        told = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) if study else 0
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            progress.PROPOSED_BY.setdefault(trial_id, "random" if told < self.startup else "tpe")
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         stopped_early = bool(result) and not error and result.get("training_iteration", 0) < self.epochs

@@ -51,6 +51,7 @@ def killed_then_resumed(tmp_path_factory):
 def test_the_resumed_tpe_search_finishes_every_trial_with_the_values_written(killed_then_resumed):
     root, before, resumed = killed_then_resumed
     assert "finished 2 epochs" in before
+    assert "(1/5, proposed by random)" in before  # TPE's start-up trials are drawn at random, and say so
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming search kiln-test-" in resumed.stdout
     client = store_client(f"sqlite:///{root / 'mlflow.db'}")

@@ -101,3 +101,15 @@ def test_the_trials_table_says_how_each_trial_encoded_the_text():
     )
     assert f"<td>t_00001</td><td>{both}</td>" in page
     assert "text encoder" not in render_html(data())  # no text columns, no such column
+
+
+def test_the_report_plots_each_trial_against_the_order_the_search_made_it():
+    d = data()
+    d.trials.append(TrialData("t_00002", {"train.lr": "0.003", "model.dropout": "0.1"}, [(1, 0.97)], "FINISHED"))
+    d.trials.append(TrialData("t_00003", {"train.lr": "0.1", "model.dropout": "0.1"}, [], "ERROR"))
+    from pipelines.report.page import search_order
+
+    assert search_order(d) == [(1, 0.95, 0.95), (2, 0.1, 0.95), (3, 0.97, 0.97)]  # a trial with no epoch: no point
+    names = re.findall(r'<img alt="(\w+)"', render_html(d))
+    assert names == ["trials", "search", "confusion", "stages"]
+    assert "search" not in re.findall(r'<img alt="(\w+)"', render_html(data()))  # two trials: nothing to read in it

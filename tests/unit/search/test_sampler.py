@@ -81,3 +81,26 @@ def test_random_stays_the_default():
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     assert isinstance(sampler.search_algorithm(KilnConfig(), cap=2), BasicVariantGenerator)
+
+
+def test_each_trial_says_whether_tpe_or_its_random_start_proposed_it():
+    """Random until startup_trials have finished or been pruned (counted when a trial is asked for, so trials asked
+    for side by side at the start are all random), then tpe: what the trial lines print."""
+    from pipelines.search import progress
+
+    _, searcher = tpe_search()
+    assert sampler.startup_trials(12) == 3
+
+    def finish(trial_id: str, epochs: int) -> None:
+        searcher.on_trial_result(trial_id, {"val_accuracy": 0.5, "training_iteration": epochs})
+        searcher.on_trial_complete(trial_id, {"val_accuracy": 0.5, "training_iteration": epochs})
+
+    for trial_id in ("p0", "p1", "p2"):
+        searcher.suggest(trial_id)  # three at once: nothing has finished
+    finish("p0", 4)
+    finish("p1", 2)  # stopped by the scheduler: pruned, and counted
+    searcher.suggest("p3")
+    finish("p2", 4)
+    searcher.suggest("p4")
+    labels = [progress.PROPOSED_BY[t] for t in ("p0", "p1", "p2", "p3", "p4")]
+    assert labels == ["random", "random", "random", "random", "tpe"]
