@@ -15,7 +15,7 @@ from pipelines.model import baseline, checkpoint, evaluate
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
 from pipelines.report import tables
-from pipelines.search import auto, ledger, progress, resources, trial_runs, tuner
+from pipelines.search import auto, ledger, progress, resources, scheduler, trial_runs, tuner
 from pipelines.tracking import integrity, mlflow_runs, registry
 
 
@@ -129,6 +129,12 @@ def search(
     )
     record.search_done()
     console.say(tables.trials_table(result.trials, cfg.tune.metric, result.best.trial_id), *result.notes)
+    if cfg.tune.scheduler.name == "pbt":  # who copied whom, for the report (which reads MLflow alone)
+        copies = scheduler.read_lineage(
+            storage.read_text(cfg, storage.search_file(cfg, record.name, scheduler.LINEAGE_FILE))
+        )
+        if copies:
+            record.log_dict({"copies": copies}, "pbt_lineage.json")
     return result
 
 

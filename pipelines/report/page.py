@@ -57,6 +57,7 @@ class ReportData:
     baseline_name: str = TREES
     text_columns: list[str] = field(default_factory=list)  # the data's text columns: the trials table says how
     # each trial encoded them
+    lineage: list[dict] = field(default_factory=list)  # pbt: each copy (scheduler.read_lineage), in order
 
     @property
     def trial_epochs(self) -> int:
@@ -105,6 +106,12 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         test = json.loads(Path(client.download_artifacts(run_id, "test_report.json")).read_text())
     except Exception:  # a run that stopped before evaluating
         pass
+    lineage = []
+    if params.get("tune.scheduler.name") == "pbt":
+        try:
+            lineage = scheduler.read_lineage(Path(client.download_artifacts(run_id, "pbt_lineage.json")).read_text())
+        except Exception:  # no trial copied another
+            pass
     return ReportData(
         run_name=parent.info.run_name,
         run_id=run_id,
@@ -126,6 +133,7 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         baseline={k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_test_")},
         baseline_name=tags.get("kiln.baseline", TREES),
         text_columns=[c for c in tags.get("kiln.text_columns", "").split(",") if c],
+        lineage=lineage,
     )
 
 
@@ -210,6 +218,31 @@ def plot_search(data: ReportData) -> str:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="trial, in the order the search made it", ylabel=data.metric, title=f"{data.metric} by trial order")
     ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def plot_lineage(data: ReportData) -> str:
+    """pbt's population: each trial a row over the epochs it ran, and an arrow for each copy, from the trial whose
+    checkpoint was copied to the trial that copied it, at the copied epoch."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {t.trial_id: i for i, t in enumerate(data.trials)}
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(rows) + 1.2))
+    for trial in data.trials:
+        ax.plot([0, trial.epochs_run], [rows[trial.trial_id]] * 2, color="#bbb", linewidth=6, solid_capstyle="butt")
+    for copy in data.lineage:
+        if copy["trial"] in rows and copy["copied"] in rows:
+            start, end = rows[copy["copied"]], rows[copy["trial"]]
+            ax.annotate(
+                "", xy=(copy["epoch"], end), xytext=(copy["epoch"], start), arrowprops={"arrowstyle": "->", "lw": 1.5}
+            )
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", title="pbt lineage: an arrow from the trial copied to the trial that copied it")
     return _png(fig)
 
 
@@ -371,6 +404,16 @@ def render_html(data: ReportData) -> str:
             f"end ({data.trial_epochs / max(data.full_trial_epochs, 1):.0%})",
         ),
         ("ASHA rungs", ", ".join(map(str, data.rungs)) or "-"),
+        *(
+            [
+                (
+                    "pbt copies",
+                    "; ".join(f"{c['trial']} copied {c['copied']} at epoch {c['epoch']}" for c in data.lineage),
+                )
+            ]
+            if data.lineage
+            else []
+        ),
     ]
     if data.predicted_epoch_s and data.measured_epoch_s:
         summary.append(
@@ -382,6 +425,8 @@ def render_html(data: ReportData) -> str:
     figures = [("trials", plot_trials(data))]
     if len(data.trials) > 2:
         figures.append(("search", plot_search(data)))
+    if data.lineage:
+        figures.append(("lineage", plot_lineage(data)))
     if data.test and data.test.get("confusion"):
         figures.append(("confusion", plot_confusion(data.test)))
     if data.test and data.test.get("roc"):

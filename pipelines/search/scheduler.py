@@ -16,6 +16,32 @@ RUNGS_FILE = "kiln-rungs.json"  # promotion's records, beside Tune's own: Tune d
 LINEAGE_FILE = "kiln-pbt-lineage.json"  # pbt: each copy, in order
 
 
+def read_lineage(text: str | None) -> list[dict]:
+    """pbt's copies as LINEAGE_FILE (or the parent run's pbt_lineage.json) holds them, each checked, since the file
+    lives outside the process: a trial and the trial it copied (ids), the epoch (an int) and the new values
+    (numbers). An entry of another shape is left out; text that is not a JSON list is no lineage."""
+    try:
+        entries = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if isinstance(entries, dict):
+        entries = entries.get("copies", [])
+    checked = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        ids, epoch = [entry.get("trial"), entry.get("copied")], entry.get("epoch")
+        values = {k: v for k, v in entry.items() if k not in ("trial", "copied", "epoch")}
+        if (
+            all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids)
+            and isinstance(epoch, int)
+            and not isinstance(epoch, bool)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values.values())
+        ):
+            checked.append(entry)
+    return checked
+
+
 def asha_rungs(grace_period: float, reduction_factor: float, max_epochs: float) -> list[float]:
     """Ray's ASHA milestones below max_epochs, lowest first: grace * eta**k. A trial is judged at the first
     epoch at or past each; Ray's rung at max_epochs itself, if any, stops nobody."""
@@ -71,7 +97,8 @@ def population_scheduler(cfg: KilnConfig, search_name: str):
                 resample_probability=0.25,
             )
             self.path = storage.search_file(cfg, search_name, LINEAGE_FILE)
-            self.lineage: list[dict] = []
+            # a resumed search goes on with the copies made before it stopped
+            self.lineage: list[dict] = read_lineage(storage.read_text(cfg, self.path))
 
         def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
             super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)

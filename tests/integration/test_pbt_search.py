@@ -67,3 +67,6 @@ def test_the_population_exploits_and_a_version_is_registered(pbt_run):
     copied = {entry["trial"] for entry in lineage}
     finals = {r.data.tags["kiln.trial_id"]: r.data.metrics["val_accuracy"] for r in trials}
     assert all(finals[t] > 0.8 for t in copied), finals
+    (report,) = (root / "reports").glob("*.html")  # the report, rebuilt from MLflow alone, draws the lineage
+    page = report.read_text()
+    assert 'alt="lineage"' in page and f"{first['trial']} copied {first['copied']} at epoch {first['epoch']}" in page

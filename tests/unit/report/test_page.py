@@ -1,4 +1,5 @@
 import base64
+import json
 import re
 
 from pipelines.model.evaluate import confusion_matrix
@@ -113,3 +114,22 @@ def test_the_report_plots_each_trial_against_the_order_the_search_made_it():
     names = re.findall(r'<img alt="(\w+)"', render_html(d))
     assert names == ["trials", "search", "confusion", "stages"]
     assert "search" not in re.findall(r'<img alt="(\w+)"', render_html(data()))  # two trials: nothing to read in it
+
+
+def test_the_report_draws_who_copied_whom_in_a_pbt_population():
+    from pipelines.search.scheduler import read_lineage
+
+    written = [
+        {"trial": "t_00001", "copied": "t_00000", "epoch": 2, "train.lr": 0.004},
+        {"trial": "t_00001", "copied": "t_00000", "epoch": "2"},  # an epoch that is not a number: left out
+        {"trial": ["x"], "copied": "t_00000", "epoch": 2},
+        {"trial": "t_00001", "copied": "t_00000", "epoch": 4, "train.lr": "rm -rf /"},
+        "not an entry",
+    ]
+    d = data()
+    d.lineage = read_lineage(json.dumps({"copies": written}))
+    assert d.lineage == written[:1]
+    assert read_lineage("not json") == read_lineage(None) == read_lineage('{"copies": 3}') == []
+    page = render_html(d)
+    assert "lineage" in re.findall(r'<img alt="(\w+)"', page)
+    assert "<th>pbt copies</th><td>t_00001 copied t_00000 at epoch 2</td>" in page
