@@ -465,7 +465,9 @@ class ScoreConfig(Section):
     """`kiln score`: a registered version over a table on Ray Data (pipelines/scoring/)."""
 
     keep: list[str] = []
-    """Input columns copied to the output beside `row` (the input's row number) and `prediction`, e.g. an id."""
+    """Input columns copied to the output beside `row` (the input's row number) and `prediction`, e.g. an id.
+    Empty: the columns the model's training data left out as identifiers (an inferred id, the row index,
+    data.drop), those the input has."""
     probabilities: bool = False
     """A classifier's `probability_<label>` columns too."""
     batch_size: PositiveInt = 4096

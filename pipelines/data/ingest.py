@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import KilnConfig, check_column_encoders
-from pipelines.data import embedding_pass, images, preprocessing, pretrained, sources
+from pipelines.data import embedding_pass, images, preprocessing, pretrained, schema, sources
 from pipelines.data.preprocessing import Preprocessing, plain, to_block
 from pipelines.errors import DataError, one_line
 
@@ -157,6 +158,7 @@ def _ingest(cfg: KilnConfig) -> Splits:
         )
     except images.ImageError as err:
         raise DataError(f"data.source: {err}") from None
+    prep = dataclasses.replace(prep, identifiers=schema.identifiers(checked.columns))
     embedded = embedding_pass.embed_columns(  # a frozen pretrained encoder's one pass, before any transform
         prep,
         frame[features],

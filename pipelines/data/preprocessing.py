@@ -432,6 +432,8 @@ class Preprocessing:
     task: str = "classification"
     target_mean: float = 0.0  # regression: the train split's label statistics
     target_std: float = 1.0
+    identifiers: list[str] = field(default_factory=list)  # columns the schema left out as identifiers (inferred,
+    # the row index, data.drop): what `kiln score` copies to its output by default
 
     @property
     def features(self) -> list[str]:
@@ -549,6 +551,7 @@ class Preprocessing:
             "task": self.task,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "identifiers": self.identifiers,
         }
 
     @classmethod
@@ -567,6 +570,7 @@ class Preprocessing:
             d.get("task", "classification"),
             d.get("target_mean", 0.0),
             d.get("target_std", 1.0),
+            [str(c) for c in d.get("identifiers", [])],
         )
 
 

@@ -63,6 +63,14 @@ def infer_type(values: pd.Series) -> tuple[str | None, str]:
     return "category", "feature"
 
 
+IDENTIFYING = ("excluded: an identifier", "excluded: the row index", "excluded: data.drop")
+
+
+def identifiers(columns: list[Column]) -> list[str]:
+    """The columns left out as identifying a row rather than describing it (inferred, the row index, data.drop)."""
+    return [c.name for c in columns if c.use.startswith(IDENTIFYING)]
+
+
 def is_row_index(values: pd.Series) -> bool:
     """Integers 0..N-1 or 1..N in file order, with nothing missing."""
     if values.isna().any() or not pd.api.types.is_numeric_dtype(values) or len(values) < 2:

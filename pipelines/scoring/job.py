@@ -93,8 +93,9 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
     name, version = registry.resolve(cfg, ref)
     factory = checkpoint.trusted_factory(cfg.model)
     model = mlflow_store.load_checked(cfg.tracking_uri, name, version, factory=factory)
-    keep = list(cfg.score.keep)
-    rows.check_columns(input_columns(source), model.features, keep, f"--input {input_path}")
+    columns = input_columns(source)
+    keep = list(cfg.score.keep) or [c for c in model.preprocessing.identifiers if c in columns]
+    rows.check_columns(columns, model.features, keep, f"--input {input_path}")
     output.parent.mkdir(parents=True, exist_ok=True)
     errors_path = output.with_name(output.name + ".errors.parquet")
     partial, partial_errors = (

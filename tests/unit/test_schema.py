@@ -55,3 +55,25 @@ def test_overrides_drops_and_the_label():
     printed = schema.table(columns).splitlines()
     assert printed[0].split() == ["column", "type", "missing", "distinct", "use"]
     assert printed[3].split()[:4] == ["zip", "category", "0", "40"]
+
+
+def test_the_columns_left_out_as_identifiers_travel_with_the_model_for_kiln_score():
+    from pipelines.data import preprocessing
+
+    rows = 40
+    frame = pd.DataFrame(
+        {
+            "index": range(rows),
+            "order_id": [f"o-{i}" for i in range(rows)],
+            "note": ["internal"] * rows,  # dropped by the user, not an identifier of the data's own
+            "price": np.linspace(1, 2, rows),
+            "label": ["a", "b"] * (rows // 2),
+        }
+    )
+    columns = schema.infer(frame, DataConfig(source="x.csv", label="label", drop=["note"]))
+    assert schema.identifiers(columns) == ["index", "order_id", "note"]
+    prep = preprocessing.fit(frame, {"price": "number"}, frame["label"], max_categories=5)
+    saved = preprocessing.Preprocessing(prep.encoders, prep.labels, identifiers=schema.identifiers(columns))
+    assert preprocessing.Preprocessing.from_dict(saved.to_dict()).identifiers == ["index", "order_id", "note"]
+    older = {k: v for k, v in saved.to_dict().items() if k != "identifiers"}  # a model saved before the key
+    assert preprocessing.Preprocessing.from_dict(older).identifiers == []
