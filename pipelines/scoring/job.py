@@ -42,6 +42,19 @@ class Scored:
         )
 
 
+PROGRESS_EVERY_S = 5.0  # a progress line at most this often (a log stays short; a terminal still sees it move)
+
+
+def progress_line(done: int, total: int | None, seconds: float) -> str:
+    """Rows scored so far, their rate, and with a known total (parquet's footers) the share and time left."""
+    rate = done / max(seconds, 1e-9)
+    if not total:
+        return f"  {done:,} rows scored, {rate:,.0f} rows/s"
+    left = (total - done) / rate if rate > 0 else float("inf")
+    eta = f"about {left:,.0f} s left" if left != float("inf") else "time left unknown"
+    return f"  {done:,} of {total:,} rows scored ({done / total:.0%}), {rate:,.0f} rows/s, {eta}"
+
+
 def output_format(path: Path) -> str:
     try:
         return FORMATS[path.suffix.lower()]
@@ -106,9 +119,14 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
     runtime.start(cfg, verbose=verbose)
     started = time.perf_counter()
     counts = {"in": 0, "out": 0, "failed": 0}
+    read = rows_in(source)
+    shown = started
     try:
         with Writer(partial, fmt) as scored, Writer(partial_errors, "parquet") as failed:
             for batch in scored_batches(cfg, source, name, version, factory, keep):
+                if time.perf_counter() - shown >= PROGRESS_EVERY_S:
+                    shown = time.perf_counter()
+                    console.say(progress_line(counts["in"], read, shown - started))
                 numbered = batch.assign(**{rows.ROW: range(counts["in"], counts["in"] + len(batch))})
                 counts["in"] += len(batch)
                 bad = numbered[rows.ERROR] != ""
@@ -117,7 +135,6 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
                 failed.write(numbered.loc[bad, [rows.ROW, rows.ERROR]])
                 counts["out"] += len(good)
                 counts["failed"] += int(bad.sum())
-        read = rows_in(source)
         if counts["out"] + counts["failed"] != (counts["in"] if read is None else read):
             raise RuntimeError(
                 f"rows in {read if read is not None else counts['in']} != rows out {counts['out']} + rows failed "

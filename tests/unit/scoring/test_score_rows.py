@@ -86,3 +86,11 @@ def test_the_actor_pool_always_leaves_a_cpu_for_ray_datas_read_tasks():
     assert pool_shape(8.0, 1.0) == (1.0, 7)
     assert pool_shape(8.0, 2.0) == (2.0, 3)
     assert pool_shape(1.5, 1.0) == (0.5, 1)
+
+
+def test_progress_says_the_rate_and_with_a_known_total_the_time_left():
+    from pipelines.scoring.job import progress_line
+
+    assert progress_line(5000, 20000, 2.0) == "  5,000 of 20,000 rows scored (25%), 2,500 rows/s, about 6 s left"
+    assert progress_line(3000, None, 1.5) == "  3,000 rows scored, 2,000 rows/s"  # CSV: no count before reading
+    assert progress_line(0, 100, 5.0).endswith("0 rows/s, time left unknown")
