@@ -503,8 +503,9 @@ class Preprocessing:
 
     def rooted(self, folder: str | Path) -> Preprocessing:
         """With a version's pretrained model folders, which it names relative to itself, as paths under `folder`,
-        each backbone loaded now (the folder may be a verified copy about to be removed). A trial checkpoint's
-        absolute folder is left to the process's cache (pretrained.backbone), which ingest already filled."""
+        each loaded now (the folder may be a verified copy about to be removed): a frozen backbone whole, a
+        fine-tuned one's tokenizer (checkpoint.load_model builds its network from the copy's weights next). A trial
+        checkpoint's absolute folder is left to the process's cache (pretrained.backbone), which ingest filled."""
         encoders = []
         for e in self.encoders:
             if e.pretrained and not Path(e.pretrained).is_absolute():
