@@ -150,8 +150,9 @@ class TextBackbone:
         return out
 
     def remember(self, texts: list[str], vectors: np.ndarray) -> None:
-        """Vectors computed elsewhere (embedding_pass's actor pool, or its cache), answered from memory by `embed`."""
-        self.memory = dict(zip(texts, vectors, strict=True))
+        """Vectors computed elsewhere (embedding_pass's actor pool, or its cache), answered from memory by `embed`;
+        added to what it holds (two text columns may share one encoder)."""
+        self.memory.update(zip(texts, vectors, strict=True))
 
     def embed(self, texts, *, batch_size: int = 64) -> np.ndarray:
         """[rows, dim] float32; a missing text is embedded as the empty text. Each distinct text is embedded once
