@@ -318,13 +318,19 @@ class PretrainedText(nn.Module):
         reads (an unused parameter would stall DDP); last_layers:N = the last N of its layers; frozen = none."""
         for parameter in self.parameters():
             parameter.requires_grad = False
+        last = finetune_layers(spec) or 0
         if spec == "all":
             chosen = [m for name, m in self.model.named_children() if name != "pooler"]
+        elif last:
+            blocks = [m for m in self.model.modules() if isinstance(m, nn.ModuleList) and len(m) == self.layers]
+            if not blocks:
+                raise ValueError(
+                    f"train.finetune: {spec}: {type(self.model).__name__} keeps no list of its {self.layers} layers "
+                    "to choose the last ones from; use train.finetune: all"
+                )
+            chosen = list(blocks[0])[-last:]
         else:
-            blocks = next(
-                (m for m in self.model.modules() if isinstance(m, nn.ModuleList) and len(m) == self.layers), []
-            )
-            chosen = list(blocks)[len(blocks) - (finetune_layers(spec) or 0) :] if finetune_layers(spec) else []
+            chosen = []
         for module in chosen:
             for parameter in module.parameters():
                 parameter.requires_grad = True
