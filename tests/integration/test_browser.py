@@ -122,7 +122,7 @@ def test_run_report_shows_its_plots(browser, live_run):
         "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 ? i.alt : null)"
     )
     browser.save_screenshot(str(SCREENSHOTS / "run-report.png"))
-    assert loaded == ["trials", "confusion", "roc", "stages"]
+    assert loaded == ["trials", "search", "confusion", "roc", "stages"]
     assert "Kiln report" in browser.title
 
 

@@ -203,7 +203,7 @@ def test_run_leaves_an_html_report_that_kiln_report_rebuilds(live_run, runs, mlf
     match = re.search(r"^  report: (\S+\.html)$", live_run.output, re.M)
     assert match, "no report path printed"
     page = Path(match.group(1)).read_text()
-    assert page.count('src="data:image/png;base64,') == 4  # trials, confusion matrix, ROC curves, stages
+    assert page.count('src="data:image/png;base64,') == 5  # trials, trial order, confusion matrix, ROC, stages
     assert "stopped early" in page and parent.data.tags["kiln.best_trial_id"] in page
     artifacts = [a.path for a in mlflow_client.list_artifacts(parent.info.run_id)]
     assert Path(match.group(1)).name in artifacts
