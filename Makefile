@@ -50,10 +50,12 @@ lint: install
 	$(BIN)/ruff check pipelines serving tests benchmarks
 	$(BIN)/ruff format --check pipelines serving tests benchmarks
 
-# Every pin (Kiln's and dev's) resolves to a wheel for Python 3.12 and 3.13 too: a dry run, nothing installed.
+# Every pin (Kiln's, dev's and the pretrained extra's, which dev names as kiln[pretrained]) resolves to a wheel
+# for Python 3.12 and 3.13 too: a dry run, nothing installed.
 pythons: install
 	$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements-all.txt
+		extras = p["optional-dependencies"]; pins = p["dependencies"] + extras["dev"] + extras["pretrained"]; \
+		print("\n".join(d for d in pins if not d.startswith("kiln[")))' > $(VENV)/requirements-all.txt
 	for version in 3.12 3.13; do \
 		$(BIN)/pip install --dry-run --quiet --ignore-installed --only-binary=:all: --python-version $$version \
 			--target $(VENV)/dry-run -r $(VENV)/requirements-all.txt 2>&1 | $(QUIET_PIP); \
