@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.data import pretrained, text
+from pipelines.data import pretrained
 
 ROW, TEXT, VECTOR = "row", "text", "vector"
 ACTOR_CPUS = 4  # an actor's torch threads at most: a large node runs several actors rather than one of many threads
@@ -26,7 +26,7 @@ HASHED_FILES = ("config.json", "tokenizer.json", pretrained.WEIGHTS)  # what dec
 
 def distinct_texts(values: pd.Series) -> list[str]:
     """The column's distinct texts, a missing cell as the empty text (as TextBackbone.embed takes it)."""
-    return list(dict.fromkeys("" if text.is_missing(v) else str(v) for v in values))
+    return list(dict.fromkeys(pretrained.as_texts(values)))
 
 
 def cache_key(encoder, texts: list[str]) -> str:

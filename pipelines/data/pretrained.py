@@ -142,7 +142,7 @@ class TextBackbone:
     def tokens(self, texts) -> np.ndarray:
         """[rows, max_length] int64: each text's token ids plus one, 0 after its end (Kiln's padding; the folder's
         own pad id may be anything), for a backbone that trains inside the network (networks.PretrainedText)."""
-        texts = ["" if text.is_missing(t) else str(t) for t in texts]
+        texts = as_texts(texts)
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(texts), self.max_length), dtype=np.int64)
         for row, one in enumerate(ids):
@@ -157,7 +157,7 @@ class TextBackbone:
     def embed(self, texts, *, batch_size: int = 64) -> np.ndarray:
         """[rows, dim] float32; a missing text is embedded as the empty text. Each distinct text is embedded once
         (or found among the remembered ones), by length (a batch pads to its longest)."""
-        texts = ["" if text.is_missing(t) else str(t) for t in texts]
+        texts = as_texts(texts)
         known = self.memory
         todo = [t for t in dict.fromkeys(texts) if t not in known]
         fresh = dict(zip(todo, self.forward(todo, batch_size=batch_size), strict=True))
@@ -193,6 +193,11 @@ class TextBackbone:
                     pooled = torch.nn.functional.normalize(pooled, dim=1)
                 out[rows] = pooled.float().cpu().numpy()
         return out
+
+
+def as_texts(values) -> list[str]:
+    """Cells as the encoder reads them: a missing cell is the empty text."""
+    return ["" if text.is_missing(v) else str(v) for v in values]
 
 
 def load_model(folder: str | Path):
