@@ -60,6 +60,15 @@ def write_classification(path: Path, *, rows: int, features: int, classes: int =
     return path
 
 
+def matrix(batch: dict, y):
+    """(x, y) of a table of plain columns, from ingest's typed batch (its float32 matrix under DENSE)."""
+    from pipelines.data.preprocessing import DENSE
+
+    if set(batch) != {DENSE}:
+        raise ValueError(f"the bare loop takes plain columns only, not {sorted(set(batch) - {DENSE})}")
+    return batch[DENSE], y
+
+
 def bare_training(cfg, x, y, val_x, val_y, epochs: int):
     """Kiln's model, optimizer, batch size and per-epoch validation in a bare PyTorch loop over in-memory arrays:
     yields (the epoch's seconds, its val accuracy) after each epoch. The floor Kiln's loop is measured against,

@@ -15,7 +15,14 @@ very arrays Kiln's ingest produced. Clocks start when each search starts: Ray's 
 are paid once and reported beside.
 
     .venv/bin/python benchmarks/search_vs_peers.py [--seeds 1] [--samples 16] [--workloads small,large]
-        [--systems kiln,kiln_promote,optuna,ray_docs]   (also kiln_tpe, kiln_tpe_promote, kiln_pbt)
+        [--systems kiln,kiln_promote,optuna,ray_docs]   (also kiln_random, kiln_tpe, kiln_tpe_promote, kiln_pbt)
+
+`kiln` is the quickstart's own sampler and scheduler; the kiln_* variants name theirs. The headline ratios are
+those of Kiln's default (`kiln`, or the variant that matches it); every variant gets its ratio to Optuna, and the
+default its best val accuracy at equal compute against random search, per seed. Issue 37's comparison:
+
+    .venv/bin/python benchmarks/search_vs_peers.py --workloads large --seeds 5 \
+        --systems kiln_random,kiln_tpe,kiln_tpe_promote,kiln_pbt,optuna,ray_docs
 
 On 2 cores it takes about an hour: the large workload's random search alone is ~8 minutes and Ray's documented
 wiring over 10 minutes per workload (every trial is a fresh Train run).
@@ -37,7 +44,7 @@ from pipelines.data import ingest
 from pipelines.search import tuner
 from pipelines.search.space import parse_search_space, to_tune_domain
 
-from common import bare_training, median, pin_threads, record, write_teacher_table
+from common import bare_training, matrix, median, pin_threads, record, write_teacher_table
 
 WORKLOADS = {
     "small": {
@@ -63,13 +70,22 @@ WORKLOADS = {
 
 
 SYSTEMS = ("kiln", "kiln_promote", "optuna", "ray_docs")
-VARIANTS = {  # Kiln with another tune.search / scheduler, over the same space and seeds (--systems picks them)
-    "kiln_promote": {"tune.scheduler.name": "asha_promote"},
-    "kiln_tpe": {"tune.search": "tpe"},
+VARIANTS = {  # Kiln with a named sampler and scheduler, over the same space and seeds (--systems picks them)
+    "kiln_random": {"tune.search": "random", "tune.scheduler.name": "asha"},
+    "kiln_promote": {"tune.search": "random", "tune.scheduler.name": "asha_promote"},
+    "kiln_tpe": {"tune.search": "tpe", "tune.scheduler.name": "asha"},
     "kiln_tpe_promote": {"tune.search": "tpe", "tune.scheduler.name": "asha_promote"},
-    "kiln_pbt": {"tune.scheduler.name": "pbt"},
+    "kiln_pbt": {"tune.search": "random", "tune.scheduler.name": "pbt"},
 }
-TARGETS = {"search_time_ratio_vs_optuna_large": 1.0, "search_time_ratio_vs_ray_docs_large": 0.6}
+TARGETS = {"search_time_ratio_vs_optuna_large": 0.8, "search_time_ratio_vs_ray_docs_large": 0.3}
+
+
+def default_system(cfg, systems) -> str:
+    """The system that runs the quickstart's own sampler and scheduler: `kiln`, or the variant that matches it."""
+    if "kiln" in systems:
+        return "kiln"
+    own = {"tune.search": cfg.tune.search, "tune.scheduler.name": cfg.tune.scheduler.name}
+    return next((name for name, settings in VARIANTS.items() if settings == own and name in systems), "kiln")
 
 
 class Clock:
@@ -93,7 +109,9 @@ class Clock:
         with self.lock:
             self.points.append((time.perf_counter() - self.started, float(accuracy)))
 
-    def summary(self, goal: float | None = None) -> dict:
+    def summary(self, goal: float | None = None, budget: int | None = None) -> dict:
+        """Time and epochs to the goal, and the best val accuracy within the first `budget` reported epochs (equal
+        compute across systems)."""
         reached = None if goal is None else next((i for i, (_, v) in enumerate(self.points) if v >= goal), None)
         return {
             "wall_s": round(self.ended - self.started, 1),
@@ -101,6 +119,7 @@ class Clock:
             "best": round(max(v for _, v in self.points), 4),
             "s_to_goal": None if reached is None else round(self.points[reached][0], 1),
             "epochs_to_goal": None if reached is None else reached + 1,
+            **({} if budget is None else {"best_at_equal_epochs": round(max(v for _, v in self.points[:budget]), 4)}),
         }
 
 
@@ -244,10 +263,10 @@ def ray_docs(cfg, data, *, seed: int, root: str, name: str) -> Clock:
     return clock.stop()
 
 
-def workload_config(kind: str, root: str, samples: int, seed: int):
+def workload_config(kind: str, root: str, samples: int, seed: int, *, write: bool = True):
     spec = WORKLOADS[kind]
     source = "builtin:digits"
-    if kind == "large":
+    if kind == "large" and write:
         source = str(write_teacher_table(Path(root) / "teacher.parquet", rows=spec["rows"], seed=0))
     overrides = [
         f"storage.root={root}",
@@ -277,7 +296,7 @@ def one_workload(kind: str, seeds: int, samples: int, systems=SYSTEMS) -> dict:
         started = time.perf_counter()
         splits = ingest.ingest(cfg)
         ingest_s = time.perf_counter() - started
-        data = [a.copy() for part in ("train", "val") for a in ray.get(splits.arrays[part])]
+        data = [a.copy() for part in ("train", "val") for a in matrix(*ray.get(splits.arrays[part]))]
         for seed in range(seeds):
             cfg = workload_config(kind, root, samples, seed)
             reference = in_process(cfg, WORKLOADS[kind]["space"], data, seed=seed, samples=samples, prune=False)
@@ -285,7 +304,7 @@ def one_workload(kind: str, seeds: int, samples: int, systems=SYSTEMS) -> dict:
             say(kind, seed, "random_search", reference.summary(goal))
             searches = {}
             for system in systems:  # each printed as it ends: an interrupted run keeps the rest
-                if system == "kiln":
+                if system == "kiln":  # the quickstart's own sampler and scheduler
                     searches[system] = kiln(cfg, splits, f"kiln-{kind}-{seed}")
                 elif system in VARIANTS:
                     variant = cfg.with_sample(VARIANTS[system])
@@ -297,17 +316,20 @@ def one_workload(kind: str, seeds: int, samples: int, systems=SYSTEMS) -> dict:
                 else:
                     searches[system] = ray_docs(cfg, data, seed=seed, root=root, name=f"docs-{kind}-{seed}")
                 say(kind, seed, system, searches[system].summary(goal))
+            clocks = {"random_search": reference, **searches}
+            budget = min(len(clock.points) for clock in clocks.values())
             row = {
                 "seed": seed,
                 "goal": round(goal, 4),
-                "random_search": reference.summary(goal),
-                **{system: clock.summary(goal) for system, clock in searches.items()},
+                "equal_epochs": budget,
+                **{system: clock.summary(goal, budget) for system, clock in clocks.items()},
             }
             rows.append(row)
             print(json.dumps({"workload": kind, **row}), flush=True)
         runtime.stop()
     return {
         "rows": rows,
+        "default": default_system(cfg, systems),
         "runtime_start_s": round(runtime_s, 1),
         "ingest_s": round(ingest_s, 1),
         "epoch_s": median([t for t, _ in bare_training(cfg, *data, 1)]),
@@ -331,50 +353,94 @@ def main() -> None:
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"of {', '.join(SYSTEMS[:1] + tuple(VARIANTS) + SYSTEMS[2:])}"
     )
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="re-record the figures from the rows results.json holds (after the quickstart's default changed)",
+    )
     args = parser.parse_args()
     systems = tuple(args.systems.split(","))
     pin_threads(1)  # the in-process peers run one trial per core, as Kiln's trials do
     for kind in args.workloads.split(","):  # each workload's figures land as it ends: a late failure keeps them
-        figures = []
-        result = one_workload(kind, args.seeds, args.samples, systems)
-        rows = result["rows"]
-        baseline = (
-            f"{args.samples}-trial search to the goal (best of a random search - 0.5 points), "
-            f"{args.seeds} seed(s), {os.cpu_count()} cores"
-        )
-        optuna = "Optuna + SuccessiveHalvingPruner, one process"
-        docs = "Ray Tune + Ray Train, the documented wiring, ASHAScheduler"
-        for system, peer, name, label in (
-            ("kiln", "optuna", f"search_time_ratio_vs_optuna_{kind}", optuna),
-            ("kiln", "ray_docs", f"search_time_ratio_vs_ray_docs_{kind}", docs),
-            (
-                "kiln_promote",
-                "optuna",
-                f"search_time_ratio_promote_vs_optuna_{kind}",
-                f"Kiln with tune.scheduler.name: asha_promote against {optuna}",
-            ),
-            *(
-                (variant, "optuna", f"search_time_ratio_{variant.removeprefix('kiln_')}_vs_optuna_{kind}", optuna)
-                for variant in VARIANTS
-                if variant != "kiln_promote"
-            ),
-        ):
-            if system not in systems or peer not in systems:
-                continue
-            ratio = median([time_to_goal(r[system]) / time_to_goal(r[peer]) for r in rows])
-            figures.append(
-                {
-                    "name": name,
-                    "value": round(ratio, 3),
-                    "unit": "x",
-                    "target": TARGETS.get(name),
-                    "baseline": f"{label}; {baseline}",
-                    "detail": {"rows": rows, **{k: v for k, v in result.items() if k != "rows"}}
-                    if not figures
-                    else None,
+        if args.from_results:
+            result = stored_result(kind)
+            systems = tuple(k for k in result["rows"][0] if k not in ("seed", "goal", "equal_epochs", "random_search"))
+            result["default"] = default_system(workload_config(kind, "", args.samples, 0, write=False), systems)
+        else:
+            result = one_workload(kind, args.seeds, args.samples, systems)
+        record(figures_for(kind, result, systems, samples=args.samples, seeds=len(result["rows"])))
+
+
+def stored_result(kind: str) -> dict:
+    from common import RESULTS
+
+    figures = {f["name"]: f for f in json.loads(RESULTS.read_text())["figures"]}
+    detail = figures[f"search_time_ratio_vs_optuna_{kind}"]["detail"]
+    return {k: v for k, v in detail.items() if k not in ("median_ratio_vs_optuna", "fastest")}
+
+
+def figures_for(kind: str, result: dict, systems: tuple, *, samples: int, seeds: int) -> list[dict]:
+    figures, rows, own = [], result["rows"], result["default"]
+    baseline = (
+        f"{samples}-trial search to the goal (best of a random search - 0.5 points), "
+        f"{seeds} seed(s), {os.cpu_count()} cores"
+    )
+    optuna = "Optuna + SuccessiveHalvingPruner, one process"
+    docs = "Ray Tune + Ray Train, the documented wiring, ASHAScheduler"
+    ratios = {
+        system: median([time_to_goal(r[system]) / time_to_goal(r["optuna"]) for r in rows])
+        for system in systems
+        if system not in ("optuna", "ray_docs") and "optuna" in systems
+    }
+    for system, peer, name, label in (
+        (own, "optuna", f"search_time_ratio_vs_optuna_{kind}", f"Kiln's default ({own}) against {optuna}"),
+        (own, "ray_docs", f"search_time_ratio_vs_ray_docs_{kind}", f"Kiln's default ({own}) against {docs}"),
+        *(
+            (variant, "optuna", f"search_time_ratio_{variant.removeprefix('kiln_')}_vs_optuna_{kind}", optuna)
+            for variant in VARIANTS
+            if variant != own
+        ),
+    ):
+        if system not in systems or peer not in systems:
+            continue
+        ratio = median([time_to_goal(r[system]) / time_to_goal(r[peer]) for r in rows])
+        figures.append(
+            {
+                "name": name,
+                "value": round(ratio, 3),
+                "unit": "x",
+                "target": TARGETS.get(name),
+                "baseline": f"{label}; {baseline}",
+                "detail": {
+                    "rows": rows,
+                    "median_ratio_vs_optuna": {k: round(v, 3) for k, v in ratios.items()},
+                    "fastest": min(ratios, key=ratios.get) if ratios else None,
+                    **{k: v for k, v in result.items() if k not in ("rows", "default")},
                 }
-            )
-        record([{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures])
+                if not figures
+                else None,
+            }
+        )
+    for peer in ("kiln_random", "random_search"):  # the sampler's gain at equal compute, per seed
+        if own == peer or own not in systems or (peer != "random_search" and peer not in systems):
+            continue
+        gaps = [round(100 * (r[own]["best_at_equal_epochs"] - r[peer]["best_at_equal_epochs"]), 2) for r in rows]
+        figures.append(
+            {
+                "name": f"search_best_val_gap_vs_{peer}_equal_compute_{kind}",
+                "value": round(median(gaps), 2),
+                "unit": "points",
+                "target": None,
+                "baseline": (
+                    f"best val accuracy of Kiln's default ({own}) minus that of "
+                    + ("Kiln's random sampler with ASHA" if peer == "kiln_random" else "an unpruned random search")
+                    + ", each within the same number of reported trial-epochs (the fewest any system used)"
+                ),
+                "detail": {"gap_per_seed": gaps, "equal_epochs": [r["equal_epochs"] for r in rows]},
+            }
+        )
+
+    return [{k: v for k, v in f.items() if v is not None or k == "target"} for f in figures]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pipelines.config import load_config
 from pipelines.data import ingest
 from pipelines.training.launch import build_trainer
 
-from common import bare_training, median, pin_threads, record, write_teacher_table
+from common import bare_training, matrix, median, pin_threads, record, write_teacher_table
 
 
 def bare_epochs(cfg, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, epochs: int) -> list[float]:
@@ -80,8 +80,8 @@ def one_workload(kind: str, pairs: int, epochs: int) -> dict:
         runtime.start(cfg)
         splits = ingest.ingest(cfg)
         # The very arrays the Kiln side trains on (copied: the object store's are read-only).
-        x, y = (a.copy() for a in ray.get(splits.arrays["train"]))
-        val_x, val_y = (a.copy() for a in ray.get(splits.arrays["val"]))
+        x, y = (a.copy() for a in matrix(*ray.get(splits.arrays["train"])))
+        val_x, val_y = (a.copy() for a in matrix(*ray.get(splits.arrays["val"])))
         bare, kiln, kiln_wall = [], [], []
         for pair in range(pairs):  # the first epoch on each side is warm-up
             bare.append(median(bare_epochs(cfg, x, y, val_x, val_y, epochs)[1:]))
