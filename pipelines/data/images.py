@@ -125,6 +125,28 @@ def class_folders(root: Path) -> list[tuple[str, str]]:
     return found
 
 
+def file_under(folder: Path, name: str) -> Path:
+    """`name` under `folder` (resolved: symlinks followed) when it is a regular file there; ImageError naming why
+    not. A table's file names cannot make Kiln read /etc/shadow, climb out with ../ or a symlink, or hang on a
+    FIFO named x.png."""
+    path = (folder / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(folder):
+        raise ImageError(f"{name!r} is outside the table's folder {folder}; image file names are relative to it")
+    if not path.is_file():  # is_file: a regular file (a FIFO, device or folder is not)
+        raise ImageError(f"{name!r} is not a file under {folder}")
+    return path
+
+
+def image_files(root: Path) -> list[str]:
+    """Every image file's name under `root`, relative to it, at any depth, sorted; hidden names (and anything
+    in a hidden folder) are skipped. A folder to score: the names are checked as a table's are when read."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
 def is_class_folder_tree(root: Path) -> bool:
     """A folder of folders holding images, and no tables anywhere in it: data.source as an image set (a table
     beside an images/ folder of the files it names is a table)."""

@@ -139,16 +139,12 @@ def anchor_image_paths(frame: pd.DataFrame, source: Source) -> pd.DataFrame:
 
 
 def image_file(folder: Path, name: str, column: str, row) -> str:
-    """`name` under `folder` (resolved: symlinks followed) when it is a regular file there."""
-    path = (folder / name).resolve()
-    if Path(name).is_absolute() or not path.is_relative_to(folder):
-        raise DataError(
-            f"column {column!r} row {row}: {name!r} is outside the table's folder {folder}; image "
-            "file names are relative to it"
-        )
-    if not path.is_file():  # is_file: a regular file (a FIFO, device or folder is not)
-        raise DataError(f"column {column!r} row {row}: {name!r} is not a file under {folder}")
-    return str(path)
+    """`name` under `folder` when it is a regular file there (images.file_under), else a DataError naming the
+    column and row."""
+    try:
+        return str(images.file_under(folder, name))
+    except images.ImageError as err:
+        raise DataError(f"column {column!r} row {row}: {err}") from None
 
 
 def with_image_bytes(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
-"""`kiln score`: a registered version over a CSV or parquet input on Ray Data, offline. Ray Data reads the input
-and runs `map_batches` over an autoscaling pool of actors, each loading the version once through the endpoint's
-integrity-checked load; the driver streams the ordered results into the output and the errors file, numbering
-rows as they come, under temporary names moved into place only when every row is accounted for."""
+"""`kiln score`: a registered version over a CSV or parquet input, or a folder of images, on Ray Data, offline.
+Ray Data reads the input (pipelines/scoring/inputs.py) and runs `map_batches` over an autoscaling pool of actors,
+each loading the version once through the endpoint's integrity-checked load; the driver streams the ordered
+results into the output and the errors file, numbering rows as they come, under temporary names moved into place
+only when every row is accounted for."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from pipelines import console
 from pipelines.cluster import runtime
 from pipelines.config import KilnConfig
 from pipelines.data import sources
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ConfigError
 from pipelines.model import checkpoint
-from pipelines.scoring import rows
+from pipelines.scoring import inputs, rows
 from pipelines.tracking import integrity, mlflow_runs, mlflow_store, registry
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -62,36 +63,15 @@ def output_format(path: Path) -> str:
         raise ConfigError(f"--output {path}: end it in .parquet or .csv") from None
 
 
-def input_columns(source: sources.Source) -> list[str]:
-    """The input's column names, from its first file's header or schema (nothing else is read)."""
-    import pyarrow.csv
-    import pyarrow.parquet
-
-    first = source.paths[0]
-    if source.format == "parquet":
-        return list(pyarrow.parquet.read_schema(first).names)
-    with pyarrow.csv.open_csv(first) as reader:
-        return list(reader.schema.names)
-
-
-def rows_in(source: sources.Source) -> int | None:
-    """The input's row count from parquet footers, independent of what came through the pool (CSV: None)."""
-    import pyarrow.parquet
-
-    if source.format != "parquet" or any("://" in p for p in source.paths):
-        return None
-    return sum(pyarrow.parquet.ParquetFile(p).metadata.num_rows for p in source.paths)
-
-
 class Scorer:
     """One actor of the pool: the version, loaded once, checked against its signature like a replica's."""
 
-    def __init__(self, tracking_uri: str, name: str, version: int, factory, key: bytes, keep, probabilities):
+    def __init__(self, tracking_uri: str, name: str, version: int, factory, key: bytes, keep, probabilities, folder):
         self.model = mlflow_store.load_verified(tracking_uri, name, version, factory=factory, key=key)
-        self.keep, self.probabilities = keep, probabilities
+        self.keep, self.probabilities, self.folder = keep, probabilities, folder
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return rows.score_frame(self.model, batch, keep=self.keep, probabilities=self.probabilities)
+        return rows.score_frame(self.model, batch, keep=self.keep, probabilities=self.probabilities, folder=self.folder)
 
 
 def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbose: bool = False) -> Scored:
@@ -100,15 +80,14 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
     changed) is a DataError or ConfigError before Ray starts."""
     output = Path(output_path).expanduser().resolve()
     fmt = output_format(output)
-    source = sources.resolve_source(cfg.data.model_copy(update={"source": input_path}), cfg.storage_root)
-    if source.format == "images":
-        raise DataError(f"--input {input_path}: image folders are not scored yet; give a CSV or parquet table")
     name, version = registry.resolve(cfg, ref)
     factory = checkpoint.trusted_factory(cfg.model)
     model = mlflow_store.load_checked(cfg.tracking_uri, name, version, factory=factory)
-    columns = input_columns(source)
-    keep = list(cfg.score.keep) or [c for c in model.preprocessing.identifiers if c in columns]
-    rows.check_columns(columns, model.features, keep, f"--input {input_path}")
+    types = model.preprocessing.types
+    given = inputs.open_input(cfg, input_path, {f: types[f] for f in model.features})
+    identifiers = [c for c in model.preprocessing.identifiers if c in given.columns]
+    keep = list(cfg.score.keep) or identifiers or ([rows.PATH] if given.listing is not None else [])
+    rows.check_columns(given.columns, model.features, keep, f"--input {input_path}")
     output.parent.mkdir(parents=True, exist_ok=True)
     errors_path = output.with_name(output.name + ".errors.parquet")
     partial, partial_errors = (
@@ -119,11 +98,11 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
     runtime.start(cfg, verbose=verbose)
     started = time.perf_counter()
     counts = {"in": 0, "out": 0, "failed": 0}
-    read = rows_in(source)
+    read = given.rows
     shown = started
     try:
         with Writer(partial, fmt) as scored, Writer(partial_errors, "parquet") as failed:
-            for batch in scored_batches(cfg, source, name, version, factory, keep):
+            for batch in scored_batches(cfg, given, name, version, factory, keep):
                 if time.perf_counter() - shown >= PROGRESS_EVERY_S:
                     shown = time.perf_counter()
                     console.say(progress_line(counts["in"], read, shown - started))
@@ -157,20 +136,18 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
         output,
         errors_path if counts["failed"] else None,
     )
-    record(cfg, name, version, source, result)
+    record(cfg, name, version, given.source, result)
     return result
 
 
-def scored_batches(cfg: KilnConfig, source: sources.Source, name: str, version: int, factory, keep):
+def scored_batches(cfg: KilnConfig, given: inputs.Input, name: str, version: int, factory, keep):
     """The input's rows through the actor pool, in input order, a pandas frame at a time."""
     import ray
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
-    read = ray.data.read_parquet if source.format == "parquet" else ray.data.read_csv
     actor_cpus, most = pool_shape(ray.cluster_resources().get("CPU", 1.0), cfg.score.num_cpus)
-    dataset = read(source.paths)
-    scored = dataset.map_batches(
+    scored = inputs.dataset(given, cfg.score.batch_size).map_batches(
         Scorer,
         fn_constructor_args=(
             cfg.tracking_uri,
@@ -180,6 +157,7 @@ def scored_batches(cfg: KilnConfig, source: sources.Source, name: str, version: 
             integrity.signing_key(),
             keep,
             cfg.score.probabilities,
+            given.folder,
         ),
         batch_size=cfg.score.batch_size,
         batch_format="pandas",

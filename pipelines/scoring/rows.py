@@ -1,20 +1,26 @@
 """Batch scoring's rows, without Ray: which input rows a version can score, its answers as columns, and the
 one-line reason for each row it cannot. The endpoint's rules, applied to a table: a missing cell is imputed, an
-unseen category is `other`, a number column's cell that is not a number fails its row only."""
+unseen category is `other`, a number column's cell that is not a number and an image that does not decode each
+fail their row only."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipelines.data import images, text
 from pipelines.errors import DataError
 
 ROW = "row"  # the input's row number (0-based), in every output and error file
 PREDICTION = "prediction"
 ERROR = "error"
+PATH = "path"  # an image folder's input: each file's name under the folder
 
 
 def check_columns(columns: list[str], features: list[str], keep: list[str], where: str) -> None:
@@ -47,24 +53,50 @@ def number_cell(value: Any) -> float | None:
     return number
 
 
-def split_valid(frame: pd.DataFrame, types: dict[str, str]) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """The rows every number column parses in (number columns as floats), and (position, reason) for the rest."""
+def split_valid(
+    frame: pd.DataFrame, types: dict[str, str], decoders: dict[str, Callable] | None = None
+) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The rows every number column parses in and every image decodes in (number columns as floats, images as
+    the pixels `decoders` gave), and (position, reason) for the rest."""
     errors: dict[int, str] = {}
-    numbers = {}
+    parsed_columns = {}
     for column, kind in types.items():
-        if kind != "number":
+        if kind == "number":
+            parse, dtype = number_cell, "float64"
+        elif kind == "image" and decoders and column in decoders:
+            parse, dtype = decoders[column], object
+        else:
             continue
         parsed = []
         for i, value in enumerate(frame[column].tolist()):
             try:
-                parsed.append(number_cell(value))
-            except ValueError:
-                errors.setdefault(i, f"column {column!r}: {str(value)[:60]!r} is not a number")
+                parsed.append(None if kind == "image" and text.is_missing(value) else parse(value))
+            except ValueError as err:  # images.ImageError is a ValueError too
+                reason = f"{str(value)[:60]!r} is not a number" if kind == "number" else str(err)
+                errors.setdefault(i, f"column {column!r}: {reason}")
                 parsed.append(None)
-        numbers[column] = pd.Series(parsed, index=frame.index, dtype="float64")
-    frame = frame.assign(**numbers)
+        parsed_columns[column] = pd.Series(parsed, index=frame.index, dtype=dtype)
+    frame = frame.assign(**parsed_columns)
     good = [i for i in range(len(frame)) if i not in errors]
     return frame.iloc[good], sorted(errors.items())
+
+
+def image_decoders(preprocessing, folder: str | None) -> dict[str, Callable]:
+    """Each image feature's cell to the pixels the model takes: image bytes, or a file name under `folder` (the
+    input's own folder; None: a file name fails its row)."""
+    return {
+        e.name: partial(_pixels, e.size, e.channels, None if folder is None else Path(folder))
+        for e in preprocessing.encoders
+        if e.type == "image"
+    }
+
+
+def _pixels(size: int, channels: int, folder: Path | None, value) -> np.ndarray:
+    if isinstance(value, str):
+        if folder is None:
+            raise images.ImageError("a file name, but the input is not in a local folder")
+        value = str(images.file_under(folder, value))
+    return images.pixels(value, size=size, channels=channels, allow_paths=True)
 
 
 def answers(model, frame: pd.DataFrame, *, probabilities: bool) -> pd.DataFrame:
@@ -80,11 +112,14 @@ def answers(model, frame: pd.DataFrame, *, probabilities: bool) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def score_frame(model, frame: pd.DataFrame, *, keep: list[str], probabilities: bool) -> pd.DataFrame:
+def score_frame(
+    model, frame: pd.DataFrame, *, keep: list[str], probabilities: bool, folder: str | None = None
+) -> pd.DataFrame:
     """Every input row once, in order: the kept columns, the answers, and `error` (empty when it scored). The
-    caller adds the row numbers, which only it knows."""
+    caller adds the row numbers, which only it knows. Image file names are read under `folder`."""
     types = model.preprocessing.types
-    valid, errors = split_valid(frame, {f: types[f] for f in model.features})
+    decoders = image_decoders(model.preprocessing, folder)
+    valid, errors = split_valid(frame, {f: types[f] for f in model.features}, decoders)
     scored = answers(model, valid, probabilities=probabilities)
     out = frame[keep].copy() if keep else pd.DataFrame(index=frame.index)
     out = out.join(scored)

@@ -100,6 +100,17 @@ def population_scheduler(cfg: KilnConfig, search_name: str):
             # a resumed search goes on with the copies made before it stopped
             self.lineage: list[dict] = read_lineage(storage.read_text(cfg, self.path))
 
+        def on_trial_add(self, tune_controller, trial):
+            """A trial that --resume brings back keeps its place on pbt's clock (Tune saves no scheduler state):
+            its last perturbation at the interval its epochs last crossed, and its last score in the ranking."""
+            super().on_trial_add(tune_controller, trial)
+            last = trial.last_result or {}
+            if "epoch" in last and self._metric in last:
+                state, epoch = self._trial_state[trial], int(last["epoch"])
+                state.last_perturbation_time = restored_clock(epoch, self._perturbation_interval)
+                state.last_train_time, state.last_result = epoch, last
+                state.last_score = self._metric_op * last[self._metric]
+
         def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
             super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
             epoch = int(trial_to_clone.last_result.get("epoch", 0))
@@ -112,6 +123,12 @@ def population_scheduler(cfg: KilnConfig, search_name: str):
             )
 
     return Population()
+
+
+def restored_clock(epoch: int, interval: int) -> int:
+    """The epoch of a trial's last pbt perturbation check, from its last reported epoch (a check falls due every
+    `interval` epochs since the previous one, and results come every epoch)."""
+    return epoch - epoch % interval
 
 
 def bracket_milestones(cfg: KilnConfig) -> list[list[int]]:

@@ -58,6 +58,7 @@ class Halves:
 
     class preprocessing:  # noqa: N801
         types = {"x": "number"}
+        encoders = []
         regression = False
         labels = ["small", "big"]
 

@@ -61,3 +61,26 @@ def test_an_exploit_keeps_the_copied_moments_and_epoch_and_takes_this_configs_we
     moments = mine.state_dict()["state"][0]["exp_avg"]
     assert torch.equal(moments, donor.state_dict()["state"][0]["exp_avg"])
     assert mine.param_groups[0]["weight_decay"] == 0.01  # this trial's explored value, not the donor's
+
+
+def test_a_trial_brought_back_by_resume_keeps_its_place_on_pbts_clock(tmp_path):
+    """Tune saves no scheduler state: without this, every resumed trial would be perturbed at its next epoch and
+    rank as unscored until it reported again."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    cfg = load_config("configs/quickstart.yaml", ["tune.scheduler.name=pbt", SPACE, f"storage.root={tmp_path}"])
+    built = scheduler.build_scheduler(cfg, "search")
+    built.set_search_properties("val_accuracy", "max")
+    restored = Trial("kiln_trial", config={"train.lr": 1e-3, "model.dropout": 0.1}, stub=True)
+    restored.run_metadata.last_result = {"epoch": 5, "val_accuracy": 0.8}
+    fresh = Trial("kiln_trial", config={"train.lr": 1e-3, "model.dropout": 0.1}, stub=True)
+    for trial in (restored, fresh):
+        built.on_trial_add(SimpleNamespace(search_alg=None), trial)
+
+    state = built._trial_state[restored]
+    assert state.last_perturbation_time == 4 and state.last_train_time == 5  # checked at 4: next due at 6
+    assert state.last_score == 0.8
+    assert built._trial_state[fresh].last_perturbation_time == 0 and built._trial_state[fresh].last_score is None
+    assert [scheduler.restored_clock(e, 3) for e in (0, 2, 3, 7)] == [0, 0, 3, 6]
