@@ -121,11 +121,14 @@ def parser() -> argparse.ArgumentParser:
     score = command(
         "score",
         cmd_score,
-        "score a CSV or parquet table with a registered version on Ray Data, into a file",
+        "score a CSV or parquet table, or a folder of images, with a registered version on Ray Data, into a file",
         positionals=(("model", {"help": "NAME, NAME@ALIAS or NAME/VERSION"}),),
     )
-    score.add_argument("--input", required=True, help="a CSV or parquet file, or a folder of them")
-    score.add_argument("--output", required=True, help="the scored rows: a .parquet or .csv file")
+    score.add_argument("--input", required=True, help="a CSV or parquet file, a folder of them, or a folder of images")
+    score.add_argument(
+        "--output", required=True, help="the scored rows: a .parquet or .csv file, or an object-store URI of one"
+    )
+    score.add_argument("--overwrite", action="store_true", help="replace the output (and its errors file) if it exists")
     command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version")
     command("models", cmd_models, "registered models: versions, aliases, test metric")
     ui = command("ui", cmd_ui, "open the MLflow UI on this store")
@@ -161,7 +164,7 @@ def cmd_score(args) -> int:
     from pipelines.scoring import job
 
     cfg = _config(args)
-    result = job.score(cfg, args.model, args.input, args.output, verbose=args.verbose)
+    result = job.score(cfg, args.model, args.input, args.output, overwrite=args.overwrite, verbose=args.verbose)
     console.say(result.line)
     if result.rows_failed > cfg.score.max_error_rows:
         console.error(

@@ -33,19 +33,26 @@ def filesystem(cfg: KilnConfig):
     """storage.root as (pyarrow filesystem, path in it). A plain folder is the local filesystem."""
     import pyarrow.fs
 
-    root = cfg.storage.root
     if not cfg.storage.is_uri:
-        return pyarrow.fs.LocalFileSystem(), root
-    scheme = root.split("://", 1)[0].lower()
+        return pyarrow.fs.LocalFileSystem(), cfg.storage.root
+    return uri_filesystem(cfg.storage.root, "storage.root")
+
+
+def uri_filesystem(uri: str, where: str):
+    """An object-store URI as (pyarrow filesystem, path in it); ConfigError naming `where` for a scheme Kiln does
+    not take or a URI pyarrow cannot open."""
+    import pyarrow.fs
+
+    scheme = uri.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise ConfigError(
-            f"storage.root: unsupported scheme {scheme}:// in {shown(root)}; use a folder or one of "
+            f"{where}: unsupported scheme {scheme}:// in {shown(uri)}; use a folder or one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(root)
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as err:
-        raise ConfigError(f"storage.root: cannot open {shown(root)}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{where}: cannot open {shown(uri)}: {str(err).splitlines()[0]}") from None
     return fs, path.rstrip("/")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -16,12 +15,10 @@ from pipelines import console
 from pipelines.cluster import runtime
 from pipelines.config import KilnConfig
 from pipelines.data import sources
-from pipelines.errors import ConfigError
 from pipelines.model import checkpoint
 from pipelines.scoring import inputs, rows
+from pipelines.scoring.output import Target
 from pipelines.tracking import integrity, mlflow_runs, mlflow_store, registry
-
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
 @dataclass
@@ -30,8 +27,8 @@ class Scored:
     rows_out: int
     rows_failed: int
     seconds: float
-    output: Path
-    errors: Path | None
+    output: str
+    errors: str | None
 
     @property
     def line(self) -> str:
@@ -56,13 +53,6 @@ def progress_line(done: int, total: int | None, seconds: float) -> str:
     return f"  {done:,} of {total:,} rows scored ({done / total:.0%}), {rate:,.0f} rows/s, {eta}"
 
 
-def output_format(path: Path) -> str:
-    try:
-        return FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise ConfigError(f"--output {path}: end it in .parquet or .csv") from None
-
-
 class Scorer:
     """One actor of the pool: the version, loaded once, checked against its signature like a replica's."""
 
@@ -74,12 +64,14 @@ class Scorer:
         return rows.score_frame(self.model, batch, keep=self.keep, probabilities=self.probabilities, folder=self.folder)
 
 
-def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbose: bool = False) -> Scored:
-    """Score every row of `input_path` with version `ref`, into `output_path` (+ `.errors.parquet` when a row
-    failed). Bad input (a missing file or feature column, an unknown output format, a version whose files
-    changed) is a DataError or ConfigError before Ray starts."""
-    output = Path(output_path).expanduser().resolve()
-    fmt = output_format(output)
+def score(
+    cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, overwrite: bool = False, verbose: bool = False
+) -> Scored:
+    """Score every row of `input_path` with version `ref`, into `output_path`, a file or an object-store URI (+
+    `.errors.parquet` when a row failed). Bad input (a missing file or feature column, an output that exists
+    without `overwrite` or is of an unknown format, a version whose files changed) is a DataError or ConfigError
+    before Ray starts."""
+    output = Target.of(output_path, overwrite=overwrite)
     name, version = registry.resolve(cfg, ref)
     factory = checkpoint.trusted_factory(cfg.model)
     model = mlflow_store.load_checked(cfg.tracking_uri, name, version, factory=factory)
@@ -88,20 +80,15 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
     identifiers = [c for c in model.preprocessing.identifiers if c in given.columns]
     keep = list(cfg.score.keep) or identifiers or ([rows.PATH] if given.listing is not None else [])
     rows.check_columns(given.columns, model.features, keep, f"--input {input_path}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    errors_path = output.with_name(output.name + ".errors.parquet")
-    partial, partial_errors = (
-        output.with_name(f".{output.name}.partial"),
-        errors_path.with_name(f".{errors_path.name}.partial"),
-    )
 
     runtime.start(cfg, verbose=verbose)
     started = time.perf_counter()
     counts = {"in": 0, "out": 0, "failed": 0}
     read = given.rows
     shown = started
+    errors = output.errors
     try:
-        with Writer(partial, fmt) as scored, Writer(partial_errors, "parquet") as failed:
+        with output.writer() as scored, errors.writer("parquet") as failed:
             for batch in scored_batches(cfg, given, name, version, factory, keep):
                 if time.perf_counter() - shown >= PROGRESS_EVERY_S:
                     shown = time.perf_counter()
@@ -119,22 +106,21 @@ def score(cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, verbo
                 f"rows in {read if read is not None else counts['in']} != rows out {counts['out']} + rows failed "
                 f"{counts['failed']}; nothing was written"
             )
-        partial.replace(output)
+        output.commit()
         if counts["failed"]:
-            partial_errors.replace(errors_path)
+            errors.commit()
         else:
-            partial_errors.unlink(missing_ok=True)
-            errors_path.unlink(missing_ok=True)  # an older job's reasons would describe another output
+            errors.remove(errors.path)  # an older job's reasons would describe another output
     finally:
-        partial.unlink(missing_ok=True)
-        partial_errors.unlink(missing_ok=True)
+        output.remove(output.partial)
+        errors.remove(errors.partial)
     result = Scored(
         counts["in"],
         counts["out"],
         counts["failed"],
         time.perf_counter() - started,
-        output,
-        errors_path if counts["failed"] else None,
+        output.shown,
+        errors.shown if counts["failed"] else None,
     )
     record(cfg, name, version, given.source, result)
     return result
@@ -176,42 +162,6 @@ def pool_shape(cpus: float, per_actor: float) -> tuple[float, int]:
     if free < per_actor:
         return (max(free, 0.0), 1)
     return per_actor, max(1, int(free // per_actor + 1e-9))
-
-
-class Writer:
-    """One output file written a batch at a time (parquet through one ParquetWriter, CSV appended)."""
-
-    def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt, self.writer, self.header = path, fmt, None, True
-
-    def __enter__(self) -> Writer:
-        self.path.unlink(missing_ok=True)
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if frame.empty:  # an empty frame's columns have no types yet: the first rows decide them
-            return
-        if self.fmt == "csv":
-            frame.to_csv(self.path, mode="a", header=self.header, index=False)
-            self.header = False
-            return
-        table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema))
-
-    def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        elif not self.path.exists() and exc[0] is None:  # no row to write: still a file, with the row column
-            empty = pd.DataFrame({rows.ROW: pd.Series([], dtype="int64")})
-            if self.fmt == "csv":
-                empty.to_csv(self.path, index=False)
-            else:
-                empty.to_parquet(self.path, index=False)
 
 
 def record(cfg: KilnConfig, name: str, version: int, source: sources.Source, result: Scored) -> None:

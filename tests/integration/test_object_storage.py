@@ -5,49 +5,16 @@ The S3 endpoint is moto's standalone S3-compatible server, the nearest thing to 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipelines.tracking.mlflow_store import scoped
 
-from tests_support import KILN, ROOT, free_port, kill_mid_search, store_client
+from tests_support import KILN, ROOT, S3_CREDENTIALS, bucket_uri, free_port, kill_mid_search, store_client
 
 pytestmark = pytest.mark.slow
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "kiln-test",
-    "AWS_SECRET_ACCESS_KEY": "kiln-test",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and process.poll() is None, "the S3 server did not start"
-            time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def bucket_uri(endpoint: str, path: str) -> str:
-    return f"s3://kiln/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1&allow_bucket_creation=true"
 
 
 def command(root_uri: str, local_root: Path, *extra: str) -> list[str]:
@@ -81,7 +48,7 @@ def kiln_run(root_uri: str, local_root: Path, *extra: str) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, **CREDENTIALS},
+        env={**os.environ, **S3_CREDENTIALS},
     )
 
 
@@ -128,7 +95,7 @@ def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):
         "--set",
         "train.cpus_per_worker=0.5",
     ]
-    kill_mid_search(command(uri, local, *search), epochs=2, env=CREDENTIALS)
+    kill_mid_search(command(uri, local, *search), epochs=2, env=S3_CREDENTIALS)
     assert not (local / "searches").exists(), "the ledger is in the bucket, not on this machine"
     resumed = kiln_run(uri, local, "--resume", *search)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

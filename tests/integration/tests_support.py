@@ -203,3 +203,14 @@ def store_client(tracking_uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+S3_CREDENTIALS = {  # moto's server (the s3_endpoint fixture) takes any; pyarrow and boto need some
+    "AWS_ACCESS_KEY_ID": "kiln-test",
+    "AWS_SECRET_ACCESS_KEY": "kiln-test",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def bucket_uri(endpoint: str, path: str) -> str:
+    return f"s3://kiln/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1&allow_bucket_creation=true"

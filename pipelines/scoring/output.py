@@ -1,0 +1,122 @@
+"""Where `kiln score` writes: a local file or an object-store URI (s3://bucket/scored.parquet?endpoint_override=...),
+through a pyarrow filesystem either way. Each file is written a batch at a time under a hidden temporary name
+beside its final one and moved into place only when the job has accounted for every row (an object store's move
+is a copy and a delete: the final key appears whole or not at all)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.cluster import storage
+from pipelines.errors import ConfigError, DataError
+from pipelines.scoring import rows
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class Target:
+    fs: object  # pyarrow.fs.FileSystem
+    path: str  # in fs
+    shown: str  # for messages, the MLflow record and the closing line: the URI without credentials or query
+
+    @classmethod
+    def of(cls, given: str, *, overwrite: bool = False) -> Target:
+        """`--output` as given; ConfigError for a format Kiln does not write, DataError when it exists and
+        `overwrite` is off (nothing is started or written either way)."""
+        import pyarrow.fs
+
+        if "://" in given and not given.startswith("file://"):
+            fs, path = storage.uri_filesystem(given, "--output")
+            target = cls(fs, path, storage.shown(given.split("?", 1)[0]))
+        else:
+            local = Path(given.removeprefix("file://")).expanduser().resolve()
+            target = cls(pyarrow.fs.LocalFileSystem(), str(local), str(local))
+        target.format  # noqa: B018 (checked before anything starts)
+        try:  # its folder (a bucket: where allow_bucket_creation says so); an unreachable store fails here
+            target.fs.create_dir(target.path.rsplit("/", 1)[0], recursive=True)
+            exists = target.exists(target.path)
+        except OSError as err:
+            raise ConfigError(f"--output {target.shown}: cannot write there: {str(err).splitlines()[0]}") from None
+        if exists and not overwrite:
+            raise DataError(f"--output {target.shown}: it exists; pass --overwrite to replace it")
+        return target
+
+    @property
+    def format(self) -> str:
+        try:
+            return FORMATS[Path(self.path).suffix.lower()]
+        except KeyError:
+            raise ConfigError(f"--output {self.shown}: end it in .parquet or .csv") from None
+
+    @property
+    def errors(self) -> Target:
+        """`<output>.errors.parquet`: the rows that failed, beside the output."""
+        return Target(self.fs, self.path + ".errors.parquet", self.shown + ".errors.parquet")
+
+    @property
+    def partial(self) -> str:
+        folder, name = self.path.rsplit("/", 1)
+        return f"{folder}/.{name}.partial"
+
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs
+
+        return self.fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+    def remove(self, path: str) -> None:
+        if self.exists(path):
+            self.fs.delete_file(path)
+
+    def writer(self, fmt: str | None = None) -> Writer:
+        return Writer(self.fs, self.partial, fmt or self.format)
+
+    def commit(self) -> None:
+        """The written file under its final name, replacing an older one."""
+        self.remove(self.path)
+        self.fs.move(self.partial, self.path)
+
+
+class Writer:
+    """One file written a batch at a time to a filesystem's output stream (parquet through one ParquetWriter, CSV
+    with one header)."""
+
+    def __init__(self, fs, path: str, fmt: str):
+        self.fs, self.path, self.fmt = fs, path, fmt
+        self.stream, self.parquet, self.header = None, None, True
+
+    def __enter__(self) -> Writer:
+        self.stream = self.fs.open_output_stream(self.path)
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if frame.empty:  # an empty frame's columns have no types yet: the first rows decide them
+            return
+        if self.fmt == "csv":
+            self.stream.write(frame.to_csv(index=False, header=self.header).encode())
+            self.header = False
+            return
+        table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.stream, table.schema)
+        self.parquet.write_table(table.cast(self.parquet.schema))
+
+    def __exit__(self, *exc) -> None:
+        if self.parquet is None and self.header and exc[0] is None:  # no row: still a file, with the row column
+            empty = pd.DataFrame({rows.ROW: pd.Series([], dtype="int64")})
+            if self.fmt == "csv":
+                self.stream.write(empty.to_csv(index=False).encode())
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.stream)
+        if self.parquet is not None:
+            self.parquet.close()
+        self.stream.close()
