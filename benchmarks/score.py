@@ -6,18 +6,21 @@ N and 4N rows of the same generator as parquet, then measures:
 - `kiln score` (Ray Data, actor pool) with the runtime's 2 CPUs and with `ray.num_cpus=1`: the job's own seconds
   (its closing line) and the wall time with Ray's start;
 - a plain single-process loop: pyarrow batches of 4096 rows -> the same verified version in torch -> a parquet file;
-- the `kiln score` process's peak RSS at N and 4N rows (read from /proc while it runs): flat, if the driver streams.
+- the `kiln score` process's peak RSS at N and 4N rows (read from /proc while it runs): flat, if the driver streams;
+- the same N rows through the HTTP endpoint (`kiln serve` of the version, 127.0.0.1): 8 clients (threads with
+  keep-alive sessions) each posting requests of 1,000 rows as JSON, bodies encoded before the clock starts.
 
     .venv/bin/python benchmarks/score.py [--rows 250000]
-
-The endpoint with 8 clients (issue 38's fourth arm) is not measured here yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import queue
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -110,6 +113,61 @@ def plain_loop(root: Path, source: Path, out: Path) -> dict:
     return {"rows": rows, "job_s": round(seconds, 1), "rows_per_s": round(rows / seconds)}
 
 
+def over_http(root: Path, source: Path, clients: int = 8, rows_per_request: int = 1000) -> dict:
+    """Every row of `source` through `kiln serve`'s /predict, `clients` requests at a time."""
+    import pandas as pd
+    import requests
+
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from tests_support import start_run
+
+    frame = pd.read_parquet(source)
+    bodies = queue.Queue()
+    for start in range(0, len(frame), rows_per_request):
+        part = frame.iloc[start : start + rows_per_request]
+        bodies.put(json.dumps({"instances": json.loads(part.to_json(orient="records"))}).encode())
+    run = start_run("configs/quickstart.yaml", root, "--model", NAME, command_name="serve")
+    answered, failed = [0], [0]
+    lock = threading.Lock()
+
+    def client():
+        session = requests.Session()
+        while True:
+            try:
+                body = bodies.get_nowait()
+            except queue.Empty:
+                return
+            reply = session.post(
+                f"{run.url}/predict", data=body, headers={"Content-Type": "application/json"}, timeout=300
+            )
+            with lock:
+                if reply.status_code == 200:
+                    answered[0] += len(reply.json()["predictions"])
+                else:
+                    failed[0] += 1
+
+    try:
+        if "Serving until Ctrl-C." not in run.output:
+            raise RuntimeError(f"kiln serve did not serve:\n{run.output[-3000:]}")
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+    finally:
+        run.stop()
+    return {
+        "rows": answered[0],
+        "failed_requests": failed[0],
+        "job_s": round(seconds, 1),
+        "rows_per_s": round(answered[0] / seconds),
+        "clients": clients,
+        "rows_per_request": rows_per_request,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=250_000)
@@ -129,7 +187,11 @@ def main() -> None:
         print("kiln 1 CPU", one, flush=True)
         big = kiln_score(root, large, Path(tmp) / "big.parquet")
         print("kiln 2 CPUs, 4x rows", big, flush=True)
-    detail = {"plain": plain, "plain_4x": plain_big, "kiln_2cpu": two, "kiln_1cpu": one, "kiln_2cpu_4x": big}
+        http = over_http(root, small)
+        print("HTTP endpoint, 8 clients", http, flush=True)
+    detail = {
+        "plain": plain, "plain_4x": plain_big, "kiln_2cpu": two, "kiln_1cpu": one, "kiln_2cpu_4x": big, "http_8": http,
+    }  # fmt: skip
     base = f"{args.rows:,} generated customers rows (string categories, gaps), one registered mlp, 2 cores"
     record(
         [
@@ -137,6 +199,9 @@ def main() -> None:
              "value": round(big["rows_per_s"] / plain_big["rows_per_s"], 3), "unit": "x", "target": None,
              "baseline": f"a single-process pyarrow + torch loop, at 4x the rows (Ray's start excluded, the actors' "
              f"included); {base}", "detail": detail},
+            {"name": "score_throughput_ratio_vs_http_8_clients",
+             "value": round(two["rows_per_s"] / http["rows_per_s"], 3), "unit": "x", "target": None,
+             "baseline": f"the same rows through kiln serve's /predict, 8 clients, 1,000 rows a request; {base}"},
             {"name": "score_scaling_2cpu_vs_1cpu", "value": round(two["rows_per_s"] / one["rows_per_s"], 3),
              "unit": "x", "target": None, "baseline": f"kiln score with ray.num_cpus=1; {base}"},
             {"name": "score_driver_memory_ratio_4x_rows", "value":
