@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from pipelines.data import images, text
 from pipelines.errors import DataError
@@ -67,8 +68,15 @@ def split_valid(
             parse, dtype = decoders[column], object
         else:
             continue
+        values = frame[column]
+        if kind == "number" and is_numeric_dtype(values) and not is_bool_dtype(values):  # parquet's, CSV's usual
+            numbers = values.astype("float64")
+            for i in np.flatnonzero(np.isinf(numbers.to_numpy())):
+                errors.setdefault(int(i), f"column {column!r}: {str(values.iloc[i])[:60]!r} is not a number")
+            parsed_columns[column] = numbers
+            continue
         parsed = []
-        for i, value in enumerate(frame[column].tolist()):
+        for i, value in enumerate(values.tolist()):
             try:
                 parsed.append(None if kind == "image" and text.is_missing(value) else parse(value))
             except ValueError as err:  # images.ImageError is a ValueError too
@@ -77,7 +85,8 @@ def split_valid(
                 parsed.append(None)
         parsed_columns[column] = pd.Series(parsed, index=frame.index, dtype=dtype)
     frame = frame.assign(**parsed_columns)
-    good = [i for i in range(len(frame)) if i not in errors]
+    good = np.ones(len(frame), dtype=bool)
+    good[list(errors)] = False
     return frame.iloc[good], sorted(errors.items())
 
 

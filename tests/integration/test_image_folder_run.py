@@ -128,6 +128,34 @@ def test_pyfunc_in_a_fresh_process_takes_image_bytes(image_run):
     assert len(predictions) == len(labels) and np.mean(np.array(predictions) == np.array(labels)) >= 0.9
 
 
+def test_kiln_score_reads_a_folder_of_images_and_sets_a_corrupt_one_aside(image_run):
+    """`kiln score` over a folder of images (nested, as a camera's day folders are): each file's answer beside its
+    name, in name order, and a file that does not decode in the errors file with its reason, exit 3."""
+    import pandas as pd
+
+    root, _ = image_run
+    folder = root.parent / "to-score"
+    for source in sorted((root.parent / "digits-32").iterdir()):
+        (folder / f"day-{source.name}").mkdir(parents=True)
+        for path in sorted(source.iterdir())[-2:]:
+            shutil.copy(path, folder / f"day-{source.name}" / path.name)
+    (folder / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"cut short")
+    out = root.parent / "scored.csv"
+    done = subprocess.run(
+        [KILN, "score", f"{MODEL}@champion", "configs/examples/digits_images.yaml", "--set", f"storage.root={root}",
+         "--input", str(folder), "--output", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "scored 20 of 21 rows" in done.stdout
+    scored = pd.read_csv(out)
+    assert scored["row"].tolist() == list(range(20)) and scored["path"].str.startswith("day-").all()
+    truth = scored["path"].str.split("/").str[0].str.removeprefix("day-").astype(int)
+    assert (scored["prediction"] == truth).mean() >= 0.9
+    (failed,) = pd.read_parquet(root.parent / "scored.csv.errors.parquet").to_dict("records")
+    assert failed["row"] == 20 and failed["error"].startswith("column 'image': cannot decode the image")
+
+
 def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming_the_file(tmp_path):
     folder = builtin.write_digits(tmp_path / "digits")
     shutil.rmtree(folder / "3")  # a smaller set: a quicker check

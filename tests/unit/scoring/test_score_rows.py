@@ -43,6 +43,15 @@ def test_only_the_bad_rows_fail_and_each_says_which_column_and_value():
     assert errors == [(1, "column 'x': 'oops' is not a number")]
 
 
+def test_a_typed_number_column_is_taken_whole_and_only_an_infinite_cell_fails():
+    frame = pd.DataFrame({"x": [1.0, np.inf, None, -np.inf], "n": pd.array([1, None, 3, 4], dtype="Int64")})
+    valid, errors = rows.split_valid(frame, {"x": "number", "n": "number"})
+    assert list(valid.index) == [0, 2] and valid["n"].isna().tolist() == [False, False]
+    assert errors == [(1, "column 'x': 'inf' is not a number"), (3, "column 'x': '-inf' is not a number")]
+    _, flags = rows.split_valid(pd.DataFrame({"x": [True, False]}), {"x": "number"})
+    assert [i for i, _ in flags] == [0, 1]  # a column of booleans is not numbers
+
+
 def test_a_missing_feature_or_kept_column_fails_the_job_naming_it():
     with pytest.raises(DataError, match="--input t.csv: no column 'b', a feature of this model"):
         rows.check_columns(["a", "id"], ["a", "b"], [], "--input t.csv")
