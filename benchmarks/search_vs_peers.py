@@ -360,14 +360,17 @@ def main() -> None:
         action="store_true",
         help="re-record the figures from the rows results.json holds (after the quickstart's default changed)",
     )
+    parser.add_argument(
+        "--from-log", help="record the figures from the seed rows an interrupted run printed (its stdout, saved)"
+    )
     args = parser.parse_args()
     systems = tuple(args.systems.split(","))
     pin_threads(1)  # the in-process peers run one trial per core, as Kiln's trials do
     for kind in args.workloads.split(","):  # each workload's figures land as it ends: a late failure keeps them
-        if args.from_results:
-            result = stored_result(kind)
+        if args.from_results or args.from_log:
+            result = stored_result(kind) if args.from_results else logged_result(kind, Path(args.from_log))
             systems = tuple(k for k in result["rows"][0] if k not in ("seed", "goal", "equal_epochs", "random_search"))
-            result["default"] = default_system(workload_config(kind, "", args.samples, 0, write=False), systems)
+            result["default"] = default_system(workload_config(kind, "unused", args.samples, 0, write=False), systems)
         else:
             result = one_workload(kind, args.seeds, args.samples, systems)
         record(figures_for(kind, result, systems, samples=args.samples, seeds=len(result["rows"])))
@@ -379,6 +382,18 @@ def stored_result(kind: str) -> dict:
     figures = {f["name"]: f for f in json.loads(RESULTS.read_text())["figures"]}
     detail = figures[f"search_time_ratio_vs_optuna_{kind}"]["detail"]
     return {k: v for k, v in detail.items() if k not in ("median_ratio_vs_optuna", "fastest")}
+
+
+def logged_result(kind: str, log: Path) -> dict:
+    rows = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"goal"' in line:
+            row = json.loads(line)
+            if row.pop("workload") == kind:
+                rows.append(row)
+    if not rows:
+        raise SystemExit(f"{log}: no finished seed of the {kind} workload")
+    return {"rows": rows, "from_log": True}
 
 
 def figures_for(kind: str, result: dict, systems: tuple, *, samples: int, seeds: int) -> list[dict]:

@@ -1,0 +1,188 @@
+"""A fitted HistGradientBoosting model as plain arrays, and its predictions in numpy: the baseline's trees kept in
+a version without a pickle. Loading reads numbers only (`np.load(..., allow_pickle=False)`), so a stored file can
+be wrong but cannot run code.
+
+The arrays are scikit-learn's own (`_predictors[i][k].nodes`, the categorical bitsets, `_baseline_prediction`),
+every tree's nodes concatenated with child indices made global. Prediction walks all trees at once, a level per
+step, over [rows, trees] node indices: a single row costs a few dozen numpy operations however many trees there
+are. The input is the matrix the trees were fitted on: numbers as floats with NaN for missing, a categorical
+column as its category codes (NaN or negative: missing), exactly as scikit-learn's `_predict_from_raw_data` reads
+it, including its rule that a category unseen in training follows the missing side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1  # the arrays' layout; a file of another layout is refused
+
+
+def export(estimator) -> dict[str, np.ndarray]:
+    """A fitted HistGradientBoostingClassifier or Regressor (fitted on a matrix, categorical columns as codes) as
+    named arrays."""
+    predictors = [tree for iteration in estimator._predictors for tree in iteration]
+    per_iteration = estimator.n_trees_per_iteration_
+    sizes = np.array([len(tree.nodes) for tree in predictors])
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    bitset_offsets = np.concatenate([[0], np.cumsum([len(t.raw_left_cat_bitsets) for t in predictors])[:-1]])
+    nodes = np.concatenate([tree.nodes for tree in predictors])
+    tree_of = np.repeat(np.arange(len(predictors)), sizes)
+    known, feature_map = estimator._bin_mapper.make_known_categories_bitsets()
+    left_bitsets = [t.raw_left_cat_bitsets for t in predictors if len(t.raw_left_cat_bitsets)]
+    classes = getattr(estimator, "classes_", None)
+    categorical = np.zeros(estimator.n_features_in_, dtype=bool)
+    levels: list[np.ndarray] = []
+    if estimator._preprocessor is not None:  # scikit-learn's own OrdinalEncoder, categorical columns first
+        categorical = np.asarray(estimator.is_categorical_, dtype=bool)
+        for found in estimator._preprocessor.named_transformers_["encoder"].categories_:
+            found = np.asarray(found, dtype=np.float64)
+            levels.append(found[~np.isnan(found)])
+    return {
+        "format": np.array([FORMAT]),
+        "order": np.concatenate([np.flatnonzero(categorical), np.flatnonzero(~categorical)]).astype(np.int64),
+        "levels": np.concatenate(levels) if levels else np.zeros(0),
+        "level_counts": np.array([len(found) for found in levels], dtype=np.int64),
+        "feature": nodes["feature_idx"].astype(np.int64),
+        "threshold": nodes["num_threshold"].astype(np.float64),
+        "missing_left": nodes["missing_go_to_left"].astype(bool),
+        "left": (nodes["left"] + offsets[tree_of]).astype(np.int64),
+        "right": (nodes["right"] + offsets[tree_of]).astype(np.int64),
+        "leaf": nodes["is_leaf"].astype(bool),
+        "value": nodes["value"].astype(np.float64),
+        "categorical": nodes["is_categorical"].astype(bool),
+        "bitset": (nodes["bitset_idx"] + bitset_offsets[tree_of]).astype(np.int64),
+        "left_bitsets": np.concatenate(left_bitsets) if left_bitsets else np.zeros((0, 8), np.uint32),
+        "known_bitsets": np.asarray(known, np.uint32).reshape(-1, 8),
+        "feature_map": np.asarray(feature_map, np.int64),
+        "roots": offsets.astype(np.int64),
+        "output": np.arange(len(predictors), dtype=np.int64) % per_iteration,  # the raw column each tree adds to
+        "baseline": np.asarray(estimator._baseline_prediction, np.float64).reshape(-1),
+        "depth": np.array([int(nodes["depth"].max())]),
+        "classes": np.asarray(classes if classes is not None else [], np.int64),
+    }
+
+
+def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(path, **arrays)
+
+
+@dataclass(frozen=True)
+class Trees:
+    arrays: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, path: Path) -> Trees:
+        """The arrays of `path`, checked for shape and bounds (a file's indices are never trusted to stay inside
+        its own arrays); ValueError naming what is wrong."""
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        check(arrays)
+        return cls(arrays)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """[rows, outputs]: the baseline plus every tree's leaf value, summed per output."""
+        a = self.arrays
+        x = self.encoded(np.asarray(x, dtype=np.float64))
+        rows = np.arange(len(x))[:, None]
+        at = np.broadcast_to(a["roots"], (len(x), len(a["roots"]))).copy()
+        for _ in range(int(a["depth"][0])):
+            inner = ~a["leaf"][at]
+            if not inner.any():
+                break
+            feature = a["feature"][at]
+            value = x[rows, feature]
+            missing = np.isnan(value)
+            left = value <= a["threshold"][at]
+            categorical = a["categorical"][at]
+            if categorical.any():
+                code = np.where(missing | (value < 0), 0, np.nan_to_num(value)).astype(np.int64)
+                missing |= categorical & (value < 0)
+                in_left = _in(a["left_bitsets"], a["bitset"][at], code)
+                known = _in(a["known_bitsets"], a["feature_map"][feature], code)
+                missing |= categorical & ~in_left & ~known  # an unseen category goes the missing way
+                left = np.where(categorical, in_left, left)
+            left = np.where(missing, a["missing_left"][at], left)
+            step = np.where(left, a["left"][at], a["right"][at])
+            at = np.where(inner, step, at)
+        out = np.tile(a["baseline"], (len(x), 1))
+        np.add.at(out.T, a["output"], a["value"][at].T)
+        return out
+
+    def encoded(self, x: np.ndarray) -> np.ndarray:
+        """The matrix as the trees read it (scikit-learn's preprocessor): categorical columns first, each value
+        as its index among the training values (unseen or missing: NaN), then the numbers."""
+        a = self.arrays
+        out = x[:, a["order"]]
+        start = 0
+        for j, count in enumerate(a["level_counts"]):
+            levels, start = a["levels"][start : start + count], start + count
+            if count == 0:
+                out[:, j] = np.nan
+                continue
+            at = np.clip(np.searchsorted(levels, out[:, j]), 0, count - 1)
+            out[:, j] = np.where(levels[at] == out[:, j], at, np.nan)  # NaN equals nothing: missing stays missing
+        return out
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """[rows, classes] for a classifier: the sigmoid of one output (two classes) or the softmax of one per
+        class, as scikit-learn's log loss turns raw values into probabilities."""
+        raw = self.raw(x)
+        if raw.shape[1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        raw = raw - raw.max(axis=1, keepdims=True)
+        exp = np.exp(raw)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """A regressor's values (squared error: the raw output itself)."""
+        return self.raw(x)[:, 0]
+
+
+def _in(bitsets: np.ndarray, row: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Whether category `code` is set in bitset `row` (8 words of 32 bits: codes 0-255)."""
+    if len(bitsets) == 0:
+        return np.zeros(code.shape, dtype=bool)
+    word = bitsets[np.clip(row, 0, len(bitsets) - 1), np.clip(code >> 5, 0, 7)]
+    return ((word >> (code & 31).astype(np.uint32)) & 1).astype(bool) & (code < 256)
+
+
+NAMES = (
+    "format", "feature", "threshold", "missing_left", "left", "right", "leaf", "value", "categorical", "bitset",
+    "left_bitsets", "known_bitsets", "feature_map", "roots", "output", "baseline", "depth", "classes", "order",
+    "levels", "level_counts",
+)  # fmt: skip
+
+
+def check(a: dict[str, np.ndarray]) -> None:
+    """Every array present with the right shape, and every index inside what it indexes."""
+    missing = [name for name in NAMES if name not in a]
+    if missing:
+        raise ValueError(f"the trees file lacks {', '.join(missing)}")
+    if a["format"].tolist() != [FORMAT]:
+        raise ValueError(f"the trees file is of format {a['format'].tolist()}, not {FORMAT}")
+    nodes = len(a["feature"])
+    if any(len(a[name]) != nodes for name in NAMES[1:10]):
+        raise ValueError("the trees file's node arrays differ in length")
+    if a["left_bitsets"].ndim != 2 or a["left_bitsets"].shape[1:] != (8,) or a["known_bitsets"].shape[1:] != (8,):
+        raise ValueError("the trees file's bitsets are not rows of 8 words")
+    inner = ~a["leaf"].astype(bool)
+    for name in ("left", "right"):
+        if nodes and ((a[name][inner] < 0) | (a[name][inner] >= nodes)).any():
+            raise ValueError(f"the trees file's {name} children point outside its nodes")
+    if nodes and ((a["roots"] < 0) | (a["roots"] >= nodes)).any():
+        raise ValueError("the trees file's roots point outside its nodes")
+    if nodes and ((a["feature"][inner] < 0) | (a["feature"][inner] >= len(a["feature_map"]))).any():
+        raise ValueError("the trees file's features point outside its columns")
+    if len(a["output"]) != len(a["roots"]) or ((a["output"] < 0) | (a["output"] >= len(a["baseline"]))).any():
+        raise ValueError("the trees file's outputs do not match its baseline")
+    if not 0 <= int(a["depth"][0]) <= 10_000:
+        raise ValueError("the trees file's depth is out of range")
+    columns = len(a["feature_map"])
+    if sorted(a["order"].tolist()) != list(range(columns)) or a["level_counts"].sum() != len(a["levels"]):
+        raise ValueError("the trees file's column order or category levels do not match its columns")
+    if (a["level_counts"] < 0).any() or len(a["level_counts"]) > columns:
+        raise ValueError("the trees file's category levels do not match its columns")
