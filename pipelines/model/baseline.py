@@ -131,41 +131,14 @@ def _fit_linear_on_text(
 ) -> Baseline:
     import time
 
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from pipelines import task_metrics
-    from pipelines.data.preprocessing import level, plain
+    from pipelines.data.preprocessing import plain
 
-    def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-        out = {}
-        for name, kind in types.items():
-            if kind == "text":
-                out[name] = frame[name].fillna("").astype(str)
-            elif kind == "number":
-                out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-            else:
-                out[name] = [level(v) or "<missing>" for v in frame[name]]
-        return pd.DataFrame(out, index=frame.index)
-
-    parts = [
-        (f"tfidf_{name}", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), name)
-        for name, kind in types.items()
-        if kind == "text"
-    ]
-    numbers = [name for name, kind in types.items() if kind == "number"]
-    others = [name for name, kind in types.items() if kind in ("category", "binary")]
-    if numbers:
-        parts.append(("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numbers))
-    if others:
-        parts.append(("categories", OneHotEncoder(handle_unknown="ignore"), others))
     started = time.perf_counter()
-    columns = ColumnTransformer(parts)
-    x_train, x_test = columns.fit_transform(as_text(train)), columns.transform(as_text(test))
+    columns = linear_columns(types)
+    x_train, x_test = columns.fit_transform(as_text(train, types)), columns.transform(as_text(test, types))
     name = TEXT_NAME[task]
     if task == task_metrics.REGRESSION:
         model = Ridge().fit(x_train, np.asarray(train_y, dtype=np.float64))
@@ -178,3 +151,42 @@ def _fit_linear_on_text(
     probabilities[:, model.classes_] = model.predict_proba(x_test)
     scores = task_metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
     return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started, name)
+
+
+def as_text(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """The columns as the linear baseline reads them: texts as strings (missing: empty), numbers as floats,
+    categories as their level or "<missing>"."""
+    from pipelines.data.preprocessing import level
+
+    out = {}
+    for name, kind in types.items():
+        if kind == "text":
+            out[name] = frame[name].fillna("").astype(str)
+        elif kind == "number":
+            out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+        else:
+            out[name] = [level(v) or "<missing>" for v in frame[name]]
+    return pd.DataFrame(out, index=frame.index)
+
+
+def linear_columns(types: dict[str, str]):
+    """The linear baseline's unfitted columns: TF-IDF of each text's words and word pairs, the numbers imputed
+    and scaled, the categories one-hot (pipelines/model/linear_text.py keeps them fitted without a pickle)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    parts = [
+        (f"tfidf_{name}", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), name)
+        for name, kind in types.items()
+        if kind == "text"
+    ]
+    numbers = [name for name, kind in types.items() if kind == "number"]
+    others = [name for name, kind in types.items() if kind in ("category", "binary")]
+    if numbers:
+        parts.append(("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numbers))
+    if others:
+        parts.append(("categories", OneHotEncoder(handle_unknown="ignore"), others))
+    return ColumnTransformer(parts)
