@@ -6,7 +6,7 @@ minus 0.5 points, side by side in one run, same search space, seeds and cores, f
 - the documented Ray Tune + Ray Train wiring: a Tune function trainable that runs a TorchTrainer (1 worker) with
   Ray's TuneReportCallback, Ray's ASHAScheduler, the datasets handed to the trainer and read with
   iter_torch_batches,
-on two workloads: the quickstart's (digits) and a compute-bound one (a wide MLP on 200k generated rows).
+on two workloads: the quickstart's (digits) and a compute-bound one (a wide MLP on 100k generated rows).
 
 The goal comes from a random search of 16 trials run to the end in one process (the bare loop Optuna's trials
 also use), over the same space (Optuna reseeds its sampler per thread when n_jobs > 1, so which configs each
@@ -58,8 +58,8 @@ WORKLOADS = {
     },
     "large": {
         "epochs": 6,
-        "rows": 200_000,
-        # standard numbers: data.numbers auto picks ple at 200k rows (32 columns become 544), which triples every
+        "rows": 100_000,
+        # standard numbers: data.numbers auto picks ple at this size (32 columns become 544), which triples every
         # system's epochs alike and compares searches no better
         "overrides": ["data.label=label", "data.numbers=standard"],
         "space": {
