@@ -36,8 +36,7 @@ class Target:
             local = Path(given.removeprefix("file://")).expanduser().resolve()
             target = cls(pyarrow.fs.LocalFileSystem(), str(local), str(local))
         target.format  # noqa: B018 (checked before anything starts)
-        try:  # its folder (a bucket: where allow_bucket_creation says so); an unreachable store fails here
-            target.fs.create_dir(target.path.rsplit("/", 1)[0], recursive=True)
+        try:  # an unreachable store fails here, before anything starts; nothing is created yet
             exists = target.exists(target.path)
         except OSError as err:
             raise ConfigError(f"--output {target.shown}: cannot write there: {str(err).splitlines()[0]}") from None
@@ -72,6 +71,8 @@ class Target:
             self.fs.delete_file(path)
 
     def writer(self, fmt: str | None = None) -> Writer:
+        """A writer of the temporary file, its folder made first (a bucket: where allow_bucket_creation says)."""
+        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         return Writer(self.fs, self.partial, fmt or self.format)
 
     def commit(self) -> None:
