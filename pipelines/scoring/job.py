@@ -93,14 +93,12 @@ def score(
                 if time.perf_counter() - shown >= PROGRESS_EVERY_S:
                     shown = time.perf_counter()
                     console.say(progress_line(counts["in"], read, shown - started))
-                numbered = batch.assign(**{rows.ROW: range(counts["in"], counts["in"] + len(batch))})
-                counts["in"] += len(batch)
-                bad = numbered[rows.ERROR] != ""
-                good = numbered[~bad].drop(columns=[rows.ERROR])
-                scored.write(good[[rows.ROW, *[c for c in good.columns if c != rows.ROW]]])
-                failed.write(numbered.loc[bad, [rows.ROW, rows.ERROR]])
-                counts["out"] += len(good)
-                counts["failed"] += int(bad.sum())
+                good, bad = rows.numbered(batch, counts["in"])
+                counts["in"] += batch.num_rows
+                scored.write(good)
+                failed.write(bad)
+                counts["out"] += good.num_rows
+                counts["failed"] += bad.num_rows
         if counts["out"] + counts["failed"] != (counts["in"] if read is None else read):
             raise RuntimeError(
                 f"rows in {read if read is not None else counts['in']} != rows out {counts['out']} + rows failed "
@@ -127,7 +125,7 @@ def score(
 
 
 def scored_batches(cfg: KilnConfig, given: inputs.Input, name: str, version: int, factory, keep):
-    """The input's rows through the actor pool, in input order, a pandas frame at a time."""
+    """The input's rows through the actor pool, in input order, a pyarrow Table at a time."""
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -151,7 +149,7 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, name: str, version: int
         num_cpus=actor_cpus,
         num_gpus=cfg.score.num_gpus,
     )
-    yield from scored.iter_batches(batch_size=None, batch_format="pandas")
+    yield from scored.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def pool_shape(cpus: float, per_actor: float) -> tuple[float, int]:

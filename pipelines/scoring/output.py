@@ -83,41 +83,42 @@ class Target:
 
 class Writer:
     """One file written a batch at a time to a filesystem's output stream (parquet through one ParquetWriter, CSV
-    with one header)."""
+    through one CSVWriter: one header), every batch cast to the first one's schema."""
 
     def __init__(self, fs, path: str, fmt: str):
         self.fs, self.path, self.fmt = fs, path, fmt
-        self.stream, self.parquet, self.header = None, None, True
+        self.stream, self.writer, self.schema = None, None, None
 
     def __enter__(self) -> Writer:
         self.stream = self.fs.open_output_stream(self.path)
         return self
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, table) -> None:
+        """A pyarrow Table (or a pandas frame) of rows; an empty one is skipped (its columns may have no types
+        yet: the first rows decide them)."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        if frame.empty:  # an empty frame's columns have no types yet: the first rows decide them
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
+        if table.num_rows == 0:
             return
+        if self.writer is None:
+            self.writer, self.schema = self._open(table.schema), table.schema
+        self.writer.write_table(table.cast(self.schema))
+
+    def _open(self, schema):
+        import pyarrow.csv
+        import pyarrow.parquet
+
         if self.fmt == "csv":
-            self.stream.write(frame.to_csv(index=False, header=self.header).encode())
-            self.header = False
-            return
-        table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-        if self.parquet is None:
-            self.parquet = pq.ParquetWriter(self.stream, table.schema)
-        self.parquet.write_table(table.cast(self.parquet.schema))
+            return pyarrow.csv.CSVWriter(self.stream, schema)
+        return pyarrow.parquet.ParquetWriter(self.stream, schema)
 
     def __exit__(self, *exc) -> None:
-        if self.parquet is None and self.header and exc[0] is None:  # no row: still a file, with the row column
-            empty = pd.DataFrame({rows.ROW: pd.Series([], dtype="int64")})
-            if self.fmt == "csv":
-                self.stream.write(empty.to_csv(index=False).encode())
-            else:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+        import pyarrow as pa
 
-                pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.stream)
-        if self.parquet is not None:
-            self.parquet.close()
+        if self.writer is None and exc[0] is None:  # no row: still a file, with the row column
+            self.writer = self._open(pa.schema([(rows.ROW, pa.int64())]))
+        if self.writer is not None:
+            self.writer.close()
         self.stream.close()

@@ -136,3 +136,16 @@ def score_frame(
     for position, reason in errors:
         out.iloc[position, out.columns.get_loc(ERROR)] = reason
     return out
+
+
+def numbered(table, start: int):
+    """A scored batch (a pyarrow Table, the actors' answers and `error`) numbered from `start` in input order, as
+    (the scored rows: `row` first, then the rest; the failed rows: `row` and `error`). Arrow throughout: the
+    driver never turns a batch into pandas."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = table.append_column(ROW, pa.array(range(start, start + table.num_rows), pa.int64()))
+    failed = pc.not_equal(table[ERROR], "")
+    good = table.filter(pc.invert(failed)).drop_columns([ERROR])
+    return good.select([ROW, *[c for c in good.column_names if c != ROW]]), table.filter(failed).select([ROW, ERROR])

@@ -104,3 +104,14 @@ def test_progress_says_the_rate_and_with_a_known_total_the_time_left():
     assert progress_line(5000, 20000, 2.0) == "  5,000 of 20,000 rows scored (25%), 2,500 rows/s, about 6 s left"
     assert progress_line(3000, None, 1.5) == "  3,000 rows scored, 2,000 rows/s"  # CSV: no count before reading
     assert progress_line(0, 100, 5.0).endswith("0 rows/s, time left unknown")
+
+
+def test_a_scored_batch_is_numbered_from_where_the_last_ended_and_split_by_its_errors():
+    import pyarrow as pa
+
+    batch = pa.table({"id": ["a", "b", "c"], "prediction": ["x", None, "y"], "error": ["", "column 'x': bad", ""]})
+    good, bad = rows.numbered(batch, 100)
+    assert good.column_names == ["row", "id", "prediction"]
+    assert good.to_pydict() == {"row": [100, 102], "id": ["a", "c"], "prediction": ["x", "y"]}
+    assert bad.to_pydict() == {"row": [101], "error": ["column 'x': bad"]}
+    assert good.num_rows + bad.num_rows == batch.num_rows
