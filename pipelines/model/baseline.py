@@ -11,6 +11,7 @@ scikit-learn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,21 +61,110 @@ def verdict(primary: str, network: float, baseline: Baseline | None) -> str | No
     )
 
 
-def as_trees_see_it(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> pd.DataFrame:
-    """Numbers as floats (NaN stays missing); category and binary columns as pandas categoricals over the
-    train split's values (an unseen value becomes missing)."""
+def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> np.ndarray:
+    """The matrix the trees read: numbers as floats (NaN stays missing); a category or binary column as its
+    value's index among the train split's values (an unseen value: NaN, missing)."""
     from pipelines.data.preprocessing import level
 
-    out = {}
-    for name, kind in types.items():
+    out = np.empty((len(frame), len(types)), dtype=np.float64)
+    for j, (name, kind) in enumerate(types.items()):
         if kind == "number":
-            out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+            out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         else:
-            known = set(categories[name])
-            out[name] = pd.Categorical(
-                [v if v in known else None for v in map(level, frame[name])], categories=categories[name]
-            )
-    return pd.DataFrame(out, index=frame.index)
+            index = {v: i for i, v in enumerate(categories[name])}
+            out[:, j] = [index.get(level(v), np.nan) for v in frame[name]]
+    return out
+
+
+@dataclass
+class Fitted:
+    """The baseline fitted in this process (scikit-learn): its outputs for raw rows, and `save`, which keeps it
+    as JSON and arrays (pipelines/model/baseline_files.py loads it without scikit-learn or a pickle)."""
+
+    name: str
+    task: str
+    types: dict[str, str]
+    labels: list | None  # classification: the class values, in the network's order
+    model: object
+    fit_s: float
+    categories: dict[str, list[str]] | None = None  # trees: each category column's train values
+    columns: object = None  # linear: the fitted ColumnTransformer
+
+    def outputs(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities [N, len(labels)] (a class the train split lacked: 0), or values [N]."""
+        if self.columns is not None:
+            x = self.columns.transform(as_text(frame, self.types))
+        else:
+            x = tree_matrix(frame, self.types, self.categories)
+        if self.labels is None:
+            return self.model.predict(x)
+        probabilities = np.zeros((len(frame), len(self.labels)))
+        probabilities[:, self.model.classes_] = self.model.predict_proba(x)
+        return probabilities
+
+    def save(self, folder: Path) -> None:
+        from pipelines.model import baseline_files, linear_text, trees
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.columns is not None:
+            linear_text.save(folder, *linear_text.export(self.columns, self.model, self.types))
+            kind = "linear"
+        else:
+            trees.save(folder / "trees.npz", trees.export(self.model))
+            kind = "trees"
+        baseline_files.write_layout(
+            folder,
+            kind=kind,
+            name=self.name,
+            task=self.task,
+            types=self.types,
+            labels=None if self.labels is None else len(self.labels),
+            categories=self.categories,
+        )
+
+
+def fit(
+    train: pd.DataFrame,
+    train_y: np.ndarray,
+    types: dict[str, str],
+    *,
+    task: str = "classification",
+    labels: list | None = None,
+    seed: int = 0,
+) -> Fitted:
+    """The baseline fitted on (train, train_y): trees, or with text columns TF-IDF and a linear model.
+    Classification: `labels` are the class values in the network's order (default: those of train_y)."""
+    import time
+
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from pipelines import task_metrics
+    from pipelines.data.preprocessing import level, plain
+
+    started = time.perf_counter()
+    regression = task == task_metrics.REGRESSION
+    if not regression:
+        labels = labels if labels is not None else sorted({plain(v) for v in train_y}, key=str)
+        index = {label: i for i, label in enumerate(labels)}
+        target = np.array([index[plain(v)] for v in train_y])
+    else:
+        labels, target = None, np.asarray(train_y, dtype=np.float64)
+    if "text" in types.values():
+        columns = linear_columns(types)
+        x = columns.fit_transform(as_text(train, types))
+        model = Ridge() if regression else LogisticRegression(max_iter=2000)
+        model.fit(x, target)
+        return Fitted(TEXT_NAME[task], task, types, labels, model, time.perf_counter() - started, columns=columns)
+    categories = {
+        name: sorted({level(v) for v in train[name]} - {None}) for name, kind in types.items() if kind != "number"
+    }
+    mask = [kind != "number" for kind in types.values()]
+    trees = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(
+        categorical_features=mask if any(mask) else None, random_state=seed
+    )
+    trees.fit(tree_matrix(train, types, categories), target)
+    return Fitted(NAME, task, types, labels, trees, time.perf_counter() - started, categories=categories)
 
 
 def fit_and_score(
@@ -90,67 +180,17 @@ def fit_and_score(
 ) -> Baseline:
     """Fit on (train, train_y), score on (test, test_y). Classification: `labels` are the class values in the
     network's order, so both are scored over the same classes."""
-    import time
-
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    from pipelines import task_metrics
-    from pipelines.data.preprocessing import level, plain
-
-    if "text" in types.values():
-        return _fit_linear_on_text(train, train_y, test, test_y, types, task=task, labels=labels)
-    categories = {
-        name: sorted({level(v) for v in train[name]} - {None}) for name, kind in types.items() if kind != "number"
-    }
-    started = time.perf_counter()
-    x_train, x_test = as_trees_see_it(train, types, categories), as_trees_see_it(test, types, categories)
-    if task == task_metrics.REGRESSION:
-        trees = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=seed)
-        trees.fit(x_train, np.asarray(train_y, dtype=np.float64))
-        scores = task_metrics.regression(trees.predict(x_test), np.asarray(test_y, dtype=np.float64))
-        return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started)
-    labels = labels if labels is not None else sorted({plain(v) for v in train_y}, key=str)
-    index = {label: i for i, label in enumerate(labels)}
-    trees = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
-    trees.fit(x_train, [index[plain(v)] for v in train_y])
-    probabilities = np.zeros((len(test), len(labels)))
-    probabilities[:, trees.classes_] = trees.predict_proba(x_test)
-    scores = task_metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
-    return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started)
-
-
-def _fit_linear_on_text(
-    train: pd.DataFrame,
-    train_y: np.ndarray,
-    test: pd.DataFrame,
-    test_y: np.ndarray,
-    types: dict[str, str],
-    *,
-    task: str,
-    labels: list | None,
-) -> Baseline:
-    import time
-
-    from sklearn.linear_model import LogisticRegression, Ridge
-
     from pipelines import task_metrics
     from pipelines.data.preprocessing import plain
 
-    started = time.perf_counter()
-    columns = linear_columns(types)
-    x_train, x_test = columns.fit_transform(as_text(train, types)), columns.transform(as_text(test, types))
-    name = TEXT_NAME[task]
-    if task == task_metrics.REGRESSION:
-        model = Ridge().fit(x_train, np.asarray(train_y, dtype=np.float64))
-        scores = task_metrics.regression(model.predict(x_test), np.asarray(test_y, dtype=np.float64))
-        return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started, name)
-    labels = labels if labels is not None else sorted({plain(v) for v in train_y}, key=str)
-    index = {label: i for i, label in enumerate(labels)}
-    model = LogisticRegression(max_iter=2000).fit(x_train, [index[plain(v)] for v in train_y])
-    probabilities = np.zeros((len(test), len(labels)))
-    probabilities[:, model.classes_] = model.predict_proba(x_test)
-    scores = task_metrics.classification(probabilities, np.array([index[plain(v)] for v in test_y]))
-    return Baseline(task_metrics.prefixed("test", scores), time.perf_counter() - started, name)
+    fitted = fit(train, train_y, types, task=task, labels=labels, seed=seed)
+    outputs = fitted.outputs(test)
+    if fitted.labels is None:
+        scores = task_metrics.regression(outputs, np.asarray(test_y, dtype=np.float64))
+    else:
+        index = {label: i for i, label in enumerate(fitted.labels)}
+        scores = task_metrics.classification(outputs, np.array([index[plain(v)] for v in test_y]))
+    return Baseline(task_metrics.prefixed("test", scores), fitted.fit_s, fitted.name)
 
 
 def as_text(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
