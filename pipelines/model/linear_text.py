@@ -130,13 +130,9 @@ class Linear:
         return out
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        raw = self.decision(frame)
-        if raw.shape[1] == 1:
-            positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            return np.stack([1.0 - positive, positive], axis=1)
-        raw = raw - raw.max(axis=1, keepdims=True)
-        exp = np.exp(raw)
-        return exp / exp.sum(axis=1, keepdims=True)
+        from pipelines.model.trees import probabilities
+
+        return probabilities(self.decision(frame))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.decision(frame)[:, 0]

@@ -127,19 +127,22 @@ class Trees:
         return out
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[rows, classes] for a classifier: the sigmoid of one output (two classes) or the softmax of one per
-        class, as scikit-learn's log loss turns raw values into probabilities."""
-        raw = self.raw(x)
-        if raw.shape[1] == 1:
-            positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            return np.stack([1.0 - positive, positive], axis=1)
-        raw = raw - raw.max(axis=1, keepdims=True)
-        exp = np.exp(raw)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return probabilities(self.raw(x))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """A regressor's values (squared error: the raw output itself)."""
         return self.raw(x)[:, 0]
+
+
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """[rows, classes] of a classifier's raw outputs: the sigmoid of one output (two classes) or the softmax of one
+    per class, as scikit-learn's log loss (trees) and logistic regression turn them into probabilities."""
+    if raw.shape[1] == 1:
+        positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        return np.stack([1.0 - positive, positive], axis=1)
+    raw = raw - raw.max(axis=1, keepdims=True)
+    exp = np.exp(raw)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _in(bitsets: np.ndarray, row: np.ndarray, code: np.ndarray) -> np.ndarray:
