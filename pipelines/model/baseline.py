@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.model import baseline_files
+
 NAME = "gradient-boosted trees"
 TEXT_NAME = {"classification": "TF-IDF + logistic regression", "regression": "TF-IDF + ridge regression"}
 
@@ -61,21 +63,6 @@ def verdict(primary: str, network: float, baseline: Baseline | None) -> str | No
     )
 
 
-def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> np.ndarray:
-    """The matrix the trees read: numbers as floats (NaN stays missing); a category or binary column as its
-    value's index among the train split's values (an unseen value: NaN, missing)."""
-    from pipelines.data.preprocessing import level
-
-    out = np.empty((len(frame), len(types)), dtype=np.float64)
-    for j, (name, kind) in enumerate(types.items()):
-        if kind == "number":
-            out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-        else:
-            index = {v: i for i, v in enumerate(categories[name])}
-            out[:, j] = [index.get(level(v), np.nan) for v in frame[name]]
-    return out
-
-
 @dataclass
 class Fitted:
     """The baseline fitted in this process (scikit-learn): its outputs for raw rows, and `save`, which keeps it
@@ -95,7 +82,7 @@ class Fitted:
         if self.columns is not None:
             x = self.columns.transform(as_text(frame, self.types))
         else:
-            x = tree_matrix(frame, self.types, self.categories)
+            x = baseline_files.tree_matrix(frame, self.types, self.categories)
         if self.labels is None:
             return self.model.predict(x)
         probabilities = np.zeros((len(frame), len(self.labels)))
@@ -103,7 +90,7 @@ class Fitted:
         return probabilities
 
     def save(self, folder: Path) -> None:
-        from pipelines.model import baseline_files, linear_text, trees
+        from pipelines.model import linear_text, trees
 
         folder.mkdir(parents=True, exist_ok=True)
         if self.columns is not None:
@@ -163,7 +150,7 @@ def fit(
     trees = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(
         categorical_features=mask if any(mask) else None, random_state=seed
     )
-    trees.fit(tree_matrix(train, types, categories), target)
+    trees.fit(baseline_files.tree_matrix(train, types, categories), target)
     return Fitted(NAME, task, types, labels, trees, time.perf_counter() - started, categories=categories)
 
 

@@ -17,6 +17,21 @@ LAYOUT = "baseline.json"
 KINDS = ("trees", "linear")
 
 
+def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> np.ndarray:
+    """The matrix the trees read: numbers as floats (NaN stays missing); a category or binary column as its
+    value's index among the train split's values (an unseen value: NaN, missing)."""
+    from pipelines.data.preprocessing import level
+
+    out = np.empty((len(frame), len(types)), dtype=np.float64)
+    for j, (name, kind) in enumerate(types.items()):
+        if kind == "number":
+            out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+        else:
+            index = {v: i for i, v in enumerate(categories[name])}
+            out[:, j] = [index.get(level(v), np.nan) for v in frame[name]]
+    return out
+
+
 def write_layout(folder: Path, **layout) -> None:
     (folder / LAYOUT).write_text(json.dumps({"format": FORMAT, **layout}, indent=1))
 
@@ -32,8 +47,6 @@ class Kept:
 
     def outputs(self, frame: pd.DataFrame) -> np.ndarray:
         """As baseline.Fitted.outputs: class probabilities [N, labels] or values [N]."""
-        from pipelines.model.baseline import tree_matrix
-
         layout = self.layout
         x = frame if layout["kind"] == "linear" else tree_matrix(frame, layout["types"], layout["categories"])
         if layout["labels"] is None:
