@@ -453,6 +453,17 @@ class RegistryConfig(Section):
     alias: str = Field("champion", min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     promote: Literal["if_better", "always", "never"] = "if_better"
     """if_better moves the alias only when the new test metric is at least the current one's."""
+    candidates: list[Literal["network", "baseline", "blend"]] = ["network", "baseline", "blend"]
+    """The models that compete for the version on the val split's tune.metric: the searched network, the baseline
+    (data.baseline's trees or TF-IDF model) and their blend (a weighted average, its weight fitted on val). The
+    best is registered; the test split only reports. Image columns have no baseline: the network alone."""
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("registry.candidates is empty: name at least one of network, baseline, blend")
+        return list(dict.fromkeys(value))
 
 
 class AutoscalingConfig(Section):
@@ -580,6 +591,20 @@ class KilnConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
     score: ScoreConfig = ScoreConfig()
+
+    @model_validator(mode="after")
+    def _candidates_have_a_baseline(self) -> KilnConfig:
+        """data.baseline: false leaves the network alone in the default candidates; naming the others is an
+        error."""
+        needs_baseline = [c for c in self.registry.candidates if c != "network"]
+        if needs_baseline and not self.data.baseline and "candidates" not in self.registry.model_fields_set:
+            object.__setattr__(self.registry, "candidates", ["network"])
+        elif needs_baseline and not self.data.baseline:
+            raise ValueError(
+                f"registry.candidates names {' and '.join(needs_baseline)} while data.baseline is false: fit the "
+                "baseline (data.baseline: true) or set registry.candidates: [network]"
+            )
+        return self
 
     @model_validator(mode="after")
     def _asha_has_a_rung(self) -> KilnConfig:

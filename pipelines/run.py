@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from pipelines import console, deploy
 from pipelines.cluster import runtime, storage
 from pipelines.config import KilnConfig, check_column_encoders
 from pipelines.data import images, ingest, preprocessing, pretrained, sources, task
+from pipelines.data.preprocessing import plain
 from pipelines.errors import ConfigError, DataError
-from pipelines.model import baseline, checkpoint, evaluate
+from pipelines.model import baseline, candidates, checkpoint, evaluate
+from pipelines.model.inference import InferenceModel
 from pipelines.plan.check import EpochCheck
 from pipelines.record import RunRecord
 from pipelines.report import tables
@@ -63,8 +66,9 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                 console.say(
                     f"  {test.primary}: network {test.value:.4f}, {trees.name} {trees.metrics[test.primary]:.4f}"
                 )
+            choice = choose_candidate(cfg, splits, record, best_checkpoint, trees)
         with console.stage("register", timings):
-            registered = register(cfg, splits, record, result, test, best_checkpoint)
+            registered = register(cfg, splits, record, result, test, best_checkpoint, choice, trees)
         record.set_tags(
             {
                 "kiln.best_trial_id": result.best.trial_id,
@@ -163,6 +167,39 @@ def evaluate_best(
     return test
 
 
+def choose_candidate(
+    cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, best_checkpoint, trees: baseline.Baseline | None
+) -> candidates.Choice:
+    """registry.candidates, each scored on the val split (the blend's weight fitted there); their test metrics
+    are logged and said, and decide nothing."""
+    model = InferenceModel(best_checkpoint, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
+    fitted = trees.fitted if trees is not None else None
+    val = splits.val_frame
+    if len(val) == 0:
+        fitted = None  # no val rows to choose on: the network, as before there were candidates
+
+    def truth(values) -> np.ndarray:
+        if model.preprocessing.regression:
+            return np.asarray(values, dtype=np.float64)
+        return model.preprocessing.encode(pd.Series([plain(v) for v in values], dtype=object))
+
+    def outputs(frame: pd.DataFrame) -> tuple:
+        rows = frame[model.features]
+        return model.outputs(rows), fitted.outputs(rows) if fitted is not None else None
+
+    choice = candidates.choose(
+        cfg.registry.candidates,
+        cfg.task,
+        candidates.task_metric(cfg.tune.metric, cfg.task),
+        val=(*outputs(val), truth(val[cfg.data.label])),
+        test=(*outputs(splits.test_frame), truth(splits.test_y)),
+    )
+    record.log_metrics(choice.metrics())
+    record.set_tags({"kiln.candidate": choice.winner.name})
+    console.say(f"  {choice.line()}")
+    return choice
+
+
 def register(
     cfg: KilnConfig,
     splits: ingest.Splits,
@@ -170,18 +207,23 @@ def register(
     result: tuner.SearchResult,
     test: evaluate.TestReport,
     best_checkpoint,
+    choice: candidates.Choice,
+    trees: baseline.Baseline | None,
 ) -> registry.Registered:
-    """The best checkpoint as a registry version (the alias moved by registry.promote), other trials' checkpoints
-    pruned."""
+    """The winning candidate as a registry version (the alias moved by registry.promote, on its test metric),
+    other trials' checkpoints pruned."""
+    winner = choice.winner
     registered = registry.register(
         cfg,
         checkpoint_dir=best_checkpoint,
         test_frame=splits.test_frame,
         test_labels=splits.test_labels,
         parent_run_id=record.run_id,
-        test_value=test.value,
+        test_value=winner.test.get(test.primary.removeprefix("test_"), test.value),
         data_fingerprint=splits.fingerprint,
         lineage=registry.lineage(cfg.tune.metric, result.best),
+        candidate={"name": winner.name, "weight": winner.weight},
+        baseline=trees.fitted if trees is not None else None,
     )
     console.say(registered.describe(cfg.registry.alias))
     reported = {t.trial_id: [c.checkpoint for c in t.candidates] for t in result.trials}

@@ -40,6 +40,10 @@ class ModelInfo(BaseModel):
     task: str = Field(..., description="classification or regression.")
     types: dict[str, str] = Field(..., description="Each feature's type: number, category or binary.")
     labels: list[Any] = Field(..., description="Every label value the model can answer (regression: none).")
+    candidate: str = Field(
+        "network", description="Which model registry.candidates registered: network, baseline or blend."
+    )
+    blend_weight: float | None = Field(None, description="A blend's weight on the network's predictions.")
 
 
 class Health(BaseModel):

@@ -131,6 +131,8 @@ def build_api(
                 "features": predictor.features,
                 "types": predictor.model.preprocessing.types,
                 "labels": predictor.labels,
+                "candidate": predictor.model.candidate,
+                "blend_weight": predictor.model.blend_weight,
             },
             predictor,
         )

@@ -10,7 +10,7 @@ scikit-learn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class Baseline:
     metrics: dict[str, float]  # test_<name> for every metric of the task
     fit_s: float
     name: str = NAME
+    fitted: Fitted | None = field(default=None, compare=False, repr=False)  # what registry.candidates may keep
 
     @property
     def test_accuracy(self) -> float | None:
@@ -88,6 +89,19 @@ class Fitted:
         probabilities = np.zeros((len(frame), len(self.labels)))
         probabilities[:, self.model.classes_] = self.model.predict_proba(x)
         return probabilities
+
+    def scored(self, test: pd.DataFrame, test_y: np.ndarray) -> Baseline:
+        """Its test metrics, as the network's are scored, carrying itself along."""
+        from pipelines import task_metrics
+        from pipelines.data.preprocessing import plain
+
+        outputs = self.outputs(test)
+        if self.labels is None:
+            scores = task_metrics.regression(outputs, np.asarray(test_y, dtype=np.float64))
+        else:
+            index = {label: i for i, label in enumerate(self.labels)}
+            scores = task_metrics.classification(outputs, np.array([index[plain(v)] for v in test_y]))
+        return Baseline(task_metrics.prefixed("test", scores), self.fit_s, self.name, self)
 
     def save(self, folder: Path) -> None:
         from pipelines.model import linear_text, trees
@@ -167,17 +181,7 @@ def fit_and_score(
 ) -> Baseline:
     """Fit on (train, train_y), score on (test, test_y). Classification: `labels` are the class values in the
     network's order, so both are scored over the same classes."""
-    from pipelines import task_metrics
-    from pipelines.data.preprocessing import plain
-
-    fitted = fit(train, train_y, types, task=task, labels=labels, seed=seed)
-    outputs = fitted.outputs(test)
-    if fitted.labels is None:
-        scores = task_metrics.regression(outputs, np.asarray(test_y, dtype=np.float64))
-    else:
-        index = {label: i for i, label in enumerate(fitted.labels)}
-        scores = task_metrics.classification(outputs, np.array([index[plain(v)] for v in test_y]))
-    return Baseline(task_metrics.prefixed("test", scores), fitted.fit_s, fitted.name)
+    return fit(train, train_y, types, task=task, labels=labels, seed=seed).scored(test, test_y)
 
 
 def as_text(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:

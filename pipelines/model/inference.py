@@ -11,6 +11,8 @@ import torch
 
 from pipelines.model import checkpoint
 
+BASELINE_FOLDER = "baseline"  # a version's kept baseline (baseline_files), when the baseline or a blend won
+
 
 class InferenceModel:
     """A trained model with its preprocessing; takes raw feature rows, returns label values (classification)
@@ -20,6 +22,17 @@ class InferenceModel:
         """`factory`: the user factory the checkpoint may name (checkpoint.trusted_factory); None: Kiln's only."""
         self.model, self.preprocessing, self.meta = checkpoint.load_model(folder, factory=factory)
         self.device = torch.device("cpu")
+        # registry.candidates: the version may be the baseline or a blend (kept without a pickle, signed with
+        # the rest of the version); a version without the key is the network, as every earlier one
+        chosen = self.meta.get("candidate") or {"name": "network"}
+        self.candidate, self.blend_weight = chosen["name"], chosen.get("weight")
+        self.baseline = None
+        if self.candidate not in ("network", "baseline", "blend"):
+            raise ValueError(f"kiln.json: unknown candidate {self.candidate!r}")
+        if self.candidate != "network":
+            from pipelines.model import baseline_files
+
+            self.baseline = baseline_files.load(Path(folder) / BASELINE_FOLDER)
 
     def to(self, device: str | torch.device) -> InferenceModel:
         """Run forward passes on `device` (a replica with serve.num_gpus: cuda), a frozen pretrained text encoder's
@@ -41,7 +54,17 @@ class InferenceModel:
 
     def outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Class probabilities [N, K] (classification) or values [N] in the label's units (regression) of raw
-        rows: a frame of the feature columns, or a matrix in feature order."""
+        rows: a frame of the feature columns, or a matrix in feature order. The registered candidate's: the
+        network's, the baseline's, or their blend."""
+        if self.candidate == "baseline":
+            return self.baseline.outputs(self.as_frame(rows))
+        network = self.network_outputs(rows)
+        if self.candidate == "blend":
+            kept = self.baseline.outputs(self.as_frame(rows))
+            return self.blend_weight * network + (1.0 - self.blend_weight) * kept
+        return network
+
+    def network_outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         x = {
             key: torch.from_numpy(values).to(self.device) for key, values in self.preprocessing.transform(rows).items()
         }
@@ -50,6 +73,12 @@ class InferenceModel:
         if self.preprocessing.regression:
             return self.preprocessing.decode(out.numpy())
         return torch.softmax(out, dim=1).numpy()
+
+    def as_frame(self, rows: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        """Rows as a frame of the feature columns (a matrix is in feature order)."""
+        if isinstance(rows, pd.DataFrame):
+            return self.feature_frame(rows)
+        return pd.DataFrame(np.asarray(rows, dtype=object).reshape(len(rows), -1), columns=self.features)
 
     def predict_proba(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
         self.check_probabilities("probabilities")

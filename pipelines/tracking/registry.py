@@ -24,6 +24,7 @@ from pipelines.data.preprocessing import Preprocessing
 from pipelines.errors import ModelNotFound
 from pipelines.model import checkpoint
 from pipelines.model.evaluate import primary_metric, score
+from pipelines.model.inference import BASELINE_FOLDER
 from pipelines.model.networks import BUILDERS
 from pipelines.tracking import integrity, mlflow_runs, mlflow_store
 
@@ -82,12 +83,16 @@ def register(
     test_value: float,
     data_fingerprint: str,
     lineage: dict[str, str] | None = None,
+    candidate: dict | None = None,
+    baseline=None,
 ) -> Registered:
     """Log and register a new version; move the alias only if it loads and passes the promotion gate, which
     compares the task's primary test metric (`test_value`: test_accuracy or test_rmse).
 
     The model is logged as MLflow models-from-code (pipelines/tracking/pyfunc_code.py, no pickle) with the checkpoint's
-    JSON and weights; the version's files are signed (integrity.TAG, keyed) for every later load."""
+    JSON and weights; the version's files are signed (integrity.TAG, keyed) for every later load. `candidate`
+    ({"name": "baseline" | "blend", "weight": ...}, registry.candidates' winner) and `baseline` (the fitted
+    baseline.Fitted) put the baseline in the version beside the network, kept without a pickle."""
     import mlflow
 
     mlflow_client = mlflow_runs.client(cfg)
@@ -105,7 +110,7 @@ def register(
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(CODE),
-                artifacts={"checkpoint": servable(checkpoint_dir, staging)},
+                artifacts={"checkpoint": servable(checkpoint_dir, staging, candidate=candidate, baseline=baseline)},
                 signature=signature(example),
                 input_example=example,
                 pip_requirements=_requirements(cfg),
@@ -119,6 +124,8 @@ def register(
     metric = primary_metric(cfg.task)
     tags = {
         integrity.TAG: integrity.digest(mlflow_store.version_folder(cfg.tracking_uri, name, version), key),
+        "candidate": (candidate or {}).get("name", "network"),
+        **({"blend_weight": f"{candidate['weight']:.4f}"} if candidate and candidate.get("weight") is not None else {}),
         "run_id": parent_run_id,
         "task": cfg.task,
         "test_metric": metric,
@@ -203,9 +210,10 @@ CODE = Path(__file__).with_name("pyfunc_code.py")  # the registered model's code
 SERVED_FILES = ("kiln.json", "model.pt")  # what a version needs of a checkpoint (not the optimizer's state)
 
 
-def servable(checkpoint_dir: str, staging: str) -> str:
+def servable(checkpoint_dir: str, staging: str, *, candidate: dict | None = None, baseline=None) -> str:
     """The checkpoint's files a version keeps, in a folder named `checkpoint` under `staging`; with a user
-    factory, its module's source too (checkpoint.FACTORY_FILE), so the version runs the code it was signed with."""
+    factory, its module's source too (checkpoint.FACTORY_FILE), so the version runs the code it was signed with;
+    when the baseline or a blend won, the kept baseline (`baseline/`) and the candidate in kiln.json."""
     folder = Path(staging) / "checkpoint"
     folder.mkdir()
     for file in SERVED_FILES:
@@ -214,6 +222,10 @@ def servable(checkpoint_dir: str, staging: str) -> str:
     if name not in BUILDERS:
         shutil.copyfile(checkpoint.factory_source(name), folder / checkpoint.FACTORY_FILE)
     carry_backbones(folder)
+    if candidate and candidate["name"] != "network":
+        baseline.save(folder / BASELINE_FOLDER)
+        meta = checkpoint.read_meta(folder)
+        (folder / checkpoint.META_FILE).write_text(json.dumps({**meta, "candidate": candidate}))
     return str(folder)
 
 

@@ -1,0 +1,96 @@
+"""Which model a run registers: the searched network, the baseline, or their blend, each scored on the val split
+by tune.metric, the blend's weight fitted there too. The test split only reports: every candidate's test metrics
+are computed and logged, and none of them decides anything. Pure numpy: the caller hands in predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines import task_metrics
+from pipelines.model import blend
+
+ORDER = ("network", "blend", "baseline")  # a tie on val goes to the earlier one
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    weight: float | None  # blend: the weight on the network's predictions
+    val: dict[str, float]
+    test: dict[str, float]
+
+    def outputs(self, network: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
+        if self.name == "network":
+            return network
+        if self.name == "baseline":
+            return baseline
+        return blend.blended(network, baseline, self.weight)
+
+
+@dataclass(frozen=True)
+class Choice:
+    winner: Candidate
+    candidates: list[Candidate]
+    metric: str  # the task metric the choice was made on (accuracy, rmse, ...)
+
+    def metrics(self) -> dict[str, float]:
+        """candidate_<name>_val_<metric> and candidate_<name>_test_<metric> for every candidate and metric."""
+        return {
+            f"candidate_{c.name}_{split}_{name}": value
+            for c in self.candidates
+            for split, values in (("val", c.val), ("test", c.test))
+            for name, value in values.items()
+        }
+
+    def line(self) -> str:
+        """`registered candidate: blend (0.60 network) val_accuracy=0.9610; network 0.9550, baseline 0.9400`."""
+
+        def named(c: Candidate) -> str:
+            return f"blend ({c.weight:.2f} network)" if c.name == "blend" else c.name
+
+        others = [c for c in self.candidates if c is not self.winner]
+        rest = "; " + ", ".join(f"{named(c)} {c.val[self.metric]:.4f}" for c in others) if others else ""
+        return f"registered candidate: {named(self.winner)} val_{self.metric}={self.winner.val[self.metric]:.4f}{rest}"
+
+
+def task_metric(tune_metric: str, task: str) -> str:
+    """The task metric a candidate is judged on: tune.metric without its split (val_loss: the task's loss)."""
+    name = tune_metric.removeprefix("val_")
+    if name == "loss":
+        return "log_loss" if task == task_metrics.CLASSIFICATION else "rmse"
+    return name
+
+
+def choose(
+    names: list[str],
+    task: str,
+    metric: str,
+    *,
+    val: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray | None, np.ndarray],
+) -> Choice:
+    """`val` and `test` are each (the network's outputs, the baseline's or None, the truth): class probabilities
+    and label indices, or values. Candidates without a baseline are dropped (images have none)."""
+    network_val, baseline_val, val_truth = val
+    network_test, baseline_test, test_truth = test
+    if baseline_val is None:
+        names = ["network"]
+    weight = None
+    if "blend" in names:
+        weight, _ = blend.fit_weight(network_val, baseline_val, val_truth, task, metric)
+    candidates = []
+    for name in sorted(dict.fromkeys(names), key=ORDER.index):
+        shell = Candidate(name, weight if name == "blend" else None, {}, {})
+        candidates.append(
+            Candidate(
+                name,
+                shell.weight,
+                task_metrics.compute(task, shell.outputs(network_val, baseline_val), val_truth),
+                task_metrics.compute(task, shell.outputs(network_test, baseline_test), test_truth),
+            )
+        )
+    sign = 1.0 if task_metrics.mode_of(metric) == "max" else -1.0
+    winner = max(candidates, key=lambda c: (sign * c.val[metric], -ORDER.index(c.name)))
+    return Choice(winner, candidates, metric)
