@@ -276,15 +276,17 @@ def cmd_run(args) -> int:
         console.error(f"search {stopped} interrupted; continue it with: {again} --resume")
         return signals.exit_code()
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    test = result.test
-    beside = f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
-    console.say(
-        f"\nDone: {result.registered.name} v{result.registered.version}, "
-        f"{test.primary}={test.value:.4f}{beside} ({timings})"
-    )
+    test, choice = result.test, result.choice
+    if choice is not None and choice.runners_up:  # registry.candidates competed: the winner, then the rest
+        said = f"the {choice.test_line()}"
+    else:
+        said = f"{test.primary}={test.value:.4f}"
+        said += f", {result.baseline.name} {result.baseline.metrics[test.primary]:.4f}" if result.baseline else ""
+    console.say(f"\nDone: {result.registered.name} v{result.registered.version}, {said} ({timings})")
     from pipelines.model import baseline
 
-    loss = baseline.verdict(test.primary, test.value, result.baseline)
+    network_won = choice is None or choice.winner.name == "network"
+    loss = baseline.verdict(test.primary, test.value, result.baseline) if network_won else None
     if loss:
         console.say(f"Note: {loss}")
     links = mlflow_runs.ui_links(cfg, "http://127.0.0.1:5000")

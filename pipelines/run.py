@@ -32,6 +32,7 @@ class RunResult:
     endpoint: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     baseline: baseline.Baseline | None = None
+    choice: candidates.Choice | None = None
 
     @property
     def test_accuracy(self) -> float | None:
@@ -73,12 +74,14 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
             {
                 "kiln.best_trial_id": result.best.trial_id,
                 "kiln.best_epoch": str(result.best.best_epoch),
-                "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees),
+                "mlflow.note.content": tables.search_note(cfg, result, test, registered, trees, choice),
             }
         )
         record.log_metrics({f"stage_{k}_s": v for k, v in timings.items()})
     write_report(cfg, record.run_id)
-    run_result = RunResult(record.run_id, result, test, registered, splits.example, timings=timings, baseline=trees)
+    run_result = RunResult(
+        record.run_id, result, test, registered, splits.example, timings=timings, baseline=trees, choice=choice
+    )
     if serve and cfg.serve.enabled:
         with console.stage("serve", timings):
             run_result.endpoint = deploy.start_serving(cfg, registry.champion_ref(cfg))

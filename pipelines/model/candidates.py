@@ -21,6 +21,10 @@ class Candidate:
     val: dict[str, float]
     test: dict[str, float]
 
+    @property
+    def label(self) -> str:
+        return f"blend ({self.weight:.2f} network)" if self.name == "blend" else self.name
+
     def outputs(self, network: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
         if self.name == "network":
             return network

@@ -98,9 +98,10 @@ def trials_table(trials, metric: str, best_id: str) -> str:
     return "\n".join(lines)
 
 
-def search_note(cfg: KilnConfig, result, test, registered, trees=None) -> str:
+def search_note(cfg: KilnConfig, result, test, registered, trees=None, choice=None) -> str:
     """The parent run's description in the MLflow UI: the search in a few lines (a SearchResult, its
-    evaluate.TestReport, Registered, and the baseline's score when there is one)."""
+    evaluate.TestReport, Registered, the baseline's score when there is one, and which registry.candidates
+    model was registered)."""
     stopped = sum(t.stopped_early for t in result.trials)
     epochs = sum(t.epochs_run for t in result.trials)
     return (
@@ -112,6 +113,12 @@ def search_note(cfg: KilnConfig, result, test, registered, trees=None) -> str:
         + (f" ({trees.name} on the same splits: {trees.metrics[test.primary]:.4f})" if trees else "")
         + ".\n"
         + (f"Note: {loss}.\n" if (loss := baseline.verdict(test.primary, test.value, trees)) else "")
+        + (
+            f"Candidates on val: {choice.line().removeprefix('registered candidate: ')}; on test: "
+            f"{choice.test_line()}.\n"
+            if choice is not None and choice.runners_up
+            else ""
+        )
         + f"Registered {registered.name} v{registered.version}; "
         f"{'promoted' if registered.promoted else 'not promoted'}: {registered.reason}."
     )
