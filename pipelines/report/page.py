@@ -58,6 +58,9 @@ class ReportData:
     text_columns: list[str] = field(default_factory=list)  # the data's text columns: the trials table says how
     # each trial encoded them
     lineage: list[dict] = field(default_factory=list)  # pbt: each copy (scheduler.read_lineage), in order
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)  # registry.candidates: name ->
+    # {val_<metric>, test_<metric>} from the parent's candidate_* metrics
+    candidate: str | None = None  # the registered one
 
     @property
     def trial_epochs(self) -> int:
@@ -134,7 +137,19 @@ def collect(cfg: KilnConfig, run_id: str) -> ReportData:
         baseline_name=tags.get("kiln.baseline", TREES),
         text_columns=[c for c in tags.get("kiln.text_columns", "").split(",") if c],
         lineage=lineage,
+        candidates=candidate_metrics(metrics),
+        candidate=tags.get("kiln.candidate"),
     )
+
+
+def candidate_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The parent run's candidate_<name>_<split>_<metric> metrics as {name: {<split>_<metric>: value}}."""
+    found: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith("candidate_"):
+            name, _, rest = key.removeprefix("candidate_").partition("_")
+            found.setdefault(name, {})[rest] = value
+    return found
 
 
 def build(cfg: KilnConfig, run_id: str) -> Path:
@@ -442,11 +457,26 @@ def render_html(data: ReportData) -> str:
         + ["stopped early"]
     )
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in summary)
+    shown = sorted({k for values in data.candidates.values() for k in values}, key=lambda k: (k[:4] != "val_", k))
+    candidates = (
+        "<h2>Candidates</h2><p>chosen on val; test only reports</p><table><tr><th>candidate</th>"
+        + "".join(f"<th>{esc(k)}</th>" for k in shown)
+        + "</tr>"
+        + "".join(
+            f"<tr{' class=best' if name == data.candidate else ''}><td>{esc(name)}</td>"
+            + "".join(f"<td>{values[k]:.4f}</td>" if k in values else "<td></td>" for k in shown)
+            + "</tr>"
+            for name, values in data.candidates.items()
+        )
+        + "</table>"
+        if len(data.candidates) > 1
+        else ""
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Kiln report: {esc(data.run_name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}tr.best{{background:#eef6ee}}
 figure{{display:inline-block;margin:0.5em}}img{{max-width:100%}}</style></head><body>
-<h1>Kiln report: {esc(data.run_name)}</h1><table>{facts}</table>{images}
+<h1>Kiln report: {esc(data.run_name)}</h1><table>{facts}</table>{candidates}{images}
 <h2>Trials</h2><table><tr>{head}</tr>{rows}</table>
 <p>MLflow parent run <code>{esc(data.run_id)}</code>; rebuild with <code>kiln report {esc(data.run_id)}</code>.</p>
 </body></html>"""

@@ -133,3 +133,29 @@ def test_the_report_draws_who_copied_whom_in_a_pbt_population():
     page = render_html(d)
     assert "lineage" in re.findall(r'<img alt="(\w+)"', page)
     assert "<th>pbt copies</th><td>t_00001 copied t_00000 at epoch 2</td>" in page
+
+
+def test_the_report_shows_the_candidates_side_by_side_and_marks_the_registered_one():
+    import dataclasses
+
+    from pipelines.report.page import candidate_metrics
+
+    metrics = {
+        "candidate_network_val_accuracy": 0.91,
+        "candidate_network_test_accuracy": 0.90,
+        "candidate_baseline_val_accuracy": 0.93,
+        "candidate_baseline_test_accuracy": 0.92,
+        "candidate_blend_val_accuracy": 0.95,
+        "candidate_blend_test_accuracy": 0.94,
+        "baseline_test_accuracy": 0.92,
+    }
+    found = candidate_metrics(metrics)
+    assert found["blend"] == {"val_accuracy": 0.95, "test_accuracy": 0.94} and set(found) == {
+        "network",
+        "baseline",
+        "blend",
+    }
+    page = render_html(dataclasses.replace(data(), candidates=found, candidate="blend"))
+    assert "<h2>Candidates</h2>" in page
+    assert "<tr class=best><td>blend</td><td>0.9500</td><td>0.9400</td></tr>" in page
+    assert "<h2>Candidates</h2>" not in render_html(data())  # a run from before candidates: no table
