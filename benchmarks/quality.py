@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KILN = ROOT / ".venv" / "bin" / "kiln"
 COMPARED = re.compile(r"test_(accuracy|rmse): network ([\d.]+), (.+) ([\d.]+)\s*$", re.MULTILINE)
 DONE = re.compile(r"^Done: .*?test_(accuracy|rmse)=([\d.]+)", re.MULTILINE)
+CANDIDATE = re.compile(r"registered candidate: (network|baseline|blend)")
 IMAGE_TARGET = 0.97
 ACCURACY_SLACK, RMSE_RATIO = 0.01, 1.05
+REGISTERED_SLACK, REGISTERED_RATIO = 0.005, 1.02  # issue 39: the registered model against the better single one
 
 
 def kiln_run(source: Path, label: str, name: str, drop: list[str], store: Path, extra: list[str]) -> dict:
@@ -65,11 +67,14 @@ def kiln_run(source: Path, label: str, name: str, drop: list[str], store: Path, 
     compared, finished = COMPARED.search(done.stdout), DONE.search(done.stdout)
     if compared:
         metric, network, baseline_name, baseline = compared.groups()
+        won = CANDIDATE.search(done.stdout)
         return {
             "metric": metric,
             "network": float(network),
             "baseline": float(baseline),
             "baseline_name": baseline_name,
+            "registered": float(finished.group(2)),  # registry.candidates' winner, on test
+            "candidate": won.group(1) if won else "network",
             "seconds": seconds,
         }
     metric, network = finished.groups()
@@ -77,14 +82,18 @@ def kiln_run(source: Path, label: str, name: str, drop: list[str], store: Path, 
 
 
 def judge(row: dict) -> dict:
-    """Within the tolerance of the baseline, beating it, and the gap (accuracy points short, or RMSE ratio - 1)."""
+    """Within the tolerance of the baseline, beating it, and the gap (accuracy points short, or RMSE ratio - 1);
+    and the registered candidate against the better of network and baseline (`as_good`) and both (`best`)."""
     if "baseline" not in row:
         return row
+    registered = row.get("registered", row["network"])
     if row["metric"] == "accuracy":
-        gap = row["baseline"] - row["network"]
-        return {**row, "gap": round(gap, 4), "at_or_above": gap <= ACCURACY_SLACK, "beats": gap < 0}
-    ratio = row["network"] / row["baseline"]
-    return {**row, "gap": round(ratio - 1, 4), "at_or_above": ratio <= RMSE_RATIO, "beats": ratio < 1}
+        gap, best = row["baseline"] - row["network"], max(row["network"], row["baseline"])
+        return {**row, "gap": round(gap, 4), "at_or_above": gap <= ACCURACY_SLACK, "beats": gap < 0,
+                "as_good": registered >= best - REGISTERED_SLACK, "best": registered > best}  # fmt: skip
+    ratio, best = row["network"] / row["baseline"], min(row["network"], row["baseline"])
+    return {**row, "gap": round(ratio - 1, 4), "at_or_above": ratio <= RMSE_RATIO, "beats": ratio < 1,
+            "as_good": registered <= best * REGISTERED_RATIO, "best": registered < best}  # fmt: skip
 
 
 def earlier_rows() -> dict[str, dict]:
@@ -167,6 +176,23 @@ def main() -> None:
                 "unit": "test accuracy",
                 "target": IMAGE_TARGET,
                 "detail": {"set": min(pictures, key=lambda n: pictures[n].get("network", 0.0))},
+            }
+        )
+    judged = {n: r for n, r in compared.items() if "as_good" in r}
+    if judged:
+        figures.append(
+            {
+                "name": "quality_registered_vs_best_single",
+                "value": sum(r["as_good"] for r in judged.values()),
+                "unit": f"of {len(judged)} sets",
+                "target": len(judged),
+                "baseline": "the better of the network and the baseline on test, within 0.005 accuracy or 1.02x "
+                "RMSE (registry.candidates chooses on val)",
+                "detail": {
+                    "strictly_better_than_both": sum(r["best"] for r in judged.values()),
+                    "target_strictly_better": -(-len(judged) // 3),
+                    "registered": {n: r.get("candidate") for n, r in judged.items()},
+                },
             }
         )
     failed = [n for n, r in rows.items() if "error" in r]
