@@ -121,13 +121,17 @@ def over_http(root: Path, source: Path, clients: int = 8, rows_per_request: int 
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from tests_support import start_run
 
-    frame = pd.read_parquet(source)
+    run = start_run("configs/quickstart.yaml", root, "--model", NAME, command_name="serve")
+    if "Serving until Ctrl-C." not in run.output:
+        run.stop()
+        raise RuntimeError(f"kiln serve did not serve:\n{run.output[-3000:]}")
+    # the endpoint takes the model's features (GET /model), as a client would send them
+    frame = pd.read_parquet(source)[requests.get(f"{run.url}/model", timeout=30).json()["features"]]
     bodies = queue.Queue()
     for start in range(0, len(frame), rows_per_request):
         part = frame.iloc[start : start + rows_per_request]
         bodies.put(json.dumps({"instances": json.loads(part.to_json(orient="records"))}).encode())
-    run = start_run("configs/quickstart.yaml", root, "--model", NAME, command_name="serve")
-    answered, failed = [0], [0]
+    answered, failed, first_error = [0], [0], []
     lock = threading.Lock()
 
     def client():
@@ -145,10 +149,9 @@ def over_http(root: Path, source: Path, clients: int = 8, rows_per_request: int 
                     answered[0] += len(reply.json()["predictions"])
                 else:
                     failed[0] += 1
+                    first_error[:1] = first_error[:1] or [f"{reply.status_code}: {reply.text[:300]}"]
 
     try:
-        if "Serving until Ctrl-C." not in run.output:
-            raise RuntimeError(f"kiln serve did not serve:\n{run.output[-3000:]}")
         started = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(clients)]
         for thread in threads:
@@ -165,6 +168,7 @@ def over_http(root: Path, source: Path, clients: int = 8, rows_per_request: int 
         "rows_per_s": round(answered[0] / seconds),
         "clients": clients,
         "rows_per_request": rows_per_request,
+        **({"first_error": first_error[0]} if first_error else {}),
     }
 
 

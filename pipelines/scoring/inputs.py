@@ -60,7 +60,7 @@ def _image_folder(root: Path, given: str, types: dict[str, str]) -> Input:
         )
     (feature,) = types
     listing = pd.DataFrame({PATH: names, feature: names})
-    source = sources.Source([str(root / name) for name in names], "images")
+    source = sources.Source([str(root / name) for name in names], "image_files")  # fingerprinted file by file
     return Input(source, list(listing.columns), len(listing), str(root), listing)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from pipelines.config import KilnConfig
+from pipelines.search.space import parse_search_space
 
 
 def startup_trials(num_samples: int) -> int:
@@ -18,8 +19,9 @@ def startup_trials(num_samples: int) -> int:
 
 
 def search_algorithm(cfg: KilnConfig, cap: int | None):
-    """tune.search's searcher, at most `cap` trials at once (None: the trials' resources decide)."""
-    if cfg.tune.search == "random":
+    """tune.search's searcher, at most `cap` trials at once (None: the trials' resources decide). An empty search
+    space (one config, `tune.search_space: {}`) has nothing for TPE to learn: its trials are drawn as random's."""
+    if cfg.tune.search == "random" or not parse_search_space(cfg.tune.search_space):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=cfg.tune.seed, max_concurrent=cap or 0)

@@ -62,7 +62,11 @@ def image_table(folder, bad: str) -> str:
 
 CONFIG_CASES = {
     "pbt, nothing continuous": (
-        ["tune.scheduler.name=pbt", 'tune.search_space={"model.hidden": {"choice": [[32], [64]]}}'],
+        [
+            "tune.scheduler.name=pbt",
+            "tune.search=random",
+            'tune.search_space={"model.hidden": {"choice": [[32], [64]]}}',
+        ],
         "tune.search_space: pbt perturbs continuous keys (uniform or loguniform), and this space has none",
     ),
     "pbt interval past the epochs": (
@@ -75,7 +79,7 @@ CONFIG_CASES = {
     ),
     "pbt with tpe": (["tune.scheduler.name=pbt", "tune.search=tpe"], "tune.search: tpe with tune.scheduler.name: pbt"),
     "pbt over a Train run": (
-        ["tune.scheduler.name=pbt", "train.num_workers=2"],
+        ["tune.scheduler.name=pbt", "tune.search=random", "train.num_workers=2"],
         "pbt copies checkpoints between trials that train in their Tune actor",
     ),
     "no asha rung": (["tune.scheduler.grace_period=10"], "tune.scheduler.grace_period (10) must be below train.epochs"),

@@ -17,7 +17,7 @@ SPACE = (
 
 
 def test_pbt_perturbs_the_continuous_keys_only_every_interval_epochs():
-    cfg = load_config("configs/quickstart.yaml", ["tune.scheduler.name=pbt", SPACE])
+    cfg = load_config("configs/quickstart.yaml", ["tune.scheduler.name=pbt", "tune.search=random", SPACE])
     built = scheduler.build_scheduler(cfg, "search")
     assert isinstance(built, PopulationBasedTraining)
     assert set(scheduler.mutations(cfg)) == {"train.lr", "model.dropout"}
@@ -70,7 +70,9 @@ def test_a_trial_brought_back_by_resume_keeps_its_place_on_pbts_clock(tmp_path):
 
     from ray.tune.experiment import Trial
 
-    cfg = load_config("configs/quickstart.yaml", ["tune.scheduler.name=pbt", SPACE, f"storage.root={tmp_path}"])
+    cfg = load_config(
+        "configs/quickstart.yaml", ["tune.scheduler.name=pbt", "tune.search=random", SPACE, f"storage.root={tmp_path}"]
+    )
     built = scheduler.build_scheduler(cfg, "search")
     built.set_search_properties("val_accuracy", "max")
     restored = Trial("kiln_trial", config={"train.lr": 1e-3, "model.dropout": 0.1}, stub=True)
@@ -84,3 +86,15 @@ def test_a_trial_brought_back_by_resume_keeps_its_place_on_pbts_clock(tmp_path):
     assert state.last_score == 0.8
     assert built._trial_state[fresh].last_perturbation_time == 0 and built._trial_state[fresh].last_score is None
     assert [scheduler.restored_clock(e, 3) for e in (0, 2, 3, 7)] == [0, 0, 3, 6]
+
+
+def test_one_config_under_tpe_is_drawn_as_random_would():
+    """The quickstart searches with TPE; `tune.search_space: {}` leaves TPE nothing to learn (Ray's OptunaSearch
+    would refuse to start)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from pipelines.search.sampler import search_algorithm
+
+    cfg = load_config("configs/quickstart.yaml", ["tune.search_space={}", "tune.num_samples=1"])
+    assert cfg.tune.search == "tpe" and isinstance(search_algorithm(cfg, 2), BasicVariantGenerator)
+    assert not isinstance(search_algorithm(load_config("configs/quickstart.yaml", [SPACE]), 2), BasicVariantGenerator)
