@@ -196,6 +196,8 @@ def test_model_info_names_the_features(served):
         "labels": ["high", "low"],
         "task": "classification",
         "types": dict.fromkeys(["a", "b", "c", "d"], "number"),
+        "candidate": "network",  # a version from before registry.candidates: the network
+        "blend_weight": None,
     }
 
 
