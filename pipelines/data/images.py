@@ -9,11 +9,13 @@ that opened files a client names would read the server's disk.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders PIL may use: not EPS (Ghostscript), TIFF, PSD, ...
 DEFAULT_MAX_PIXELS = 16_000_000  # serve.max_image_pixels: a decompression bomb stops here
 
@@ -137,20 +139,26 @@ def file_under(folder: Path, name: str) -> Path:
     return path
 
 
-def image_files(root: Path) -> list[str]:
-    """Every image file's name under `root`, relative to it, at any depth, sorted; hidden names (and anything
-    in a hidden folder) are skipped. A folder to score: the names are checked as a table's are when read."""
+def image_files(root: Path, entries: Iterable[Path]) -> list[str]:
+    """Every image file's name among `entries` (root.rglob's), relative to `root`, sorted; hidden names (and
+    anything in a hidden folder) are skipped. A folder to score: the names are checked as a table's are when
+    read."""
     return sorted(
         str(p.relative_to(root))
-        for p in root.rglob("*")
+        for p in entries
         if p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
+
+
+def holds_tables(entries: Iterable[Path]) -> bool:
+    """Whether any of `entries` is a CSV or parquet file: a folder holding one is a table, not an image set."""
+    return any(p.suffix.lower() in TABLE_SUFFIXES for p in entries)
 
 
 def is_class_folder_tree(root: Path) -> bool:
     """A folder of folders holding images, and no tables anywhere in it: data.source as an image set (a table
     beside an images/ folder of the files it names is a table)."""
-    if any(p.suffix.lower() in (".csv", ".parquet", ".pq") for p in root.rglob("*")):
+    if holds_tables(root.rglob("*")):
         return False
     folders = [p for p in root.iterdir() if p.is_dir()]
     return bool(folders) and any(f.suffix.lower() in SUFFIXES for d in folders for f in d.iterdir())

@@ -86,9 +86,7 @@ class Fitted:
             x = baseline_files.tree_matrix(frame, self.types, self.categories)
         if self.labels is None:
             return self.model.predict(x)
-        probabilities = np.zeros((len(frame), len(self.labels)))
-        probabilities[:, self.model.classes_] = self.model.predict_proba(x)
-        return probabilities
+        return baseline_files.over_labels(self.model.predict_proba(x), self.model.classes_, len(self.labels))
 
     def scored(self, test: pd.DataFrame, test_y: np.ndarray) -> Baseline:
         """Its test metrics, as the network's are scored, carrying itself along."""
@@ -188,6 +186,7 @@ def as_text(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
     """The columns as the linear baseline reads them: texts as strings (missing: empty), numbers as floats,
     categories as their level or "<missing>"."""
     from pipelines.data.preprocessing import level
+    from pipelines.model import linear_text
 
     out = {}
     for name, kind in types.items():
@@ -196,7 +195,7 @@ def as_text(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
         elif kind == "number":
             out[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         else:
-            out[name] = [level(v) or "<missing>" for v in frame[name]]
+            out[name] = [level(v) or linear_text.MISSING_LEVEL for v in frame[name]]
     return pd.DataFrame(out, index=frame.index)
 
 

@@ -51,9 +51,15 @@ class Kept:
         x = frame if layout["kind"] == "linear" else tree_matrix(frame, layout["types"], layout["categories"])
         if layout["labels"] is None:
             return self.model.predict(x)
-        probabilities = np.zeros((len(frame), layout["labels"]))
-        probabilities[:, classes_of(layout["kind"], self.model)] = self.model.predict_proba(x)
-        return probabilities
+        return over_labels(self.model.predict_proba(x), classes_of(layout["kind"], self.model), layout["labels"])
+
+
+def over_labels(probabilities: np.ndarray, classes, labels: int) -> np.ndarray:
+    """A classifier's [rows, its classes] probabilities placed over all `labels` (a class the train split lacked
+    gets 0)."""
+    out = np.zeros((len(probabilities), labels))
+    out[:, classes] = probabilities
+    return out
 
 
 def classes_of(kind: str, model) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ import pandas as pd
 
 FORMAT = 1
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token_pattern
+MISSING_LEVEL = "<missing>"  # a category cell's level when missing, as baseline.as_text writes it
 
 
 def export(columns, model, types: dict[str, str]) -> tuple[dict, dict[str, np.ndarray]]:
-    """A fitted ColumnTransformer (baseline._fit_linear_on_text's) and its linear model as (JSON-able layout,
-    named arrays)."""
+    """A fitted ColumnTransformer (baseline.linear_columns') and its linear model as (JSON-able layout, named
+    arrays)."""
     texts, arrays = [], {}
     numbers = categories = None
     for name, transformer, column in columns.transformers_:
@@ -88,6 +90,15 @@ class Linear:
             spans = self.arrays["coef"].shape[1]
             raise ValueError(f"the linear baseline's coefficients span {spans} columns, not {self.width}")
 
+    @cached_property
+    def term_index(self) -> list[dict[str, int]]:
+        """Each text column's term -> coefficient column, built once (a request costs its tokens only)."""
+        return [{term: j for j, term in enumerate(text["terms"])} for text in self.layout["texts"]]
+
+    @cached_property
+    def level_index(self) -> list[dict[str, int]]:
+        return [{v: j for j, v in enumerate(levels)} for levels in (self.layout["categories"] or {}).get("levels", [])]
+
     @property
     def width(self) -> int:
         texts = sum(len(t["terms"]) for t in self.layout["texts"])
@@ -102,7 +113,7 @@ class Linear:
         coef, out = self.arrays["coef"], np.tile(self.arrays["intercept"], (len(frame), 1))
         start = 0
         for i, text in enumerate(self.layout["texts"]):
-            idf, index = self.arrays[f"idf_{i}"], {term: j for j, term in enumerate(text["terms"])}
+            idf, index = self.arrays[f"idf_{i}"], self.term_index[i]
             block = coef[:, start : start + len(idf)]
             for row, value in enumerate(frame[text["column"]].tolist()):
                 counts = Counter(t for t in grams(value, *text["ngrams"]) if t in index)
@@ -119,14 +130,12 @@ class Linear:
             out += ((values - self.arrays["means"]) / self.arrays["scales"]) @ coef[:, start : start + len(names)].T
             start += len(names)
         if self.layout["categories"]:
-            kept = self.layout["categories"]
-            for column, levels in zip(kept["columns"], kept["levels"], strict=True):
-                position = {v: j for j, v in enumerate(levels)}
+            for column, position in zip(self.layout["categories"]["columns"], self.level_index, strict=True):
                 for row, value in enumerate(frame[column].tolist()):
-                    j = position.get(level(value) or "<missing>")
+                    j = position.get(level(value) or MISSING_LEVEL)
                     if j is not None:
                         out[row] += coef[:, start + j]
-                start += len(levels)
+                start += len(position)
         return out
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

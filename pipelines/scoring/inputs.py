@@ -15,8 +15,6 @@ from pipelines.data import images, sources
 from pipelines.errors import DataError
 from pipelines.scoring.rows import PATH
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-
 
 @dataclass(frozen=True)
 class Input:
@@ -26,16 +24,14 @@ class Input:
     folder: str | None = None  # where image file names are opened: the table's or the image folder's own folder
     listing: pd.DataFrame | None = None  # an image folder: its files as rows
 
-    @property
-    def described(self) -> str:
-        return "a folder of images" if self.listing is not None else f"{self.source.format} input"
-
 
 def open_input(cfg: KilnConfig, path: str, types: dict[str, str]) -> Input:
     """`path` as `kiln score` reads it, for a model whose features have `types`; DataError naming `--input`."""
-    local = Path(path.removeprefix("file://")).expanduser()
-    if "://" not in path.removeprefix("file://") and local.is_dir() and not _holds_tables(local):
-        return _image_folder(local.resolve(), path, types)
+    local = Path(path.removeprefix("file://")).expanduser().resolve()
+    if "://" not in path.removeprefix("file://") and local.is_dir():
+        entries = list(local.rglob("*"))  # walked once: a folder of a million photos is slow to list
+        if not images.holds_tables(entries):
+            return _image_folder(local, entries, path, types)
     try:
         source = sources.resolve_source(cfg.data.model_copy(update={"source": path}), cfg.storage_root)
     except DataError as err:  # the same rules as data.source, named as this command's flag
@@ -45,12 +41,8 @@ def open_input(cfg: KilnConfig, path: str, types: dict[str, str]) -> Input:
     return Input(source, columns(source), rows_in(source), folder)
 
 
-def _holds_tables(root: Path) -> bool:
-    return any(p.suffix.lower() in TABLE_SUFFIXES for p in root.rglob("*"))
-
-
-def _image_folder(root: Path, given: str, types: dict[str, str]) -> Input:
-    names = images.image_files(root)
+def _image_folder(root: Path, entries: list[Path], given: str, types: dict[str, str]) -> Input:
+    names = images.image_files(root, entries)
     if not names:
         raise DataError(f"--input {given}: no .csv, .parquet or image files ({', '.join(images.SUFFIXES)}) in it")
     if list(types.values()) != ["image"]:
