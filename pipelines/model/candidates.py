@@ -48,15 +48,23 @@ class Choice:
             for name, value in values.items()
         }
 
+    @property
+    def runners_up(self) -> list[Candidate]:
+        return [c for c in self.candidates if c is not self.winner]
+
     def line(self) -> str:
         """`registered candidate: blend (0.60 network) val_accuracy=0.9610; network 0.9550, baseline 0.9400`."""
+        return f"registered candidate: {self.said('val')}"
 
-        def named(c: Candidate) -> str:
-            return f"blend ({c.weight:.2f} network)" if c.name == "blend" else c.name
+    def test_line(self) -> str:
+        """`blend (0.60 network) test_accuracy=0.9580; network 0.9500, baseline 0.9450`: the same, on test."""
+        return self.said("test")
 
-        others = [c for c in self.candidates if c is not self.winner]
-        rest = "; " + ", ".join(f"{named(c)} {c.val[self.metric]:.4f}" for c in others) if others else ""
-        return f"registered candidate: {named(self.winner)} val_{self.metric}={self.winner.val[self.metric]:.4f}{rest}"
+    def said(self, split: str) -> str:
+        values = {c.name: (c.val if split == "val" else c.test)[self.metric] for c in self.candidates}
+        rest = ", ".join(f"{c.label} {values[c.name]:.4f}" for c in self.runners_up)
+        said = f"{self.winner.label} {split}_{self.metric}={values[self.winner.name]:.4f}"
+        return f"{said}; {rest}" if rest else said
 
 
 def task_metric(tune_metric: str, task: str) -> str:

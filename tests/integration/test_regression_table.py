@@ -172,6 +172,10 @@ def test_pyfunc_in_a_fresh_process_predicts_prices_from_read_csv(price_run):
     truth = table["price"].to_numpy()
     assert len(predicted) == len(truth) and np.all(np.isfinite(predicted))
     assert 1 - np.sum((predicted - truth) ** 2) / np.sum((truth - truth.mean()) ** 2) > 0.6
+    # the endpoint answers the same rows with the same prices: both are the registered candidate (the blend)
+    rows = json.loads(table.drop(columns=["price", "listing"]).head(5).to_json(orient="records"))
+    served = requests.post(f"{run.url}/predict", json={"instances": rows}, timeout=60, verify=run.verify)
+    assert served.json()["predictions"] == pytest.approx(predicted[:5].tolist(), rel=1e-5)
 
 
 def test_v2_takes_one_named_input_per_column_with_bytes_for_strings(price_run):
@@ -231,3 +235,42 @@ def test_validate_reads_the_csv_without_starting_anything(price_run):
         timeout=120,
     )
     assert wrong.returncode == 2 and "tune.metric: val_auc is a classification metric" in wrong.stderr
+
+
+def test_the_blend_of_network_and_trees_is_chosen_on_val_and_is_what_answers(price_run):
+    """registry.candidates at its default: on this table the blend wins on val (two different model families
+    err differently), so the version is the blend, kept with the trees as arrays, and the endpoint answers as it."""
+    folder, table, run, printed = price_run
+    client = store_client(run.tracking_uri)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.tags["candidate"] == "blend", version.tags
+    weight = float(version.tags["blend_weight"])
+    assert 0.0 < weight < 1.0
+    assert f"registered candidate: blend ({weight:.2f} network) val_rmse=" in printed
+    assert "Done: prices v1, the blend (" in printed and "; network " in printed and ", baseline " in printed
+    metrics = client.get_run(version.tags["run_id"]).data.metrics
+    for name in ("network", "baseline", "blend"):
+        assert {f"candidate_{name}_val_rmse", f"candidate_{name}_test_rmse"} <= set(metrics)
+    # chosen on val: the blend's val rmse is the lowest (its test rmse only reports)
+    singles = min(metrics[f"candidate_{name}_val_rmse"] for name in ("network", "baseline"))
+    assert metrics["candidate_blend_val_rmse"] <= singles
+    (kept,) = (folder / "runs").rglob("artifacts/checkpoint/baseline")  # in the version, signed with it
+    assert sorted(p.name for p in kept.iterdir()) == ["baseline.json", "trees.npz"]
+    with np.load(kept / "trees.npz", allow_pickle=False) as arrays:  # plain arrays: nothing to unpickle
+        assert len(arrays.files) > 0
+    info = requests.get(f"{run.url}/model", timeout=10, verify=run.verify).json()
+    assert info["candidate"] == "blend" and info["blend_weight"] == pytest.approx(weight, abs=1e-4)
+
+
+def test_a_changed_baseline_file_is_refused_like_changed_weights(price_run):
+    """Last: it changes the version on disk (the endpoint has already loaded it)."""
+    from pipelines.tracking import integrity
+    from pipelines.tracking import mlflow_store as stores
+
+    folder, _, run, _ = price_run
+    (trees,) = (folder / "runs").rglob("artifacts/checkpoint/baseline/trees.npz")
+    data = bytearray(trees.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    trees.write_bytes(bytes(data))
+    with pytest.raises(integrity.IntegrityError, match=f"{MODEL} v1: its files changed since registration"):
+        stores.load_verified(run.tracking_uri, MODEL, 1)

@@ -36,6 +36,10 @@ def test_a_blend_of_models_wrong_on_different_rows_wins_and_says_its_weight():
     choice = candidates.choose(["network", "baseline", "blend"], "regression", "rmse", val=both, test=both)
     assert choice.winner.name == "blend" and 0.3 <= choice.winner.weight <= 0.7
     assert "registered candidate: blend (0." in choice.line() and "network" in choice.line()
+    assert [c.name for c in choice.runners_up] == ["network", "baseline"]
+    assert choice.test_line().startswith("blend (0.") and " test_rmse=" in choice.test_line()
+    assert choice.test_line().endswith(f"network {choice.runners_up[0].test['rmse']:.4f}, "
+                                       f"baseline {choice.runners_up[1].test['rmse']:.4f}")  # fmt: skip
 
 
 def test_a_tie_keeps_the_network_and_no_baseline_leaves_it_alone():
