@@ -46,7 +46,10 @@ def quality_table(results: dict) -> str:
     rows = next(
         (f["detail"] for f in results.get("figures", []) if f["name"] == "quality_sets_at_or_above_baseline"), {}
     )
-    lines = ["| set | metric | network | baseline | gap | within tolerance |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| set | metric | network | baseline | gap | within tolerance | registered (registry.candidates) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, row in rows.items():
         if "error" in row:
             lines.append(f"| {name} | - | failed: {row['error']} | - | - | - |")
@@ -55,9 +58,18 @@ def quality_table(results: dict) -> str:
         gap = f"{row['gap']:+.4f}" if "gap" in row else "-"
         lines.append(
             f"| {name} | test_{row['metric']} | {row['network']} | {baseline} | {gap} "
-            f"| {'yes' if row.get('at_or_above') else 'no'} |"
+            f"| {'yes' if row.get('at_or_above') else 'no'} | {registered(row)} |"
         )
     return "\n".join(lines)
+
+
+def registered(row: dict) -> str:
+    """`blend 0.7827 (better than both)`: which candidate a run registered and its test score, judged against the
+    better of network and baseline; `-` for rows from before candidates."""
+    if "candidate" not in row:
+        return "-"
+    verdict = "better than both" if row["best"] else "as good" if row["as_good"] else "worse than the better one"
+    return f"{row['candidate']} {row['registered']} ({verdict})"
 
 
 def replace_between(text: str, begin: str, end: str, body: str) -> str:

@@ -9,6 +9,13 @@ Prints one JSON object: medians over pairs of p50/p99 latency and throughput, an
     .venv/bin/python benchmarks/serve.py --ingress both    # HAProxy and the proxy, each in its own Ray runtime
 
 Records serve_throughput_ratio_c32 and serve_added_p50_ms_c1 (of the default ingress) in results.json.
+
+    .venv/bin/python benchmarks/serve.py --candidates      # registry.candidates: the blend against the network
+
+serves a version that is the network alone and one that is its blend with trees (issue 39), each through the same
+Predictor a Kiln replica runs, in its own process, loaded interleaved at 1, 8 and 32 clients. The ingress in front
+is the same whichever candidate won, so this is what the blend adds. Records serve_blend_throughput_ratio_c32 and
+serve_blend_added_p50_ms_c1.
 """
 
 # No `from __future__ import annotations`: the bare app's FastAPI route must see its body type.
@@ -107,6 +114,18 @@ def wait_until_up(url: str, body: bytes, timeout_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout_s} s")
 
 
+def interleaved(targets: dict[str, str], body: bytes, pairs: int) -> dict[str, dict[int, list[dict]]]:
+    """Each target loaded at every level, `pairs` times, in turn (A B, A B, ...), once all answer."""
+    for url in targets.values():
+        wait_until_up(url, body)
+    runs: dict[str, dict[int, list[dict]]] = {t: {c: [] for c in LEVELS} for t in targets}
+    for _ in range(pairs):
+        for c in LEVELS:
+            for target, url in targets.items():
+                runs[target][c].append(asyncio.run(load(url, body, c, MAX_REQUESTS[c], MAX_SECONDS)))
+    return runs
+
+
 def measure(ingress: str, pairs: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from serving_support import FEATURES, tiny_store
@@ -127,13 +146,7 @@ def measure(ingress: str, pairs: int) -> dict:
         try:
             deploy(cfg, name=NAME, alias=cfg.registry.alias)
             targets = {"bare": f"http://127.0.0.1:{bare_port}/predict", "kiln": f"http://127.0.0.1:{kiln_port}/predict"}
-            for url in targets.values():
-                wait_until_up(url, body)
-            runs: dict[str, dict[int, list[dict]]] = {t: {c: [] for c in LEVELS} for t in targets}
-            for _ in range(pairs):
-                for c in LEVELS:
-                    for target, url in targets.items():  # A B, A B, ...
-                        runs[target][c].append(asyncio.run(load(url, body, c, MAX_REQUESTS[c], MAX_SECONDS)))
+            runs = interleaved(targets, body, pairs)
         finally:
             bare.terminate()
             bare.wait(30)
@@ -141,7 +154,35 @@ def measure(ingress: str, pairs: int) -> dict:
     return summarize(runs, ingress, pairs)
 
 
-def summarize(runs: dict, ingress: str, pairs: int) -> dict:
+def measure_candidates(pairs: int) -> dict:
+    """The network alone against the blend, each version behind its own bare server (the replica's Predictor)."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from serving_support import FEATURES, tiny_store
+
+    from tests_support import free_port
+
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
+        stores = {"network": tiny_store(Path(tmp, "network"), NAME, versions=1)}
+        stores["blend"] = tiny_store(Path(tmp, "blend"), NAME, versions=1, blend_weight=0.5)
+        frame = stores["network"][1]
+        body = json.dumps({"instances": frame[FEATURES].head(1).to_numpy().tolist()}).encode()
+        ports = {name: free_port() for name in stores}
+        servers = [
+            subprocess.Popen([sys.executable, __file__, "--bare-server", cfg.tracking_uri, str(ports[name])], cwd=ROOT)
+            for name, (cfg, _) in stores.items()
+        ]
+        try:
+            targets = {name: f"http://127.0.0.1:{port}/predict" for name, port in ports.items()}
+            runs = interleaved(targets, body, pairs)
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(30)
+    result = summarize(runs, "none (the replica's Predictor in uvicorn)", pairs, ("blend", "network"))
+    return {k.replace("serve_", "serve_blend_", 1): v for k, v in result.items()}
+
+
+def summarize(runs: dict, ingress: str, pairs: int, compared: tuple[str, str] = ("kiln", "bare")) -> dict:
     def median(target: str, c: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[target][c]), 2)
 
@@ -154,9 +195,10 @@ def summarize(runs: dict, ingress: str, pairs: int) -> dict:
     for target in runs:
         result[target] = {f"c{c}": {k: median(target, c, k) for k in ("p50_ms", "p99_ms", "rps")} for c in LEVELS}
         result[target]["errors"] = sum(r["errors"] for c in LEVELS for r in runs[target][c])
+    measured, against = compared
     for c in LEVELS:
-        ratios = [k["rps"] / b["rps"] for k, b in zip(runs["kiln"][c], runs["bare"][c], strict=True)]
-        added = [k["p50_ms"] - b["p50_ms"] for k, b in zip(runs["kiln"][c], runs["bare"][c], strict=True)]
+        ratios = [k["rps"] / b["rps"] for k, b in zip(runs[measured][c], runs[against][c], strict=True)]
+        added = [k["p50_ms"] - b["p50_ms"] for k, b in zip(runs[measured][c], runs[against][c], strict=True)]
         result[f"serve_throughput_ratio_c{c}"] = round(statistics.median(ratios), 3)
         result[f"serve_added_p50_ms_c{c}"] = round(statistics.median(added), 2)
     return result
@@ -168,9 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--bare-server", nargs=2, metavar=("TRACKING_URI", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--candidates", action="store_true", help="the blend against the network alone")
     args = parser.parse_args(argv)
     if args.bare_server:
         return bare_server(args.bare_server[0], NAME, int(args.bare_server[1]))
+    if args.candidates:
+        result = measure_candidates(args.pairs)
+        print(json.dumps(result))
+        return None if args.no_record else save_candidates(result)
     if args.ingress != "both":
         result = measure(args.ingress, args.pairs)
         print(json.dumps(result))
@@ -221,6 +268,29 @@ def save(result: dict) -> None:
                 "unit": "ms",
                 "target": 3.0,
                 "baseline": "bare FastAPI + uvicorn p50 at 1 client",
+            },
+        ]
+    )
+
+
+def save_candidates(result: dict) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import record
+
+    record(
+        [
+            {
+                "name": "serve_blend_throughput_ratio_c32",
+                "value": result["serve_blend_throughput_ratio_c32"],
+                "unit": "x",
+                "baseline": "the same network alone, same Predictor and server, 32 clients, 1 row a request",
+                "detail": {"blend": result["blend"], "network": result["network"]},
+            },
+            {
+                "name": "serve_blend_added_p50_ms_c1",
+                "value": result["serve_blend_added_p50_ms_c1"],
+                "unit": "ms",
+                "baseline": "the network alone's p50 at 1 client",
             },
         ]
     )

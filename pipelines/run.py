@@ -67,7 +67,7 @@ def run(cfg: KilnConfig, *, serve: bool = True, verbose: bool = False, resume: b
                 console.say(
                     f"  {test.primary}: network {test.value:.4f}, {trees.name} {trees.metrics[test.primary]:.4f}"
                 )
-            choice = choose_candidate(cfg, splits, record, best_checkpoint, trees)
+            choice = choose_candidate(cfg, splits, record, best_checkpoint, trees, test)
         with console.stage("register", timings):
             registered = register(cfg, splits, record, result, test, best_checkpoint, choice, trees)
         record.set_tags(
@@ -171,15 +171,32 @@ def evaluate_best(
 
 
 def choose_candidate(
-    cfg: KilnConfig, splits: ingest.Splits, record: RunRecord, best_checkpoint, trees: baseline.Baseline | None
+    cfg: KilnConfig,
+    splits: ingest.Splits,
+    record: RunRecord,
+    best_checkpoint,
+    trees: baseline.Baseline | None,
+    test: evaluate.TestReport,
 ) -> candidates.Choice:
     """registry.candidates, each scored on the val split (the blend's weight fitted there); their test metrics
-    are logged and said, and decide nothing."""
-    model = InferenceModel(best_checkpoint, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
+    are logged and said, and decide nothing. Without a baseline (images, a failed fit) or val rows, the network
+    is the only candidate, and the run says why when others were asked for."""
     fitted = trees.fitted if trees is not None else None
     val = splits.val_frame
-    if len(val) == 0:
-        fitted = None  # no val rows to choose on: the network, as before there were candidates
+    alone = None
+    if "image" in splits.preprocessing.types.values():
+        alone = "images have no baseline"
+    elif fitted is None:
+        alone = "no baseline was fitted"
+    elif len(val) == 0:
+        alone = "no val rows to choose on"
+    if alone or cfg.registry.candidates == ["network"]:
+        choice = candidates.network_alone(test.metrics)
+        if alone and cfg.registry.candidates != ["network"]:
+            console.say(f"  registered candidate: network, the only one ({alone})")
+        record.set_tags({"kiln.candidate": choice.winner.name})
+        return choice
+    model = InferenceModel(best_checkpoint, factory=checkpoint.trusted_factory(cfg.model, own_run=True))
 
     def truth(values) -> np.ndarray:
         if model.preprocessing.regression:
@@ -188,7 +205,7 @@ def choose_candidate(
 
     def outputs(frame: pd.DataFrame) -> tuple:
         rows = frame[model.features]
-        return model.outputs(rows), fitted.outputs(rows) if fitted is not None else None
+        return model.outputs(rows), fitted.outputs(rows)
 
     choice = candidates.choose(
         cfg.registry.candidates,

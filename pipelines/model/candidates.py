@@ -67,6 +67,14 @@ class Choice:
         return f"{said}; {rest}" if rest else said
 
 
+def network_alone(test_metrics: dict[str, float]) -> Choice:
+    """The choice when the network is the only candidate (no baseline, no val rows, or registry.candidates:
+    [network]): nothing scored on val, its test metrics (`test_<name>`) as evaluated."""
+    test = {name.removeprefix("test_"): value for name, value in test_metrics.items()}
+    network = Candidate("network", None, {}, test)
+    return Choice(network, [network], "")
+
+
 def task_metric(tune_metric: str, task: str) -> str:
     """The task metric a candidate is judged on: tune.metric without its split (val_loss: the task's loss)."""
     name = tune_metric.removeprefix("val_")
@@ -105,4 +113,7 @@ def choose(
         )
     sign = 1.0 if task_metrics.mode_of(metric) == "max" else -1.0
     winner = max(candidates, key=lambda c: (sign * c.val[metric], -ORDER.index(c.name)))
+    if winner.name == "blend" and winner.weight in (0.0, 1.0):  # all of one model: register that one alone
+        alone = "network" if winner.weight == 1.0 else "baseline"
+        winner = next((c for c in candidates if c.name == alone), winner)
     return Choice(winner, candidates, metric)

@@ -90,15 +90,15 @@ def score(
     try:
         with output.writer() as scored, errors.writer("parquet") as failed:
             for batch in scored_batches(cfg, given, name, version, factory, keep):
-                if time.perf_counter() - shown >= PROGRESS_EVERY_S:
-                    shown = time.perf_counter()
-                    console.say(progress_line(counts["in"], read, shown - started))
                 good, bad = rows.numbered(batch, counts["in"])
                 counts["in"] += batch.num_rows
                 scored.write(good)
                 failed.write(bad)
                 counts["out"] += good.num_rows
                 counts["failed"] += bad.num_rows
+                if time.perf_counter() - shown >= PROGRESS_EVERY_S:  # after the batch: never "0 of N" while loading
+                    shown = time.perf_counter()
+                    console.say(progress_line(counts["in"], read, shown - started))
         if counts["out"] + counts["failed"] != (counts["in"] if read is None else read):
             raise RuntimeError(
                 f"rows in {read if read is not None else counts['in']} != rows out {counts['out']} + rows failed "
@@ -131,6 +131,10 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, name: str, version: int
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
     actor_cpus, most = pool_shape(ray.cluster_resources().get("CPU", 1.0), cfg.score.num_cpus)
+    console.say(
+        f"  scoring with {name} v{version}: up to {most} actor{'s' if most > 1 else ''} of {actor_cpus:g} CPU, "
+        "each loading the version first"
+    )
     scored = inputs.dataset(given, cfg.score.batch_size).map_batches(
         Scorer,
         fn_constructor_args=(

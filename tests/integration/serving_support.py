@@ -20,9 +20,11 @@ FEATURES = ["a", "b", "c", "d"]
 
 
 def tiny_store(
-    root: Path, name: str, overrides: list[str] = (), *, versions: int = 2
+    root: Path, name: str, overrides: list[str] = (), *, versions: int = 2, blend_weight: float | None = None
 ) -> tuple[KilnConfig, pd.DataFrame]:
-    """Register `versions` trained versions of `name` in a store under root; the alias points at v1."""
+    """Register `versions` trained versions of `name` in a store under root; the alias points at v1.
+    `blend_weight`: each version is registry.candidates' blend (that weight on the network) with trees fitted
+    on the same rows, as a run registers it when the blend wins."""
     cfg = load_config(
         None, [f"storage.root={root / 'runs'}", f"registry.model_name={name}", "name=serving", *overrides]
     ).for_task("classification")
@@ -42,10 +44,21 @@ def tiny_store(
             parent_run_id=parent,
             test_value=0.9,
             data_fingerprint="f" * 16,
+            **(blended(folder, frame, blend_weight) if blend_weight is not None else {}),
         )
         assert registered.version == number
         mlflow_runs.end_run(versioned, parent, "FINISHED")
     return cfg, frame
+
+
+def blended(folder: Path, frame: pd.DataFrame, weight: float) -> dict:
+    """registry.register's arguments for a blend of the checkpoint in `folder` and trees fitted on `frame`."""
+    from pipelines.model import baseline
+    from pipelines.model.inference import InferenceModel
+
+    labels = InferenceModel(folder).preprocessing.labels
+    trees = baseline.fit(frame[FEATURES], frame["label"].to_numpy(), dict.fromkeys(FEATURES, "number"), labels=labels)
+    return {"candidate": {"name": "blend", "weight": weight}, "baseline": trees}
 
 
 def fuzz(url: str, *, api: str, examples: int, workdir: Path, seed: int = 0) -> dict:

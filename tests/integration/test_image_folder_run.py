@@ -73,6 +73,7 @@ def test_the_run_reads_the_folders_as_images_and_says_there_is_no_baseline(image
     assert "1797 rows, 1 features (1024 encoded), 10 classes" in run.output  # 32x32 grey
     assert "stream through Ray Data each epoch, images decoded in its tasks" in run.output
     assert "baseline: none: image columns have no cheap baseline" in run.output
+    assert "registered candidate: network, the only one (images have no baseline)" in run.output
     assert "Sample answer (200)" in run.output  # the printed curl line sends the test rows' images as b64
     accuracy = float(run.output.split("test_accuracy=")[-1].split()[0].rstrip(","))
     assert accuracy >= 0.95, run.output[-2000:]

@@ -79,3 +79,23 @@ def test_a_version_of_the_baseline_or_a_blend_answers_as_registered(trained):
         assert np.allclose(model.outputs(rows), expected, atol=1e-9)
         assert np.allclose(model.outputs(rows.to_numpy()), expected, atol=1e-9)  # a matrix in feature order
     assert isinstance(model.predict(pd.DataFrame(rows)), list)
+
+
+def test_a_blend_that_is_all_one_model_registers_that_model_alone():
+    """A blend weighted 0 on the network is the baseline (same outputs, twice the serving cost): the baseline
+    is registered, and the blend stays in the table."""
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=300)
+    trees, network = truth + rng.normal(scale=0.1, size=300), truth + rng.normal(scale=3.0, size=300)
+    choice = candidates.choose(["network", "baseline", "blend"], "regression", "rmse",
+                               val=(network, trees, truth), test=(network, trees, truth))  # fmt: skip
+    blended = next(c for c in choice.candidates if c.name == "blend")
+    assert blended.weight == 0.0 and blended.val["rmse"] == choice.winner.val["rmse"]
+    assert choice.winner.name == "baseline" and choice.line().startswith("registered candidate: baseline")
+
+
+def test_the_network_alone_is_registered_on_its_test_metrics_with_nothing_to_compare():
+    choice = candidates.network_alone({"test_accuracy": 0.97, "test_log_loss": 0.1})
+    assert choice.winner.name == "network" and choice.runners_up == []
+    assert choice.winner.test == {"accuracy": 0.97, "log_loss": 0.1}
+    assert choice.metrics() == {"candidate_network_test_accuracy": 0.97, "candidate_network_test_log_loss": 0.1}
