@@ -28,7 +28,9 @@ def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str
             out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         else:
             index = {v: i for i, v in enumerate(categories[name])}
-            out[:, j] = [index.get(level(v), np.nan) for v in frame[name]]
+            codes, values = pd.factorize(frame[name], use_na_sentinel=True)  # each distinct value's level once
+            found = np.array([index.get(level(v), np.nan) for v in values] + [index.get(None, np.nan)])
+            out[:, j] = found[codes]  # code -1 (missing) takes the last
     return out
 
 

@@ -4,7 +4,7 @@ be wrong but cannot run code.
 
 The arrays are scikit-learn's own (`_predictors[i][k].nodes`, the categorical bitsets, `_baseline_prediction`),
 every tree's nodes concatenated with child indices made global. Prediction walks all trees at once, a level per
-step, over [rows, trees] node indices: a single row costs a few dozen numpy operations however many trees there
+step, over [rows, trees] node indices: about eight numpy operations a level however many rows and trees there
 are. The input is the matrix the trees were fitted on: numbers as floats with NaN for missing, a categorical
 column as its category codes (NaN or negative: missing), exactly as scikit-learn's `_predict_from_raw_data` reads
 it, including its rule that a category unseen in training follows the missing side.
@@ -13,11 +13,13 @@ it, including its rule that a category unseen in training follows the missing si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = 1  # the arrays' layout; a file of another layout is refused
+MISSING_CODE = 256  # a category code past the bitsets' 256: missing, negative or unseen
 
 
 def export(estimator) -> dict[str, np.ndarray]:
@@ -84,32 +86,57 @@ class Trees:
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """[rows, outputs]: the baseline plus every tree's leaf value, summed per output."""
-        a = self.arrays
+        a, walk = self.arrays, self.walk
         x = self.encoded(np.asarray(x, dtype=np.float64))
-        rows = np.arange(len(x))[:, None]
+        columns = x.shape[1]
+        # [x | x with NaN as -inf]: a node whose missing values go left reads the second half (-inf <= any
+        # threshold), the others the first (NaN <= threshold is false: right)
+        both = np.concatenate([x, np.where(np.isnan(x), -np.inf, x)], axis=1).ravel()
+        start = (np.arange(len(x)) * 2 * columns)[:, None]
         at = np.broadcast_to(a["roots"], (len(x), len(a["roots"]))).copy()
         for _ in range(int(a["depth"][0])):
-            inner = ~a["leaf"][at]
-            if not inner.any():
-                break
-            feature = a["feature"][at]
-            value = x[rows, feature]
-            missing = np.isnan(value)
-            left = value <= a["threshold"][at]
-            categorical = a["categorical"][at]
-            if categorical.any():
-                code = np.where(missing | (value < 0), 0, np.nan_to_num(value)).astype(np.int64)
-                missing |= categorical & (value < 0)
-                in_left = _in(a["left_bitsets"], a["bitset"][at], code)
-                known = _in(a["known_bitsets"], a["feature_map"][feature], code)
-                missing |= categorical & ~in_left & ~known  # an unseen category goes the missing way
-                left = np.where(categorical, in_left, left)
-            left = np.where(missing, a["missing_left"][at], left)
-            step = np.where(left, a["left"][at], a["right"][at])
-            at = np.where(inner, step, at)
-        out = np.tile(a["baseline"], (len(x), 1))
-        np.add.at(out.T, a["output"], a["value"][at].T)
-        return out
+            value = both[start + walk["column"][at]]
+            right = ~(value <= walk["threshold"][at])
+            if walk["table"] is not None:
+                row = walk["table_row"][at]
+                chosen = row >= 0
+                if chosen.any():
+                    code = value[chosen]
+                    code = np.where(np.isfinite(code) & (code >= 0), code, MISSING_CODE).astype(np.int64)
+                    right[chosen] = ~walk["table"][row[chosen], np.minimum(code, MISSING_CODE)]
+            at = walk["children"][2 * at + right]
+        return a["baseline"] + a["value"][at] @ walk["outputs"]
+
+    @cached_property
+    def walk(self) -> dict[str, np.ndarray | None]:
+        """The node arrays arranged for raw(): a leaf is its own child (the walk can run every level without a
+        mask), each node's column in [x | x with NaN as -inf] by where its missing values go, and for
+        categorical nodes a table of [node, code] -> goes left, unseen and missing codes the missing way."""
+        a = self.arrays
+        leaf = a["leaf"].astype(bool)
+        nodes = np.arange(len(leaf))
+        missing_left = a["missing_left"].astype(bool)
+        children = np.stack([np.where(leaf, nodes, a["left"]), np.where(leaf, nodes, a["right"])], axis=1)
+        outputs = np.zeros((len(a["roots"]), len(a["baseline"])))
+        outputs[np.arange(len(a["roots"])), a["output"]] = 1.0
+        walk = {
+            "children": children.reshape(-1),
+            "column": np.where(leaf, 0, a["feature"]) + len(a["feature_map"]) * missing_left,
+            "threshold": np.where(leaf, np.inf, a["threshold"]),
+            "outputs": outputs,
+            "table": None,
+            "table_row": None,
+        }
+        categorical = np.flatnonzero(a["categorical"].astype(bool) & ~leaf)
+        if len(categorical):
+            codes = np.arange(MISSING_CODE)
+            in_left = _in(a["left_bitsets"], a["bitset"][categorical][:, None], codes[None, :])
+            known = _in(a["known_bitsets"], a["feature_map"][a["feature"][categorical]][:, None], codes[None, :])
+            goes = missing_left[categorical][:, None]
+            walk["table"] = np.concatenate([np.where(known, in_left, goes), goes], axis=1)
+            walk["table_row"] = np.full(len(leaf), -1, dtype=np.int64)
+            walk["table_row"][categorical] = np.arange(len(categorical))
+        return walk
 
     def encoded(self, x: np.ndarray) -> np.ndarray:
         """The matrix as the trees read it (scikit-learn's preprocessor): categorical columns first, each value
