@@ -14,6 +14,19 @@ from pipelines.model import checkpoint
 BASELINE_FOLDER = "baseline"  # a version's kept baseline (baseline_files), when the baseline or a blend won
 
 
+def candidate_of(meta: dict) -> tuple[str, float | None]:
+    """(registry.candidates' winner, the blend's weight on the network) from a checkpoint's kiln.json, checked:
+    a version without the key is the network, as every version before candidates."""
+    chosen = meta.get("candidate") or {"name": "network"}
+    name = chosen.get("name") if isinstance(chosen, dict) else None
+    if name not in ("network", "baseline", "blend"):
+        raise ValueError(f"kiln.json: unknown candidate {name!r}")
+    weight = chosen.get("weight")
+    if name == "blend" and not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
+        raise ValueError(f"kiln.json: the blend's weight {weight!r} is not a number in [0, 1]")
+    return name, float(weight) if name == "blend" else None
+
+
 class InferenceModel:
     """A trained model with its preprocessing; takes raw feature rows, returns label values (classification)
     or numbers in the label's units (regression)."""
@@ -24,11 +37,8 @@ class InferenceModel:
         self.device = torch.device("cpu")
         # registry.candidates: the version may be the baseline or a blend (kept without a pickle, signed with
         # the rest of the version); a version without the key is the network, as every earlier one
-        chosen = self.meta.get("candidate") or {"name": "network"}
-        self.candidate, self.blend_weight = chosen["name"], chosen.get("weight")
+        self.candidate, self.blend_weight = candidate_of(self.meta)
         self.baseline = None
-        if self.candidate not in ("network", "baseline", "blend"):
-            raise ValueError(f"kiln.json: unknown candidate {self.candidate!r}")
         if self.candidate != "network":
             from pipelines.model import baseline_files
 

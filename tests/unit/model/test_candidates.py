@@ -3,6 +3,8 @@ the network, and without a baseline the network is the only candidate."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from pipelines.model import candidates
@@ -99,3 +101,21 @@ def test_the_network_alone_is_registered_on_its_test_metrics_with_nothing_to_com
     assert choice.winner.name == "network" and choice.runners_up == []
     assert choice.winner.test == {"accuracy": 0.97, "log_loss": 0.1}
     assert choice.metrics() == {"candidate_network_test_accuracy": 0.97, "candidate_network_test_log_loss": 0.1}
+
+
+def test_the_candidate_a_kiln_json_names_is_checked_before_it_is_used():
+    import pytest
+
+    from pipelines.model.inference import candidate_of
+
+    assert candidate_of({}) == ("network", None)  # every version before candidates
+    assert candidate_of({"candidate": {"name": "blend", "weight": 0.35}}) == ("blend", 0.35)
+    assert candidate_of({"candidate": {"name": "baseline", "weight": None}}) == ("baseline", None)
+    for bad, said in (
+        ({"name": "stacker"}, "unknown candidate 'stacker'"),
+        ("blend", "unknown candidate None"),
+        ({"name": "blend", "weight": "0.5"}, "the blend's weight '0.5' is not a number in [0, 1]"),
+        ({"name": "blend", "weight": 1.5}, "the blend's weight 1.5 is not a number in [0, 1]"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            candidate_of({"candidate": bad})
