@@ -244,56 +244,47 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def save(result: dict) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import record
-
-    record(
-        [
-            {
-                "name": "serve_throughput_ratio_c32",
-                "value": result["serve_throughput_ratio_c32"],
-                "unit": "x",
-                "target": 1.0,
-                "baseline": f"bare FastAPI + uvicorn, same Predictor, 32 clients ({result['ingress']} ingress)",
-                "detail": {
-                    "kiln": result["kiln"],
-                    "bare": result["bare"],
-                    **({"python_proxy_kiln": result["proxy"]["kiln"]} if "proxy" in result else {}),
-                    **{k: v for k, v in result.items() if k.startswith("haproxy_vs_proxy")},
-                },
-            },
-            {
-                "name": "serve_added_p50_ms_c1",
-                "value": result["serve_added_p50_ms_c1"],
-                "unit": "ms",
-                "target": 3.0,
-                "baseline": "bare FastAPI + uvicorn p50 at 1 client",
-            },
-        ]
+    """Kiln's endpoint against the bare app."""
+    detail = {
+        "kiln": result["kiln"],
+        "bare": result["bare"],
+        **({"python_proxy_kiln": result["proxy"]["kiln"]} if "proxy" in result else {}),
+        **{k: v for k, v in result.items() if k.startswith("haproxy_vs_proxy")},
+    }
+    throughput = f"bare FastAPI + uvicorn, same Predictor, 32 clients ({result['ingress']} ingress)"
+    record_pair(
+        "serve",
+        result,
+        {"target": 1.0, "baseline": throughput, "detail": detail},
+        {"target": 3.0, "baseline": "bare FastAPI + uvicorn p50 at 1 client"},
     )
 
 
 def save_candidates(result: dict) -> None:
+    """The blend against the network alone."""
+    record_pair(
+        "serve_blend",
+        result,
+        {
+            "baseline": "the same network alone, same Predictor and server, 32 clients, 1 row a request",
+            "detail": {"blend": result["blend"], "network": result["network"]},
+        },
+        {"baseline": "the network alone's p50 at 1 client"},
+    )
+
+
+def record_pair(prefix: str, result: dict, throughput: dict, p50: dict) -> None:
+    """<prefix>_throughput_ratio_c32 and <prefix>_added_p50_ms_c1 in results.json, with their own fields."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import record
 
     record(
         [
-            {
-                "name": "serve_blend_throughput_ratio_c32",
-                "value": result["serve_blend_throughput_ratio_c32"],
-                "unit": "x",
-                "baseline": "the same network alone, same Predictor and server, 32 clients, 1 row a request",
-                "detail": {"blend": result["blend"], "network": result["network"]},
-            },
-            {
-                "name": "serve_blend_added_p50_ms_c1",
-                "value": result["serve_blend_added_p50_ms_c1"],
-                "unit": "ms",
-                "baseline": "the network alone's p50 at 1 client",
-            },
+            {"name": f"{prefix}_throughput_ratio_c32", "value": result[f"{prefix}_throughput_ratio_c32"], "unit": "x",
+             **throughput},
+            {"name": f"{prefix}_added_p50_ms_c1", "value": result[f"{prefix}_added_p50_ms_c1"], "unit": "ms", **p50},
         ]
-    )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

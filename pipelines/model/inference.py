@@ -70,8 +70,9 @@ class InferenceModel:
             return self.baseline.outputs(self.as_frame(rows))
         network = self.network_outputs(rows)
         if self.candidate == "blend":
-            kept = self.baseline.outputs(self.as_frame(rows))
-            return self.blend_weight * network + (1.0 - self.blend_weight) * kept
+            from pipelines.model import blend
+
+            return blend.blended(network, self.baseline.outputs(self.as_frame(rows)), self.blend_weight)
         return network
 
     def network_outputs(self, rows: pd.DataFrame | np.ndarray) -> np.ndarray:
