@@ -1,6 +1,7 @@
-"""Which model a run registers: the searched network, the baseline, or their blend, each scored on the val split
-by tune.metric, the blend's weight fitted there too. The test split only reports: every candidate's test metrics
-are computed and logged, and none of them decides anything. Pure numpy: the caller hands in predictions."""
+"""Which model a run registers: the searched network, the baseline, or their blend, chosen on the val split by
+tune.metric (the blend's weight by bagged selection over resamples of val, blend.fit_weight). The test split only
+reports: every candidate's test metrics are computed and logged, and none of them decides anything. Pure numpy:
+the caller hands in predictions."""
 
 from __future__ import annotations
 
@@ -53,8 +54,12 @@ class Choice:
         return [c for c in self.candidates if c is not self.winner]
 
     def line(self) -> str:
-        """`registered candidate: blend (0.60 network) val_accuracy=0.9610; network 0.9550, baseline 0.9400`."""
-        return f"registered candidate: {self.said('val')}"
+        """`registered candidate: blend (0.60 network) val_accuracy=0.9610; network 0.9550, baseline 0.9400`,
+        and how the blend's weight was chosen when the blend was a candidate."""
+        said = f"registered candidate: {self.said('val')}"
+        if any(c.name == "blend" for c in self.candidates):
+            said += f" (the blend's weight: the mean best of {blend.RESAMPLES} resamples of val)"
+        return said
 
     def test_line(self) -> str:
         """`blend (0.60 network) test_accuracy=0.9580; network 0.9500, baseline 0.9450`: the same, on test."""
@@ -92,7 +97,11 @@ def choose(
     test: tuple[np.ndarray, np.ndarray | None, np.ndarray],
 ) -> Choice:
     """`val` and `test` are each (the network's outputs, the baseline's or None, the truth): class probabilities
-    and label indices, or values. Candidates without a baseline are dropped (images have none)."""
+    and label indices, or values. Candidates without a baseline are dropped (images have none).
+
+    With the blend listed, the blend at its bagged weight (blend.fit_weight) is registered: weight 1 or 0 is the
+    network or the baseline alone. Its val score can sit below a single model's, as one split's best weight
+    follows a few rows and the bagged one does not. Without the blend, the better val score wins."""
     network_val, baseline_val, val_truth = val
     network_test, baseline_test, test_truth = test
     if baseline_val is None:
@@ -111,9 +120,12 @@ def choose(
                 task_metrics.compute(task, shell.outputs(network_test, baseline_test), test_truth),
             )
         )
-    sign = 1.0 if task_metrics.mode_of(metric) == "max" else -1.0
-    winner = max(candidates, key=lambda c: (sign * c.val[metric], -ORDER.index(c.name)))
-    if winner.name == "blend" and winner.weight in (0.0, 1.0):  # all of one model: register that one alone
-        alone = "network" if winner.weight == 1.0 else "baseline"
-        winner = next((c for c in candidates if c.name == alone), winner)
+    if weight is not None:  # the blend is the bagged choice among every weight, the single models included
+        winner = next(c for c in candidates if c.name == "blend")
+        if weight in (0.0, 1.0):  # all of one model: register that one alone, at half the serving cost
+            alone = "network" if weight == 1.0 else "baseline"
+            winner = next((c for c in candidates if c.name == alone), winner)
+    else:
+        sign = 1.0 if task_metrics.mode_of(metric) == "max" else -1.0
+        winner = max(candidates, key=lambda c: (sign * c.val[metric], -ORDER.index(c.name)))
     return Choice(winner, candidates, metric)

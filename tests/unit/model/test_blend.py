@@ -1,5 +1,6 @@
-"""The blend's one weight, fitted on val predictions: two identical models blend to the same score, and two models
-that err on different rows blend to better than either."""
+"""The blend's one weight, chosen on val predictions by bagged selection: two identical models blend to the same
+score, two models that err on different rows blend to better than either, and one outlying val row does not take
+the weight to one end."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def test_two_identical_models_blend_to_the_same_score():
     truth = rng.integers(0, 3, size=200)
     weight, score = blend.fit_weight(probabilities, probabilities, truth, "classification", "accuracy")
     assert score == task_metrics.classification(probabilities, truth)["accuracy"]
-    assert weight == 0.5  # nothing to choose between them: the middle
+    assert weight == 1.0  # nothing to choose between them: the network alone, at half the serving cost
 
 
 def test_models_that_err_on_different_rows_blend_to_better_than_either():
@@ -36,3 +37,29 @@ def test_a_far_better_network_takes_all_the_weight():
     weight, accuracy = blend.fit_weight(network, baseline, truth, "classification", "accuracy")
     assert accuracy == 1.0 and weight >= 0.5
     assert np.allclose(blend.blended(network, baseline, 1.0), network)
+
+
+def test_one_outlying_val_row_does_not_hand_all_the_weight_to_the_other_model():
+    """The network is the better model on all val rows but one, where it is off by a mile (a house ten times the
+    size of any in train). Its squared error there alone makes the baseline best on the whole split; the
+    resamples without that row prefer an even blend, so the weight stays between the two."""
+    rng = np.random.default_rng(4)
+    truth = rng.normal(size=300)
+    network, baseline = truth + rng.normal(scale=0.5, size=300), truth + rng.normal(scale=0.6, size=300)
+    network[0] += 80.0
+    point = min(blend.GRID, key=lambda w: task_metrics.regression(blend.blended(network, baseline, w), truth)["rmse"])
+    weight, rmse = blend.fit_weight(network, baseline, truth, "regression", "rmse")
+    assert point == 0.0
+    assert 0.1 <= weight <= 0.5
+    assert rmse == task_metrics.regression(blend.blended(network, baseline, weight), truth)["rmse"]
+
+
+def test_the_weight_is_the_same_on_every_run_and_f1_is_bagged_too():
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 3, size=150)
+    network, baseline = rng.dirichlet(np.ones(3), size=150), rng.dirichlet(np.ones(3), size=150)
+    network[np.arange(150), truth] += 0.5
+    baseline[np.arange(150), truth] += 0.4
+    first = blend.fit_weight(network, baseline, truth, "classification", "f1_macro")
+    assert first == blend.fit_weight(network, baseline, truth, "classification", "f1_macro")
+    assert 0.0 <= first[0] <= 1.0 and first[0] in np.round(blend.GRID, 4)
