@@ -251,9 +251,11 @@ def test_the_blend_of_network_and_trees_is_chosen_on_val_and_is_what_answers(pri
     metrics = client.get_run(version.tags["run_id"]).data.metrics
     for name in ("network", "baseline", "blend"):
         assert {f"candidate_{name}_val_rmse", f"candidate_{name}_test_rmse"} <= set(metrics)
-    # chosen on val: the blend's val rmse is the lowest (its test rmse only reports)
-    singles = min(metrics[f"candidate_{name}_val_rmse"] for name in ("network", "baseline"))
-    assert metrics["candidate_blend_val_rmse"] <= singles
+    # chosen on val by bagged selection: the blend may sit a little above the better single model on the whole
+    # val split, never above the worse one (a convex blend's RMSE is at most the larger of the two)
+    singles = [metrics[f"candidate_{name}_val_rmse"] for name in ("network", "baseline")]
+    assert metrics["candidate_blend_val_rmse"] <= max(singles)
+    assert "(the blend's weight: the mean best of 200 resamples of val)" in printed
     (kept,) = (folder / "runs").rglob("artifacts/checkpoint/baseline")  # in the version, signed with it
     assert sorted(p.name for p in kept.iterdir()) == ["baseline.json", "trees.npz"]
     with np.load(kept / "trees.npz", allow_pickle=False) as arrays:  # plain arrays: nothing to unpickle
