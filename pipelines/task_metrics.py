@@ -47,14 +47,20 @@ def classification(probabilities: np.ndarray, truth: np.ndarray) -> dict[str, fl
     if len(truth) == 0:
         return {name: float("nan") for name in NAMES[CLASSIFICATION]}
     predicted = probabilities.argmax(axis=1)
-    eps = np.finfo(np.float64).eps
-    chosen = np.clip(probabilities[np.arange(len(truth)), truth] / probabilities.sum(axis=1), eps, 1 - eps)
     return {
         "accuracy": float(np.mean(predicted == truth)),
         "f1_macro": f1_macro(truth, predicted),
-        "log_loss": float(-np.mean(np.log(chosen))),
+        "log_loss": float(np.mean(row_log_loss(probabilities, truth))),
         "auc": auc(probabilities, truth),
     }
+
+
+def row_log_loss(probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each row's log loss: minus the log of its true class's share of the row's probabilities, clipped off 0
+    and 1."""
+    eps = np.finfo(np.float64).eps
+    chosen = probabilities[np.arange(len(truth)), truth] / probabilities.sum(axis=1)
+    return -np.log(np.clip(chosen, eps, 1 - eps))
 
 
 def f1_macro(truth: np.ndarray, predicted: np.ndarray) -> float:

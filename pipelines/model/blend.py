@@ -72,15 +72,13 @@ def resampled_scores(
 def row_losses(network, baseline, truth, task: str, metric: str) -> np.ndarray | None:
     """[STEPS, rows]: each row's loss under each grid weight, where `metric` is a mean of them (else None)."""
     if task == task_metrics.CLASSIFICATION and metric in ("accuracy", "log_loss"):
-        rows = np.arange(len(truth))
         losses = []
         for w in GRID:
             probabilities = blended(network, baseline, w)
             if metric == "accuracy":
                 losses.append((probabilities.argmax(axis=1) != truth).astype(np.float64))
             else:
-                chosen = probabilities[rows, truth] / probabilities.sum(axis=1)
-                losses.append(-np.log(np.clip(chosen, np.finfo(np.float64).eps, 1.0)))
+                losses.append(task_metrics.row_log_loss(probabilities, truth))
         return np.stack(losses)
     if task == task_metrics.REGRESSION and metric in ("rmse", "r2", "mae"):
         errors = np.stack([blended(network, baseline, w) - truth for w in GRID])
