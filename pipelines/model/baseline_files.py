@@ -1,7 +1,7 @@
 """The baseline as a version keeps it (baseline.Fitted.save): `baseline.json` says what it is, beside the trees'
 arrays (trees.npz) or the linear model's (linear.json, linear.npz). Loading reads JSON and numpy arrays with
-`allow_pickle=False`, checks that they agree, and answers raw rows with numpy alone: no scikit-learn, no pickle,
-no code from the file."""
+`allow_pickle=False`, checks that they agree, and answers raw rows with numpy (and scikit-learn's compiled tree
+walk, fed the checked arrays): no pickle, no code from the file."""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-"""A fitted HistGradientBoosting model as plain arrays, and its predictions in numpy: the baseline's trees kept in
-a version without a pickle. Loading reads numbers only (`np.load(..., allow_pickle=False)`), so a stored file can
-be wrong but cannot run code.
+"""A fitted HistGradientBoosting model as plain arrays, and its predictions: the baseline's trees kept in a
+version without a pickle. Loading reads numbers only (`np.load(..., allow_pickle=False)`), so a stored file can be
+wrong but cannot run code; check() keeps every index inside what it indexes.
 
 The arrays are scikit-learn's own (`_predictors[i][k].nodes`, the categorical bitsets, `_baseline_prediction`),
-every tree's nodes concatenated with child indices made global. Prediction walks all trees at once, a level per
-step, over [rows, trees] node indices: about eight numpy operations a level however many rows and trees there
-are. The input is the matrix the trees were fitted on: numbers as floats with NaN for missing, a categorical
-column as its category codes (NaN or negative: missing), exactly as scikit-learn's `_predict_from_raw_data` reads
-it, including its rule that a category unseen in training follows the missing side.
+every tree's nodes concatenated with child indices made global. A batch of rows goes through scikit-learn's
+compiled walk (`TreePredictor`, one call per tree) rebuilt from the checked arrays. A handful of rows, where a
+call per tree costs more than the walk, goes through numpy: all trees at once, a level per step over [rows,
+trees] node indices. The input is the matrix the trees were fitted on: numbers as floats with NaN for missing, a
+categorical column as its category codes (NaN or negative: missing), exactly as scikit-learn's
+`_predict_from_raw_data` reads it, including its rule that a category unseen in training follows the missing side.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 
 FORMAT = 1  # the arrays' layout; a file of another layout is refused
 MISSING_CODE = 256  # a category code past the bitsets' 256: missing, negative or unseen
+COMPILED_FROM_ROWS = 64  # fewer rows: the numpy walk (one pass for all trees) beats a compiled call per tree
+THREADS_FROM_ROWS = 2048  # fewer rows: one thread (starting more costs more than it saves)
 
 
 def export(estimator) -> dict[str, np.ndarray]:
@@ -86,8 +89,56 @@ class Trees:
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """[rows, outputs]: the baseline plus every tree's leaf value, summed per output."""
-        a, walk = self.arrays, self.walk
         x = self.encoded(np.asarray(x, dtype=np.float64))
+        if len(x) >= COMPILED_FROM_ROWS and self.compiled is not None:
+            return self.compiled_raw(x)
+        return self.walked_raw(x)
+
+    def compiled_raw(self, x: np.ndarray) -> np.ndarray:
+        """raw() of an encoded matrix through scikit-learn's compiled walk, a call per tree."""
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        a = self.arrays
+        threads = 1 if len(x) < THREADS_FROM_ROWS else _openmp_effective_n_threads()
+        x = np.ascontiguousarray(x)
+        known = np.ascontiguousarray(a["known_bitsets"], dtype=np.uint32)
+        feature_map = np.ascontiguousarray(a["feature_map"], dtype=np.uint32)
+        out = np.tile(a["baseline"], (len(x), 1))
+        for tree, column in zip(self.compiled, a["output"], strict=True):
+            out[:, column] += tree.predict(x, known, feature_map, threads)
+        return out
+
+    @cached_property
+    def compiled(self) -> list | None:
+        """scikit-learn's TreePredictor per tree, its nodes rebuilt from the arrays (whose indices check() kept
+        inside each tree, children after their parent: the compiled walk reads without bounds checks and stops
+        only at a leaf); None where this scikit-learn lacks it (the numpy walk answers instead)."""
+        try:
+            from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+            from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+        except ImportError:
+            return None
+        a = self.arrays
+        bitsets = np.ascontiguousarray(a["left_bitsets"], dtype=np.uint32)
+        ends = np.append(a["roots"][1:], len(a["feature"]))
+        built = []
+        for root, end in zip(a["roots"], ends, strict=True):
+            part = slice(root, end)
+            leaf = a["leaf"][part].astype(bool)
+            nodes = np.zeros(end - root, dtype=PREDICTOR_RECORD_DTYPE)
+            nodes["value"], nodes["num_threshold"] = a["value"][part], a["threshold"][part]
+            nodes["feature_idx"] = np.where(leaf, 0, a["feature"][part])
+            nodes["missing_go_to_left"], nodes["is_leaf"] = a["missing_left"][part], leaf
+            nodes["left"] = np.where(leaf, 0, a["left"][part] - root)
+            nodes["right"] = np.where(leaf, 0, a["right"][part] - root)
+            categorical = a["categorical"][part].astype(bool) & ~leaf
+            nodes["is_categorical"], nodes["bitset_idx"] = categorical, np.where(categorical, a["bitset"][part], 0)
+            built.append(TreePredictor(nodes, None, bitsets))
+        return built
+
+    def walked_raw(self, x: np.ndarray) -> np.ndarray:
+        """raw() of an encoded matrix in numpy, every tree a level per step."""
+        a, walk = self.arrays, self.walk
         columns = x.shape[1]
         # [x | x with NaN as -inf]: a node whose missing values go left reads the second half (-inf <= any
         # threshold), the others the first (NaN <= threshold is false: right)
@@ -194,19 +245,33 @@ def check(a: dict[str, np.ndarray]) -> None:
         raise ValueError(f"the trees file lacks {', '.join(missing)}")
     if a["format"].tolist() != [FORMAT]:
         raise ValueError(f"the trees file is of format {a['format'].tolist()}, not {FORMAT}")
+    indices = ("feature", "left", "right", "bitset", "roots", "output", "feature_map", "order", "level_counts")
+    if any(a[name].ndim != 1 or a[name].dtype.kind not in "iu" for name in indices):
+        raise ValueError("the trees file's indices are not whole numbers in one dimension")
+    if any(a[name].ndim != 1 for name in NAMES[1:10]):
+        raise ValueError("the trees file's node arrays are not one-dimensional")
     nodes = len(a["feature"])
     if any(len(a[name]) != nodes for name in NAMES[1:10]):
         raise ValueError("the trees file's node arrays differ in length")
     if a["left_bitsets"].ndim != 2 or a["left_bitsets"].shape[1:] != (8,) or a["known_bitsets"].shape[1:] != (8,):
         raise ValueError("the trees file's bitsets are not rows of 8 words")
     inner = ~a["leaf"].astype(bool)
-    for name in ("left", "right"):
-        if nodes and ((a[name][inner] < 0) | (a[name][inner] >= nodes)).any():
-            raise ValueError(f"the trees file's {name} children point outside its nodes")
-    if nodes and ((a["roots"] < 0) | (a["roots"] >= nodes)).any():
+    roots = a["roots"]
+    if nodes and (len(roots) == 0 or roots[0] != 0 or (np.diff(roots) <= 0).any() or roots[-1] >= nodes):
         raise ValueError("the trees file's roots point outside its nodes")
+    at = np.arange(nodes)
+    end = np.append(roots[1:], nodes)[np.searchsorted(roots, at, side="right") - 1] if nodes else at
+    for name in ("left", "right"):  # inside the node's own tree and after it: every walk ends at a leaf
+        if nodes and ((a[name][inner] <= at[inner]) | (a[name][inner] >= end[inner])).any():
+            raise ValueError(f"the trees file's {name} children point outside its nodes")
     if nodes and ((a["feature"][inner] < 0) | (a["feature"][inner] >= len(a["feature_map"]))).any():
         raise ValueError("the trees file's features point outside its columns")
+    split = inner & a["categorical"].astype(bool)
+    known = a["feature_map"][a["feature"][split]] if split.any() else np.zeros(0, np.int64)
+    if ((a["bitset"][split] < 0) | (a["bitset"][split] >= len(a["left_bitsets"]))).any() or (
+        (known < 0) | (known >= len(a["known_bitsets"]))
+    ).any():
+        raise ValueError("the trees file's category splits point outside its bitsets")
     if len(a["output"]) != len(a["roots"]) or ((a["output"] < 0) | (a["output"] >= len(a["baseline"]))).any():
         raise ValueError("the trees file's outputs do not match its baseline")
     if not 0 <= int(a["depth"][0]) <= 10_000:

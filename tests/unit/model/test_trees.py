@@ -59,3 +59,54 @@ def test_a_file_whose_indices_point_outside_it_is_refused(tmp_path):
     np.savez(tmp_path / "objects.npz", feature=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):  # numpy will not unpickle an object array
         trees.Trees.load(tmp_path / "objects.npz")
+
+
+def test_the_compiled_walk_and_the_numpy_walk_agree_with_scikit_learn_on_any_batch_size():
+    """A batch goes through scikit-learn's compiled walk rebuilt from the arrays, a few rows through numpy: both
+    answer as the fitted model, with missing cells, categories and an unseen value, on one thread and on many."""
+    x, y = load_wine(return_X_y=True)
+    x, categorical = with_gaps_and_categories(np.tile(x, (30, 1)), seed=1)
+    y = np.tile(y, 30)
+    fitted = HistGradientBoostingClassifier(categorical_features=categorical, random_state=0).fit(x[:-3000], y[:-3000])
+    loaded = trees.Trees(trees.export(fitted))
+    held = x[-3000:].copy()
+    held[0, 1] = 12.0  # unseen
+    assert loaded.compiled is not None
+    expected = fitted._raw_predict(held)
+    encoded = loaded.encoded(held)
+    assert np.allclose(loaded.compiled_raw(encoded), expected, atol=1e-9)  # 3,000 rows: every thread
+    assert np.allclose(loaded.walked_raw(encoded), expected, atol=1e-9)
+    for rows in (1, trees.COMPILED_FROM_ROWS - 1, trees.COMPILED_FROM_ROWS, 500):
+        assert np.allclose(loaded.raw(held[:rows]), expected[:rows], atol=1e-9), rows
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda a, inner: a["left"].__setitem__(inner[0], inner[0]), "left children point outside"),  # a loop
+        (lambda a, inner: a["right"].__setitem__(inner[1], a["roots"][1]), "right children point outside"),
+        (lambda a, inner: a.__setitem__("left", a["left"].astype(np.float64)), "not whole numbers"),
+        (lambda a, inner: a.__setitem__("roots", a["roots"][::-1].copy()), "roots point outside"),
+    ],
+)
+def test_a_file_whose_walk_would_loop_or_leave_its_tree_is_refused(tamper, message, tmp_path):
+    """The compiled walk reads without bounds checks and stops only at a leaf, so a child must lie inside its
+    own tree and after its parent."""
+    x, y = load_wine(return_X_y=True)
+    arrays = trees.export(HistGradientBoostingClassifier(max_iter=5).fit(x, y))
+    tamper(arrays, np.flatnonzero(~arrays["leaf"]))
+    trees.save(tmp_path / "bad.npz", arrays)
+    with pytest.raises(ValueError, match=message):
+        trees.Trees.load(tmp_path / "bad.npz")
+
+
+def test_a_category_split_whose_bitset_is_outside_the_file_is_refused(tmp_path):
+    x, y = load_wine(return_X_y=True)
+    x, categorical = with_gaps_and_categories(x)
+    arrays = trees.export(HistGradientBoostingClassifier(categorical_features=categorical, max_iter=5).fit(x, y))
+    split = np.flatnonzero(arrays["categorical"] & ~arrays["leaf"])
+    assert len(split)
+    arrays["bitset"][split[0]] = len(arrays["left_bitsets"])
+    trees.save(tmp_path / "bad.npz", arrays)
+    with pytest.raises(ValueError, match="category splits point outside its bitsets"):
+        trees.Trees.load(tmp_path / "bad.npz")
