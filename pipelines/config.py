@@ -483,8 +483,9 @@ class ScoreConfig(Section):
     """A classifier's `probability_<label>` columns too."""
     batch_size: PositiveInt = 4096
     """Rows per map_batches call."""
-    num_cpus: float = Field(1, gt=0)
-    """CPUs per scoring actor; the pool grows from 1 actor to as many as the cluster's CPUs fit."""
+    num_cpus: float | None = Field(None, gt=0)
+    """CPUs per scoring actor: as many actors as the cluster's CPUs fit, one CPU left free for the reads. Unset:
+    on one machine an actor per CPU sharing all but one (2 CPUs: two of 0.5), on a cluster 1 each."""
     num_gpus: float = Field(0, ge=0)
     """GPUs per scoring actor (a cluster with GPUs: 1 runs each actor's forward passes on one)."""
     max_error_rows: NonNegativeInt = 0

@@ -91,7 +91,7 @@ def digest(folder: str | Path, key: bytes) -> str:
     file or folder is refused (IntegrityError naming it): a version holds files only."""
     root = Path(folder)
     mac = hmac.new(key, b"kiln-version-1\0", hashlib.sha256)
-    for relative, path in _files(root):
+    for relative, path in files(root):
         name = relative.encode()
         mac.update(len(name).to_bytes(8, "big") + name)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -107,7 +107,13 @@ def digest(folder: str | Path, key: bytes) -> str:
 UNSIGNED = {"registered_model_meta"}
 
 
-def _files(root: Path) -> list[tuple[str, Path]]:
+def matches_folder(folder: str | Path, key: bytes, signature: str) -> bool:
+    return hmac.compare_digest(digest(folder, key), signature)
+
+
+def files(root: Path) -> list[tuple[str, Path]]:
+    """(relative path, path) of every signed file under `root`, in path order; IntegrityError for a link or a
+    special file."""
     found: list[tuple[str, Path]] = []
     pending = [root]
     while pending:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what mlflow.set_*_uri also write
 
@@ -82,6 +84,57 @@ def load_verified(uri: str, name: str, version: int | str, *, factory: str | Non
         folder = verified_copy(uri, name, version, into, key=key)
         artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
         return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A verified version's files in memory, for the processes of one job that load it without reaching the store
+    (kiln score's actors): no MLflow client, no second download. Loading checks the signature again."""
+
+    name: str
+    version: int
+    files: dict[str, bytes]  # relative path -> bytes, as integrity.digest frames them
+    signature: str
+    checkpoint: str  # the checkpoint's folder, relative
+
+
+def ship(uri: str, name: str, version: int | str) -> Shipped:
+    """Version VERSION of model NAME read from a verified copy (verified_copy: IntegrityError if it changed)."""
+    import tempfile
+
+    from mlflow.models import Model
+
+    from pipelines.tracking import integrity
+
+    key = integrity.signing_key()
+    with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
+        folder = verified_copy(uri, name, version, into, key=key)
+        checkpoint = Model.load(folder).flavors["python_function"]["artifacts"]["checkpoint"]["path"]
+        files = {relative: path.read_bytes() for relative, path in integrity.files(Path(folder))}
+        return Shipped(name, int(version), files, integrity.digest(folder, key), checkpoint)
+
+
+def load_shipped(shipped: Shipped, *, key: bytes, factory: str | None = None):
+    """A shipped version as an InferenceModel, built from its files written under a fresh folder once their
+    signature under `key` matches (IntegrityError otherwise); a path leaving that folder is refused."""
+    import tempfile
+
+    from pipelines.model.inference import InferenceModel
+    from pipelines.tracking import integrity
+
+    with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
+        root = Path(into).resolve()
+        for relative, data in shipped.files.items():
+            path = (root / relative).resolve()
+            if not path.is_relative_to(root) or path == root:
+                raise integrity.IntegrityError(f"{shipped.name} v{shipped.version}: a file outside its folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if not integrity.matches_folder(root, key, shipped.signature):
+            raise integrity.IntegrityError(
+                f"{shipped.name} v{shipped.version}: its files changed on the way to this process; refusing to load it"
+            )
+        return InferenceModel(str(root / shipped.checkpoint), factory=factory)
 
 
 def load_checked(uri: str, name: str, version: int | str, *, factory: str | None = None):

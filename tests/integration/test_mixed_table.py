@@ -9,6 +9,7 @@ not the first (deleted: train.keep_checkpoints=1).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -296,7 +297,8 @@ def test_kiln_score_writes_every_row_in_order_and_the_bad_one_beside_it(mixed_ru
     )  # fmt: skip
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"scored {len(table) - 1} of {len(table)} rows" in done.stdout
-    assert f"scoring with {MODEL} v1: up to " in done.stdout and "each loading the version first" in done.stdout
+    pool = rf"scoring with {MODEL} v1: \d+ actors? of [\d.]+ CPU, each loading the version first"
+    assert re.search(pool, done.stdout)
     assert " 0 of " not in done.stdout  # a progress line counts the batch it follows
     scored = pd.read_parquet(out)
     assert scored["row"].tolist() == [i for i in range(len(table)) if i != 7]  # in input order, nothing lost

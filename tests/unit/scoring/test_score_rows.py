@@ -96,6 +96,10 @@ def test_the_actor_pool_always_leaves_a_cpu_for_ray_datas_read_tasks():
     assert pool_shape(8.0, 1.0) == (1.0, 7)
     assert pool_shape(8.0, 2.0) == (2.0, 3)
     assert pool_shape(1.5, 1.0) == (0.5, 1)
+    assert pool_shape(2.0, None) == (0.5, 2)  # unset, one machine: an actor per core, one CPU still free
+    assert pool_shape(8.0, None) == (0.875, 8)
+    assert pool_shape(1.0, None) == (0.0, 1)
+    assert pool_shape(16.0, None, nodes=2) == (1.0, 15)  # a cluster: the free CPU must be whole on one node
 
 
 def test_progress_says_the_rate_and_with_a_known_total_the_time_left():
@@ -104,6 +108,8 @@ def test_progress_says_the_rate_and_with_a_known_total_the_time_left():
     assert progress_line(5000, 20000, 2.0) == "  5,000 of 20,000 rows scored (25%), 2,500 rows/s, about 6 s left"
     assert progress_line(3000, None, 1.5) == "  3,000 rows scored, 2,000 rows/s"  # CSV: no count before reading
     assert progress_line(0, 100, 5.0).endswith("0 rows/s, time left unknown")
+    # counted from the first batch: 6 s of actor start before it do not stretch the time left
+    assert progress_line(14000, 20000, 8.0, first=(4000, 6.0)).endswith("5,000 rows/s, about 1 s left")
 
 
 def test_a_scored_batch_is_numbered_from_where_the_last_ended_and_split_by_its_errors():
