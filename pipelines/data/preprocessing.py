@@ -61,6 +61,18 @@ def level(value: Any) -> str | None:
     return str(value)
 
 
+def coded_levels(values) -> tuple[np.ndarray, list[str | None]]:
+    """(each value's index into the names, the names): level() of each distinct value once (a batch of thousands
+    of rows has a handful), missing cells pointing at the last name, None."""
+    try:
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # an unhashable cell (a list in a request's JSON): each value on its own
+        names = [level(v) for v in values]
+        return np.arange(len(names)), [*names, None]
+    return np.asarray(codes), [*(level(v) for v in uniques), None]
+
+
 class Slot(NamedTuple):
     """A text, image or embedded category column: its own array in a batch (`key`), and where it lay in the one
     float32 matrix of the layout before typed batches (columns start..start+width), which a matrix model (mlp, cnn,
@@ -217,17 +229,18 @@ class Encoder:
             return ids.astype(np.int64)
         if self.type == "image":
             return self.encode_images(values, allow_paths=allow_paths)
-        names = [level(v) for v in values]
+        codes, names = coded_levels(values)
         if self.type == "binary":
             ones = np.array([n == self.levels[-1] for n in names], dtype=np.float64)
             unknown = np.array([n not in self.levels for n in names], dtype=np.float64)
-            return np.column_stack([ones, unknown])
+            return np.column_stack([ones[codes], unknown[codes]])
         index = {v: i for i, v in enumerate(self.levels)}
         ids = np.array([index.get(n, len(self.levels) + 1) if n is not None else len(self.levels) for n in names])
+        ids = ids[codes]
         if self.embed:  # the one-hot column's index: the levels, then "missing", then "other"
             return ids.astype(np.int64)
-        out = np.zeros((len(names), self.width))
-        out[np.arange(len(names)), ids] = 1.0
+        out = np.zeros((len(ids), self.width))
+        out[np.arange(len(ids)), ids] = 1.0
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ KINDS = ("trees", "linear")
 def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> np.ndarray:
     """The matrix the trees read: numbers as floats (NaN stays missing); a category or binary column as its
     value's index among the train split's values (an unseen value: NaN, missing)."""
-    from pipelines.data.preprocessing import level
+    from pipelines.data.preprocessing import coded_levels
 
     out = np.empty((len(frame), len(types)), dtype=np.float64)
     for j, (name, kind) in enumerate(types.items()):
@@ -28,9 +28,8 @@ def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str
             out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
         else:
             index = {v: i for i, v in enumerate(categories[name])}
-            codes, values = pd.factorize(frame[name], use_na_sentinel=True)  # each distinct value's level once
-            found = np.array([index.get(level(v), np.nan) for v in values] + [index.get(None, np.nan)])
-            out[:, j] = found[codes]  # code -1 (missing) takes the last
+            codes, names = coded_levels(frame[name])
+            out[:, j] = np.array([index.get(n, np.nan) for n in names])[codes]  # missing: the last name, None
     return out
 
 

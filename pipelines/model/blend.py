@@ -25,18 +25,13 @@ def blended(network: np.ndarray, baseline: np.ndarray, weight: float) -> np.ndar
     return weight * np.asarray(network, np.float64) + (1.0 - weight) * np.asarray(baseline, np.float64)
 
 
-def fit_weight(
-    network: np.ndarray, baseline: np.ndarray, truth: np.ndarray, task: str, metric: str
-) -> tuple[float, float]:
-    """(weight on the network, the blend's val `metric` at it): the mean of every resample's best grid weight,
-    rounded to the grid. A resample's tie (val accuracy is coarse) goes to the network alone, then the baseline
-    alone (one model serves at half the cost), then the middle of the tied weights."""
-    truth = np.asarray(truth)
-    scores = resampled_scores(network, baseline, truth, task, metric)  # [RESAMPLES, STEPS], higher is better
+def fit_weight(network: np.ndarray, baseline: np.ndarray, truth: np.ndarray, task: str, metric: str) -> float:
+    """The weight on the network: the mean of every resample's best grid weight, rounded to the grid. A
+    resample's tie (val accuracy is coarse) goes to the network alone, then the baseline alone (one model serves
+    at half the cost), then the middle of the tied weights."""
+    scores = resampled_scores(network, baseline, np.asarray(truth), task, metric)  # [RESAMPLES, STEPS], higher: better
     best = np.array([best_weight(row) for row in scores])
-    weight = round(float(np.round(best.mean() * (STEPS - 1)) / (STEPS - 1)), 4)
-    value = task_metrics.compute(task, blended(network, baseline, weight), truth)[metric]
-    return weight, float(value)
+    return round(float(np.round(best.mean() * (STEPS - 1)) / (STEPS - 1)), 4)
 
 
 def best_weight(scores: np.ndarray) -> float:
@@ -61,12 +56,13 @@ def resampled_scores(
     per_row = row_losses(network, baseline, truth, task, metric)
     if per_row is not None:  # [STEPS, n] losses: lower is better
         return -np.stack([per_row @ counts for counts in draws])
-    sign = 1.0 if task_metrics.mode_of(metric) == "max" else -1.0
+    score = {"f1_macro": lambda p, t: task_metrics.f1_macro(t, p.argmax(axis=1)), "auc": task_metrics.auc}.get(metric)
+    if task != task_metrics.CLASSIFICATION or score is None:
+        raise ValueError(f"blend: no weight fit for {task} metric {metric!r}")
     outputs = [blended(network, baseline, w) for w in GRID]
     picked = [np.repeat(np.arange(n), counts) for counts in draws]
-    return np.array(
-        [[sign * task_metrics.compute(task, out[rows], truth[rows])[metric] for out in outputs] for rows in picked]
-    )
+    scores = np.array([[score(out[rows], truth[rows]) for out in outputs] for rows in picked])  # higher: better
+    return np.nan_to_num(scores, nan=-np.inf)  # auc of a resample holding one class: no evidence for any weight
 
 
 def row_losses(network, baseline, truth, task: str, metric: str) -> np.ndarray | None:

@@ -108,7 +108,7 @@ def choose(
         names = ["network"]
     weight = None
     if "blend" in names:
-        weight, _ = blend.fit_weight(network_val, baseline_val, val_truth, task, metric)
+        weight = blend.fit_weight(network_val, baseline_val, val_truth, task, metric)
     candidates = []
     for name in sorted(dict.fromkeys(names), key=ORDER.index):
         shell = Candidate(name, weight if name == "blend" else None, {}, {})

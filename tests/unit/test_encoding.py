@@ -163,3 +163,18 @@ def test_auto_numbers_are_ple_on_large_train_splits_only():
             train, {"x": "number"}, pd.Series([0, 1] * (rows // 2 + 1)), max_categories=5, numbers="auto"
         )
         assert bool(prep.encoders[0].bins) == has_bins, rows
+
+
+def test_a_batch_of_categories_is_coded_as_each_value_alone_would_be():
+    """Each distinct value's level is found once per batch; every cell still gets its own value's level (3, 3.0
+    and "3" one level; None, NaN and pd.NA missing), and an unhashable cell is taken on its own."""
+    from pipelines.data.preprocessing import coded_levels, level
+
+    values = pd.Series(["a", 3, 3.0, "3", None, np.nan, pd.NA, "zz", True, "a", ""], dtype=object)
+    codes, names = coded_levels(values)
+    assert [names[c] for c in codes] == [level(v) for v in values]
+    arrow = pd.Series(["b", None, "b", "c"], dtype="string[pyarrow]")  # what a parquet batch gives
+    codes, names = coded_levels(arrow)
+    assert [names[c] for c in codes] == ["b", None, "b", "c"]
+    codes, names = coded_levels([["x"], "a"])
+    assert [names[c] for c in codes] == [level(["x"]), "a"]
