@@ -142,7 +142,10 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.S
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    actor_cpus, most = pool_shape(ray.cluster_resources().get("CPU", 1.0), cfg.score.num_cpus, nodes)
+    resources = ray.cluster_resources()
+    actor_cpus, most = pool_shape(resources.get("CPU", 1.0), cfg.score.num_cpus, nodes)
+    if cfg.score.num_gpus:  # no more actors than the GPUs hold (the rest would wait for one forever)
+        most = max(1, min(most, int(resources.get("GPU", 0.0) / cfg.score.num_gpus + 1e-9)))
     console.say(
         f"  scoring with {shipped.name} v{shipped.version}: {most} actor{'s' if most > 1 else ''} of "
         f"{actor_cpus:g} CPU, each loading the version first"
