@@ -9,6 +9,7 @@ not the first (deleted: train.keep_checkpoints=1).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests_support import KILN, ROOT, alive, descendants, start_run, store_client
+from tests_support import KILN, ROOT, alive, descendants, start_run, store_client, supervised
 
 pytestmark = pytest.mark.slow
 
@@ -324,6 +325,34 @@ def test_kiln_score_refuses_a_table_without_a_feature_and_writes_nothing(mixed_r
     assert done.returncode == 2
     assert "no column 'noise', a feature of this model" in done.stderr
     assert not out.exists() and not list(folder.glob("*never*"))
+
+
+def test_kiln_score_stopped_with_ctrl_c_leaves_no_output_and_nothing_running(mixed_run):
+    """Ctrl-C (SIGINT to the process group) while the actors load and score 200k rows: exit 130, and neither the
+    output, its temporary file nor an errors file is left, nor any process the job started."""
+    folder, table, _ = mixed_run
+    many = pd.concat([table] * (200_000 // len(table) + 1), ignore_index=True)
+    many.astype({"signal": "float64"}).to_parquet(folder / "many.parquet")
+    out = folder / "stopped.parquet"
+    command = [
+        KILN, "score", f"{MODEL}@champion", "tests/configs/tiny.yaml", "--set", f"storage.root={folder / 'runs'}",
+        "--input", str(folder / "many.parquet"), "--output", str(out), "--set", "score.batch_size=64",
+    ]  # fmt: skip
+    process = supervised(command, sigint_ignored=False)
+    said = []
+    for line in process.stdout:  # until the pool is being built: Ray, the actors and the reads are all running
+        said.append(line)
+        if "scoring with" in line:
+            break
+    time.sleep(2)
+    members = [process.pid, *descendants(process.pid)]
+    os.killpg(process.pid, signal.SIGINT)
+    said.append(process.communicate(timeout=90)[0])
+    assert process.returncode == 130, "".join(said)[-2000:]
+    assert "scored " not in "".join(said)  # stopped before the end, or the test proves nothing
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".stopped", "stopped"))) == []
+    time.sleep(2)
+    assert not [pid for pid in members if alive(pid)], "processes of kiln score outlived it"
 
 
 def test_sigterm_to_kiln_alone_stops_the_run_and_everything_it_started(mixed_run):
