@@ -28,7 +28,7 @@ test: install
 # search_vs_peers (about an hour on 2 cores) runs last, so a stopped `make bench` keeps every other figure.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]' 2>&1 | $(QUIET_PIP)
-	for script in quality pretrained_text serve_text number_encodings train_overhead ingest ingest_images tokenizers_vs_words scaling plan_accuracy asha_vs_random trial_cost quickstart serve chaos stops fuzz search_vs_peers; do \
+	for script in quality pretrained_text serve_text number_encodings train_overhead ingest ingest_images tokenizers_vs_words scaling plan_accuracy asha_vs_random trial_cost quickstart serve score trees chaos stops fuzz search_vs_peers; do \
 		echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 	$(BIN)/python benchmarks/readme_table.py
 
