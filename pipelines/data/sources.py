@@ -60,7 +60,8 @@ def resolve_source(cfg: DataConfig, storage_root: Path) -> Source:
 
 
 def _format_of(path: str) -> str:
-    suffix = Path(path.rstrip("/")).suffix.lower()
+    """parquet or csv by the file's suffix; an object-store URI's query options (?endpoint_override=...) aside."""
+    suffix = Path(path.split("?", 1)[0].rstrip("/")).suffix.lower()
     if suffix in (".parquet", ".pq", ""):
         return "parquet"
     if suffix == ".csv":

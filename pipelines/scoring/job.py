@@ -41,7 +41,7 @@ class Scored:
         )
 
 
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 20  # Ray Data's block size for the job: a few thousand table rows, streamed (scored_batches)
 PROGRESS_EVERY_S = 5.0  # a progress line at most this often (a log stays short; a terminal still sees it move)
 
 

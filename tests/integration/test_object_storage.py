@@ -56,6 +56,7 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
     import mlflow
     import pandas as pd
     import pyarrow.fs
+    import pyarrow.parquet
 
     out = kiln_run(bucket_uri(s3_endpoint, "runs"), tmp_path / "local")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -79,6 +80,27 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
     with scoped(store):  # as a user's own process would, pointed at this store
         predictions = mlflow.pyfunc.load_model("models:/kiln-s3-test@champion").predict(rows)
     assert len(predictions) == 8
+
+    # kiln score reads its input from the bucket too (Ray Data's parquet reader, the URI's query options included)
+    many = pd.read_parquet(local / "datasets" / "digits.parquet").drop(columns="label").head(300)
+    signed = pyarrow.fs.S3FileSystem(  # the test's own writes signed, as kiln's are (S3_CREDENTIALS)
+        access_key="kiln-test", secret_key="kiln-test", endpoint_override=s3_endpoint, scheme="http", region="us-east-1"
+    )
+    pyarrow.parquet.write_table(pyarrow.Table.from_pandas(many), "kiln/to-score/rows.parquet", filesystem=signed)
+    out = tmp_path / "scored.parquet"
+    score = [
+        KILN, "score", "kiln-s3-test@champion", "tests/configs/tiny.yaml",
+        "--set", f"storage.root={bucket_uri(s3_endpoint, 'runs')}", "--set", f"storage.local_root={local}",
+        "--input", bucket_uri(s3_endpoint, "to-score/rows.parquet"), "--output", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        score, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **S3_CREDENTIALS}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "scored 300 of 300 rows" in done.stdout
+    scored = pd.read_parquet(out)
+    assert scored["row"].tolist() == list(range(300))
+    assert scored["prediction"].head(8).tolist() == list(predictions)
 
 
 def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):

@@ -129,3 +129,11 @@ def test_validate_says_which_categories_are_embedded_or_cut_to_max_categories():
     assert sources.category_note(plans, auto) == ""
     cut = sources.category_note(towns, DataConfig(label="y", categories="onehot"))
     assert "keeps its 50 most frequent of 98 values" in cut
+
+
+def test_an_object_store_uri_is_read_by_its_suffix_whatever_its_query_options(tmp_path):
+    query = "?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert sources.resolve_source(DataConfig(source=f"s3://b/rows.csv{query}"), tmp_path).format == "csv"
+    assert sources.resolve_source(DataConfig(source=f"s3://b/rows.parquet{query}"), tmp_path).format == "parquet"
+    with pytest.raises(DataError, match="neither parquet nor CSV"):
+        sources.resolve_source(DataConfig(source=f"s3://b/rows.json{query}"), tmp_path)
