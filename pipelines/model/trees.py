@@ -98,21 +98,20 @@ class Trees:
         """raw() of an encoded matrix through scikit-learn's compiled walk, a call per tree."""
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-        a = self.arrays
+        predictors, known, feature_map = self.compiled
         threads = 1 if len(x) < THREADS_FROM_ROWS else _openmp_effective_n_threads()
         x = np.ascontiguousarray(x)
-        known = np.ascontiguousarray(a["known_bitsets"], dtype=np.uint32)
-        feature_map = np.ascontiguousarray(a["feature_map"], dtype=np.uint32)
-        out = np.tile(a["baseline"], (len(x), 1))
-        for tree, column in zip(self.compiled, a["output"], strict=True):
+        out = np.tile(self.arrays["baseline"], (len(x), 1))
+        for tree, column in zip(predictors, self.arrays["output"], strict=True):
             out[:, column] += tree.predict(x, known, feature_map, threads)
         return out
 
     @cached_property
-    def compiled(self) -> list | None:
-        """scikit-learn's TreePredictor per tree, its nodes rebuilt from the arrays (whose indices check() kept
-        inside each tree, children after their parent: the compiled walk reads without bounds checks and stops
-        only at a leaf); None where this scikit-learn lacks it (the numpy walk answers instead)."""
+    def compiled(self) -> tuple[list, np.ndarray, np.ndarray] | None:
+        """(scikit-learn's TreePredictor per tree, the known categories' bitsets, the column -> bitset row map) as
+        its walk takes them, the nodes rebuilt from the arrays (whose indices check() kept inside each tree,
+        children after their parent: the compiled walk reads without bounds checks and stops only at a leaf);
+        None where this scikit-learn lacks it (the numpy walk answers instead)."""
         try:
             from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
             from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
@@ -134,7 +133,8 @@ class Trees:
             categorical = a["categorical"][part].astype(bool) & ~leaf
             nodes["is_categorical"], nodes["bitset_idx"] = categorical, np.where(categorical, a["bitset"][part], 0)
             built.append(TreePredictor(nodes, None, bitsets))
-        return built
+        known = np.ascontiguousarray(a["known_bitsets"], dtype=np.uint32)
+        return built, known, np.ascontiguousarray(a["feature_map"], dtype=np.uint32)
 
     def walked_raw(self, x: np.ndarray) -> np.ndarray:
         """raw() of an encoded matrix in numpy, every tree a level per step."""
@@ -246,10 +246,10 @@ def check(a: dict[str, np.ndarray]) -> None:
     if a["format"].tolist() != [FORMAT]:
         raise ValueError(f"the trees file is of format {a['format'].tolist()}, not {FORMAT}")
     indices = ("feature", "left", "right", "bitset", "roots", "output", "feature_map", "order", "level_counts")
-    if any(a[name].ndim != 1 or a[name].dtype.kind not in "iu" for name in indices):
-        raise ValueError("the trees file's indices are not whole numbers in one dimension")
-    if any(a[name].ndim != 1 for name in NAMES[1:10]):
-        raise ValueError("the trees file's node arrays are not one-dimensional")
+    if any(a[name].ndim != 1 for name in {*indices, *NAMES[1:10]}):
+        raise ValueError("the trees file's node arrays and indices are not one-dimensional")
+    if any(a[name].dtype.kind not in "iu" for name in indices):
+        raise ValueError("the trees file's indices are not whole numbers")
     nodes = len(a["feature"])
     if any(len(a[name]) != nodes for name in NAMES[1:10]):
         raise ValueError("the trees file's node arrays differ in length")

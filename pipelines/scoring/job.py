@@ -80,9 +80,9 @@ def score(
     output = Target.of(output_path, overwrite=overwrite)
     name, version = registry.resolve(cfg, ref)
     factory = checkpoint.trusted_factory(cfg.model)
+    key = integrity.signing_key()
     try:
-        shipped = mlflow_store.ship(cfg.tracking_uri, name, version)
-        model = mlflow_store.load_shipped(shipped, key=integrity.signing_key(), factory=factory)
+        model, shipped = mlflow_store.ship(cfg.tracking_uri, name, version, key=key, factory=factory)
     except integrity.IntegrityError as err:  # a version whose files changed: bad input, before Ray starts
         raise DataError(str(err)) from None
     types = model.preprocessing.types
@@ -99,7 +99,7 @@ def score(
     errors = output.errors
     try:
         with output.writer() as scored, errors.writer("parquet") as failed:
-            for batch in scored_batches(cfg, given, shipped, factory, keep):
+            for batch in scored_batches(cfg, given, shipped, factory, key, keep):
                 good, bad = rows.numbered(batch, counts["in"])
                 counts["in"] += batch.num_rows
                 scored.write(good)
@@ -135,7 +135,7 @@ def score(
     return result
 
 
-def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.Shipped, factory, keep):
+def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.Shipped, factory, key: bytes, keep):
     """The input's rows through the actor pool, in input order, a pyarrow Table at a time."""
     import ray
 
@@ -154,12 +154,16 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.S
     # million rows) still streams through the pool, shared by every actor, and the driver writes while the actors
     # score. (A repartition to a batch a block cost 1.3 s more per 250k rows.)
     context.target_max_block_size = BLOCK_BYTES
+    # Ray Data 2.60's default parquet reader (datasource v2) starts 32 FooterReader actors to read footers and a
+    # listing task of a whole CPU: 6 s of a 12 s job for one file on 2 cores, and a pool holding the CPUs hangs
+    # it. The v1 reader plans its read tasks from the footers on the driver.
+    context.use_datasource_v2 = False
     scored = inputs.dataset(given, cfg.score.batch_size).map_batches(
         Scorer,
         fn_constructor_args=(
             shipped,
             factory,
-            integrity.signing_key(),
+            key,
             keep,
             cfg.score.probabilities,
             given.folder,

@@ -38,6 +38,11 @@ def verified_copy(uri: str, name: str, version: int | str, into: str, *, key: by
     files match the signature recorded at registration (integrity.TAG under the signing key): what is loaded
     afterwards is the copy that was checked, never a second read of the store. Raises integrity.IntegrityError
     naming the version otherwise."""
+    return _signed_copy(uri, name, version, into, key=key)[0]
+
+
+def _signed_copy(uri: str, name: str, version: int | str, into: str, *, key: bytes | None) -> tuple[str, str]:
+    """verified_copy's (folder, the signature its files matched)."""
     from pipelines.tracking import integrity
 
     tags = client(uri).get_model_version(name, str(version)).tags
@@ -55,7 +60,14 @@ def verified_copy(uri: str, name: str, version: int | str, into: str, *, key: by
             f"{name} v{version}: its files changed since registration, or it was signed with another key "
             f"({integrity.KEY_ENV} names a team's key); refusing to load it"
         )
-    return folder
+    return folder, recorded
+
+
+def checkpoint_of(folder: str) -> str:
+    """The checkpoint's folder inside a version's folder, as its MLmodel names it."""
+    from mlflow.models import Model
+
+    return os.path.join(folder, Model.load(folder).flavors["python_function"]["artifacts"]["checkpoint"]["path"])
 
 
 def load_pyfunc(uri: str, name: str, version: int | str):
@@ -76,14 +88,10 @@ def load_verified(uri: str, name: str, version: int | str, *, factory: str | Non
     config that loads it). `key`: the signing key (a replica gets it from the process that deployed it)."""
     import tempfile
 
-    from mlflow.models import Model
-
     from pipelines.model.inference import InferenceModel
 
     with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
-        folder = verified_copy(uri, name, version, into, key=key)
-        artifacts = Model.load(folder).flavors["python_function"]["artifacts"]
-        return InferenceModel(os.path.join(folder, artifacts["checkpoint"]["path"]), factory=factory)
+        return InferenceModel(checkpoint_of(verified_copy(uri, name, version, into, key=key)), factory=factory)
 
 
 @dataclass(frozen=True)
@@ -98,20 +106,20 @@ class Shipped:
     checkpoint: str  # the checkpoint's folder, relative
 
 
-def ship(uri: str, name: str, version: int | str) -> Shipped:
-    """Version VERSION of model NAME read from a verified copy (verified_copy: IntegrityError if it changed)."""
+def ship(uri: str, name: str, version: int | str, *, key: bytes, factory: str | None = None):
+    """(Version VERSION of model NAME as an InferenceModel, its files as Shipped for other processes), from one
+    verified copy: one download, one signature check (IntegrityError if it changed)."""
     import tempfile
 
-    from mlflow.models import Model
-
+    from pipelines.model.inference import InferenceModel
     from pipelines.tracking import integrity
 
-    key = integrity.signing_key()
     with tempfile.TemporaryDirectory(prefix="kiln-version-") as into:
-        folder = verified_copy(uri, name, version, into, key=key)
-        checkpoint = Model.load(folder).flavors["python_function"]["artifacts"]["checkpoint"]["path"]
+        folder, signature = _signed_copy(uri, name, version, into, key=key)
+        checkpoint = checkpoint_of(folder)
         files = {relative: path.read_bytes() for relative, path in integrity.files(Path(folder))}
-        return Shipped(name, int(version), files, integrity.digest(folder, key), checkpoint)
+        shipped = Shipped(name, int(version), files, signature, os.path.relpath(checkpoint, folder))
+        return InferenceModel(checkpoint, factory=factory), shipped
 
 
 def load_shipped(shipped: Shipped, *, key: bytes, factory: str | None = None):
