@@ -356,8 +356,9 @@ def _again(command: str, args, *, every_override: bool = False) -> str:
 
 def json_rows(frame) -> list[list]:
     """A frame's rows as a request sends them: a missing cell is null (JSON has no NaN), an image's bytes
-    {"b64": ...}."""
+    {"b64": ...}, a date or time as the text its level was trained on (a CSV's 1970-01-01 reads as a date)."""
     import base64
+    import datetime
 
     import pandas as pd
 
@@ -366,6 +367,8 @@ def json_rows(frame) -> list[list]:
     def cell(value):
         if isinstance(value, bytes):
             return {"b64": base64.b64encode(value).decode()}
+        if isinstance(value, datetime.date | datetime.time) and not pd.isna(value):
+            return str(value)  # preprocessing.level's name for it
         return None if pd.isna(value) else plain(value)
 
     return [[cell(value) for value in row] for row in frame.itertuples(index=False, name=None)]

@@ -61,3 +61,21 @@ def test_objects_lost_during_ingest_are_read_again_once(monkeypatch):
         ingest.ingest(cfg, say=said.append)
     assert len(calls) == 2 and said == ["  ingest lost objects (ObjectLostError); reading the source again, once"]
     assert ingest.ingest(cfg, say=said.append) == "splits"  # lost once: read again
+
+
+def test_the_example_request_of_a_table_with_dates_is_json_the_endpoint_reads_as_trained(tmp_path):
+    """vega's cars has a Year column of dates (1970-01-01): the run's example request must still be JSON, each date
+    as the level name it was trained under, or `kiln run` fails after registering."""
+    import datetime
+
+    import pandas as pd
+
+    from pipelines.cli import json_rows
+    from pipelines.data.preprocessing import level
+
+    frame = pd.DataFrame(
+        {"year": [datetime.date(1970, 1, 1), None], "at": [pd.Timestamp("2020-05-01 12:00"), pd.NaT], "n": [1.5, None]}
+    )
+    rows = json.loads(json.dumps(json_rows(frame)))
+    trained = [level(datetime.date(1970, 1, 1)), level(pd.Timestamp("2020-05-01 12:00")), 1.5]
+    assert rows == [trained, [None, None, None]]
