@@ -61,9 +61,25 @@ def level(value: Any) -> str | None:
     return str(value)
 
 
+FEW_ROWS = 16  # a request's rows: each cell read on its own (pandas' vectorised calls cost more on so few)
+
+
+def as_numbers(values) -> np.ndarray:
+    """A column's cells as float64, NaN where missing or not a number (pd.to_numeric's coercion). A few cells
+    that are all numbers or null (a request's) skip pandas: 0.1 ms a column, a third of a one-row request."""
+    if len(values) <= FEW_ROWS and not isinstance(values, np.ndarray):
+        cells = values.tolist() if isinstance(values, pd.Series) else list(values)
+        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in cells):
+            return np.array([np.nan if v is None else v for v in cells], dtype=np.float64)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+
+
 def coded_levels(values) -> tuple[np.ndarray, list[str | None]]:
     """(each value's index into the names, the names): level() of each distinct value once (a batch of thousands
-    of rows has a handful), missing cells pointing at the last name, None."""
+    of rows has a handful), missing cells pointing at the last name, None. A few rows: level() of each."""
+    if len(values) <= FEW_ROWS:
+        names = [level(v) for v in values]
+        return np.arange(len(names)), [*names, None]
     try:
         series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
@@ -213,9 +229,9 @@ class Encoder:
 
     def encode(self, values: pd.Series, *, allow_paths: bool = False) -> np.ndarray:
         if self.type == "number":
-            numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-            missing = ~np.isfinite(numbers)
-            filled = np.where(missing, self.median, numbers)
+            cells = as_numbers(values)
+            missing = ~np.isfinite(cells)
+            filled = np.where(missing, self.median, cells)
             scaled = normal_scores(filled, self.quantiles) if self.quantiles else (filled - self.mean) / self.std
             pieces = [piecewise_linear(filled, self.bins)] if self.bins else []
             return np.column_stack([scaled, *pieces, missing] if self.indicator else [scaled, *pieces])

@@ -20,12 +20,12 @@ KINDS = ("trees", "linear")
 def tree_matrix(frame: pd.DataFrame, types: dict[str, str], categories: dict[str, list[str]]) -> np.ndarray:
     """The matrix the trees read: numbers as floats (NaN stays missing); a category or binary column as its
     value's index among the train split's values (an unseen value: NaN, missing)."""
-    from pipelines.data.preprocessing import coded_levels
+    from pipelines.data.preprocessing import as_numbers, coded_levels
 
     out = np.empty((len(frame), len(types)), dtype=np.float64)
     for j, (name, kind) in enumerate(types.items()):
         if kind == "number":
-            out[:, j] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+            out[:, j] = as_numbers(frame[name])
         else:
             index = {v: i for i, v in enumerate(categories[name])}
             codes, names = coded_levels(frame[name])

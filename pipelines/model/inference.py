@@ -120,6 +120,8 @@ class InferenceModel:
         """The feature columns: by name when the frame has them all (extra columns, e.g. the label, are left
         out), else by position in training order."""
         columns = [str(c) for c in frame.columns]
+        if columns == self.features:  # a request's frame, as the predictor builds it: no copy
+            return frame
         if set(self.features) <= set(columns):
             return frame.set_axis(columns, axis=1)[self.features]
         if frame.shape[1] != len(self.features):

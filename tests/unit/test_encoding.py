@@ -170,11 +170,24 @@ def test_a_batch_of_categories_is_coded_as_each_value_alone_would_be():
     and "3" one level; None, NaN and pd.NA missing), and an unhashable cell is taken on its own."""
     from pipelines.data.preprocessing import coded_levels, level
 
-    values = pd.Series(["a", 3, 3.0, "3", None, np.nan, pd.NA, "zz", True, "a", ""], dtype=object)
-    codes, names = coded_levels(values)
-    assert [names[c] for c in codes] == [level(v) for v in values]
+    cells = ["a", 3, 3.0, "3", None, np.nan, pd.NA, "zz", True, "a", ""]
+    for values in (pd.Series(cells, dtype=object), pd.Series(cells * 5, dtype=object)):  # a request's rows; a batch's
+        codes, names = coded_levels(values)
+        assert [names[c] for c in codes] == [level(v) for v in values], len(values)
     arrow = pd.Series(["b", None, "b", "c"], dtype="string[pyarrow]")  # what a parquet batch gives
     codes, names = coded_levels(arrow)
     assert [names[c] for c in codes] == ["b", None, "b", "c"]
     codes, names = coded_levels([["x"], "a"])
     assert [names[c] for c in codes] == [level(["x"]), "a"]
+
+
+def test_number_cells_read_alike_in_a_request_and_in_a_batch():
+    """A few rows (a request) skip pandas, a batch goes through pd.to_numeric: a cell reads the same either way
+    (None and NaN missing; a string or a bool is read by pandas' rules in both)."""
+    from pipelines.data.preprocessing import FEW_ROWS, as_numbers
+
+    for cells in ([1, 2.5, None, float("nan"), np.float64(3)], [1, "2.5", None, "x"], [True, 2.0], [np.int64(4)]):
+        expected = pd.to_numeric(pd.Series(cells * (FEW_ROWS + 1), dtype=object), errors="coerce").to_numpy(float)
+        few = as_numbers(pd.Series(cells, dtype=object))
+        np.testing.assert_array_equal(few, expected[: len(cells)])
+        np.testing.assert_array_equal(as_numbers(pd.Series(cells * (FEW_ROWS + 1), dtype=object)), expected)
