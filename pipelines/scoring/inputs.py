@@ -15,6 +15,11 @@ from pipelines.data import images, sources
 from pipelines.errors import DataError
 from pipelines.scoring.rows import PATH
 
+# A read task's share of a CPU (Ray Data's default: a whole one). On a shared cluster the actor pool can leave every
+# node less than a whole CPU (an endpoint's replica holds a quarter of one): a read task of one CPU would then wait
+# forever, and the actors with it, for blocks no task can read.
+READ_CPUS = 0.25
+
 
 @dataclass(frozen=True)
 class Input:
@@ -90,5 +95,5 @@ def dataset(given: Input, batch_size: int):
             [listing.iloc[i : i + batch_size] for i in range(0, len(listing), batch_size)] or [listing]
         )
     if given.source.format == "csv":
-        return ray.data.read_csv(given.source.paths)
-    return ray.data.read_parquet(given.source.paths)  # the reader job.scored_batches chose (v1)
+        return ray.data.read_csv(given.source.paths, num_cpus=READ_CPUS)
+    return ray.data.read_parquet(given.source.paths, num_cpus=READ_CPUS)  # the reader scored_batches chose (v1)

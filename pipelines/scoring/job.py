@@ -142,10 +142,12 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.S
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    resources = ray.cluster_resources()
-    actor_cpus, most = pool_shape(resources.get("CPU", 1.0), cfg.score.num_cpus, nodes)
-    if cfg.score.num_gpus:  # no more actors than the GPUs hold (the rest would wait for one forever)
-        most = max(1, min(most, int(resources.get("GPU", 0.0) / cfg.score.num_gpus + 1e-9)))
+    # the CPUs free now, not the cluster's total: on a shared cluster an endpoint or another job holds some, and a
+    # pool sized to the total would leave the reads nothing (they wait forever, and the actors with them)
+    free = ray.available_resources()
+    actor_cpus, most = pool_shape(free.get("CPU", 0.0), cfg.score.num_cpus, nodes)
+    if cfg.score.num_gpus:  # no more actors than the free GPUs hold (the rest would wait for one forever)
+        most = max(1, min(most, int(free.get("GPU", 0.0) / cfg.score.num_gpus + 1e-9)))
     console.say(
         f"  scoring with {shipped.name} v{shipped.version}: {most} actor{'s' if most > 1 else ''} of "
         f"{actor_cpus:g} CPU, each loading the version first"
@@ -178,11 +180,11 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.S
 
 
 def pool_shape(cpus: float, per_actor: float | None, nodes: int = 1) -> tuple[float, int]:
-    """(CPUs an actor reserves, actors). One CPU always stays free for Ray Data's listing and read tasks (1 CPU
-    each), or the actors would wait for blocks no task can start. `per_actor` None (score.num_cpus unset): on one
-    machine an actor per CPU, all sharing what the free CPU leaves (2 CPUs: two of 0.5), so every core scores; on
-    a cluster, whose free CPU must be whole on one node, 1 CPU each. On a 1-CPU runtime the one actor reserves
-    none and shares the core."""
+    """(CPUs an actor reserves, actors) from the `cpus` free when the job starts. One CPU stays free for Ray
+    Data's read tasks (inputs.READ_CPUS each), or the actors would wait for blocks no task can start. `per_actor`
+    None (score.num_cpus unset): on one machine an actor per CPU, all sharing what the free CPU leaves (2 CPUs:
+    two of 0.5), so every core scores; on a cluster 1 CPU each. With less than two CPUs free the one actor
+    reserves what is left past the free one (none on a 1-CPU runtime) and shares the core."""
     free = cpus - 1.0
     if per_actor is None:
         if nodes == 1 and cpus >= 2:

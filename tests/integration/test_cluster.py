@@ -87,3 +87,29 @@ def test_ray_job_submit_runs_the_same_config_and_leaves_other_endpoints_alone(tm
     assert float(version.tags["test_accuracy"]) >= 0.5
     answer = requests.post(f"{cluster_run.url}/predict", json={"instances": [[0.0] * 64]}, timeout=60)
     assert answer.status_code == 200, "the other run's endpoint stopped answering"
+
+
+def test_kiln_score_runs_its_actor_pool_on_the_cluster(tmp_path, cluster_run):
+    """`kiln score` with the same config: its actors on the two-node cluster (1 CPU each, as a cluster's free
+    CPU must be whole on one node), the version read through the tracking server, every row scored in order as
+    the endpoint answers it."""
+    import subprocess
+
+    import pandas as pd
+
+    from tests_support import KILN, ROOT
+
+    rows = pd.read_parquet(cluster_run.root / "datasets" / "digits.parquet").drop(columns="label").head(300)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    out = tmp_path / "scored.parquet"
+    command = [
+        KILN, "score", f"{MODEL}@champion", str(ROOT / "configs" / "cluster.yaml"),
+        "--set", f"storage.root={cluster_run.root}", "--input", str(tmp_path / "rows.parquet"), "--output", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " of 1 CPU, each loading" in done.stdout, done.stdout[-2000:]
+    scored = pd.read_parquet(out)
+    assert scored["row"].tolist() == list(range(300))
+    answer = requests.post(f"{cluster_run.url}/predict", json={"instances": rows.head(50).values.tolist()}, timeout=60)
+    assert scored["prediction"].head(50).tolist() == answer.json()["predictions"]

@@ -89,6 +89,7 @@ def test_every_row_comes_back_once_in_order_with_its_answer_or_its_reason():
 
 
 def test_the_actor_pool_always_leaves_a_cpu_for_ray_datas_read_tasks():
+    """Counted from the CPUs free when the job starts (a shared cluster's endpoint holds some)."""
     from pipelines.scoring.job import pool_shape
 
     assert pool_shape(1.0, 1.0) == (0.0, 1)  # a 1-CPU runtime: the actor shares the core, the reads start
@@ -100,6 +101,8 @@ def test_the_actor_pool_always_leaves_a_cpu_for_ray_datas_read_tasks():
     assert pool_shape(8.0, None) == (0.875, 8)
     assert pool_shape(1.0, None) == (0.0, 1)
     assert pool_shape(16.0, None, nodes=2) == (1.0, 15)  # a cluster: the free CPU must be whole on one node
+    assert pool_shape(2.75, None, nodes=2) == (1.0, 1)  # 3 CPUs, an endpoint's replica holding 0.25: one actor
+    assert pool_shape(0.75, None, nodes=2) == (0.0, 1)  # less than a CPU free: one actor sharing it, never none
 
 
 def test_progress_says_the_rate_and_with_a_known_total_the_time_left():
