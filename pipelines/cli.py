@@ -126,7 +126,10 @@ def parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--input", required=True, help="a CSV or parquet file, a folder of them, or a folder of images")
     score.add_argument(
-        "--output", required=True, help="the scored rows: a .parquet or .csv file, or an object-store URI of one"
+        "--output",
+        required=True,
+        help="the scored rows: a .parquet or .csv file (rows in input order), or a folder ending in / (parquet part "
+        "files written by Ray Data where the actors run, each row with its number); a path or an object-store URI",
     )
     score.add_argument("--overwrite", action="store_true", help="replace the output (and its errors file) if it exists")
     command("runs", cmd_runs, "recent runs: status, best metric, duration, registered version")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from pipelines.config import KilnConfig
 from pipelines.data import sources
 from pipelines.errors import DataError
 from pipelines.model import checkpoint
-from pipelines.scoring import inputs, rows
+from pipelines.scoring import inputs, parts, rows
 from pipelines.scoring.output import Target
 from pipelines.tracking import integrity, mlflow_runs, mlflow_store, registry
 
@@ -70,6 +71,18 @@ class Scorer:
         return rows.score_frame(self.model, batch, keep=self.keep, probabilities=self.probabilities, folder=self.folder)
 
 
+class PartScorer(Scorer):
+    """An actor of a folder output's pool: its batches carry their row numbers, its failed rows go to files of
+    their own (parts.keep_scored), and what it returns is what Ray Data's writer writes."""
+
+    def __init__(self, shipped, factory, key, keep, probabilities, folder, failed_to: str, fs):
+        super().__init__(shipped, factory, key, [rows.ROW, *keep], probabilities, folder)
+        self.failed_to, self.fs = failed_to, fs
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return parts.keep_scored(super().__call__(batch), self.failed_to, self.fs)
+
+
 def score(
     cfg: KilnConfig, ref: str, input_path: str, output_path: str, *, overwrite: bool = False, verbose: bool = False
 ) -> Scored:
@@ -77,20 +90,10 @@ def score(
     `.errors.parquet` when a row failed). Bad input (a missing file or feature column, an output that exists
     without `overwrite` or is of an unknown format, a version whose files changed) is a DataError or ConfigError
     before Ray starts."""
+    if parts.is_folder(output_path):
+        return score_to_folder(cfg, ref, input_path, parts.Folder.of(output_path, overwrite=overwrite), verbose)
     output = Target.of(output_path, overwrite=overwrite)
-    name, version = registry.resolve(cfg, ref)
-    factory = checkpoint.trusted_factory(cfg.model)
-    key = integrity.signing_key()
-    try:
-        model, shipped = mlflow_store.ship(cfg.tracking_uri, name, version, key=key, factory=factory)
-    except integrity.IntegrityError as err:  # a version whose files changed: bad input, before Ray starts
-        raise DataError(str(err)) from None
-    types = model.preprocessing.types
-    given = inputs.open_input(cfg, input_path, {f: types[f] for f in model.features})
-    identifiers = [c for c in model.preprocessing.identifiers if c in given.columns]
-    keep = list(cfg.score.keep) or identifiers or ([rows.PATH] if given.listing is not None else [])
-    rows.check_columns(given.columns, model.features, keep, f"--input {input_path}")
-
+    name, version, factory, key, shipped, given, keep, _ = prepared(cfg, ref, input_path)
     runtime.start(cfg, verbose=verbose)
     started = time.perf_counter()
     counts = {"in": 0, "out": 0, "failed": 0}
@@ -135,12 +138,99 @@ def score(
     return result
 
 
+class Prepared(NamedTuple):
+    name: str
+    version: int
+    factory: str | None
+    key: bytes  # the signing key, read once
+    shipped: mlflow_store.Shipped  # the verified version's files, for the actors
+    given: inputs.Input
+    keep: list[str]
+    features: list[str]
+
+
+def prepared(cfg: KilnConfig, ref: str, input_path: str) -> Prepared:
+    """Everything checked before Ray starts: the version, verified and ready to ship, the input and the columns
+    kept."""
+    name, version = registry.resolve(cfg, ref)
+    factory = checkpoint.trusted_factory(cfg.model)
+    key = integrity.signing_key()
+    try:
+        model, shipped = mlflow_store.ship(cfg.tracking_uri, name, version, key=key, factory=factory)
+    except integrity.IntegrityError as err:  # a version whose files changed: bad input, before Ray starts
+        raise DataError(str(err)) from None
+    types = model.preprocessing.types
+    given = inputs.open_input(cfg, input_path, {f: types[f] for f in model.features})
+    identifiers = [c for c in model.preprocessing.identifiers if c in given.columns]
+    keep = list(cfg.score.keep) or identifiers or ([rows.PATH] if given.listing is not None else [])
+    rows.check_columns(given.columns, model.features, keep, f"--input {input_path}")
+    return Prepared(name, version, factory, key, shipped, given, keep, list(model.features))
+
+
+def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Folder, verbose: bool) -> Scored:
+    """`--output DIR/`: Ray Data's writer writes the part files where the actors run (parts.py)."""
+    job = prepared(cfg, ref, input_path)
+    given = job.given
+    planned, total = parts.planned(given)  # the reads and the row count, from the footers (or the listing)
+    runtime.start(cfg, verbose=verbose)
+    started = time.perf_counter()
+    folder.remove(folder.staging)  # an interrupted job's leftovers
+    errors = folder.errors
+    failed_to = f"{folder.staging}/{parts.FAILED}"
+    try:
+        folder.fs.create_dir(failed_to, recursive=True)
+        numbered = parts.dataset(given, planned, [*job.keep, *job.features], cfg.score.batch_size)
+        args = (
+            job.shipped,
+            job.factory,
+            job.key,
+            job.keep,
+            cfg.score.probabilities,
+            given.folder,
+            failed_to,
+            folder.fs,
+        )
+        scored = pooled(cfg, numbered, job.shipped, PartScorer, args, ordered=False)
+        scored.write_parquet(folder.staging, filesystem=folder.fs)
+        failed = parts.gathered(folder)
+        written = parts.written_rows(folder)
+        if written + failed.num_rows != total:
+            raise RuntimeError(
+                f"rows in {total} != rows out {written} + rows failed {failed.num_rows}; nothing was written"
+            )
+        folder.remove(f"{folder.staging}/{parts.FAILED}")
+        if failed.num_rows:
+            with errors.writer("parquet") as writer:
+                writer.write(failed)
+            errors.commit()
+        else:
+            errors.remove(errors.path)
+        folder.commit()
+    finally:
+        folder.remove(folder.staging)
+        errors.remove(errors.partial)
+    result = Scored(
+        total, written, failed.num_rows, time.perf_counter() - started, folder.shown,
+        errors.shown if failed.num_rows else None,
+    )  # fmt: skip
+    record(cfg, job.name, job.version, given.source, result)
+    return result
+
+
 def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.Shipped, factory, key: bytes, keep):
     """The input's rows through the actor pool, in input order, a pyarrow Table at a time."""
+    args = (shipped, factory, key, keep, cfg.score.probabilities, given.folder)
+    scored = pooled(cfg, inputs.dataset(given, cfg.score.batch_size), shipped, Scorer, args, ordered=True)
+    yield from scored.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def pooled(cfg: KilnConfig, dataset, shipped: mlflow_store.Shipped, scorer, args: tuple, *, ordered: bool):
+    """`dataset` through the pool of `scorer` actors (constructed with `args`), with the job's Ray Data options."""
     import ray
 
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows come out in input order: the driver numbers them
+    # a file output: rows come out in input order (the driver numbers them); a folder's rows carry their numbers
+    context.execution_options.preserve_order = ordered
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     # the CPUs free now, not the cluster's total: on a shared cluster an endpoint or another job holds some, and a
     # pool sized to the total would leave the reads nothing (they wait forever, and the actors with them)
@@ -160,23 +250,15 @@ def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.S
     # listing task of a whole CPU: 6 s of a 12 s job for one file on 2 cores, and a pool holding the CPUs hangs
     # it. The v1 reader plans its read tasks from the footers on the driver.
     context.use_datasource_v2 = False
-    scored = inputs.dataset(given, cfg.score.batch_size).map_batches(
-        Scorer,
-        fn_constructor_args=(
-            shipped,
-            factory,
-            key,
-            keep,
-            cfg.score.probabilities,
-            given.folder,
-        ),
+    return dataset.map_batches(
+        scorer,
+        fn_constructor_args=args,
         batch_size=cfg.score.batch_size,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=most, initial_size=most),
         num_cpus=actor_cpus,
         num_gpus=cfg.score.num_gpus,
     )
-    yield from scored.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def pool_shape(cpus: float, per_actor: float | None, nodes: int = 1) -> tuple[float, int]:
