@@ -155,6 +155,17 @@ def test_kiln_score_reads_a_folder_of_images_and_sets_a_corrupt_one_aside(image_
     assert (scored["prediction"] == truth).mean() >= 0.9
     (failed,) = pd.read_parquet(root.parent / "scored.csv.errors.parquet").to_dict("records")
     assert failed["row"] == 20 and failed["error"].startswith("column 'image': cannot decode the image")
+    # a folder output: Ray Data's writer, the listing's rows numbered, the same answers
+    parts = subprocess.run(
+        [KILN, "score", f"{MODEL}@champion", "configs/examples/digits_images.yaml", "--set", f"storage.root={root}",
+         "--input", str(folder), "--output", f"{root.parent / 'parts'}/"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert parts.returncode == 3, parts.stdout[-2000:] + parts.stderr[-2000:]
+    written = pd.read_parquet(root.parent / "parts").sort_values("row", ignore_index=True)
+    expected = scored[["row", "path", "prediction"]].astype({"prediction": str})  # a class folder's name: text
+    assert written[["row", "path", "prediction"]].values.tolist() == expected.values.tolist()
+    assert pd.read_parquet(root.parent / "parts.errors.parquet")["row"].tolist() == [20]
 
 
 def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming_the_file(tmp_path):

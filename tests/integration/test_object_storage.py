@@ -102,6 +102,19 @@ def test_checkpoints_live_in_the_bucket_and_the_winner_registers_from_it(s3_endp
     assert scored["row"].tolist() == list(range(300))
     assert scored["prediction"].head(8).tolist() == list(predictions)
 
+    # and into a folder in the bucket: Ray Data's writer, the parts moved into place object by object
+    score[score.index("--output") + 1] = bucket_uri(s3_endpoint, "scored-parts/")
+    done = subprocess.run(
+        score, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **S3_CREDENTIALS}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    listed = signed.get_file_info(pyarrow.fs.FileSelector("kiln", recursive=True))
+    names = [f.path for f in listed if f.type == pyarrow.fs.FileType.File]
+    assert not [n for n in names if ".scored-parts.partial" in n]  # the staging objects are gone
+    written = [n for n in names if n.startswith("kiln/scored-parts/")]
+    parts = pd.concat([pd.read_parquet(n, filesystem=signed) for n in written]).sort_values("row", ignore_index=True)
+    pd.testing.assert_frame_equal(parts, scored, check_dtype=False)
+
 
 def test_a_search_killed_mid_way_resumes_from_the_bucket(s3_endpoint, tmp_path):
     """The ledger and Tune's state are in the bucket, beside the checkpoints: --resume reads them from there."""
