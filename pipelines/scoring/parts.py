@@ -5,18 +5,19 @@ Rows carry their input row numbers from the reader: the driver plans the reads f
 group at a time with its first row number known (an image folder: its listing), so part files may come in any
 order. Each actor writes the rows it cannot score to a small file of its own under the staging folder; the driver
 gathers them into `<DIR>.errors.parquet` (a retried batch's rows once), checks rows in = rows written (the parts'
-footers) + rows failed, and only then moves the folder into place. A crash or Ctrl-C leaves the staging folder,
-which the next job removes, and never a folder under the final name."""
+footers) + rows failed, and only then moves the folder into place. A failure or Ctrl-C removes the staging folder (a
+killed job's is removed by the next one) and never leaves a folder under the final name."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from pipelines.cluster import storage
-from pipelines.errors import DataError
+from pipelines.errors import ConfigError, DataError
 from pipelines.scoring import inputs, rows
 from pipelines.scoring.output import Target
 
@@ -43,11 +44,13 @@ class Folder:
             fs, path = storage.uri_filesystem(given, "--output")
             folder = cls(fs, path.rstrip("/"), storage.shown(given.split("?", 1)[0]))
         else:
-            from pathlib import Path
-
             local = str(Path(given.removeprefix("file://")).expanduser().resolve())
             folder = cls(pyarrow.fs.LocalFileSystem(), local, local + "/")
-        if folder.exists(folder.path) and not overwrite:
+        try:  # an unreachable store fails here, before anything starts
+            exists = folder.exists(folder.path)
+        except OSError as err:
+            raise ConfigError(f"--output {folder.shown}: cannot write there: {str(err).splitlines()[0]}") from None
+        if exists and not overwrite:
             raise DataError(f"--output {folder.shown}: it exists; pass --overwrite to replace it")
         return folder
 
