@@ -17,6 +17,35 @@ from pipelines.scoring import rows
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
+def located(given: str) -> tuple[object, str, str]:
+    """`--output` as (its pyarrow filesystem, the path in it, how messages show it: an object-store URI without
+    credentials or query)."""
+    import pyarrow.fs
+
+    if "://" in given and not given.startswith("file://"):
+        fs, path = storage.uri_filesystem(given, "--output")
+        return fs, path, storage.shown(given.split("?", 1)[0])
+    local = str(Path(given.removeprefix("file://")).expanduser().resolve())
+    return pyarrow.fs.LocalFileSystem(), local, local
+
+
+def exists(fs, path: str) -> bool:
+    import pyarrow.fs
+
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def check_new(fs, path: str, shown: str, *, overwrite: bool) -> None:
+    """Before anything starts or is created: ConfigError when the store cannot be reached, DataError when `path`
+    exists and `overwrite` is off."""
+    try:
+        found = exists(fs, path)
+    except OSError as err:
+        raise ConfigError(f"--output {shown}: cannot write there: {str(err).splitlines()[0]}") from None
+    if found and not overwrite:
+        raise DataError(f"--output {shown}: it exists; pass --overwrite to replace it")
+
+
 @dataclass(frozen=True)
 class Target:
     fs: object  # pyarrow.fs.FileSystem
@@ -27,21 +56,9 @@ class Target:
     def of(cls, given: str, *, overwrite: bool = False) -> Target:
         """`--output` as given; ConfigError for a format Kiln does not write, DataError when it exists and
         `overwrite` is off (nothing is started or written either way)."""
-        import pyarrow.fs
-
-        if "://" in given and not given.startswith("file://"):
-            fs, path = storage.uri_filesystem(given, "--output")
-            target = cls(fs, path, storage.shown(given.split("?", 1)[0]))
-        else:
-            local = Path(given.removeprefix("file://")).expanduser().resolve()
-            target = cls(pyarrow.fs.LocalFileSystem(), str(local), str(local))
+        target = cls(*located(given))
         target.format  # noqa: B018 (checked before anything starts)
-        try:  # an unreachable store fails here, before anything starts; nothing is created yet
-            exists = target.exists(target.path)
-        except OSError as err:
-            raise ConfigError(f"--output {target.shown}: cannot write there: {str(err).splitlines()[0]}") from None
-        if exists and not overwrite:
-            raise DataError(f"--output {target.shown}: it exists; pass --overwrite to replace it")
+        check_new(target.fs, target.path, target.shown, overwrite=overwrite)
         return target
 
     @property
@@ -62,9 +79,7 @@ class Target:
         return f"{folder}/.{name}.partial"
 
     def exists(self, path: str) -> bool:
-        import pyarrow.fs
-
-        return self.fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        return exists(self.fs, path)
 
     def remove(self, path: str) -> None:
         if self.exists(path):

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from pipelines.cluster import storage
-from pipelines.errors import ConfigError, DataError
-from pipelines.scoring import inputs, rows
-from pipelines.scoring.output import Target
+from pipelines.errors import DataError
+from pipelines.scoring import inputs, output, rows
 
 FAILED = "_failed"  # the actors' failed rows under the staging folder, gathered at the end
 
@@ -38,20 +36,9 @@ class Folder:
     @classmethod
     def of(cls, given: str, *, overwrite: bool = False) -> Folder:
         """As output.Target.of, for a folder: DataError when it exists and `overwrite` is off."""
-        import pyarrow.fs
-
-        if "://" in given and not given.startswith("file://"):
-            fs, path = storage.uri_filesystem(given, "--output")
-            folder = cls(fs, path.rstrip("/"), storage.shown(given.split("?", 1)[0]))
-        else:
-            local = str(Path(given.removeprefix("file://")).expanduser().resolve())
-            folder = cls(pyarrow.fs.LocalFileSystem(), local, local + "/")
-        try:  # an unreachable store fails here, before anything starts
-            exists = folder.exists(folder.path)
-        except OSError as err:
-            raise ConfigError(f"--output {folder.shown}: cannot write there: {str(err).splitlines()[0]}") from None
-        if exists and not overwrite:
-            raise DataError(f"--output {folder.shown}: it exists; pass --overwrite to replace it")
+        fs, path, shown = output.located(given)
+        folder = cls(fs, path.rstrip("/"), shown.rstrip("/") + "/")
+        output.check_new(folder.fs, folder.path, folder.shown, overwrite=overwrite)
         return folder
 
     @property
@@ -60,13 +47,12 @@ class Folder:
         return f"{parent}/.{name}.partial"
 
     @property
-    def errors(self) -> Target:
-        return Target(self.fs, self.path + ".errors.parquet", self.shown.rstrip("/") + ".errors.parquet")
+    def errors(self) -> output.Target:
+        shown = self.shown.rstrip("/") + ".errors.parquet"
+        return output.Target(self.fs, self.path + ".errors.parquet", shown)
 
     def exists(self, path: str) -> bool:
-        import pyarrow.fs
-
-        return self.fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        return output.exists(self.fs, path)
 
     def files(self, path: str) -> list[str]:
         """Every file under `path`, sorted."""
