@@ -66,7 +66,7 @@ class Target:
         try:
             return FORMATS[Path(self.path).suffix.lower()]
         except KeyError:
-            raise ConfigError(f"--output {self.shown}: end it in .parquet or .csv") from None
+            raise ConfigError(f"--output {self.shown}: end it in .parquet or .csv, or in / for a folder of parts") from None
 
     @property
     def errors(self) -> Target:
