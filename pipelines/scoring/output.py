@@ -66,7 +66,8 @@ class Target:
         try:
             return FORMATS[Path(self.path).suffix.lower()]
         except KeyError:
-            raise ConfigError(f"--output {self.shown}: end it in .parquet or .csv, or in / for a folder of parts") from None
+            folder = "or in / for a folder of parts"
+            raise ConfigError(f"--output {self.shown}: end it in .parquet or .csv, {folder}") from None
 
     @property
     def errors(self) -> Target:
