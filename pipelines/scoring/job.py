@@ -179,7 +179,7 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
     failed_to = f"{folder.staging}/{parts.FAILED}"
     try:
         folder.fs.create_dir(failed_to, recursive=True)
-        numbered = parts.dataset(given, planned, [*job.keep, *job.features], cfg.score.batch_size)
+        columns = [*job.keep, *job.features]
         args = (
             job.shipped,
             job.factory,
@@ -190,6 +190,7 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
             failed_to,
             folder.fs,
         )
+        numbered = lambda: parts.dataset(given, planned, columns, cfg.score.batch_size)  # noqa: E731
         scored = pooled(cfg, numbered, job.shipped, PartScorer, args, ordered=False)
         scored.write_parquet(folder.staging, filesystem=folder.fs)
         failed = parts.gathered(folder)
@@ -220,12 +221,15 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
 def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.Shipped, factory, key: bytes, keep):
     """The input's rows through the actor pool, in input order, a pyarrow Table at a time."""
     args = (shipped, factory, key, keep, cfg.score.probabilities, given.folder)
-    scored = pooled(cfg, inputs.dataset(given, cfg.score.batch_size), shipped, Scorer, args, ordered=True)
+    scored = pooled(cfg, lambda: inputs.dataset(given, cfg.score.batch_size), shipped, Scorer, args, ordered=True)
     yield from scored.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-def pooled(cfg: KilnConfig, dataset, shipped: mlflow_store.Shipped, scorer, args: tuple, *, ordered: bool):
-    """`dataset` through the pool of `scorer` actors (constructed with `args`), with the job's Ray Data options."""
+def pooled(cfg: KilnConfig, make, shipped: mlflow_store.Shipped, scorer, args: tuple, *, ordered: bool):
+    """The dataset `make()` gives, through the pool of `scorer` actors (constructed with `args`), with the job's
+    Ray Data options. They are set before `make` runs: a Dataset keeps the context it was made in (a dataset made
+    first read with the v2 reader, in 128 MiB blocks and out of order, which the driver's numbering then got
+    wrong)."""
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -250,7 +254,7 @@ def pooled(cfg: KilnConfig, dataset, shipped: mlflow_store.Shipped, scorer, args
     # listing task of a whole CPU: 6 s of a 12 s job for one file on 2 cores, and a pool holding the CPUs hangs
     # it. The v1 reader plans its read tasks from the footers on the driver.
     context.use_datasource_v2 = False
-    return dataset.map_batches(
+    return make().map_batches(
         scorer,
         fn_constructor_args=args,
         batch_size=cfg.score.batch_size,
