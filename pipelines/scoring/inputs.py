@@ -96,4 +96,4 @@ def dataset(given: Input, batch_size: int):
         )
     if given.source.format == "csv":
         return ray.data.read_csv(given.source.paths, num_cpus=READ_CPUS)
-    return ray.data.read_parquet(given.source.paths, num_cpus=READ_CPUS)  # the reader scored_batches chose (v1)
+    return ray.data.read_parquet(given.source.paths, num_cpus=READ_CPUS)  # the reader job.pooled chose (v1)

@@ -93,7 +93,8 @@ def score(
     if parts.is_folder(output_path):
         return score_to_folder(cfg, ref, input_path, parts.Folder.of(output_path, overwrite=overwrite), verbose)
     output = Target.of(output_path, overwrite=overwrite)
-    name, version, factory, key, shipped, given, keep, _ = prepared(cfg, ref, input_path)
+    job = prepared(cfg, ref, input_path)
+    given = job.given
     runtime.start(cfg, verbose=verbose)
     started = time.perf_counter()
     counts = {"in": 0, "out": 0, "failed": 0}
@@ -102,7 +103,7 @@ def score(
     errors = output.errors
     try:
         with output.writer() as scored, errors.writer("parquet") as failed:
-            for batch in scored_batches(cfg, given, shipped, factory, key, keep):
+            for batch in scored_batches(cfg, job):
                 good, bad = rows.numbered(batch, counts["in"])
                 counts["in"] += batch.num_rows
                 scored.write(good)
@@ -134,7 +135,7 @@ def score(
         output.shown,
         errors.shown if counts["failed"] else None,
     )
-    record(cfg, name, version, given.source, result)
+    record(cfg, job.name, job.version, given.source, result)
     return result
 
 
@@ -218,10 +219,12 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
     return result
 
 
-def scored_batches(cfg: KilnConfig, given: inputs.Input, shipped: mlflow_store.Shipped, factory, key: bytes, keep):
+def scored_batches(cfg: KilnConfig, job: Prepared):
     """The input's rows through the actor pool, in input order, a pyarrow Table at a time."""
-    args = (shipped, factory, key, keep, cfg.score.probabilities, given.folder)
-    scored = pooled(cfg, lambda: inputs.dataset(given, cfg.score.batch_size), shipped, Scorer, args, ordered=True)
+    given = job.given
+    args = (job.shipped, job.factory, job.key, job.keep, cfg.score.probabilities, given.folder)
+    make = lambda: inputs.dataset(given, cfg.score.batch_size)  # noqa: E731
+    scored = pooled(cfg, make, job.shipped, Scorer, args, ordered=True)
     yield from scored.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
