@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PredictRequest(BaseModel):
+    # a field the endpoint does not know is a 422 naming it, never silently dropped: `"probabilities": true` beside
+    # `instances` (instead of inside `parameters`) would otherwise answer without the probabilities asked for
+    model_config = ConfigDict(extra="forbid")
+
     instances: list[Any] = Field(
         ...,
         description="Rows in training feature order ([[...], ...]) or objects keyed by feature name.",

@@ -32,9 +32,16 @@ class Endpoint(Protocol):
     async def forward(self, item: tuple[Predictor, np.ndarray]) -> list[Any]: ...
 
 
+PARAMETERS = frozenset({"probabilities"})  # what /predict's `parameters` may hold
+
+
 def wants_probabilities(parameters: dict[str, Any] | None, predictor: Predictor) -> bool:
     """`"parameters": {"probabilities": true}` asks for each row's class probabilities beside its label (a
-    RequestError, before any work, when the value is not a bool or the model is a regression)."""
+    RequestError, before any work, when the value is not a bool, the model is a regression, or a parameter is
+    not one the endpoint knows: a misspelt one would otherwise be ignored without a word)."""
+    unknown = sorted(set(parameters or {}) - PARAMETERS)
+    if unknown:
+        raise RequestError(f"parameters.{unknown[0]}: not a parameter of /predict (it takes: {', '.join(PARAMETERS)})")
     value = (parameters or {}).get("probabilities", False)
     if not isinstance(value, bool):
         raise RequestError(f"parameters.probabilities: expected true or false, got {value!r}")

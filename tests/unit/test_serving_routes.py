@@ -215,6 +215,20 @@ def test_probabilities_when_asked_keyed_by_label_beside_the_label(served):
     assert bad.status_code == 422 and "parameters.probabilities" in bad.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "body, named",
+    [
+        ({"probabilities": True}, "probabilities"),  # beside instances, not inside parameters
+        ({"parameters": {"probabilites": True}}, "parameters.probabilites"),  # misspelt
+    ],
+)
+def test_a_field_the_endpoint_does_not_know_is_named_not_ignored(served, body, named):
+    url, _, frame = served
+    reply = requests.post(f"{url}/predict", json={"instances": rows(frame)[:2], **body}, timeout=10)
+    assert reply.status_code == 422, reply.text
+    assert named in str(reply.json()["detail"])
+
+
 def test_predict_file_in_chunks_shrinking_on_413(served, tmp_path):
     from serving.client import predict_file
 
