@@ -8,6 +8,7 @@ N and 4N rows of the same generator as parquet, then measures:
   with Ray's start;
 - a plain single-process loop, in a process of its own, free to use both cores and pinned to one (taskset, one
   thread): the version loaded, pyarrow batches of 4096 rows -> the same verified version -> a parquet file;
+- `kiln score` into a folder of part files (`--output DIR/`, Ray Data's writer) against one file, 2 CPUs;
 - the `kiln score` process's peak RSS at N and 4N rows (read from /proc while it runs): flat, if the driver streams;
 - the same N rows through the HTTP endpoint (`kiln serve` of the version, 127.0.0.1): 8 clients (threads with
   keep-alive sessions) each posting requests of 1,000 rows as JSON, bodies encoded before the clock starts.
@@ -74,7 +75,7 @@ def peak_rss_mb(pid: int, stop: threading.Event, into: list[float]) -> None:
         time.sleep(0.1)
 
 
-def kiln_score(root: Path, source: Path, out: Path, *extra: str, one_core: bool = False) -> dict:
+def kiln_score(root: Path, source: Path, out: Path | str, *extra: str, one_core: bool = False) -> dict:
     command = ["taskset", "-c", "0"] * one_core + [
         KILN, "score", NAME, "configs/quickstart.yaml", "--set", f"storage.root={root}",
         "--input", str(source), "--output", str(out), *extra,
@@ -219,6 +220,7 @@ def main() -> None:
             "kiln_1cpu_on_1core": lambda: kiln_score(
                 root, small, Path(tmp) / "pinned.parquet", "--set", "ray.num_cpus=1", one_core=True
             ),
+            "kiln_2cpu_folder": lambda: kiln_score(root, small, f"{tmp}/parts/"),  # Ray Data's writer, parts
             "kiln_2cpu_4x": lambda: kiln_score(root, large, Path(tmp) / "big.parquet"),
             "plain_2core_4x": lambda: plain_process(root, large, Path(tmp) / "p4.parquet", one_core=False),
             "http_8": lambda: over_http(root, small),
@@ -250,6 +252,10 @@ def main() -> None:
              "baseline": f"the same rows through kiln serve's /predict, 8 clients, 1,000 rows a request; {base}"},
             {"name": "score_scaling_2cpu_vs_1cpu", "value": round(two["rows_per_s"] / one["rows_per_s"], 3),
              "unit": "x", "target": None, "baseline": f"kiln score with ray.num_cpus=1; {base}"},
+            {"name": "score_folder_output_vs_file_output",
+             "value": round(detail["kiln_2cpu_folder"]["rows_per_s"] / two["rows_per_s"], 3), "unit": "x",
+             "target": None, "baseline": f"kiln score into one parquet file (--output DIR/: parts written by Ray "
+             f"Data's writer where the actors run, rows numbered by the reader); {base}"},
             {"name": "score_driver_memory_ratio_4x_rows", "value":
              round(big["driver_peak_rss_mb"] / max(two["driver_peak_rss_mb"], 1), 3),
              "unit": "x", "target": None, "baseline": f"the driver's peak RSS at 4x the rows; {base}"},

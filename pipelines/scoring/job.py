@@ -6,6 +6,8 @@ only when every row is accounted for."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -193,7 +195,8 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
         )
         numbered = lambda: parts.dataset(given, planned, columns, cfg.score.batch_size)  # noqa: E731
         scored = pooled(cfg, numbered, job.shipped, PartScorer, args, ordered=False)
-        scored.write_parquet(folder.staging, filesystem=folder.fs)
+        with progress(parts.Counted(folder), total, started):
+            scored.write_parquet(folder.staging, filesystem=folder.fs)
         failed = parts.gathered(folder)
         written = parts.written_rows(folder)
         if written + failed.num_rows != total:
@@ -217,6 +220,34 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
     )  # fmt: skip
     record(cfg, job.name, job.version, given.source, result)
     return result
+
+
+@contextlib.contextmanager
+def progress(done, total: int, started: float):
+    """While the body runs, a progress line every PROGRESS_EVERY_S from `done()` (the rows written so far), its
+    rate counted from the first rows seen: a folder output's rows never reach the driver, so their count comes
+    from the files the actors wrote."""
+    stop = threading.Event()
+
+    def watch():
+        first = None
+        while not stop.wait(PROGRESS_EVERY_S):
+            try:
+                rows_done, now = done(), time.perf_counter() - started
+            except OSError:  # a listing that failed this time (a bucket's hiccup): no line, the job goes on
+                continue
+            if rows_done and first is None:
+                first = (rows_done, now)
+            elif rows_done:
+                console.say(progress_line(rows_done, total, now, first))
+
+    watcher = threading.Thread(target=watch, name="kiln-score-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def scored_batches(cfg: KilnConfig, job: Prepared):

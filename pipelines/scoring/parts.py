@@ -162,6 +162,25 @@ def gathered(folder: Folder):
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
+class Counted:
+    """Rows the actors have written so far, parts and failed rows, for a folder output's progress line: each file's
+    footer read once, a file still being written (no footer yet) skipped until it has one."""
+
+    def __init__(self, folder: Folder):
+        self.folder, self.rows = folder, {}
+
+    def __call__(self) -> int:
+        import pyarrow.parquet
+
+        for path in self.folder.files(self.folder.staging):
+            if path not in self.rows:
+                try:
+                    self.rows[path] = pyarrow.parquet.ParquetFile(path, filesystem=self.folder.fs).metadata.num_rows
+                except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: a footer not written yet
+                    continue
+        return sum(self.rows.values())
+
+
 def written_rows(folder: Folder) -> int:
     """Rows in the staging folder's part files, from their footers."""
     import pyarrow.parquet

@@ -64,3 +64,31 @@ def test_the_folder_appears_under_its_name_only_when_committed(tmp_path):
     assert not (tmp_path / ".scored.partial").exists()
     with pytest.raises(DataError, match="it exists; pass --overwrite"):
         parts.Folder.of(str(tmp_path / "scored") + "/")
+
+
+def test_progress_counts_what_the_actors_have_written_skipping_a_file_half_written(tmp_path):
+    folder = parts.Folder.of(str(tmp_path / "scored") + "/")
+    staging = tmp_path / ".scored.partial"
+    (staging / parts.FAILED).mkdir(parents=True)
+    counted = parts.Counted(folder)
+    assert counted() == 0
+    pq.write_table(pa.table({"row": range(40)}), staging / "part-0.parquet")
+    pq.write_table(pa.table({"row": [7], "error": ["bad"]}), staging / parts.FAILED / "a.parquet")
+    (staging / "part-1.parquet").write_bytes(b"PAR1 no footer yet")  # Ray Data's writer mid-file
+    assert counted() == 41
+    pq.write_table(pa.table({"row": range(40, 100)}), staging / "part-1.parquet")  # now whole
+    assert counted() == 101
+
+
+def test_a_progress_line_comes_while_the_job_runs_from_the_rows_written(monkeypatch, capsys):
+    import time
+
+    from pipelines.scoring import job
+
+    monkeypatch.setattr(job, "PROGRESS_EVERY_S", 0.05)
+    written = iter([0, 100, 400, 700, 1000] + [1000] * 1000)
+    with job.progress(lambda: next(written), 1000, time.perf_counter()):
+        time.sleep(0.5)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(" of 1,000 rows scored (" in line for line in lines), lines
+    assert "400 of 1,000 rows scored (40%)" in lines[0]  # counted from the first rows seen, not from zero
