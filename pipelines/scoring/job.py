@@ -224,22 +224,25 @@ def score_to_folder(cfg: KilnConfig, ref: str, input_path: str, folder: parts.Fo
 
 @contextlib.contextmanager
 def progress(done, total: int, started: float):
-    """While the body runs, a progress line every PROGRESS_EVERY_S from `done()` (the rows written so far), its
-    rate counted from the first rows seen: a folder output's rows never reach the driver, so their count comes
-    from the files the actors wrote."""
+    """While the body runs, a progress line at most every PROGRESS_EVERY_S from `done()` (the rows written so far,
+    asked every second), its rate counted from the first rows seen: a folder output's rows never reach the driver,
+    so their count comes from the files the actors wrote."""
     stop = threading.Event()
 
     def watch():
-        first = None
-        while not stop.wait(PROGRESS_EVERY_S):
+        first, shown = None, 0.0
+        while not stop.wait(min(1.0, PROGRESS_EVERY_S)):
             try:
-                rows_done, now = done(), time.perf_counter() - started
+                rows_done, now = done(), time.perf_counter()
             except OSError:  # a listing that failed this time (a bucket's hiccup): no line, the job goes on
                 continue
-            if rows_done and first is None:
-                first = (rows_done, now)
-            elif rows_done:
-                console.say(progress_line(rows_done, total, now, first))
+            if not rows_done:
+                continue
+            if first is None:  # the rate and the first line count from here, past the actors' start
+                first, shown = (rows_done, now - started), now
+            elif rows_done > first[0] and now - shown >= PROGRESS_EVERY_S:
+                shown = now
+                console.say(progress_line(rows_done, total, now - started, first))
 
     watcher = threading.Thread(target=watch, name="kiln-score-progress", daemon=True)
     watcher.start()

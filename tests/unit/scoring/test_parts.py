@@ -91,4 +91,4 @@ def test_a_progress_line_comes_while_the_job_runs_from_the_rows_written(monkeypa
         time.sleep(0.5)
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(" of 1,000 rows scored (" in line for line in lines), lines
-    assert "400 of 1,000 rows scored (40%)" in lines[0]  # counted from the first rows seen, not from zero
+    assert not any(line.startswith("  100 of") for line in lines)  # the first rows seen start the count
