@@ -41,7 +41,8 @@ def wants_probabilities(parameters: dict[str, Any] | None, predictor: Predictor)
     not one the endpoint knows: a misspelt one would otherwise be ignored without a word)."""
     unknown = sorted(set(parameters or {}) - PARAMETERS)
     if unknown:
-        raise RequestError(f"parameters.{unknown[0]}: not a parameter of /predict (it takes: {', '.join(PARAMETERS)})")
+        known = ", ".join(sorted(PARAMETERS))
+        raise RequestError(f"parameters.{unknown[0]}: not a parameter of /predict (it takes: {known})")
     value = (parameters or {}).get("probabilities", False)
     if not isinstance(value, bool):
         raise RequestError(f"parameters.probabilities: expected true or false, got {value!r}")
