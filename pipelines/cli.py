@@ -271,6 +271,8 @@ def cmd_run(args) -> int:
     cfg = _config(args)
     if named_after_data(cfg, args.overrides):
         console.say(f"  run named {cfg.name!r} after data.source (set name=... to choose another)")
+        model = cfg.registry.model_name
+        console.say(f"  its model registers as {model!r} (set registry.model_name=... to choose another)")
     try:
         result = run.run(cfg, serve=not args.no_serve, verbose=args.verbose, resume=args.resume)
     except SearchInterrupted as stopped:

@@ -713,11 +713,19 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
             raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    own_source = (raw.get("data") or {}).get("source", DataConfig.model_fields["source"].default)
     raw = apply_overrides(raw, overrides)
     cfg = validate(raw, source)
     if named_after_data(cfg, overrides):
-        # The config's name describes its own data: a run on other data is named after that data instead.
-        set_dotted(raw, "name", name_of_source(cfg.data.source))
+        # The config's name describes its own data: a run on other data is named after that data instead, and so
+        # is a model name made of the config's own data's name (the quickstart's digits-mlp: attrition-mlp), or
+        # the other data's model would register as a new version of the digits model and move its alias.
+        data_name = name_of_source(cfg.data.source)
+        set_dotted(raw, "name", data_name)
+        own = name_of_source(str(own_source))
+        named = {o.partition("=")[0].strip() for o in overrides}
+        if "registry.model_name" not in named and own and cfg.registry.model_name.startswith(f"{own}-"):
+            set_dotted(raw, "registry.model_name", data_name + cfg.registry.model_name[len(own) :])
         cfg = validate(raw, source)
     return cfg
 

@@ -149,3 +149,16 @@ def test_a_run_on_other_data_is_named_after_that_data_unless_name_is_set():
     assert load_config(quickstart, ["data.source=/data/x.csv", "name=mine"]).name == "mine"
     assert load_config(quickstart, ["data.source=s3://bucket/sales/"]).name == "sales"
     assert load_config(quickstart, ["data.source=/d/.."]).name == "digits-quickstart"  # nothing usable: as written
+
+
+def test_a_model_named_after_the_configs_data_is_named_after_other_data_instead():
+    """The quickstart on another table: its model must not register as a new version of digits-mlp (moving the
+    digits model's alias to a model of other columns)."""
+    quickstart = ROOT / "configs" / "quickstart.yaml"
+    assert load_config(quickstart).registry.model_name == "digits-mlp"
+    other = load_config(quickstart, ["data.source=/data/attrition.csv", "data.label=Attrition"])
+    assert (other.name, other.registry.model_name) == ("attrition", "attrition-mlp")
+    chosen = load_config(quickstart, ["data.source=/data/attrition.csv", "registry.model_name=churn"])
+    assert chosen.registry.model_name == "churn"  # the user's own choice stands
+    tiny = load_config(ROOT / "tests" / "configs" / "tiny.yaml", ["data.source=/data/attrition.csv"])
+    assert tiny.registry.model_name == "kiln-test-mlp"  # a name not made of the config's data keeps it
