@@ -194,7 +194,8 @@ def test_a_file_that_does_not_decode_stops_a_streamed_run_before_training_naming
     said = refused.stdout + refused.stderr
     assert refused.returncode == 2, said[-3000:]
     assert "9999.png" in said and "column 'image' row" in said, said[-3000:]
-    assert "✗ ingest" in refused.stdout and "» search" not in refused.stdout and "registered" not in said
+    assert "✗ ingest" in refused.stdout and "» search" not in refused.stdout and "» register" not in said
+    assert "never-registered v1" not in said  # nothing registered (the name itself is said at the start)
 
 
 def test_health_checks_answer_while_big_images_are_validated(image_run):
