@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests_support import KILN, ROOT, alive, descendants, free_port, store_client
+from tests_support import KILN, ROOT, descendants, free_port, outliving, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,7 @@ def ui(live_run):
     members = [process.pid, *descendants(process.pid)]
     os.killpg(process.pid, signal.SIGTERM)  # the UI server and the workers it started
     process.wait(30)
-    time.sleep(2)
-    assert not [pid for pid in members if alive(pid)], "an MLflow UI process outlived the test"
+    assert not outliving(members), "an MLflow UI process outlived the test"
 
 
 def body_text_when(driver, predicate, timeout_s: float = 45) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests_support import KILN, ROOT, alive, descendants, start_run, store_client, supervised
+from tests_support import KILN, ROOT, descendants, outliving, start_run, store_client, supervised
 
 pytestmark = pytest.mark.slow
 
@@ -375,8 +375,7 @@ def test_kiln_score_stopped_with_ctrl_c_leaves_no_output_and_nothing_running(mix
     assert process.returncode == 130, "".join(said)[-2000:]
     assert "scored " not in "".join(said)  # stopped before the end, or the test proves nothing
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith((".stopped", "stopped"))) == []
-    time.sleep(2)
-    assert not [pid for pid in members if alive(pid)], "processes of kiln score outlived it"
+    assert not outliving(members), "processes of kiln score outlived it"
 
 
 def test_sigterm_to_kiln_alone_stops_the_run_and_everything_it_started(mixed_run):
@@ -388,5 +387,4 @@ def test_sigterm_to_kiln_alone_stops_the_run_and_everything_it_started(mixed_run
     assert run.stop(timeout_s=90, signum=signal.SIGTERM, group=False) == 143, run.output[-2000:]  # 128 + SIGTERM
     print(f"kiln run stopped {time.monotonic() - started:.1f} s after SIGTERM")
     assert "shutting down the endpoint" in run.output and "sys.exit" not in run.output
-    time.sleep(2)
-    assert not [pid for pid in members if alive(pid)], "processes of the run outlived it"
+    assert not outliving(members), "processes of the run outlived it"

@@ -11,7 +11,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +18,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tests_support import KILN, ROOT, alive, descendants
+from tests_support import KILN, ROOT, descendants, outliving
 
 pytestmark = pytest.mark.slow
 
@@ -241,5 +240,4 @@ def test_ctrl_c_stops_serving_cleanly(live_run):
     assert "shutting down the endpoint" in live_run.output
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{live_run.url}/healthz", timeout=5)
-    time.sleep(2)
-    assert not [pid for pid in members if alive(pid)], "a process kiln run started outlived it"
+    assert not outliving(members), "a process kiln run started outlived it"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import requests
 
 from pipelines.data import builtin
 
-from tests_support import KILN, ROOT, alive, descendants, self_signed_certificate, start_run, store_client
+from tests_support import KILN, ROOT, descendants, outliving, self_signed_certificate, start_run, store_client
 
 pytestmark = pytest.mark.slow
 
@@ -88,8 +87,7 @@ def price_run(tmp_path_factory):
     yield folder, table, run, trained.stdout
     members = [run.process.pid, *descendants(run.process.pid)]
     assert run.stop(group=False) == 130, run.output[-3000:]
-    time.sleep(2)
-    assert not [pid for pid in members if alive(pid)], "a process kiln serve started outlived it"
+    assert not outliving(members), "a process kiln serve started outlived it"
 
 
 def test_the_endpoint_serves_https_only_with_its_certificate(price_run):

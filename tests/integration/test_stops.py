@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests_support import KILN, ROOT, alive, descendants, supervised
+from tests_support import KILN, ROOT, descendants, outliving, supervised
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +58,7 @@ def terminated(tmp_path_factory):
         driver.kill()
         pytest.fail(f"kiln still running 120 s after SIGTERM:\n{os.linesep.join(lines[-30:])}")
     print(f"kiln run stopped {time.monotonic() - sent:.1f} s after SIGTERM mid-search")
-    time.sleep(2)
-    leftovers = [pid for pid in members if alive(pid)]
+    leftovers = outliving(members)
     output = "\n".join(lines) + "\n" + rest
     hint = re.search(r"continue it with: (kiln run .*--resume)$", output, re.M)
     assert hint, output[-3000:]

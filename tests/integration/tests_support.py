@@ -164,6 +164,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+def outliving(pids: list[int], within_s: float = 30.0) -> list[int]:
+    """Those of `pids` still alive after up to `within_s` seconds: a stopped process's children (Ray's raylet and
+    workers among them) take a moment to exit, longer on a loaded machine, and a fixed wait made a clean stop
+    look unclean."""
+    deadline = time.monotonic() + within_s
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 def kill_with_children(pid: int) -> None:
     """SIGKILL the driver and the local Ray runtime it started, like a machine going down."""
     for member in [pid, *descendants(pid)]:
