@@ -723,8 +723,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
         data_name = name_of_source(cfg.data.source)
         set_dotted(raw, "name", data_name)
         own = name_of_source(str(own_source))
-        named = {o.partition("=")[0].strip() for o in overrides}
-        if "registry.model_name" not in named and own and cfg.registry.model_name.startswith(f"{own}-"):
+        if "registry.model_name" not in overridden(overrides) and own and cfg.registry.model_name.startswith(f"{own}-"):
             set_dotted(raw, "registry.model_name", data_name + cfg.registry.model_name[len(own) :])
         cfg = validate(raw, source)
     return cfg
@@ -732,8 +731,13 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> KilnConfi
 
 def named_after_data(cfg: KilnConfig, overrides: list[str]) -> bool:
     """Whether `overrides` change data.source but not name, so the run takes the data's name (load_config)."""
-    named = {o.partition("=")[0].strip() for o in overrides}
+    named = overridden(overrides)
     return "data.source" in named and "name" not in named and name_of_source(cfg.data.source) != ""
+
+
+def overridden(overrides: list[str]) -> set[str]:
+    """The dotted keys `--set` gave."""
+    return {o.partition("=")[0].strip() for o in overrides}
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> KilnConfig:
